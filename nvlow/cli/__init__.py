@@ -1,0 +1,1 @@
+"""nvlow command line (entry point ``nvlow``)."""

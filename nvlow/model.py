@@ -1,0 +1,218 @@
+"""Frozen results of host discovery: GPUs, MIG devices, device nodes, driver files.
+
+Paths named ``host_path`` are real paths on this machine (root-prefixed when
+``--root`` is used); ``container_path`` is where a container sees the file.
+
+Example:
+    >>> n = DeviceNode("/dev/nvidia0", "/dev/nvidia0", 195, 0, "gpu")
+    >>> n.to_dict()["container_path"]
+    '/dev/nvidia0'
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, Optional, Tuple
+
+
+@dataclass(frozen=True)
+class DeviceNode:
+    """A character device node a container may need.
+
+    ``kind`` is one of ``ctl``, ``uvm``, ``uvm-tools``, ``modeset``, ``gpu``,
+    ``cap`` (MIG/nvidia-caps), ``imex``.
+    """
+
+    host_path: str
+    container_path: str
+    major: int
+    minor: int
+    kind: str
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MigDevice:
+    """A MIG device (GPU instance + compute instance) on a parent GPU.
+
+    Example:
+        >>> m = MigDevice(uuid="MIG-x", parent_index=0, index=0, gpu_instance_id=7, compute_instance_id=0)
+        >>> m.name_for_index
+        '0:0'
+    """
+
+    uuid: Optional[str]
+    parent_index: int
+    index: int
+    gpu_instance_id: Optional[int]
+    compute_instance_id: Optional[int]
+    name: Optional[str] = None
+    memory_total: Optional[int] = None
+    cap_nodes: Tuple[DeviceNode, ...] = ()
+
+    @property
+    def name_for_index(self) -> str:
+        """``parent:slot``, the index spelling used by NVIDIA_VISIBLE_DEVICES and CDI."""
+        return f"{self.parent_index}:{self.index}"
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready dict."""
+        d = asdict(self)
+        d["cap_nodes"] = [n.to_dict() for n in self.cap_nodes]
+        return d
+
+
+@dataclass(frozen=True)
+class Gpu:
+    """One physical GPU.
+
+    ``bus_id`` is normalised to the procfs/sysfs spelling ``0000:07:00.0``.
+    """
+
+    index: int
+    minor: Optional[int]
+    uuid: Optional[str]
+    bus_id: Optional[str]
+    name: Optional[str]
+    brand: Optional[str] = None
+    architecture: Optional[str] = None
+    compute_capability: Optional[str] = None
+    memory_total: Optional[int] = None
+    persistence_mode: Optional[bool] = None
+    mig_enabled: Optional[bool] = None
+    mig_devices: Tuple[MigDevice, ...] = ()
+    node: Optional[DeviceNode] = None
+    excluded: bool = False
+
+    @property
+    def device_path(self) -> Optional[str]:
+        """Host path of ``/dev/nvidiaN`` (None when the minor is unknown)."""
+        return self.node.host_path if self.node else None
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready dict (the ``gpus[]`` entries of ``info --json``)."""
+        return {
+            "index": self.index,
+            "minor": self.minor,
+            "uuid": self.uuid,
+            "bus_id": self.bus_id,
+            "name": self.name,
+            "brand": self.brand,
+            "architecture": self.architecture,
+            "compute_capability": self.compute_capability,
+            "memory_total": self.memory_total,
+            "persistence_mode": self.persistence_mode,
+            "mig_enabled": self.mig_enabled,
+            "device_path": self.device_path,
+            "mig_devices": [m.to_dict() for m in self.mig_devices],
+        }
+
+
+@dataclass(frozen=True)
+class DriverFile:
+    """A driver file to expose in a container.
+
+    ``kind``: ``lib64``, ``lib32``, ``bin``, ``config``, ``ipc``, ``firmware``.
+    ``host_path`` is the real (symlink-resolved) file, root-prefixed.
+    ``names`` are the file names programs look for, first the real name, then
+    the SONAME and extra links (``libcuda.so``).
+    ``path`` is the host path (without root prefix), used for config files that
+    must appear at their usual host location in the container.
+    """
+
+    host_path: str
+    kind: str
+    capability: str
+    names: Tuple[str, ...]
+    soname: Optional[str] = None
+    path: Optional[str] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DriverFiles:
+    """Driver files selected for a set of capabilities, in the order of ``nvlow list``."""
+
+    libraries64: Tuple[DriverFile, ...] = ()
+    libraries32: Tuple[DriverFile, ...] = ()
+    binaries: Tuple[DriverFile, ...] = ()
+    configs: Tuple[DriverFile, ...] = ()
+    ipcs: Tuple[DriverFile, ...] = ()
+    firmware: Tuple[DriverFile, ...] = ()
+    #: (path, reason) for files that were seen and rejected (stale version, wrong ELF, ...)
+    skipped: Tuple[Tuple[str, str], ...] = ()
+    #: names from the capability lists that were not found
+    missing: Tuple[str, ...] = ()
+
+    def all(self) -> Tuple[DriverFile, ...]:
+        """Every selected file."""
+        return (self.binaries + self.libraries64 + self.libraries32 + self.configs
+                + self.ipcs + self.firmware)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "libraries64": [f.to_dict() for f in self.libraries64],
+            "libraries32": [f.to_dict() for f in self.libraries32],
+            "binaries": [f.to_dict() for f in self.binaries],
+            "configs": [f.to_dict() for f in self.configs],
+            "ipcs": [f.to_dict() for f in self.ipcs],
+            "firmware": [f.to_dict() for f in self.firmware],
+            "skipped": [list(s) for s in self.skipped],
+            "missing": list(self.missing),
+        }
+
+
+@dataclass(frozen=True)
+class Host:
+    """Everything discovery learned about a host (no capability-dependent data)."""
+
+    root: str
+    driver_version: Optional[str]
+    cuda_version: Optional[str]
+    source: str  # "nvml" or "procfs" (or "simulated:<preset>" is reported via ``simulated``)
+    gpus: Tuple[Gpu, ...]
+    #: control nodes found: ctl, uvm, uvm-tools, modeset (only those that exist)
+    control_nodes: Tuple[DeviceNode, ...] = ()
+    nvml_version: Optional[str] = None
+    open_kernel_module: Optional[bool] = None
+    #: char majors by exact /proc/devices name
+    majors: Tuple[Tuple[str, int], ...] = ()
+    warnings: Tuple[str, ...] = ()
+    simulated: Optional[str] = None
+    library_paths: Tuple[str, ...] = field(default_factory=tuple)
+
+    def control(self, kind: str) -> Optional[DeviceNode]:
+        """The control node of a kind (``ctl``, ``uvm``, ``uvm-tools``, ``modeset``) if present."""
+        for n in self.control_nodes:
+            if n.kind == kind:
+                return n
+        return None
+
+    def major(self, name: str) -> Optional[int]:
+        """Char major for an exact /proc/devices name."""
+        for n, m in self.majors:
+            if n == name:
+                return m
+        return None
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The ``nvlow info --json`` document (schema_version 1)."""
+        return {
+            "schema_version": 1,
+            "root": self.root,
+            "driver_version": self.driver_version,
+            "cuda_version": self.cuda_version,
+            "nvml_version": self.nvml_version,
+            "source": self.source,
+            "simulated": self.simulated,
+            "open_kernel_module": self.open_kernel_module,
+            "gpus": [g.to_dict() for g in self.gpus],
+            "control_nodes": [n.to_dict() for n in self.control_nodes],
+            "warnings": list(self.warnings),
+        }

@@ -1,0 +1,4 @@
+"""Low-level bindings to libnvidia-ml.so.1 and libcuda.so.1 (cffi, out-of-line ABI mode).
+
+C names appear only in this package. Nothing here loads a library at import.
+"""

@@ -1,0 +1,120 @@
+"""What nvlow asks of the driver libraries, as plain records.
+
+:class:`DriverLibrary` is the seam between discovery and the C layer. Two
+implementations exist: :class:`nvlow.native.probe.NativeDriverLibrary` (NVML
+and libcuda through cffi) and :class:`nvlow.simulate.fakelib.SimulatedLibrary`
+(a Python stand-in fed by a preset). Discovery is written against this
+protocol only, so it never knows which one it has.
+
+Every field a GPU or driver does not support is ``None``, never an error.
+
+Example:
+    >>> SystemInfo(driver_version="550.54.15", nvml_version=None, cuda_version="12.4").cuda_version
+    '12.4'
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Protocol, Tuple
+
+
+@dataclass(frozen=True)
+class SystemInfo:
+    """Driver-wide versions. ``cuda_version`` is "major.minor" (12040 -> "12.4")."""
+
+    driver_version: Optional[str]
+    nvml_version: Optional[str]
+    cuda_version: Optional[str]
+
+
+@dataclass(frozen=True)
+class MigRecord:
+    """One MIG device as NVML reports it."""
+
+    index: int  # slot index under the parent (nvmlDeviceGetMigDeviceHandleByIndex)
+    uuid: Optional[str]
+    gpu_instance_id: Optional[int]
+    compute_instance_id: Optional[int]
+    name: Optional[str] = None
+    memory_total: Optional[int] = None  # bytes
+
+
+@dataclass(frozen=True)
+class GpuRecord:
+    """Static facts about one GPU from NVML (and libcuda where NVML lacks them)."""
+
+    index: int
+    minor: Optional[int]
+    uuid: Optional[str]
+    name: Optional[str]
+    bus_id: Optional[str]  # as NVML spells it: "00000000:07:00.0"
+    pci_device_id: Optional[int] = None  # (device << 16) | vendor
+    brand: Optional[str] = None  # lower-case token: "tesla", "geforce", "nvidia", ...
+    architecture: Optional[str] = None  # "ampere", "hopper", ...
+    compute_capability: Optional[str] = None  # "8.0"
+    memory_total: Optional[int] = None  # bytes
+    persistence_mode: Optional[bool] = None
+    mig_enabled: Optional[bool] = None  # current == pending == enabled
+    mig_pending: Optional[bool] = None
+    mig_devices: Tuple[MigRecord, ...] = ()
+    power_limit: Optional[int] = None  # milliwatts
+    max_clocks_sm: Optional[int] = None  # MHz
+    max_clocks_memory: Optional[int] = None  # MHz
+    multiprocessor_count: Optional[int] = None
+    numa_node: Optional[int] = None
+    pcie_max_generation: Optional[int] = None
+    pcie_max_width: Optional[int] = None
+    bar1_total: Optional[int] = None  # bytes
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """A compute process running on a GPU."""
+
+    pid: int
+    name: Optional[str]
+    used_memory: Optional[int]  # bytes
+
+
+@dataclass(frozen=True)
+class GpuStatus:
+    """Live readings for one GPU."""
+
+    index: int
+    power_usage: Optional[int] = None  # milliwatts
+    power_limit: Optional[int] = None  # milliwatts
+    temperature: Optional[int] = None  # Celsius
+    utilization_gpu: Optional[int] = None  # percent
+    utilization_memory: Optional[int] = None
+    utilization_encoder: Optional[int] = None
+    utilization_decoder: Optional[int] = None
+    memory_used: Optional[int] = None  # bytes
+    memory_total: Optional[int] = None
+    clock_sm: Optional[int] = None  # MHz
+    clock_memory: Optional[int] = None
+    pcie_rx: Optional[int] = None  # KB/s
+    pcie_tx: Optional[int] = None
+    processes: Tuple[ProcessRecord, ...] = field(default_factory=tuple)
+
+
+class DriverLibrary(Protocol):
+    """The driver-library facade discovery, status and doctor use."""
+
+    #: absolute host paths of the libraries actually loaded (for doctor/info)
+    loaded_paths: Tuple[str, ...]
+
+    def system(self) -> SystemInfo:
+        """Driver, NVML and CUDA driver versions."""
+        ...
+
+    def gpus(self) -> Tuple[GpuRecord, ...]:
+        """Every GPU in NVML index order."""
+        ...
+
+    def status(self) -> Tuple[GpuStatus, ...]:
+        """Live readings for every GPU."""
+        ...
+
+    def close(self) -> None:
+        """Shut the libraries down (idempotent)."""
+        ...

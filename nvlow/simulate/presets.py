@@ -1,0 +1,241 @@
+"""Named machine presets, shared by ``--simulate`` and the compiled fake libraries in tests.
+
+A preset is pure data. :mod:`nvlow.simulate.hosttree` turns it into a host
+tree (/proc, /dev, driver files, ld.so.cache); :mod:`nvlow.simulate.fakelib`
+into a Python stand-in for NVML/libcuda; ``tests/fakes`` into a scenario file
+the compiled fake ``libnvidia-ml.so.1``/``libcuda.so.1`` read.
+
+Example:
+    >>> p = get_preset("dgx-a100")
+    >>> (len(p.gpus), p.gpus[3].minor, p.driver_version, p.cuda_version)
+    (8, 3, '550.54.15', 12040)
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+from typing import Dict, Optional, Tuple
+
+from ..errors import UsageError
+
+
+def _uuid(seed: str, prefix: str = "GPU") -> str:
+    h = hashlib.md5(seed.encode()).hexdigest()
+    return f"{prefix}-{h[0:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+
+@dataclass(frozen=True)
+class SimMig:
+    """A simulated MIG device (GPU instance ``gi``, compute instance ``ci``)."""
+
+    slot: int
+    gi: int
+    ci: int
+    uuid: str
+    profile: str  # "1g.10gb"
+    memory_total: int  # bytes
+
+
+@dataclass(frozen=True)
+class SimProcess:
+    pid: int
+    name: str
+    used_memory: int
+
+
+@dataclass(frozen=True)
+class SimGpu:
+    """A simulated GPU with everything NVML, CUDA and procfs would report."""
+
+    index: int
+    minor: int
+    name: str
+    uuid: str
+    bus_id: str  # NVML spelling: "00000000:07:00.0"
+    pci_device_id: int
+    brand: int  # nvmlBrandType_t value
+    architecture: int  # nvmlDeviceArchitecture_t value
+    cc_major: int
+    cc_minor: int
+    memory_total: int
+    multiprocessor_count: int
+    persistence_mode: bool = True
+    mig_mode: bool = False
+    migs: Tuple[SimMig, ...] = ()
+    power_limit: int = 400000  # mW
+    power_usage: int = 61000
+    temperature: int = 33
+    utilization_gpu: int = 0
+    utilization_memory: int = 0
+    memory_used: int = 0
+    clock_sm: int = 210
+    clock_memory: int = 1215
+    max_clock_sm: int = 1410
+    max_clock_memory: int = 1215
+    numa_node: int = 0
+    pcie_gen: int = 4
+    pcie_width: int = 16
+    processes: Tuple[SimProcess, ...] = ()
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A simulated machine."""
+
+    name: str
+    description: str
+    driver_loaded: bool
+    driver_version: Optional[str]
+    cuda_version: Optional[int]  # cuDriverGetVersion value, 12040
+    nvml_version: Optional[str]
+    gpus: Tuple[SimGpu, ...] = ()
+    open_kernel_module: bool = False
+    display: bool = False  # nvidia-modeset present
+    uvm_major: int = 510
+    caps_major: int = 511
+    libraries_present: bool = True
+    arch: str = "x86_64"
+
+
+# nvmlBrandType_t and nvmlDeviceArchitecture_t values (nvml.h, API 12)
+BRAND_GEFORCE = 5
+BRAND_NVIDIA = 14
+ARCH_AMPERE = 7
+ARCH_ADA = 8
+ARCH_HOPPER = 9
+GiB = 1024 ** 3
+
+_A100_BUSES = ("07", "0F", "47", "4E", "87", "90", "B7", "BD")
+_H100_BUSES = ("18", "2A", "3A", "5D", "9A", "AB", "BA", "DB")
+
+
+def _dgx_a100() -> Preset:
+    gpus = tuple(
+        SimGpu(
+            index=i, minor=i, name="NVIDIA A100-SXM4-40GB", uuid=_uuid(f"dgx-a100:{i}"),
+            bus_id=f"00000000:{bus}:00.0", pci_device_id=(0x20B0 << 16) | 0x10DE,
+            brand=BRAND_NVIDIA, architecture=ARCH_AMPERE, cc_major=8, cc_minor=0,
+            memory_total=40 * GiB, multiprocessor_count=108, numa_node=0 if i < 4 else 1,
+        )
+        for i, bus in enumerate(_A100_BUSES)
+    )
+    return Preset(
+        name="dgx-a100", description="8x A100-SXM4-40GB, driver 550.54.15, CUDA 12.4",
+        driver_loaded=True, driver_version="550.54.15", cuda_version=12040,
+        nvml_version="12.550.54.15", gpus=gpus, uvm_major=510, caps_major=511,
+    )
+
+
+def _h100_migs(gpu_index: int, layout: Tuple[Tuple[int, int, str, int], ...]) -> Tuple[SimMig, ...]:
+    return tuple(
+        SimMig(slot=slot, gi=gi, ci=ci, uuid=_uuid(f"dgx-h100-mig:{gpu_index}:{gi}:{ci}", "MIG"),
+               profile=profile, memory_total=mem * GiB)
+        for slot, (gi, ci, profile, mem) in enumerate(layout)
+    )
+
+
+def _dgx_h100_mig() -> Preset:
+    layouts = {
+        # GPU 0: seven 1g.10gb instances
+        0: tuple((gi, 0, "1g.10gb", 10) for gi in range(7, 14)),
+        # GPU 1: one 3g.40gb, and a 3g.40gb GPU instance split into two compute instances
+        1: ((1, 0, "3g.40gb", 40), (2, 0, "1c.3g.40gb", 40), (2, 1, "1c.3g.40gb", 40)),
+    }
+    gpus = tuple(
+        SimGpu(
+            index=i, minor=i, name="NVIDIA H100 80GB HBM3", uuid=_uuid(f"dgx-h100-mig:{i}"),
+            bus_id=f"00000000:{bus}:00.0", pci_device_id=(0x2330 << 16) | 0x10DE,
+            brand=BRAND_NVIDIA, architecture=ARCH_HOPPER, cc_major=9, cc_minor=0,
+            memory_total=80 * GiB, multiprocessor_count=132, power_limit=700000,
+            numa_node=0 if i < 4 else 1, pcie_gen=5,
+            mig_mode=i in layouts, migs=_h100_migs(i, layouts[i]) if i in layouts else (),
+        )
+        for i, bus in enumerate(_H100_BUSES)
+    )
+    return Preset(
+        name="dgx-h100-mig",
+        description="8x H100 80GB, GPUs 0 and 1 in MIG mode, driver 550.90.07, CUDA 12.4",
+        driver_loaded=True, driver_version="550.90.07", cuda_version=12040,
+        nvml_version="12.550.90.07", gpus=gpus, uvm_major=509, caps_major=237,
+    )
+
+
+def _workstation() -> Preset:
+    gpu = SimGpu(
+        index=0, minor=0, name="NVIDIA GeForce RTX 4090", uuid=_uuid("workstation:0"),
+        bus_id="00000000:01:00.0", pci_device_id=(0x2684 << 16) | 0x10DE,
+        brand=BRAND_GEFORCE, architecture=ARCH_ADA, cc_major=8, cc_minor=9,
+        memory_total=24 * GiB, multiprocessor_count=128, power_limit=450000,
+        persistence_mode=False, temperature=41, utilization_gpu=3, memory_used=512 * 1024 ** 2,
+        processes=(SimProcess(2210, "/usr/lib/xorg/Xorg", 310 * 1024 ** 2),),
+    )
+    return Preset(
+        name="workstation", description="1x GeForce RTX 4090 with a display, open kernel module 560.35.03, CUDA 12.6",
+        driver_loaded=True, driver_version="560.35.03", cuda_version=12060,
+        nvml_version="12.560.35.03", gpus=(gpu,), open_kernel_module=True, display=True,
+        uvm_major=234, caps_major=509,
+    )
+
+
+def _no_gpu() -> Preset:
+    return Preset(
+        name="no-gpu", description="driver 550.54.15 loaded, no GPUs",
+        driver_loaded=True, driver_version="550.54.15", cuda_version=12040,
+        nvml_version="12.550.54.15", gpus=(),
+    )
+
+
+def _no_driver() -> Preset:
+    return Preset(
+        name="no-driver", description="no NVIDIA driver installed",
+        driver_loaded=False, driver_version=None, cuda_version=None, nvml_version=None,
+        gpus=(), libraries_present=False,
+    )
+
+
+_BUILDERS = {
+    "dgx-a100": _dgx_a100,
+    "dgx-h100-mig": _dgx_h100_mig,
+    "workstation": _workstation,
+    "no-gpu": _no_gpu,
+    "no-driver": _no_driver,
+}
+_CACHE: Dict[str, Preset] = {}
+
+PRESET_NAMES: Tuple[str, ...] = tuple(_BUILDERS)
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``; a :class:`UsageError` listing the names otherwise."""
+    if name not in _CACHE:
+        builder = _BUILDERS.get(name)
+        if builder is None:
+            raise UsageError(
+                f"unknown simulation preset: {name!r}",
+                hint="choose one of: " + ", ".join(PRESET_NAMES),
+            )
+        _CACHE[name] = builder()
+    return _CACHE[name]
+
+
+def scaled_preset(gpus: int, *, mig: bool = False) -> Preset:
+    """A synthetic host with ``gpus`` A100/H100 GPUs (benchmarks; minors 0..gpus-1).
+
+    With ``mig`` every GPU is in MIG mode with seven 1g instances.
+
+    Example:
+        >>> len(scaled_preset(64, mig=True).gpus[63].migs)
+        7
+    """
+    base = get_preset("dgx-h100-mig" if mig else "dgx-a100").gpus[0]
+    out = []
+    for i in range(gpus):
+        bus = f"00000000:{(i // 8) + 1:02X}:{i % 8:02X}.0"
+        migs = _h100_migs(i, tuple((gi, 0, "1g.10gb", 10) for gi in range(7, 14))) if mig else ()
+        out.append(replace(base, index=i, minor=i, uuid=_uuid(f"scaled:{i}"), bus_id=bus,
+                           mig_mode=mig, migs=migs))
+    return Preset(
+        name=f"scaled-{gpus}{'-mig' if mig else ''}", description=f"{gpus} simulated GPUs",
+        driver_loaded=True, driver_version="550.54.15", cuda_version=12040,
+        nvml_version="12.550.54.15", gpus=tuple(out),
+    )
