@@ -1,0 +1,137 @@
+"""The typer application: every command, its help, and the slow-path parsing of ``args``/``exec``."""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, List, Optional
+
+import typer
+
+from .options import CommonOptions, PlanOptions
+
+app = typer.Typer(
+    name="nvlow",
+    help="Give Docker/Podman containers NVIDIA GPUs with only the driver installed.",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+ROOT = typer.Option("/", "--root", help="Host root for /proc, /dev, ld.so.cache and driver files.", envvar="NVLOW_ROOT")
+SIMULATE = typer.Option(None, "--simulate", help="Run on a built-in simulated host: dgx-a100, dgx-h100-mig, "
+                        "workstation, no-gpu, no-driver.", envvar="NVLOW_SIMULATE")
+NO_NVML = typer.Option(False, "--no-nvml", help="Do not load NVML; use /proc and /dev only.")
+DEBUG = typer.Option(False, "--debug", help="Show tracebacks on errors.")
+JSON = typer.Option(False, "--json", help="Print JSON (schema_version 1) to stdout.")
+NO_UVM = typer.Option(False, "--no-uvm-load", help="Never run nvidia-modprobe to load nvidia-uvm.")
+GPUS = typer.Option(None, "--gpus", help="GPUs: all, none, void, indices, GPU-/MIG- UUIDs (prefixes), bus ids, GPU:MIG.")
+CAPS = typer.Option(None, "--capabilities", help="Driver capabilities: compute,utility,video,graphics,display,ngx,"
+                    "compat32 or all (default: NVIDIA_DRIVER_CAPABILITIES, else compute,utility).")
+DRIVER_FILES = typer.Option("bind", "--driver-files", help="bind (read-only binds), volume (1.0 driver volume) "
+                            "or plugin (volume served by 'nvlow serve').")
+VOLUMES_DIR = typer.Option(None, "--volumes-dir", help="Where --driver-files volume builds volumes "
+                           "(default /var/lib/nvlow/volumes).")
+IMAGE = typer.Option(None, "--image", help="Image to read PATH/LD_LIBRARY_PATH and requirements from "
+                     "(exec: the image token, when the engine argv is unusual).")
+NO_REQUIRE = typer.Option(False, "--no-require", help="Skip the image's CUDA/driver requirement checks.")
+
+
+def _run(debug: bool, fn: Callable[[], int]) -> None:
+    from . import report_error
+
+    try:
+        code = fn()
+    except typer.Exit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the CLI turns every error into an exit code
+        code = report_error(exc, debug)
+    raise typer.Exit(code)
+
+
+def _common(root: str, simulate: Optional[str], no_nvml: bool, debug: bool, json_: bool,
+            no_uvm: bool = False) -> CommonOptions:
+    return CommonOptions(root=root, simulate=simulate, no_nvml=no_nvml, debug=debug, json=json_,
+                         no_uvm_load=no_uvm)
+
+
+@app.command("args")
+def args_cmd(
+    root: str = ROOT, simulate: Optional[str] = SIMULATE, no_nvml: bool = NO_NVML, debug: bool = DEBUG,
+    json_: bool = JSON, no_uvm_load: bool = NO_UVM, gpus: Optional[str] = GPUS,
+    capabilities: Optional[str] = CAPS, driver_files: str = DRIVER_FILES, volumes_dir: Optional[str] = VOLUMES_DIR,
+    image: Optional[str] = IMAGE, no_require: bool = NO_REQUIRE,
+    format_: Optional[str] = typer.Option(None, "--format", help="shell (default), json or compose."),
+) -> None:
+    """Print the docker/podman run arguments: docker run $(nvlow args) IMAGE."""
+    from .plancmd import run_args
+
+    opts = PlanOptions(root=root, simulate=simulate, no_nvml=no_nvml, debug=debug, json=json_,
+                       no_uvm_load=no_uvm_load, gpus=gpus, capabilities=capabilities, driver_files=driver_files,
+                       volumes_dir=volumes_dir, image=image, no_require=no_require, format=format_)
+    _run(debug, lambda: run_args(opts, os.environ))
+
+
+@app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
+def exec_cmd(
+    engine_argv: List[str] = typer.Argument(None, help="The engine command line after --, e.g. docker run IMAGE."),
+    root: str = ROOT, simulate: Optional[str] = SIMULATE, no_nvml: bool = NO_NVML, debug: bool = DEBUG,
+    json_: bool = JSON, no_uvm_load: bool = NO_UVM, gpus: Optional[str] = GPUS,
+    capabilities: Optional[str] = CAPS, driver_files: str = DRIVER_FILES, volumes_dir: Optional[str] = VOLUMES_DIR,
+    image: Optional[str] = IMAGE, no_require: bool = NO_REQUIRE,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the final command instead of running it."),
+    docker: Optional[str] = typer.Option(None, "--docker", help="Engine command to use (split like a shell).",
+                                         envvar="NV_DOCKER"),
+) -> None:
+    """Run the engine with GPU arguments injected: nvlow exec -- docker run --rm IMAGE CMD."""
+    from .plancmd import run_exec
+
+    opts = PlanOptions(root=root, simulate=simulate, no_nvml=no_nvml, debug=debug, json=json_,
+                       no_uvm_load=no_uvm_load, gpus=gpus, capabilities=capabilities, driver_files=driver_files,
+                       volumes_dir=volumes_dir, image=image, no_require=no_require, dry_run=dry_run,
+                       docker=docker, engine_argv=list(engine_argv or []))
+    _run(debug, lambda: run_exec(opts, os.environ))
+
+
+@app.command("info")
+def info_cmd(root: str = ROOT, simulate: Optional[str] = SIMULATE, no_nvml: bool = NO_NVML,
+             debug: bool = DEBUG, json_: bool = JSON, no_uvm_load: bool = NO_UVM) -> None:
+    """Driver and CUDA versions, and every GPU and MIG device."""
+    from .hostcmd import run_info
+
+    opts = _common(root, simulate, no_nvml, debug, json_, no_uvm_load)
+    _run(debug, lambda: run_info(opts, os.environ))
+
+
+@app.command("list")
+def list_cmd(root: str = ROOT, simulate: Optional[str] = SIMULATE, no_nvml: bool = NO_NVML,
+             debug: bool = DEBUG, json_: bool = JSON, no_uvm_load: bool = NO_UVM,
+             gpus: Optional[str] = GPUS, capabilities: Optional[str] = CAPS) -> None:
+    """Device nodes, binaries, libraries and sockets a GPU container gets (one host path per line)."""
+    from .hostcmd import run_list
+
+    opts = _common(root, simulate, no_nvml, debug, json_, no_uvm_load)
+    _run(debug, lambda: run_list(opts, os.environ, gpus, capabilities))
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        sys.stdout.write(f"nvlow {__version__}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """nvlow: NVIDIA GPUs for Docker/Podman containers on hosts with only the driver."""
+
+
+def run_app(argv: List[str], debug: bool) -> int:
+    """Run the typer app on ``argv``; returns the exit code."""
+    try:
+        app(args=argv, prog_name="nvlow", standalone_mode=True)
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    return 0

@@ -1,0 +1,69 @@
+"""A typer-free parser for ``nvlow args`` and ``nvlow exec`` (the hot path).
+
+Anything it does not understand (``--help``, an unknown option, a missing
+value) raises :class:`Fallback` and the typer app parses the command line
+instead, so users always get typer's usage messages.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Mapping, Sequence
+
+from .options import ARGS_VALUES, EXEC_FLAGS, EXEC_VALUES, FAST_FLAGS, FAST_VALUES, PlanOptions
+
+
+class Fallback(Exception):
+    """The fast parser declines; use the typer app."""
+
+
+def parse(argv: Sequence[str], env: Mapping[str, str]) -> PlanOptions:
+    """Parse ``args ...`` or ``exec ...`` (argv[0] is the command name)."""
+    command = argv[0]
+    flags: Dict[str, str] = dict(FAST_FLAGS)
+    values: Dict[str, str] = dict(FAST_VALUES)
+    if command == "exec":
+        flags.update(EXEC_FLAGS)
+        values.update(EXEC_VALUES)
+    else:
+        values.update(ARGS_VALUES)
+    opts = PlanOptions()
+    rest: List[str] = list(argv[1:])
+    i = 0
+    while i < len(rest):
+        tok = rest[i]
+        if tok == "--":
+            if command != "exec":
+                raise Fallback()
+            opts.engine_argv = rest[i + 1:]
+            break
+        if not tok.startswith("-") or tok == "-":
+            if command != "exec":
+                raise Fallback()
+            opts.engine_argv = rest[i:]
+            break
+        name, eq, inline = tok.partition("=")
+        if name in flags and not eq:
+            setattr(opts, flags[name], True)
+            i += 1
+            continue
+        if name in values:
+            if eq:
+                value = inline
+                i += 1
+            else:
+                if i + 1 >= len(rest):
+                    raise Fallback()
+                value = rest[i + 1]
+                i += 2
+            setattr(opts, values[name], value)
+            continue
+        raise Fallback()
+    apply_env_defaults(opts, env)
+    return opts
+
+
+def apply_env_defaults(opts: PlanOptions, env: Mapping[str, str]) -> None:
+    """Fill options that have environment-variable defaults (both parsers use this)."""
+    if opts.simulate is None and env.get("NVLOW_SIMULATE"):
+        opts.simulate = env["NVLOW_SIMULATE"]
+    if opts.docker is None and env.get("NV_DOCKER"):
+        opts.docker = env["NV_DOCKER"]

@@ -1,0 +1,75 @@
+"""Per-invocation plumbing: host root, driver library, discovery, stderr messages."""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, List, Mapping, Optional, Tuple
+
+from ..model import Host
+from ..records import DriverLibrary
+from ..root import HostRoot
+from .options import CommonOptions
+
+
+def note(message: str) -> None:
+    """A one-line note on stderr."""
+    sys.stderr.write(f"nvlow: {message}\n")
+
+
+def warn(message: str) -> None:
+    sys.stderr.write(f"nvlow: warning: {message}\n")
+
+
+def open_root(opts: CommonOptions, env: Mapping[str, str]
+              ) -> Tuple[HostRoot, Callable[[HostRoot], DriverLibrary]]:
+    """The host root and a driver-library opener for the common options."""
+    if opts.simulate:
+        from ..simulate.hosttree import simulated_host
+
+        root, opener = simulated_host(opts.simulate, env)
+        note(f"simulated host '{opts.simulate}' (no real GPU or driver is used)")
+        return root, opener
+    root = HostRoot(opts.root or "/")
+    if not os.path.isdir(root.path):
+        from ..errors import UsageError
+
+        raise UsageError(f"--root {root.path} is not a directory")
+
+    def opener(r: HostRoot) -> DriverLibrary:
+        from ..native.probe import open_native_library
+
+        return open_native_library(r, env)
+
+    return root, opener
+
+
+def load_host(opts: CommonOptions, env: Mapping[str, str], *, quiet: bool = False) -> Tuple[HostRoot, Host]:
+    """Discover the host named by the options; warnings go to stderr."""
+    from ..discover import discover
+
+    root, opener = open_root(opts, env)
+    host = discover(root, library_opener=opener, use_nvml=not opts.no_nvml,
+                    load_uvm=not opts.no_uvm_load)
+    if not quiet:
+        for w in host.warnings:
+            warn(w)
+    return root, host
+
+
+def env_assignments(values: List[str], env: Mapping[str, str]) -> dict:  # type: ignore[type-arg]
+    """``-e K=V`` / ``-e K`` engine options as a dict (``-e K`` takes K from ``env``)."""
+    out = {}
+    for v in values:
+        key, eq, val = v.partition("=")
+        if eq:
+            out[key] = val
+        elif key in env:
+            out[key] = env[key]
+    return out
+
+
+def first(*values: Optional[str]) -> Optional[str]:
+    for v in values:
+        if v is not None:
+            return v
+    return None

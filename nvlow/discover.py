@@ -1,0 +1,169 @@
+"""Host discovery: procfs/dev scan merged with NVML into one :class:`~nvlow.model.Host`.
+
+The scanner alone is enough (``use_nvml=False`` or NVML not loadable): it
+yields GPUs, minors, UUIDs, bus ids, models, MIG caps and the driver version.
+When a driver library is available its richer records are merged in, and
+minors and bus ids are cross-checked against procfs.
+
+Example:
+    >>> from nvlow.simulate.hosttree import simulated_host
+    >>> root, opener = simulated_host("dgx-a100")
+    >>> host = discover(root, library_opener=opener)
+    >>> (len(host.gpus), host.source, host.gpus[0].bus_id)
+    (8, 'nvml', '0000:07:00.0')
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from .errors import LibraryError
+from .model import DeviceNode, Gpu, Host, MigDevice
+from .records import DriverLibrary, GpuRecord, SystemInfo
+from .root import HostRoot
+
+LibraryOpener = Callable[[HostRoot], DriverLibrary]
+
+
+def _cap_nodes(mig_caps: Sequence[object], gpu_minor: Optional[int], gi: Optional[int],
+               ci: Optional[int]) -> Tuple[DeviceNode, ...]:
+    if gpu_minor is None or gi is None:
+        return ()
+    nodes: List[DeviceNode] = []
+    for want_ci in (None, ci):
+        for cap in mig_caps:
+            if (getattr(cap, "gpu_minor") == gpu_minor and getattr(cap, "gi") == gi
+                    and getattr(cap, "ci") == want_ci and getattr(cap, "node") is not None):
+                nodes.append(getattr(cap, "node"))
+                break
+    return tuple(nodes)
+
+
+def _gpus_from_records(records: Sequence[GpuRecord], scan: object) -> List[Gpu]:
+    from .procfs import normalize_bus_id
+
+    proc_by_bus = {pg.bus_id: pg for pg in getattr(scan, "gpus")}
+    nodes_by_minor = {pg.minor: pg.node for pg in getattr(scan, "gpus") if pg.minor is not None}
+    mig_caps = getattr(scan, "mig_caps")
+    gpus: List[Gpu] = []
+    for rec in sorted(records, key=lambda r: r.index):
+        bus = normalize_bus_id(rec.bus_id) if rec.bus_id else None
+        proc = proc_by_bus.get(bus) if bus else None
+        minor = rec.minor if rec.minor is not None else (proc.minor if proc else None)
+        migs = tuple(
+            MigDevice(
+                uuid=m.uuid, parent_index=rec.index, index=m.index,
+                gpu_instance_id=m.gpu_instance_id, compute_instance_id=m.compute_instance_id,
+                name=m.name, memory_total=m.memory_total,
+                cap_nodes=_cap_nodes(mig_caps, minor, m.gpu_instance_id, m.compute_instance_id),
+            )
+            for m in rec.mig_devices
+        )
+        gpus.append(Gpu(
+            index=rec.index, minor=minor, uuid=rec.uuid or (proc.uuid if proc else None),
+            bus_id=bus, name=rec.name or (proc.model if proc else None), brand=rec.brand,
+            architecture=rec.architecture, compute_capability=rec.compute_capability,
+            memory_total=rec.memory_total, persistence_mode=rec.persistence_mode,
+            mig_enabled=rec.mig_enabled, mig_devices=migs,
+            node=nodes_by_minor.get(minor) if minor is not None else None,
+        ))
+    return gpus
+
+
+def _gpus_from_procfs(scan: object) -> Tuple[List[Gpu], List[str]]:
+    gpus: List[Gpu] = []
+    warnings: List[str] = []
+    mig_caps = getattr(scan, "mig_caps")
+    for pg in getattr(scan, "gpus"):
+        if pg.excluded:
+            warnings.append(f"GPU {pg.bus_id} is excluded by the driver (GPU Excluded: Yes); skipped")
+            continue
+        index = len(gpus)
+        pairs = sorted({(c.gi, c.ci) for c in mig_caps if c.gpu_minor == pg.minor and c.ci is not None})
+        migs = tuple(
+            MigDevice(uuid=None, parent_index=index, index=slot, gpu_instance_id=gi, compute_instance_id=ci,
+                      cap_nodes=_cap_nodes(mig_caps, pg.minor, gi, ci))
+            for slot, (gi, ci) in enumerate(pairs)
+        )
+        gpus.append(Gpu(
+            index=index, minor=pg.minor, uuid=pg.uuid, bus_id=pg.bus_id, name=pg.model,
+            mig_enabled=True if migs else None, mig_devices=migs, node=pg.node,
+        ))
+    return gpus, warnings
+
+
+def discover(
+    root: HostRoot,
+    *,
+    library: Optional[DriverLibrary] = None,
+    library_opener: Optional[LibraryOpener] = None,
+    use_nvml: bool = True,
+    load_uvm: bool = True,
+    runner: Optional[Callable[[List[str]], int]] = None,
+) -> Host:
+    """Discover GPUs, device nodes and versions under ``root``.
+
+    ``library`` (already open) or ``library_opener`` provide NVML data; a
+    :class:`~nvlow.errors.LibraryError` from the opener makes discovery fall
+    back to procfs with a warning. The library is closed before returning
+    unless it was passed in.
+    """
+    from .scan import cross_check, scan_host
+
+    scan = scan_host(root, load_uvm=load_uvm, runner=runner)
+    warnings: List[str] = list(scan.warnings)
+    system: Optional[SystemInfo] = None
+    records: Optional[Tuple[GpuRecord, ...]] = None
+    lib = library
+    opened_here = False
+    paths: Tuple[str, ...] = ()
+    if use_nvml and lib is None and library_opener is not None:
+        try:
+            lib = library_opener(root)
+            opened_here = True
+        except LibraryError as exc:
+            warnings.append(f"NVML unavailable, using procfs only: {exc}")
+    if use_nvml and lib is not None:
+        try:
+            system = lib.system()
+            records = lib.gpus()
+            paths = tuple(lib.loaded_paths)
+        except LibraryError as exc:
+            warnings.append(f"NVML failed, using procfs only: {exc}")
+            system, records = None, None
+        finally:
+            if opened_here:
+                lib.close()
+    if records is not None:
+        gpus = _gpus_from_records(records, scan)
+        warnings.extend(cross_check(scan, records))
+        source = "nvml"
+    else:
+        gpus, extra = _gpus_from_procfs(scan)
+        warnings.extend(extra)
+        source = "procfs"
+    driver_version = scan.driver_version
+    if system is not None and system.driver_version:
+        if driver_version and system.driver_version != driver_version:
+            warnings.append(
+                f"driver library version {system.driver_version} differs from kernel module {driver_version}: "
+                "Driver/library version mismatch (reboot or reload the nvidia module)")
+        driver_version = driver_version or system.driver_version
+    return Host(
+        root=root.path,
+        driver_version=driver_version,
+        cuda_version=system.cuda_version if system else None,
+        source=source,
+        gpus=tuple(gpus),
+        control_nodes=tuple(scan.control_nodes),
+        nvml_version=system.nvml_version if system else None,
+        open_kernel_module=scan.open_module,
+        majors=tuple(scan.majors),
+        warnings=tuple(warnings),
+        simulated=root.simulated,
+        library_paths=paths,
+    )
+
+
+def gpu_nodes_by_minor(host: Host) -> Dict[int, DeviceNode]:
+    """GPU device nodes keyed by minor number."""
+    return {g.minor: g.node for g in host.gpus if g.minor is not None and g.node is not None}

@@ -1,0 +1,257 @@
+"""The container plan: which device nodes, mounts and environment a container gets.
+
+:func:`build_plan` is the single place that decides what a GPU container
+receives; every output format (docker args, JSON, compose, CDI, REST API)
+renders a :class:`Plan`.
+
+Example:
+    >>> m = Mount("/usr/lib/x86_64-linux-gnu/libcuda.so.550.54.15", "/usr/local/nvidia/lib64/libcuda.so.1")
+    >>> m.read_only
+    True
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+from .errors import HostError
+from .model import DeviceNode, DriverFile, DriverFiles, Host
+from .select import Selection
+
+NVIDIA_DIR = "/usr/local/nvidia"
+NVIDIA_BIN = NVIDIA_DIR + "/bin"
+NVIDIA_LIB64 = NVIDIA_DIR + "/lib64"
+NVIDIA_LIB32 = NVIDIA_DIR + "/lib"
+LD_LIBRARY_PATH_ADDITIONS = (NVIDIA_LIB64, NVIDIA_LIB32)
+PATH_ADDITIONS = (NVIDIA_BIN,)
+DRIVER_FILE_MODES = ("bind", "volume", "plugin")
+PLUGIN_DRIVER = "nvlow"
+
+
+@dataclass(frozen=True)
+class DeviceMapping:
+    """A device node passed with ``--device``."""
+
+    host_path: str
+    container_path: str
+    permissions: str = "rwm"
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"host_path": self.host_path, "container_path": self.container_path}
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A read-only (by default) mount. ``kind`` is ``bind`` or ``volume`` (named volume)."""
+
+    host_path: str
+    container_path: str
+    read_only: bool = True
+    kind: str = "bind"
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"host_path": self.host_path, "container_path": self.container_path,
+                "read_only": self.read_only, "kind": self.kind}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a GPU container needs, engine-independent."""
+
+    driver_version: Optional[str]
+    cuda_version: Optional[str]
+    selection: Selection
+    capabilities: Tuple[str, ...]
+    driver_files_mode: str
+    devices: Tuple[DeviceMapping, ...]
+    mounts: Tuple[Mount, ...]
+    env: Tuple[Tuple[str, str], ...]
+    volume_driver: Optional[str] = None
+    warnings: Tuple[str, ...] = ()
+
+    def env_dict(self) -> Dict[str, str]:
+        return dict(self.env)
+
+
+def driver_file_mounts(files: DriverFiles, *, include_nvidia_dir: bool = True) -> List[Mount]:
+    """Bind mounts placing driver files where programs look for them.
+
+    Libraries go to ``/usr/local/nvidia/lib64`` (32-bit: ``lib``) under their
+    SONAME and extra link names (``libcuda.so``); binaries to
+    ``/usr/local/nvidia/bin``; config files, IPC sockets and firmware at their
+    usual host paths. With ``include_nvidia_dir=False`` only the files outside
+    /usr/local/nvidia are returned (volume and plugin modes).
+    """
+    mounts: List[Mount] = []
+    if include_nvidia_dir:
+        for f in files.binaries:
+            mounts.append(Mount(f.host_path, f"{NVIDIA_BIN}/{f.names[0]}"))
+        for lib_dir, libs in ((NVIDIA_LIB64, files.libraries64), (NVIDIA_LIB32, files.libraries32)):
+            for f in libs:
+                for name in container_library_names(f):
+                    mounts.append(Mount(f.host_path, f"{lib_dir}/{name}"))
+    for f in files.configs + files.firmware:
+        mounts.append(Mount(f.host_path, f.path or f.host_path))
+    for f in files.ipcs:
+        mounts.append(Mount(f.host_path, f.path or f.host_path, read_only=False))
+    return mounts
+
+
+def container_library_names(f: DriverFile) -> Tuple[str, ...]:
+    """The names a library is bound under: its SONAME and link names (real name if it has no SONAME)."""
+    names = tuple(n for n in f.names[1:] if n)
+    return names if names else f.names[:1]
+
+
+def device_mappings(host: Host, selection: Selection, capabilities: Iterable[str]) -> List[DeviceMapping]:
+    """Device nodes for a selection: control nodes, GPU nodes, MIG caps (stable order)."""
+    caps = set(capabilities)
+    nodes: List[DeviceNode] = []
+    if selection.is_void:
+        return []
+    ctl = host.control("ctl")
+    if ctl is None:
+        raise HostError(
+            f"{_node_path(host, '/dev/nvidiactl')} is missing: no GPU container can work without it",
+            hint="create it with 'nvidia-modprobe -c 0' or by running 'nvidia-smi' once as root",
+        )
+    nodes.append(ctl)
+    if caps & {"compute", "video"}:
+        nodes.extend(n for n in (host.control("uvm"), host.control("uvm-tools")) if n is not None)
+    if "display" in caps and host.control("modeset") is not None:
+        nodes.append(host.control("modeset"))  # type: ignore[arg-type]
+    parents = {g.index: g for g in host.gpus}
+    wanted_gpus = list(selection.gpus)
+    for mig in selection.mig_devices:
+        parent = parents.get(mig.parent_index)
+        if parent is not None and parent not in wanted_gpus:
+            wanted_gpus.append(parent)
+    wanted_gpus.sort(key=lambda g: g.index)
+    for gpu in wanted_gpus:
+        if gpu.node is None:
+            raise HostError(
+                f"GPU {gpu.index} ({gpu.bus_id or gpu.uuid}) has no usable device node"
+                + (f" /dev/nvidia{gpu.minor}" if gpu.minor is not None else " (unknown minor number)"),
+                hint="check 'nvlow doctor'; the node can be created with 'nvidia-modprobe -c <minor>'",
+            )
+        nodes.append(gpu.node)
+    for mig in selection.mig_devices:
+        if not mig.cap_nodes:
+            raise HostError(
+                f"MIG device {mig.uuid or mig.name_for_index} has no /dev/nvidia-caps access nodes",
+                hint="create them with 'nvidia-modprobe -f /proc/driver/nvidia/capabilities/...' or reload the driver",
+            )
+        nodes.extend(mig.cap_nodes)
+    seen = set()
+    out: List[DeviceMapping] = []
+    for n in nodes:
+        if n.container_path not in seen:
+            seen.add(n.container_path)
+            out.append(DeviceMapping(n.host_path, n.container_path))
+    return out
+
+
+def _node_path(host: Host, path: str) -> str:
+    return path if host.root == "/" else host.root.rstrip("/") + path
+
+
+def merge_search_path(current: Optional[str], additions: Sequence[str]) -> Optional[str]:
+    """``current`` plus the ``additions`` it lacks (appended); None when nothing is missing.
+
+    Example:
+        >>> merge_search_path("/usr/bin:/bin", ["/usr/local/nvidia/bin"])
+        '/usr/bin:/bin:/usr/local/nvidia/bin'
+        >>> merge_search_path("/usr/local/nvidia/bin:/bin", ["/usr/local/nvidia/bin"]) is None
+        True
+    """
+    parts = [p for p in (current or "").split(":") if p]
+    missing = [a for a in additions if a not in parts]
+    if not missing:
+        return None
+    return ":".join(parts + missing)
+
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def container_env(image_env: Optional[Mapping[str, str]], explicit_env: Mapping[str, str],
+                  mode: str) -> Tuple[List[Tuple[str, str]], List[str]]:
+    """PATH and LD_LIBRARY_PATH additions, merged with the image's own values.
+
+    ``explicit_env`` holds variables the user already sets on the engine
+    command line: those are never touched. Without the image's environment
+    PATH is left alone (setting it would replace the image's PATH).
+    """
+    env: List[Tuple[str, str]] = []
+    warnings: List[str] = []
+    if mode == "void":
+        return env, warnings
+    if "LD_LIBRARY_PATH" not in explicit_env:
+        current = image_env.get("LD_LIBRARY_PATH") if image_env is not None else None
+        merged = merge_search_path(current, LD_LIBRARY_PATH_ADDITIONS)
+        if merged is not None:
+            env.append(("LD_LIBRARY_PATH", merged))
+    if "PATH" not in explicit_env:
+        if image_env is None:
+            warnings.append("image environment unknown: PATH left as the image sets it "
+                            "(driver binaries are in /usr/local/nvidia/bin; pass --image IMAGE to merge)")
+        else:
+            merged = merge_search_path(image_env.get("PATH", DEFAULT_PATH), PATH_ADDITIONS)
+            if merged is not None:
+                env.append(("PATH", merged))
+    return env, warnings
+
+
+def build_plan(
+    host: Host,
+    selection: Selection,
+    capabilities: Iterable[str],
+    files: Optional[DriverFiles],
+    *,
+    mode: str = "bind",
+    volume_path: Optional[str] = None,
+    image_env: Optional[Mapping[str, str]] = None,
+    explicit_env: Optional[Mapping[str, str]] = None,
+) -> Plan:
+    """Decide devices, mounts and environment for ``selection``.
+
+    ``mode`` is the driver-files mode: ``bind`` (per-file read-only binds),
+    ``volume`` (``volume_path`` mounted at /usr/local/nvidia, built by
+    :mod:`nvlow.volume`) or ``plugin`` (named volume served by ``nvlow serve``).
+    """
+    caps = tuple(sorted(set(capabilities)))
+    if mode not in DRIVER_FILE_MODES:
+        raise HostError(f"unknown driver-files mode: {mode}", hint="use bind, volume or plugin")
+    devices = device_mappings(host, selection, caps)
+    mounts: List[Mount] = []
+    volume_driver = None
+    if not selection.is_void and files is not None:
+        if mode == "bind":
+            mounts = driver_file_mounts(files)
+        else:
+            if mode == "volume":
+                if volume_path is None:
+                    raise HostError("volume mode needs a built driver volume")
+                mounts.append(Mount(volume_path, NVIDIA_DIR))
+            else:
+                volume_driver = PLUGIN_DRIVER
+                mounts.append(Mount(f"nvidia_driver_{host.driver_version}", NVIDIA_DIR, kind="volume"))
+            mounts.extend(driver_file_mounts(files, include_nvidia_dir=False))
+    for m in mounts:
+        for p in (m.host_path, m.container_path):
+            if ":" in p:
+                raise HostError(f"path {p!r} contains ':', which docker -v cannot express",
+                                hint="move the driver files or the --root to a path without ':'")
+    env, warnings = container_env(image_env, explicit_env or {}, selection.mode)
+    return Plan(
+        driver_version=host.driver_version,
+        cuda_version=host.cuda_version,
+        selection=selection,
+        capabilities=caps,
+        driver_files_mode=mode,
+        devices=tuple(devices),
+        mounts=tuple(mounts),
+        env=tuple(env),
+        volume_driver=volume_driver,
+        warnings=tuple(warnings),
+    )

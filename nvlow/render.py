@@ -1,0 +1,97 @@
+"""Render a :class:`~nvlow.plan.Plan` as docker/podman arguments, JSON or a compose fragment.
+
+Example:
+    >>> from nvlow.plan import Plan, DeviceMapping, Mount
+    >>> from nvlow.select import Selection
+    >>> p = Plan("550.54.15", "12.4", Selection(()), ("compute",), "bind",
+    ...          (DeviceMapping("/dev/nvidiactl", "/dev/nvidiactl"),),
+    ...          (Mount("/usr/bin/nvidia-smi", "/usr/local/nvidia/bin/nvidia-smi"),), ())
+    >>> docker_args(p)
+    ['--device=/dev/nvidiactl', '--volume=/usr/bin/nvidia-smi:/usr/local/nvidia/bin/nvidia-smi:ro']
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, List, Optional
+
+from .model import Host
+from .plan import Plan
+
+SCHEMA_VERSION = 1
+
+
+def docker_args(plan: Plan) -> List[str]:
+    """The arguments to add to ``docker run``/``podman run`` (one token per option)."""
+    args: List[str] = []
+    for d in plan.devices:
+        if d.host_path == d.container_path:
+            args.append(f"--device={d.host_path}")
+        else:
+            args.append(f"--device={d.host_path}:{d.container_path}")
+    if plan.volume_driver:
+        args.append(f"--volume-driver={plan.volume_driver}")
+    for m in plan.mounts:
+        suffix = ":ro" if m.read_only else ""
+        args.append(f"--volume={m.host_path}:{m.container_path}{suffix}")
+    for key, value in plan.env:
+        args.append(f"--env={key}={value}")
+    return args
+
+
+def shell_line(args: List[str]) -> str:
+    """Arguments joined as one shell-quoted line."""
+    import shlex
+
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def plan_document(plan: Plan, host: Optional[Host] = None) -> Dict[str, Any]:
+    """The ``nvlow args --json`` document (schema_version 1)."""
+    gpus: List[Dict[str, Any]] = []
+    for g in plan.selection.gpus:
+        gpus.append({"index": g.index, "minor": g.minor, "uuid": g.uuid, "bus_id": g.bus_id,
+                     "name": g.name, "device_path": g.device_path, "mig_device": None})
+    for m in plan.selection.mig_devices:
+        gpus.append({"index": m.parent_index, "minor": None, "uuid": m.uuid, "bus_id": None,
+                     "name": m.name, "device_path": None, "mig_device": m.name_for_index,
+                     "gpu_instance_id": m.gpu_instance_id, "compute_instance_id": m.compute_instance_id})
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "driver_version": plan.driver_version,
+        "cuda_version": plan.cuda_version,
+        "capabilities": list(plan.capabilities),
+        "driver_files": plan.driver_files_mode,
+        "selection": plan.selection.to_dict(),
+        "gpus": gpus,
+        "devices": [d.to_dict() for d in plan.devices],
+        "mounts": [m.to_dict() for m in plan.mounts],
+        "volume_driver": plan.volume_driver,
+        "env": plan.env_dict(),
+        "args": docker_args(plan),
+        "warnings": list(plan.warnings),
+        "simulated": host.simulated if host else None,
+    }
+
+
+def compose_fragment(plan: Plan) -> str:
+    """A docker compose service fragment (YAML) with ``devices``, ``volumes`` and ``environment``.
+
+    Strings are JSON-quoted, which YAML reads as plain strings.
+    """
+    lines = ["# nvlow: paste under a service in compose.yaml"]
+    lines.append("devices:" if plan.devices else "devices: []")
+    for d in plan.devices:
+        lines.append(f"  - {json.dumps(d.host_path + ':' + d.container_path)}")
+    lines.append("volumes:" if plan.mounts else "volumes: []")
+    for m in plan.mounts:
+        if m.kind == "volume":
+            lines.append(f"  - {json.dumps(m.host_path + ':' + m.container_path + (':ro' if m.read_only else ''))}")
+        else:
+            lines.append("  - type: bind")
+            lines.append(f"    source: {json.dumps(m.host_path)}")
+            lines.append(f"    target: {json.dumps(m.container_path)}")
+            lines.append(f"    read_only: {'true' if m.read_only else 'false'}")
+    lines.append("environment:" if plan.env else "environment: {}")
+    for key, value in plan.env:
+        lines.append(f"  {key}: {json.dumps(value)}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,226 @@
+"""GPU selection: one resolver for every command, every syntax and every source.
+
+Sources, first wins (see :func:`choose_source`): the ``--gpus`` flag inside a
+docker/podman argv, nvlow's own ``--gpus``, ``NVIDIA_VISIBLE_DEVICES`` (container
+``-e`` first, then nvlow's environment, then the image), ``NV_GPU``
+(nvidia-docker 1.0), default ``all``.
+
+Tokens understood (comma separated; NV_GPU also space separated):
+``all``, ``none``, ``void``, an index ``2``, a MIG index ``0:1`` (GPU 0, MIG
+slot 1), a GPU UUID or unambiguous UUID prefix ``GPU-3b2c...``, a MIG UUID
+``MIG-...``, and a PCI bus id in any common spelling (``00000000:07:00.0``,
+``0000:07:00.0``, ``7:0.0``).
+
+Example:
+    >>> from nvlow.model import Gpu
+    >>> host_gpus = (Gpu(0, 0, "GPU-aaaa", "0000:07:00.0", "A100"), Gpu(1, 1, "GPU-bbbb", "0000:0f:00.0", "A100"))
+    >>> sel = select_gpus(host_gpus, "1,GPU-aa")
+    >>> [g.index for g in sel.gpus]
+    [0, 1]
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import List, Mapping, Optional, Sequence, Tuple
+
+from .errors import SelectionError
+from .model import Gpu, MigDevice
+
+_BUS_RE = re.compile(r"^([0-9a-fA-F]{1,8}):([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])$")
+_SHORT_BUS_RE = re.compile(r"^([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])$")
+_MIG_INDEX_RE = re.compile(r"^(\d+):(\d+)$")
+_HINT = "'nvlow list --json' or 'nvlow info' shows the GPUs, their UUIDs and MIG devices"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The GPUs and MIG devices a container gets.
+
+    ``mode`` is ``devices`` (normal), ``none`` (driver files but no GPU, like
+    NVIDIA_VISIBLE_DEVICES=none) or ``void`` (nothing at all is injected).
+    """
+
+    gpus: Tuple[Gpu, ...]
+    mig_devices: Tuple[MigDevice, ...] = ()
+    mode: str = "devices"
+    source: str = "default"
+    spec: str = "all"
+
+    @property
+    def is_void(self) -> bool:
+        return self.mode == "void"
+
+    def to_dict(self) -> dict:  # type: ignore[type-arg]
+        return {
+            "mode": self.mode,
+            "source": self.source,
+            "spec": self.spec,
+            "gpus": [g.index for g in self.gpus],
+            "mig_devices": [m.uuid or m.name_for_index for m in self.mig_devices],
+        }
+
+
+def _bus_key(text: str) -> Optional[Tuple[int, int, int, int]]:
+    m = _BUS_RE.match(text)
+    if m:
+        return (int(m.group(1), 16), int(m.group(2), 16), int(m.group(3), 16), int(m.group(4)))
+    m = _SHORT_BUS_RE.match(text)
+    if m:
+        return (0, int(m.group(1), 16), int(m.group(2), 16), int(m.group(3)))
+    return None
+
+
+def _split(spec: str, *, spaces: bool) -> List[str]:
+    seps = re.split(r"[,\s]+" if spaces else r",", spec.strip())
+    return [t.strip() for t in seps if t.strip()]
+
+
+def _by_uuid(gpus: Sequence[Gpu], token: str) -> Tuple[Optional[Gpu], Optional[MigDevice]]:
+    low = token.lower()
+    matches: List[Tuple[Optional[Gpu], Optional[MigDevice]]] = []
+    for g in gpus:
+        if g.uuid and g.uuid.lower().startswith(low):
+            if g.uuid.lower() == low:
+                return g, None
+            matches.append((g, None))
+        for m in g.mig_devices:
+            if m.uuid and m.uuid.lower().startswith(low):
+                if m.uuid.lower() == low:
+                    return None, m
+                matches.append((None, m))
+    if len(matches) > 1:
+        names = ", ".join((g.uuid if g else m.uuid) or "?" for g, m in matches[:4])
+        raise SelectionError(f"ambiguous GPU UUID prefix {token!r} matches {names}", hint="give more characters of the UUID")
+    if not matches:
+        raise SelectionError(f"unknown GPU UUID: {token}", hint=_HINT)
+    return matches[0]
+
+
+def _resolve_token(gpus: Sequence[Gpu], token: str) -> Tuple[Optional[Gpu], Optional[MigDevice]]:
+    if token.isdigit():
+        idx = int(token)
+        for g in gpus:
+            if g.index == idx:
+                return g, None
+        raise SelectionError(f"unknown GPU index: {token} (this host has {len(gpus)} GPU{'s' if len(gpus) != 1 else ''})", hint=_HINT)
+    m = _MIG_INDEX_RE.match(token)
+    if m:
+        gidx, slot = int(m.group(1)), int(m.group(2))
+        parent = next((g for g in gpus if g.index == gidx), None)
+        if parent is None:
+            raise SelectionError(f"unknown GPU index in MIG device {token}", hint=_HINT)
+        if not parent.mig_enabled:
+            raise SelectionError(f"MIG device {token} requested but GPU {gidx} is not in MIG mode", hint=_HINT)
+        for mig in parent.mig_devices:
+            if mig.index == slot:
+                return None, mig
+        raise SelectionError(f"unknown MIG device {token}: GPU {gidx} has no MIG device in slot {slot}", hint=_HINT)
+    upper = token.upper()
+    if upper.startswith("GPU-") or upper.startswith("MIG-"):
+        if len(token) <= 4:
+            raise SelectionError(f"incomplete GPU UUID: {token}", hint=_HINT)
+        return _by_uuid(gpus, token)
+    key = _bus_key(token)
+    if key is not None:
+        for g in gpus:
+            if g.bus_id and _bus_key(g.bus_id) == key:
+                return g, None
+        raise SelectionError(f"unknown GPU PCI bus id: {token}", hint=_HINT)
+    raise SelectionError(f"invalid GPU identifier: {token!r}", hint="use all, none, an index, a GPU-/MIG- UUID, a PCI bus id or GPU:MIG")
+
+
+def select_gpus(gpus: Sequence[Gpu], spec: str, *, source: str = "--gpus", nv_gpu: bool = False) -> Selection:
+    """Resolve a selection string against the host's GPUs.
+
+    ``nv_gpu`` selects nvidia-docker 1.0's NV_GPU grammar (spaces allowed as
+    separators; only indices and UUID prefixes).
+
+    Example:
+        >>> select_gpus((), "void").mode
+        'void'
+    """
+    text = spec.strip()
+    low = text.lower()
+    if low in ("", "all"):
+        if not text and nv_gpu:
+            return Selection(tuple(gpus), (), "devices", source, spec)
+        if not text:
+            raise SelectionError(f"empty GPU selection from {source}", hint="use all, none or a list of GPUs")
+        return Selection(tuple(gpus), (), "devices", source, spec)
+    if low == "none":
+        return Selection((), (), "none", source, spec)
+    if low == "void":
+        return Selection((), (), "void", source, spec)
+    chosen_gpus: List[Gpu] = []
+    chosen_migs: List[MigDevice] = []
+    for token in _split(text, spaces=nv_gpu):
+        if token.lower() in ("all", "none", "void"):
+            raise SelectionError(f"{token!r} cannot be combined with other GPUs in {spec!r}")
+        if nv_gpu and not (token.isdigit() or token.upper().startswith("GPU-")):
+            raise SelectionError(f"invalid device in NV_GPU: {token}", hint="NV_GPU takes indices or GPU-UUID prefixes")
+        g, m = _resolve_token(gpus, token)
+        if g is not None and g not in chosen_gpus:
+            chosen_gpus.append(g)
+        if m is not None and m not in chosen_migs:
+            chosen_migs.append(m)
+    chosen_gpus.sort(key=lambda g: g.index)
+    chosen_migs.sort(key=lambda m: (m.parent_index, m.index))
+    return Selection(tuple(chosen_gpus), tuple(chosen_migs), "devices", source, spec)
+
+
+def select_count(gpus: Sequence[Gpu], count: int, *, source: str = "docker --gpus") -> Selection:
+    """The first ``count`` GPUs in index order (docker ``--gpus N``; ``-1`` = all)."""
+    if count < 0:
+        return Selection(tuple(gpus), (), "devices", source, "all")
+    if count > len(gpus):
+        raise SelectionError(
+            f"--gpus {count} requested but this host has {len(gpus)} GPU{'s' if len(gpus) != 1 else ''}",
+            hint=_HINT,
+        )
+    return Selection(tuple(gpus[:count]), (), "devices", source, str(count))
+
+
+@dataclass(frozen=True)
+class SelectionRequest:
+    """The raw selection inputs, in priority order (None = not given)."""
+
+    docker_gpus_count: Optional[int] = None  # from a docker --gpus N / all (-1)
+    docker_gpus_devices: Optional[str] = None  # from docker --gpus device=...
+    cli_gpus: Optional[str] = None
+    container_env: Optional[str] = None  # -e NVIDIA_VISIBLE_DEVICES=... in the engine argv
+    process_env: Optional[str] = None  # NVIDIA_VISIBLE_DEVICES of nvlow's environment
+    nv_gpu: Optional[str] = None  # NV_GPU of nvlow's environment
+    image_env: Optional[str] = None  # NVIDIA_VISIBLE_DEVICES of the image
+
+
+def request_from_env(env: Mapping[str, str], **kwargs: Optional[str]) -> SelectionRequest:
+    """A :class:`SelectionRequest` with the process-environment parts taken from ``env``."""
+    return SelectionRequest(process_env=env.get("NVIDIA_VISIBLE_DEVICES"), nv_gpu=env.get("NV_GPU"), **kwargs)  # type: ignore[arg-type]
+
+
+def resolve_selection(gpus: Sequence[Gpu], req: SelectionRequest) -> Selection:
+    """Apply the first source present in ``req``.
+
+    Example:
+        >>> resolve_selection((), SelectionRequest(process_env="none")).source
+        'NVIDIA_VISIBLE_DEVICES'
+    """
+    if req.docker_gpus_devices is not None:
+        return select_gpus(gpus, req.docker_gpus_devices, source="docker --gpus")
+    if req.docker_gpus_count is not None:
+        return select_count(gpus, req.docker_gpus_count)
+    if req.cli_gpus is not None:
+        spec = req.cli_gpus
+        if spec.startswith("device="):
+            spec = spec[len("device="):]
+        return select_gpus(gpus, spec, source="--gpus")
+    if req.container_env is not None:
+        return select_gpus(gpus, req.container_env, source="container NVIDIA_VISIBLE_DEVICES")
+    if req.process_env is not None:
+        return select_gpus(gpus, req.process_env, source="NVIDIA_VISIBLE_DEVICES")
+    if req.nv_gpu is not None:
+        return select_gpus(gpus, req.nv_gpu, source="NV_GPU", nv_gpu=True)
+    if req.image_env is not None:
+        return select_gpus(gpus, req.image_env, source="image NVIDIA_VISIBLE_DEVICES")
+    return Selection(tuple(gpus), (), "devices", "default", "all")
