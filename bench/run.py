@@ -1,0 +1,141 @@
+"""nvlow benchmark suite: one command, one table, every figure beside a baseline of the same run.
+
+    python bench/run.py [--quick] [--json FILE]
+
+Machines here are noisy, so each figure is a median over repeated fresh
+processes and is quoted as a ratio to ``python -c pass`` (or to the named
+baseline) measured in the same run, interleaved. No timed assertions live in
+the test suite; this script only reports.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, REPO)
+
+
+def _nvlow_cmd() -> List[str]:
+    exe = os.path.join(os.path.dirname(sys.executable), "nvlow")
+    return [exe] if os.path.exists(exe) else [sys.executable, "-m", "nvlow"]
+
+
+def time_process(argv: Sequence[str], env: Optional[Dict[str, str]] = None) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, check=False)
+    return time.perf_counter() - t0
+
+
+def interleaved(cases: Dict[str, Callable[[], float]], runs: int) -> Dict[str, float]:
+    """Median seconds of each case, runs interleaved so drift hits every case alike."""
+    samples: Dict[str, List[float]] = {k: [] for k in cases}
+    for _ in range(runs):
+        for name, fn in cases.items():
+            samples[name].append(fn())
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def bench_processes(runs: int, env: Dict[str, str]) -> List[Dict[str, object]]:
+    py = sys.executable
+    nv = _nvlow_cmd()
+    cases = {
+        "python -c pass": lambda: time_process([py, "-c", "pass"], env),
+        "import nvlow": lambda: time_process([py, "-c", "import nvlow"], env),
+        "nvlow args --simulate dgx-a100": lambda: time_process(nv + ["args", "--simulate", "dgx-a100"], env),
+        "nvlow exec --dry-run (simulated, engine API call included)": lambda: time_process(
+            nv + ["exec", "--simulate", "dgx-a100", "--dry-run", "--", "docker", "run", "--rm", "busybox", "true"],
+            env),
+        "nvlow info --simulate dgx-a100 (typer path)": lambda: time_process(
+            nv + ["info", "--simulate", "dgx-a100"], env),
+    }
+    # warm the simulation cache once
+    time_process(nv + ["args", "--simulate", "dgx-a100"], env)
+    med = interleaved(cases, runs)
+    base = med["python -c pass"]
+    return [{"figure": k, "median_ms": round(v * 1000, 1), "ratio": round(v / base, 2),
+             "baseline": "python -c pass"} for k, v in med.items()]
+
+
+def bench_discovery(runs: int, env: Dict[str, str]) -> List[Dict[str, object]]:
+    from nvlow.discover import discover
+    from nvlow.root import HostRoot, file_node_reader
+    from nvlow.simulate.fakelib import SimulatedLibrary
+    from nvlow.simulate.hosttree import ensure_tree
+    from nvlow.simulate.presets import scaled_preset
+
+    out: List[Dict[str, object]] = []
+    cache = env.get("NVLOW_CACHE_DIR") or tempfile.mkdtemp(prefix="nvlow-bench-")
+    base_time = None
+    for mig in (False, True):
+        for n in (1, 8, 64):
+            preset = scaled_preset(n, mig=mig)
+            path = ensure_tree(preset, cache)
+            root = HostRoot(path, node_reader=file_node_reader, simulated=preset.name)
+            lib = SimulatedLibrary(preset)
+
+            def once() -> float:
+                t0 = time.perf_counter()
+                discover(root, library=lib)
+                return time.perf_counter() - t0
+
+            once()
+            med = statistics.median(once() for _ in range(runs))
+            if base_time is None:
+                base_time = med
+            out.append({"figure": f"discovery, {n} GPU{'s' if n > 1 else ''}{' + MIG (7 each)' if mig else ''}",
+                        "median_ms": round(med * 1000, 2), "ratio": round(med / base_time, 2),
+                        "baseline": "discovery, 1 GPU"})
+    return out
+
+
+def bench_optional(name: str, module: str, runs: int) -> List[Dict[str, object]]:
+    try:
+        mod = __import__(module, fromlist=["run"])
+    except ImportError:
+        return [{"figure": name, "skipped": f"{module} not available"}]
+    result = mod.run(runs=runs) if "runs" in mod.run.__code__.co_varnames else mod.run()
+    rows = result.get("rows") if isinstance(result, dict) else None
+    return rows if rows else [{"figure": name, **result}]
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions")
+    ap.add_argument("--json", help="also write the rows as JSON to this file")
+    a = ap.parse_args(argv)
+    runs = 7 if a.quick else 21
+    env = dict(os.environ)
+    env.setdefault("NVLOW_CACHE_DIR", tempfile.mkdtemp(prefix="nvlow-bench-cache-"))
+    env["DOCKER_HOST"] = "unix:///nonexistent/nvlow-bench.sock"  # engine call fails fast and alike every run
+    rows: List[Dict[str, object]] = []
+    rows += bench_processes(runs, env)
+    rows += bench_discovery(runs * 5, env)
+    rows += bench_optional("ld.so.cache parse", "bench.bench_ldcache", runs)
+    rows += bench_optional("nvlow serve", "bench.bench_serve", runs)
+    rows += bench_optional("driver volume", "bench.bench_volume", runs)
+    width = max(len(str(r.get("figure"))) for r in rows)
+    print(f"{'figure':<{width}}  {'median':>10}  {'ratio':>6}  baseline")
+    for r in rows:
+        if "skipped" in r:
+            print(f"{r['figure']:<{width}}  skipped: {r['skipped']}")
+            continue
+        med = r.get("median_ms")
+        print(f"{r['figure']:<{width}}  {med if med is not None else '':>8}ms  {r.get('ratio', ''):>6}  "
+              f"{r.get('baseline', '')}")
+    if a.json:
+        with open(a.json, "w") as fh:
+            json.dump(rows, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
