@@ -113,6 +113,18 @@ def list_cmd(root: str = ROOT, simulate: Optional[str] = SIMULATE, no_nvml: bool
     _run(debug, lambda: run_list(opts, os.environ, gpus, capabilities))
 
 
+@app.command("status")
+def status_cmd(root: str = ROOT, simulate: Optional[str] = SIMULATE, debug: bool = DEBUG, json_: bool = JSON,
+               watch: Optional[float] = typer.Option(None, "--watch", help="Refresh every SECONDS until Ctrl-C."),
+               count: Optional[int] = typer.Option(None, "--count", help="With --watch: stop after N refreshes.")
+               ) -> None:
+    """Live power, temperature, utilization, memory, clocks and compute processes per GPU."""
+    from .statuscmd import run_status
+
+    opts = _common(root, simulate, False, debug, json_)
+    _run(debug, lambda: run_status(opts, os.environ, watch, count))
+
+
 def _version_callback(value: bool) -> None:
     if value:
         from .. import __version__

@@ -1,0 +1,41 @@
+"""``nvlow status [--json] [--watch SECONDS]``."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Mapping, Optional
+
+from ..errors import UsageError
+from .options import CommonOptions
+from .session import open_root
+
+
+def run_status(opts: CommonOptions, env: Mapping[str, str], watch: Optional[float],
+               count: Optional[int] = None) -> int:
+    """Print live status once, or every ``watch`` seconds (``count`` times, forever when None)."""
+    from ..status import format_status, read_status
+
+    if watch is not None and watch <= 0:
+        raise UsageError(f"--watch needs a positive number of seconds, not {watch}")
+    root, opener = open_root(opts, env)
+    library = opener(root)
+    try:
+        shown = 0
+        while True:
+            doc = read_status(library)
+            if opts.json:
+                sys.stdout.write(json.dumps(doc) + "\n")
+            else:
+                if watch is not None and sys.stdout.isatty():
+                    sys.stdout.write("\x1b[H\x1b[2J")
+                sys.stdout.write(format_status(doc))
+            sys.stdout.flush()
+            shown += 1
+            if watch is None or (count is not None and shown >= count):
+                return 0
+            time.sleep(watch)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        library.close()
