@@ -125,6 +125,17 @@ def status_cmd(root: str = ROOT, simulate: Optional[str] = SIMULATE, debug: bool
     _run(debug, lambda: run_status(opts, os.environ, watch, count))
 
 
+@app.command("doctor")
+def doctor_cmd(root: str = ROOT, simulate: Optional[str] = SIMULATE, debug: bool = DEBUG, json_: bool = JSON,
+               no_engine: bool = typer.Option(False, "--no-engine", help="Skip the container engine checks.")
+               ) -> None:
+    """Check the driver, libraries, device nodes, engine and CDI specs; print the fix for each failure."""
+    from .doctorcmd import run_doctor_cmd
+
+    opts = _common(root, simulate, False, debug, json_)
+    _run(debug, lambda: run_doctor_cmd(opts, os.environ, check_engine=not no_engine))
+
+
 def _version_callback(value: bool) -> None:
     if value:
         from .. import __version__

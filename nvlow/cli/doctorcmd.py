@@ -1,0 +1,30 @@
+"""``nvlow doctor [--json]``."""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Mapping, Optional
+
+from .options import CommonOptions
+from .session import open_root
+
+
+def _engine_factory(docker_host: Optional[str]) -> Any:
+    from ..engine import EngineClient
+
+    return EngineClient(docker_host, timeout=2.0)
+
+
+def run_doctor_cmd(opts: CommonOptions, env: Mapping[str, str], check_engine: bool = True) -> int:
+    """Run the checks; exit 1 when any fails."""
+    from ..doctor import DoctorContext, doctor_document, format_doctor, run_doctor
+
+    root, opener = open_root(opts, env)
+    ctx = DoctorContext(root=root, env=env, library_opener=opener,
+                        engine_factory=_engine_factory if check_engine else None)
+    results = run_doctor(ctx)
+    if opts.json:
+        sys.stdout.write(json.dumps(doctor_document(results), indent=2) + "\n")
+    else:
+        sys.stdout.write(format_doctor(results))
+    return 1 if any(r.status == "fail" for r in results) else 0

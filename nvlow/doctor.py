@@ -1,0 +1,273 @@
+"""``nvlow doctor``: the known failures of GPU containers, each named with its fix.
+
+Every check is a function of a :class:`DoctorContext` (root, environment,
+library opener, engine client factory) returning :class:`CheckResult` rows, so
+each can be exercised on fake roots and simulated presets in both outcomes.
+
+Example:
+    >>> CheckResult("cgroup", "ok", "cgroup v2").to_dict()["status"]
+    'ok'
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+from .errors import DriverNotLoaded, LibraryError, NvlowError
+from .model import Host
+from .records import DriverLibrary, GpuRecord, SystemInfo
+from .root import HostRoot
+
+OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One doctor line: ``status`` is ok, warn, fail or skip; ``fix`` says what to do."""
+
+    check: str
+    status: str
+    message: str
+    fix: Optional[str] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DoctorContext:
+    """What the checks may look at; everything is passed in."""
+
+    root: HostRoot
+    env: Mapping[str, str]
+    library_opener: Callable[[HostRoot], DriverLibrary]
+    engine_factory: Optional[Callable[[Optional[str]], Any]] = None
+    #: filled by the checks as they run
+    scan: Any = None
+    host: Optional[Host] = None
+    system: Optional[SystemInfo] = None
+    records: Tuple[GpuRecord, ...] = ()
+    library_paths: Tuple[str, ...] = ()
+    notes: Dict[str, Any] = field(default_factory=dict)
+
+
+def check_kernel_module(ctx: DoctorContext) -> List[CheckResult]:
+    from .scan import scan_host
+
+    try:
+        ctx.scan = scan_host(ctx.root, load_uvm=False)
+    except DriverNotLoaded as exc:
+        return [CheckResult("kernel module", FAIL, str(exc),
+                            exc.hint or "install the NVIDIA driver and load it: 'modprobe nvidia'")]
+    except NvlowError as exc:
+        return [CheckResult("kernel module", FAIL, str(exc), exc.hint)]
+    kind = "open" if ctx.scan.open_module else "proprietary"
+    version = ctx.scan.driver_version or "unknown version"
+    return [CheckResult("kernel module", OK, f"nvidia {version} loaded ({kind} kernel module)")]
+
+
+def check_libraries(ctx: DoctorContext) -> List[CheckResult]:
+    try:
+        lib = ctx.library_opener(ctx.root)
+    except LibraryError as exc:
+        text = str(exc)
+        if "mismatch" in text.lower():
+            return [CheckResult("driver libraries", FAIL, text,
+                                exc.hint or "reboot, or reload the nvidia kernel modules so they match the libraries")]
+        return [CheckResult("driver libraries", FAIL, text,
+                            exc.hint or "install the driver's user-space libraries (libnvidia-ml.so.1, libcuda.so.1)")]
+    try:
+        ctx.system = lib.system()
+        ctx.records = tuple(lib.gpus())
+        ctx.library_paths = tuple(lib.loaded_paths)
+    except LibraryError as exc:
+        return [CheckResult("driver libraries", FAIL, str(exc), exc.hint)]
+    finally:
+        lib.close()
+    out = [CheckResult("driver libraries", OK, "loaded " + ", ".join(ctx.library_paths or ("(simulated)",)))]
+    kernel = ctx.scan.driver_version if ctx.scan is not None else None
+    user = ctx.system.driver_version if ctx.system else None
+    if kernel and user and kernel != user:
+        out.append(CheckResult(
+            "library version", FAIL,
+            f"Driver/library version mismatch: kernel module {kernel}, libraries {user}",
+            "reboot, or unload and reload the nvidia modules (rmmod nvidia_uvm nvidia_drm nvidia_modeset nvidia; "
+            "modprobe nvidia) so the kernel module matches the installed libraries"))
+    elif kernel and user:
+        out.append(CheckResult("library version", OK, f"libraries match the kernel module ({user})"))
+    if ctx.system and ctx.system.cuda_version is None:
+        out.append(CheckResult("cuda driver", WARN, "libcuda.so.1 could not report a CUDA version",
+                               "install the driver's libcuda.so.1 (package libcuda1 / nvidia-driver-libs)"))
+    elif ctx.system:
+        out.append(CheckResult("cuda driver", OK, f"CUDA {ctx.system.cuda_version}"))
+    return out
+
+
+def check_stale_libraries(ctx: DoctorContext) -> List[CheckResult]:
+    version = ctx.scan.driver_version if ctx.scan is not None else None
+    if not version:
+        return [CheckResult("stale libraries", SKIP, "no driver version to compare with")]
+    from .driverfiles import parse_capabilities, select_driver_files
+
+    try:
+        files = select_driver_files(ctx.root, version, parse_capabilities("all"))
+    except NvlowError as exc:
+        return [CheckResult("stale libraries", FAIL, str(exc), exc.hint)]
+    stale = [p for p, reason in files.skipped if "version" in reason or "stale" in reason]
+    if stale:
+        shown = ", ".join(stale[:4]) + (f" and {len(stale) - 4} more" if len(stale) > 4 else "")
+        return [CheckResult("stale libraries", WARN,
+                            f"{len(stale)} library file(s) of another driver version in the loader cache: {shown}",
+                            "remove the leftovers of the old driver and run ldconfig")]
+    return [CheckResult("stale libraries", OK, f"every NVIDIA library in the cache is {version}")]
+
+
+def check_device_nodes(ctx: DoctorContext) -> List[CheckResult]:
+    scan = ctx.scan
+    if scan is None:
+        return [CheckResult("device nodes", SKIP, "kernel module not loaded")]
+    out: List[CheckResult] = []
+    kinds = {n.kind: n for n in scan.control_nodes}
+    ctl = kinds.get("ctl")
+    if ctl is None:
+        out.append(CheckResult("device nodes", FAIL, f"{ctx.root.host('/dev/nvidiactl')} is missing or not a "
+                               "character device 195:255", "run 'nvidia-modprobe -c 0' or 'nvidia-smi' once as root"))
+    missing = [g.bus_id for g in scan.gpus if g.node is None]
+    if missing:
+        out.append(CheckResult("device nodes", FAIL, "no usable /dev/nvidiaN node for GPU(s) " + ", ".join(missing),
+                               "run 'nvidia-smi' once as root or 'nvidia-modprobe -c <minor>' for each GPU"))
+    nodes = list(scan.control_nodes) + [g.node for g in scan.gpus if g.node is not None]
+    denied = [n.host_path for n in nodes if not os.access(n.host_path, os.R_OK | os.W_OK)]
+    if denied:
+        out.append(CheckResult("device permissions", FAIL, "not readable/writable by this user: " + ", ".join(denied),
+                               "check DeviceFileMode/DeviceFileGID in /proc/driver/nvidia/params or add the user "
+                               "to the owning group"))
+    if "uvm" not in kinds:
+        out.append(CheckResult("nvidia-uvm", WARN, "/dev/nvidia-uvm is missing: CUDA fails in containers",
+                               "run 'nvidia-modprobe -u -c=0' as root (or load the nvidia-uvm module)"))
+    for w in scan.warnings:
+        if "/dev/" in w:
+            out.append(CheckResult("device nodes", WARN, w))
+    if not any(r.status == FAIL for r in out):
+        out.insert(0, CheckResult("device nodes", OK,
+                                  f"{len(nodes)} node(s) present with the right type and numbers"))
+    return out
+
+
+def check_persistence(ctx: DoctorContext) -> List[CheckResult]:
+    if not ctx.records:
+        return [CheckResult("persistence mode", SKIP, "no GPU data from NVML")]
+    off = [str(r.index) for r in ctx.records if r.persistence_mode is False]
+    if off:
+        return [CheckResult("persistence mode", WARN, f"persistence mode is off on GPU(s) {', '.join(off)}: "
+                            "every container start re-initialises the GPU (slow first CUDA call)",
+                            "enable nvidia-persistenced (systemctl enable --now nvidia-persistenced)")]
+    return [CheckResult("persistence mode", OK, "on for every GPU")]
+
+
+def check_engine(ctx: DoctorContext) -> List[CheckResult]:
+    if ctx.engine_factory is None:
+        return [CheckResult("container engine", SKIP, "not checked")]
+    docker_host = ctx.env.get("DOCKER_HOST")
+    try:
+        client = ctx.engine_factory(docker_host)
+        version = client.version()
+        info = client.info()
+    except NvlowError as exc:
+        return [CheckResult("container engine", FAIL, str(exc),
+                            exc.hint or "start dockerd, or set DOCKER_HOST to the engine's socket")]
+    out = [CheckResult("container engine", OK,
+                       f"Docker Engine {version.get('Version', '?')} (API {version.get('ApiVersion', '?')}) reachable")]
+    runtimes = sorted((info.get("Runtimes") or {}).keys())
+    if "nvidia" in runtimes:
+        default = info.get("DefaultRuntime")
+        out.append(CheckResult("nvidia runtime", WARN if default == "nvidia" else OK,
+                               f"the engine also has the NVIDIA runtime (default runtime: {default})",
+                               "with nvidia as the default runtime, images with NVIDIA_VISIBLE_DEVICES get GPUs "
+                               "twice; prefer one mechanism" if default == "nvidia" else None))
+    cdi_dirs = info.get("CDISpecDirs")
+    if cdi_dirs:
+        out.append(CheckResult("engine CDI", OK, "CDI enabled, spec dirs: " + ", ".join(cdi_dirs)))
+    return out
+
+
+_VERSION_IN_NAME = re.compile(r"\.so\.(\d+\.\d+(?:\.\d+)?)\b")
+
+
+def check_cdi_specs(ctx: DoctorContext) -> List[CheckResult]:
+    version = ctx.scan.driver_version if ctx.scan is not None else None
+    stale: List[str] = []
+    seen = 0
+    for d in ("/etc/cdi", "/var/run/cdi"):
+        for name in ctx.root.listdir(d):
+            if not name.endswith((".json", ".yaml", ".yml")):
+                continue
+            seen += 1
+            try:
+                text = ctx.root.read_text(f"{d}/{name}")
+            except NvlowError:
+                continue
+            versions = {v for v in _VERSION_IN_NAME.findall(text) if "libnvidia" in text or "libcuda" in text}
+            driver_like = {v for v in versions if v.count(".") >= 1 and int(v.split(".")[0]) >= 300}
+            if version and driver_like and version not in driver_like:
+                stale.append(f"{ctx.root.host(d)}/{name} ({', '.join(sorted(driver_like))})")
+    if stale:
+        return [CheckResult("CDI specs", WARN, f"stale for driver {version}: " + "; ".join(stale),
+                            "regenerate: 'nvlow cdi generate --write' (or nvidia-ctk cdi generate)")]
+    if not seen:
+        return [CheckResult("CDI specs", OK, "no CDI specs in /etc/cdi or /var/run/cdi")]
+    return [CheckResult("CDI specs", OK, f"{seen} spec file(s) match the running driver")]
+
+
+def check_cgroup(ctx: DoctorContext) -> List[CheckResult]:
+    if ctx.root.exists("/sys/fs/cgroup/cgroup.controllers"):
+        version = "v2 (unified)"
+    elif ctx.root.is_dir("/sys/fs/cgroup"):
+        version = "v1" + (" (hybrid)" if ctx.root.is_dir("/sys/fs/cgroup/unified") else "")
+    else:
+        return [CheckResult("cgroup", SKIP, "/sys/fs/cgroup not found under the root")]
+    return [CheckResult("cgroup", OK, f"cgroup {version}; nvlow passes devices explicitly (--device), so "
+                        "'systemctl daemon-reload' does not take GPUs away from running containers "
+                        "(NVIDIA/nvidia-container-toolkit #48)")]
+
+
+CHECKS: Tuple[Callable[[DoctorContext], List[CheckResult]], ...] = (
+    check_kernel_module,
+    check_libraries,
+    check_stale_libraries,
+    check_device_nodes,
+    check_persistence,
+    check_engine,
+    check_cdi_specs,
+    check_cgroup,
+)
+
+
+def run_doctor(ctx: DoctorContext) -> Tuple[CheckResult, ...]:
+    """Run every check in order; a check that raises becomes a ``fail`` row."""
+    results: List[CheckResult] = []
+    for check in CHECKS:
+        name = check.__name__.replace("check_", "").replace("_", " ")
+        try:
+            results.extend(check(ctx))
+        except NvlowError as exc:
+            results.append(CheckResult(name, FAIL, str(exc), exc.hint))
+    return tuple(results)
+
+
+def doctor_document(results: Tuple[CheckResult, ...]) -> Dict[str, Any]:
+    """The ``nvlow doctor --json`` document."""
+    return {"schema_version": 1, "ok": not any(r.status == FAIL for r in results),
+            "checks": [r.to_dict() for r in results]}
+
+
+def format_doctor(results: Tuple[CheckResult, ...]) -> str:
+    """One line per check, the fix indented below a warning or failure."""
+    lines = []
+    for r in results:
+        lines.append(f"[{r.status:>4}] {r.check}: {r.message}")
+        if r.fix and r.status in (WARN, FAIL):
+            lines.append(f"       fix: {r.fix}")
+    return "\n".join(lines) + "\n"
