@@ -1,0 +1,118 @@
+"""Helpers for the real-engine tests: engine handles, the probe script, argv inspection."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import pytest
+
+IMAGE = os.environ.get("NVLOW_TEST_IMAGE", "nvlow-test:latest")
+IMAGE_NEWCUDA = os.environ.get("NVLOW_TEST_IMAGE_NEWCUDA", "nvlow-test-newcuda:latest")
+IMAGE_PATH = os.environ.get(
+    "NVLOW_TEST_IMAGE_PATH", "/opt/nvlow-image/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+)
+#: flags every test container gets: never pull, never touch the network
+SAFE_RUN_FLAGS = ("--pull", "never", "--network", "none")
+#: variables of the developer's shell that would change nvlow's GPU selection
+_SELECTION_VARS = ("NVIDIA_VISIBLE_DEVICES", "NV_GPU", "NVIDIA_DRIVER_CAPABILITIES", "NVIDIA_REQUIRE_CUDA",
+                   "NVIDIA_DISABLE_REQUIRE", "CUDA_VISIBLE_DEVICES")
+TIMEOUT_S = 120
+
+
+def engine_env() -> Dict[str, str]:
+    """Environment that points docker and podman at the private engines."""
+    env = {k: v for k, v in os.environ.items() if k not in _SELECTION_VARS}
+    mapping = {
+        "DOCKER_HOST": "NVLOW_TEST_DOCKER_HOST",
+        "CONTAINERS_CONF": "NVLOW_TEST_CONTAINERS_CONF",
+        "CONTAINERS_STORAGE_CONF": "NVLOW_TEST_STORAGE_CONF",
+    }
+    missing = [src for src in mapping.values() if not os.environ.get(src)]
+    if missing:
+        pytest.fail(f"NVLOW_ENGINES=1 but {', '.join(missing)} unset; source <workdir>/env.sh from setup_engines.sh")
+    for dst, src in mapping.items():
+        env[dst] = os.environ[src]
+    return env
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One prepared container engine (``docker`` or ``podman``) and the environment that reaches it."""
+
+    name: str
+    env: Mapping[str, str]
+
+    def run_argv(self, *args: str) -> List[str]:
+        """``<engine> run --rm --pull never --network none <args>``."""
+        return [self.name, "run", "--rm", *SAFE_RUN_FLAGS, *args]
+
+    def run(self, *args: str, check: bool = True) -> "subprocess.CompletedProcess[str]":
+        """``<engine> run --rm --pull never --network none <args>`` directly (not through nvlow)."""
+        return self.cli(*self.run_argv(*args)[1:], check=check)
+
+    def cli(self, *args: str, check: bool = True) -> "subprocess.CompletedProcess[str]":
+        """Run the engine's own CLI (not through nvlow)."""
+        proc = subprocess.run([self.name, *args], env=dict(self.env), capture_output=True, text=True,
+                              timeout=TIMEOUT_S)
+        if check and proc.returncode != 0:
+            pytest.fail(f"{self.name} {' '.join(args)} -> rc {proc.returncode}: {proc.stderr.strip()}")
+        return proc
+
+
+def nvlow_command() -> List[str]:
+    """The ``nvlow`` console script of the interpreter running the tests (the repo's venv)."""
+    candidate = os.path.join(os.path.dirname(sys.executable), "nvlow")
+    if os.access(candidate, os.X_OK):
+        return [candidate]
+    found = shutil.which("nvlow")
+    if found:
+        return [found]
+    pytest.fail("no `nvlow` console script next to the test interpreter; run `pip install -e .`")
+    raise AssertionError  # unreachable; pytest.fail raises
+
+
+def sections(output: str) -> Dict[str, "Section"]:
+    """Parse the output of ``probe_script`` into ``name -> Section``."""
+    result: Dict[str, Section] = {}
+    name: Optional[str] = None
+    lines: List[str] = []
+    for line in output.splitlines():
+        if line.startswith("==[") and line.endswith("]"):
+            name, lines = line[3:-1], []
+        elif line.startswith("==rc ") and name is not None:
+            result[name] = Section(int(line[5:]), "\n".join(lines))
+            name = None
+        elif name is not None:
+            lines.append(line)
+    return result
+
+
+@dataclass(frozen=True)
+class Section:
+    """Exit status and combined output of one probe command inside the container."""
+
+    rc: int
+    out: str
+
+
+def probe_script(commands: Mapping[str, str]) -> str:
+    """A busybox ``sh`` script that runs each command and prints ``==[name]``, its output and ``==rc N``."""
+    parts = []
+    for name, command in commands.items():
+        parts.append(f"echo '==[{name}]'; ( {command} ) 2>&1; echo \"==rc $?\"")
+    return "\n".join(parts)
+
+
+def device_args(argv: Sequence[str]) -> List[str]:
+    """Values of ``--device X`` / ``--device=X`` in a docker argv."""
+    out: List[str] = []
+    for i, arg in enumerate(argv):
+        if arg == "--device" and i + 1 < len(argv):
+            out.append(argv[i + 1])
+        elif arg.startswith("--device="):
+            out.append(arg[len("--device="):])
+    return out

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The test command: `bash tests/run.sh [pytest args...]` (CI runs exactly this through .ci/run).
+#
+# 1. creates/uses the venv .venv and installs nvlow with its test extras;
+# 2. as root (unless NVLOW_ENGINES=0), starts private docker and podman engines with
+#    tests/engine/setup_engines.sh (installing Debian's packages when missing) so that the
+#    real-engine tests run; otherwise those tests skip with a reason;
+# 3. runs pytest over tests/ and always tears the engines down.
+# In CI (CI=true) a missing gcc or a failed engine setup is an error instead of a skip.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+
+in_ci() { [ "${CI:-}" = true ]; }
+say() { printf 'tests/run.sh: %s\n' "$*" >&2; }
+
+# ---------------------------------------------------------------- venv
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    say "creating .venv"
+    "$PYTHON" -m venv .venv
+fi
+# Reinstall only when pyproject.toml changed: an editable install needs no reinstall for source
+# edits, and skipping it keeps repeated runs fast (and working offline).
+STAMP=.venv/.nvlow-installed
+WANT=$(cksum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$WANT" ] || ! .venv/bin/python -c 'import nvlow, pytest' 2>/dev/null; then
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+    echo "$WANT" >"$STAMP"
+fi
+
+# ---------------------------------------------------------------- compiler
+if ! command -v gcc >/dev/null 2>&1; then
+    if in_ci; then
+        say "error: gcc is missing (the native tests and the fake host's driver libraries need it)"
+        exit 1
+    fi
+    say "warning: gcc is missing; tests that build C code will be skipped"
+fi
+
+# ---------------------------------------------------------------- engines
+ENGINE_WORKDIR=""
+cleanup() {
+    local rc=$?
+    if [ -n "$ENGINE_WORKDIR" ]; then
+        bash tests/engine/setup_engines.sh stop "$ENGINE_WORKDIR" || say "warning: engine teardown failed"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if [ "${NVLOW_ENGINES:-}" = 0 ]; then
+    say "NVLOW_ENGINES=0: real-engine tests disabled"
+    export NVLOW_ENGINES=0
+elif [ "$(id -u)" -ne 0 ]; then
+    if in_ci; then
+        say "error: CI runs the real-engine tests, which need root"
+        exit 1
+    fi
+    say "not root: real-engine tests will be skipped"
+    export NVLOW_ENGINES=0
+else
+    ENGINE_WORKDIR=/tmp/nvlow-ci-$$
+    if bash tests/engine/setup_engines.sh start "$ENGINE_WORKDIR"; then
+        # shellcheck disable=SC1091
+        . "$ENGINE_WORKDIR/env.sh"
+    else
+        say "engine setup failed (see the lines above)"
+        in_ci && exit 1
+        say "continuing without real-engine tests"
+        export NVLOW_ENGINES=0
+    fi
+fi
+
+# ---------------------------------------------------------------- tests
+set +e
+.venv/bin/python -m pytest tests "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then
+    say "error: pytest collected no tests"
+    rc=1
+fi
+exit "$rc"
