@@ -1,0 +1,357 @@
+"""Pick the host's driver files (libraries, binaries, configs, IPC, firmware) for a set of capabilities.
+
+Rules (reference ``driver-files.md`` §§1-5, libnvidia-container
+``select_libraries``), applied per library name prefix and per arch:
+
+1. Candidates are the ld.so.cache ELF entries whose key starts with the
+   prefix, in cache order (hwcaps entries excluded); without a cache, the
+   files of fixed library directories (as the toolkit's ``pkg/lookup``).
+2. The entry's value is resolved through symlinks inside the root; the real
+   file's name must end in the running driver version. Other versions are
+   stale copies (reported in ``skipped``).
+3. ``libnvidia-tls`` needs the new-TLS ABI note 2.3.99; the GL loaders
+   ``libGL``/``libEGL``/``libGLESv*`` need ``DT_NEEDED`` libnvidia-glcore or
+   -eglcore (this rejects Mesa/GLVND); the ELF machine must match the arch.
+4. The *first* passing entry wins, as for the dynamic loader (libnvidia-container
+   lets the last one win); other passing files are reported as duplicates.
+5. The lists are unioned with a sweep of ``lib*.so.<version>`` in the
+   directories holding libcuda/libnvidia-ml (and their ``vdpau/``), because
+   either source alone has missed libraries (toolkit #1875, #1908).
+
+``DriverFile.capability`` names the list a file came from (``compute`` for
+libcuda even when only ``video`` asked for it).
+
+Example:
+    >>> sorted(parse_capabilities("utility"))
+    ['utility']
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
+
+from .capabilities import (ALL_CAPABILITIES, BINARIES, CAPABILITY_ORDER, CONFIG_FILES,  # noqa: F401
+                           DEFAULT_CAPABILITIES, DEFAULT_MPS_PIPE_DIR, EXTRA_LINKS, GL_COMPAT_LOADERS,
+                           GL_CORE_NEEDED, IPC_PATHS, LIBRARIES, NEVER_LIBS, SWEEP_EXTRAS,
+                           library_capabilities, parse_capabilities)
+from .elf import ElfInfo, try_read_elf
+from .errors import HostError
+from .ldcache import LdCache, compat32_arch, native_arch, read_ldcache
+from .model import DriverFile, DriverFiles
+from .root import HostRoot
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+#: library directories searched when the host has no ld.so.cache (toolkit ``pkg/lookup/library.go``)
+FALLBACK_LIB_DIRS: Dict[str, Tuple[str, ...]] = {
+    "x86-64": ("/usr/lib64", "/usr/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu/nvidia/current",
+               "/lib64", "/lib/x86_64-linux-gnu", "/usr/lib"),
+    "i386": ("/usr/lib32", "/usr/lib/i386-linux-gnu", "/usr/lib/i386-linux-gnu/nvidia/current",
+             "/lib32", "/lib/i386-linux-gnu", "/usr/lib"),
+    "aarch64": ("/usr/lib64", "/usr/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu/nvidia/current",
+                "/lib64", "/lib/aarch64-linux-gnu", "/usr/lib"),
+    "ppc64le": ("/usr/lib64", "/usr/lib/powerpc64le-linux-gnu",
+                "/usr/lib/powerpc64le-linux-gnu/nvidia/current", "/lib64", "/usr/lib"),
+}
+FIRMWARE_DIRS = ("/lib/firmware", "/usr/lib/firmware")
+NEW_TLS_ABI = (2, 3, 99)
+
+Candidates = Callable[[str], List[Tuple[str, str]]]  # prefix -> [(key, host path)]
+
+
+def _dedupe(names: Iterable[str]) -> Tuple[str, ...]:
+    out: List[str] = []
+    for n in names:
+        if n and n not in out:
+            out.append(n)
+    return tuple(out)
+
+
+def _version_of(name: str) -> Optional[str]:
+    """``535.104.05`` from ``libcuda.so.535.104.05`` when the suffix looks like a driver version."""
+    _, sep, tail = name.partition(".so.")
+    parts = tail.split(".")
+    if sep and len(parts) in (2, 3) and all(p.isdigit() for p in parts) and len(parts[0]) >= 3:
+        return tail
+    return None
+
+
+class _Collector:
+    """Shared state of one selection: what was chosen, skipped and missed."""
+
+    def __init__(self, root: HostRoot, version: str) -> None:
+        self.root = root
+        self.version = version
+        self.skipped: List[Tuple[str, str]] = []
+        self.missing: List[str] = []
+        self._skipped_paths: Set[str] = set()
+
+    def skip(self, path: str, reason: str) -> None:
+        if path not in self._skipped_paths:
+            self._skipped_paths.add(path)
+            self.skipped.append((path, reason))
+
+    def realpath(self, path: str) -> Optional[str]:
+        try:
+            return self.root.realpath(path)
+        except HostError as exc:
+            self.skip(path, str(exc))
+            return None
+
+    def check_library(self, prefix: str, real: str, arch: str) -> Tuple[Optional[str], Optional[ElfInfo]]:
+        """(reason to reject, ELF info) for the real file of a library candidate."""
+        base = os.path.basename(real)
+        if not base.endswith("." + self.version):
+            other = _version_of(base)
+            if other is not None:
+                return f"stale copy from driver {other} (running {self.version})", None
+            return f"not a driver {self.version} file", None
+        if not self.root.is_file(real):
+            return "listed in ld.so.cache but not a file", None
+        elf = try_read_elf(self.root, real)
+        if elf is None:
+            return "not a readable ELF file", None
+        if elf.machine != arch:
+            return f"ELF machine {elf.machine}, wanted {arch}", None
+        if prefix == "libnvidia-tls.so" and (elf.abi_note is None or elf.abi_note[1:] != NEW_TLS_ABI):
+            note = ".".join(str(x) for x in elf.abi_note[1:]) if elf.abi_note else "none"
+            return f"not the new-TLS build (ABI note {note}, wanted 2.3.99)", None
+        if prefix in GL_COMPAT_LOADERS and not any(n.startswith(GL_CORE_NEEDED) for n in elf.needed):
+            return "not NVIDIA's GL loader (no DT_NEEDED libnvidia-glcore/eglcore)", None
+        return None, elf
+
+
+def _cache_candidates(cache: LdCache, arch: str) -> Candidates:
+    def find(prefix: str) -> List[Tuple[str, str]]:
+        return [(e.key, e.value) for e in cache.prefixed(prefix, arch)]
+    return find
+
+
+def _dir_candidates(root: HostRoot, dirs: Tuple[str, ...]) -> Candidates:
+    listing: Dict[str, List[str]] = {}
+
+    def find(prefix: str) -> List[Tuple[str, str]]:
+        out: List[Tuple[str, str]] = []
+        for d in dirs:
+            if d not in listing:
+                listing[d] = root.listdir(root.realpath(d)) if root.exists(d) else []
+            out += [(n, f"{d}/{n}") for n in listing[d] if n.startswith(prefix)]
+        return out
+    return find
+
+
+def _extra_links(base: str) -> Tuple[str, ...]:
+    for prefix, links in EXTRA_LINKS.items():
+        if base.startswith(prefix + "."):
+            return links
+    return ()
+
+
+def _library_file(col: _Collector, real: str, key: str, elf: ElfInfo, kind: str, cap: str) -> DriverFile:
+    base = os.path.basename(real)
+    soname = elf.soname or key
+    return DriverFile(host_path=col.root.host(real), kind=kind, capability=cap,
+                      names=_dedupe([base, soname, *_extra_links(base)]), soname=soname, path=real)
+
+
+def _sweep_capability(name: str) -> Optional[str]:
+    if name.startswith(NEVER_LIBS):
+        return None
+    for cap in CAPABILITY_ORDER:
+        if name.startswith(LIBRARIES.get(cap, ())):
+            return cap
+    for prefix, cap in SWEEP_EXTRAS.items():
+        if name.startswith(prefix):
+            return cap
+    # Unknown driver libraries live next to libcuda; CUDA programs are the likeliest users.
+    return "compute"
+
+
+def _select_libraries(col: _Collector, caps: Tuple[str, ...], arch: str, kind: str,
+                      find: Candidates, missing_suffix: str,
+                      report_missing: Optional[Set[str]] = None) -> Tuple[DriverFile, ...]:
+    chosen: Dict[str, DriverFile] = {}
+    missing: List[str] = []
+    for cap in caps:
+        for prefix in LIBRARIES[cap]:
+            winner: Optional[str] = None
+            tried: Set[str] = set()
+            for key, value in find(prefix):
+                real = col.realpath(value)
+                if real is None or real in tried:
+                    continue
+                tried.add(real)
+                reason, elf = col.check_library(prefix, real, arch)
+                if reason is not None or elf is None:
+                    col.skip(real, reason or "rejected")
+                elif winner is None:
+                    winner = real
+                    if real not in chosen:
+                        chosen[real] = _library_file(col, real, key, elf, kind, cap)
+                elif real != winner:
+                    col.skip(real, f"duplicate of {winner} (the first in ld.so.cache order wins)")
+            if winner is None:
+                missing.append(prefix)
+
+    # The *.so.<version> sweep of the libcuda / libnvidia-ml directories.
+    dirs: List[str] = []
+    for f in chosen.values():
+        if f.names and f.names[0].startswith(("libcuda.so.", "libnvidia-ml.so.")) and f.path:
+            d = os.path.dirname(f.path)
+            for cand in (d, d + "/vdpau"):
+                if cand not in dirs:
+                    dirs.append(cand)
+    for d in dirs:
+        for name in col.root.listdir(d):
+            if not (name.startswith("lib") and name.endswith(".so." + col.version)):
+                continue
+            cap = _sweep_capability(name)
+            if cap is None or cap not in caps:
+                continue
+            real = col.realpath(f"{d}/{name}")
+            if real is None or real in chosen:
+                continue
+            prefix = next((p for p in LIBRARIES.get(cap, ()) if name.startswith(p)), "")
+            reason, elf = col.check_library(prefix, real, arch)
+            if reason is not None or elf is None:
+                col.skip(real, reason or "rejected")
+                continue
+            chosen[real] = _library_file(col, real, name, elf, kind, cap)
+            if prefix in missing:
+                missing.remove(prefix)
+    if any(f.names[0].startswith("libGLX_nvidia.so.") for f in chosen.values()):
+        # A GLVND install has no NVIDIA libGL/libEGL; not finding them is normal.
+        missing = [m for m in missing if m not in GL_COMPAT_LOADERS]
+    if report_missing is not None:
+        missing = [m for m in missing if m in report_missing]
+    col.missing += [m + missing_suffix for m in missing]
+    return tuple(chosen.values())
+
+
+def _which(root: HostRoot, name: str, search_path: str) -> Optional[str]:
+    """First executable ``name`` along ``search_path`` under the root, symlinks resolved inside the root."""
+    for d in search_path.split(":"):
+        if not d.startswith("/"):
+            continue
+        cand = d.rstrip("/") + "/" + name
+        if not root.exists(cand):
+            continue
+        try:
+            real = root.realpath(cand)
+        except HostError:
+            continue
+        if root.is_file(real) and root.access(real, os.X_OK):
+            return real
+    return None
+
+
+def _binaries(col: _Collector, caps: FrozenSet[str], search_path: str) -> Tuple[DriverFile, ...]:
+    out: List[DriverFile] = []
+    for cap in CAPABILITY_ORDER:
+        if cap not in caps or cap not in BINARIES:
+            continue
+        for name in BINARIES[cap]:
+            real = _which(col.root, name, search_path)
+            if real is None:
+                col.missing.append(name)
+                continue
+            out.append(DriverFile(host_path=col.root.host(real), kind="bin", capability=cap,
+                                  names=_dedupe([os.path.basename(real), name]), path=real))
+    return tuple(out)
+
+
+def _present(col: _Collector, entries: Iterable[Tuple[str, str]], wanted: Set[str], kind: str,
+             want_dir: bool = False) -> Tuple[DriverFile, ...]:
+    out: List[DriverFile] = []
+    seen: Set[str] = set()
+    for path, cap in entries:
+        if cap not in wanted or not col.root.exists(path):
+            continue
+        real = col.realpath(path)
+        if real is None or real in seen:
+            continue
+        ok = col.root.is_dir(real) if want_dir else (
+            col.root.exists(real) and not col.root.is_dir(real))
+        if not ok:
+            continue
+        seen.add(real)
+        out.append(DriverFile(host_path=col.root.host(real), kind=kind, capability=cap,
+                              names=(os.path.basename(path),), path=path))
+    return tuple(out)
+
+
+def _firmware(col: _Collector, caps: FrozenSet[str]) -> Tuple[DriverFile, ...]:
+    cap = next((c for c in ("compute", "utility") if c in caps), None) or next(
+        (c for c in CAPABILITY_ORDER if c in caps), None)
+    if cap is None:
+        return ()
+    out: List[DriverFile] = []
+    seen: Set[str] = set()
+    for base in FIRMWARE_DIRS:
+        d = f"{base}/nvidia/{col.version}"
+        if not col.root.exists(d):
+            continue
+        real_dir = col.realpath(d)
+        if real_dir is None or real_dir in seen:
+            continue
+        seen.add(real_dir)
+        for name in col.root.listdir(real_dir):
+            if name.startswith("gsp") and name.endswith(".bin"):
+                real = col.realpath(f"{real_dir}/{name}")
+                if real is not None and col.root.is_file(real):
+                    out.append(DriverFile(host_path=col.root.host(real), kind="firmware", capability=cap,
+                                          names=(name,), path=f"{d}/{name}"))
+    return tuple(out)
+
+
+def select_driver_files(
+    root: HostRoot,
+    driver_version: str,
+    capabilities: Iterable[str],
+    *,
+    cache: Optional[LdCache] = None,
+    arch: Optional[str] = None,
+    search_path: str = DEFAULT_PATH,
+    use_cache: bool = True,
+    mps_pipe_dir: str = DEFAULT_MPS_PIPE_DIR,
+    gsp_firmware: bool = True,
+) -> DriverFiles:
+    """The driver files of ``driver_version`` that ``capabilities`` need, under ``root``.
+
+    ``cache`` defaults to the root's ``/etc/ld.so.cache``; with no cache (or
+    ``use_cache=False``) fixed library directories are searched instead.
+    ``arch`` defaults to this machine's (:func:`nvlow.ldcache.native_arch`).
+    Host files that cannot be read are skipped, never raised.
+    """
+    caps = frozenset(capabilities)
+    unknown = sorted(caps - ALL_CAPABILITIES)
+    if unknown:
+        parse_capabilities(",".join(unknown))  # raises UsageError naming the first
+    arch = arch or native_arch()
+    col = _Collector(root, driver_version)
+    if use_cache and cache is None:
+        cache = read_ldcache(root)
+    lib_caps = library_capabilities(caps)
+
+    def finder(a: str) -> Candidates:
+        if use_cache and cache is not None:
+            return _cache_candidates(cache, a)
+        return _dir_candidates(root, FALLBACK_LIB_DIRS.get(a, ("/usr/lib64", "/usr/lib", "/lib64", "/lib")))
+
+    libs64 = _select_libraries(col, lib_caps, arch, "lib64", finder(arch), "")
+    libs32: Tuple[DriverFile, ...] = ()
+    arch32 = compat32_arch(arch)
+    if "compat32" in caps and arch32 is not None:
+        # Few libraries exist in 32-bit builds: report only those the 64-bit side has.
+        found64 = {p for c in lib_caps for p in LIBRARIES[c]
+                   if any(f.names[0].startswith(p + ".") for f in libs64)}
+        libs32 = _select_libraries(col, lib_caps, arch32, "lib32", finder(arch32), " (compat32)", found64)
+    binaries = _binaries(col, caps, search_path)
+    config_caps = {c for c in ("compute", "graphics") if c in lib_caps}
+    configs = _present(col, CONFIG_FILES, config_caps, "config")
+    ipc_caps = {c for c in ("utility", "compute") if c in caps}
+    ipcs = _present(col, IPC_PATHS, ipc_caps, "ipc") + _present(
+        col, ((mps_pipe_dir, "compute"),), ipc_caps, "ipc", want_dir=True)
+    firmware = _firmware(col, caps) if gsp_firmware else ()
+    return DriverFiles(libraries64=libs64, libraries32=libs32, binaries=binaries, configs=configs,
+                       ipcs=ipcs, firmware=firmware, skipped=tuple(col.skipped), missing=tuple(col.missing))
