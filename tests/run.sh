@@ -17,7 +17,11 @@ say() { printf 'tests/run.sh: %s\n' "$*" >&2; }
 
 # ---------------------------------------------------------------- venv
 PYTHON=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
+if [ -e .venv ] && ! .venv/bin/python -c '' 2>/dev/null; then
+    say "error: .venv exists but its python does not run for $(id -un); remove .venv or fix its permissions"
+    exit 1
+fi
+if [ ! -e .venv ]; then
     say "creating .venv"
     "$PYTHON" -m venv .venv
 fi
@@ -70,6 +74,8 @@ else
     else
         say "engine setup failed (see the lines above)"
         in_ci && exit 1
+        bash tests/engine/setup_engines.sh stop "$ENGINE_WORKDIR" || true
+        ENGINE_WORKDIR=""
         say "continuing without real-engine tests"
         export NVLOW_ENGINES=0
     fi

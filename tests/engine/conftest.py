@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from typing import Callable, Mapping, Optional
+from typing import Mapping, Optional
 
 import pytest
 
 from . import ENGINES_ENABLED, SKIP_REASON
 from .fakehost import FakeHost, build_fake_host
-from .helpers import TIMEOUT_S, Engine, engine_env, nvlow_command
+from .helpers import TIMEOUT_S, Engine, NvlowRunner, engine_env, nvlow_command
 
 
 def _require_engines() -> None:
@@ -58,8 +58,6 @@ def engine(request: pytest.FixtureRequest) -> Engine:
     """Each test runs once per engine."""
     return request.getfixturevalue(f"{request.param}_engine")  # type: ignore[no-any-return]
 
-
-NvlowRunner = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
 @pytest.fixture

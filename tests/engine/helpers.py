@@ -6,7 +6,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 import pytest
 
@@ -21,6 +21,9 @@ SAFE_RUN_FLAGS = ("--pull", "never", "--network", "none")
 _SELECTION_VARS = ("NVIDIA_VISIBLE_DEVICES", "NV_GPU", "NVIDIA_DRIVER_CAPABILITIES", "NVIDIA_REQUIRE_CUDA",
                    "NVIDIA_DISABLE_REQUIRE", "CUDA_VISIBLE_DEVICES")
 TIMEOUT_S = 120
+
+#: the ``nvlow`` fixture: ``nvlow(*args, env=None, timeout=...)`` -> CompletedProcess
+NvlowRunner = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
 def engine_env() -> Dict[str, str]:

@@ -89,15 +89,18 @@ import_images() {
         args=()
         while IFS= read -r line; do args+=(-c "$line"); done < <(image_changes "$req")
         "$DOCKER" import "${args[@]}" "$W/rootfs.tar" "$name" >/dev/null || die "docker import $name failed"
-        "$PODMAN" import "${args[@]}" "$W/rootfs.tar" "$name" >/dev/null || die "podman import $name failed"
+        "$PODMAN" import --quiet "${args[@]}" "$W/rootfs.tar" "$name" >/dev/null || die "podman import $name failed"
     done
 }
 
 # ---------------------------------------------------------------- dockerd
+# dockerd starts its own containerd under --exec-root, unless a system containerd is running; then the
+# private namespaces keep our containers and images apart from the system's.
 start_dockerd() {
     mkdir -p "$W/docker" "$W/docker-exec"
     "$DOCKERD" --data-root "$W/docker" --exec-root "$W/docker-exec" --pidfile "$W/dockerd.pid" \
         -H "unix://$W/docker.sock" --bridge=none --iptables=false --ip6tables=false \
+        --containerd-namespace nvlow-ci --containerd-plugins-namespace nvlow-ci-plugins \
         >"$W/dockerd.log" 2>&1 </dev/null &
     echo $! >"$W/dockerd.launch.pid"
     export DOCKER_HOST="unix://$W/docker.sock"
@@ -165,6 +168,7 @@ EOF
 
 start() {
     [ "$(id -u)" -eq 0 ] || die "engine tests need root (rootful dockerd and podman, mknod)"
+    [ ! -e "$W" ] || { log "$W exists: tearing down what it holds first"; stop; }
     ensure_packages
     find_tools
     mkdir -p "$W"
