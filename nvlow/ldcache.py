@@ -225,7 +225,8 @@ def parse_ldcache(data: bytes, name: str = CACHE_PATH) -> LdCache:
             raise HostError(f"truncated ld.so.cache {name}")
         nlibs_old = _OLD_HEADER.unpack_from(data, 0)[1]
         off = (_OLD_HEADER.size + _OLD_ENTRY.size * nlibs_old + 7) & ~7
-        if len(data) > off + _NEW_HEADER.size and data[off:off + len(NEW_MAGIC)] == NEW_MAGIC:
+        # glibc (dl-cache.c, cache.c) needs the whole new header to fit: >=, not >
+        if len(data) >= off + _NEW_HEADER.size and data[off:off + len(NEW_MAGIC)] == NEW_MAGIC:
             return _parse_new(data, off, "compat", name)
         return _parse_old(data, name)
     raise HostError(f"not an ld.so.cache file: {name}")
