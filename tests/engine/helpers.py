@@ -67,7 +67,12 @@ class Engine:
 
 
 def nvlow_command() -> List[str]:
-    """The ``nvlow`` console script of the interpreter running the tests (the repo's venv)."""
+    """``$NVLOW_TEST_NVLOW`` (split like a shell), else the ``nvlow`` script next to the test interpreter."""
+    override = os.environ.get("NVLOW_TEST_NVLOW")
+    if override:  # e.g. an installed wheel's script, or `python -m ...`
+        import shlex
+
+        return shlex.split(override)
     candidate = os.path.join(os.path.dirname(sys.executable), "nvlow")
     if os.access(candidate, os.X_OK):
         return [candidate]

@@ -52,7 +52,10 @@ BIND_PROBE = {
     "stat": "stat -c '%n|%F|%t:%T' /dev/nvidia0 /dev/nvidia1 /dev/nvidiactl /dev/nvidia-uvm",
     "open": "cat /dev/nvidia0",
     "md5": f"md5sum {NVIDIA_LIB64}/libcuda.so.1 {NVIDIA_LIB64}/libcuda.so",
-    "readonly": f"touch {NVIDIA_LIB64}/x",
+    # Bind mode mounts single files: the directory around them is the container's own (writable), so
+    # the read-only check writes to a mounted file.
+    "readonly": f"touch {NVIDIA_LIB64}/libcuda.so.1",
+    "readonly_bin": f"touch {NVIDIA_BIN}/nvidia-smi",
     "smi": f"{NVIDIA_BIN}/nvidia-smi",
     "smi_on_path": "nvidia-smi",
     "image_tool": "nvlow-image-tool",
@@ -99,9 +102,10 @@ def test_libcuda_is_the_current_driver_copy(bind_probe: Dict[str, Section], fake
     ]
 
 
-def test_driver_files_are_read_only(bind_probe: Dict[str, Section]) -> None:
-    assert bind_probe["readonly"].rc != 0
-    assert "Read-only file system" in bind_probe["readonly"].out
+@pytest.mark.parametrize("section", ["readonly", "readonly_bin"])
+def test_driver_files_are_read_only(bind_probe: Dict[str, Section], section: str) -> None:
+    assert bind_probe[section].rc != 0
+    assert "Read-only file system" in bind_probe[section].out
 
 
 def test_nvidia_smi_runs(bind_probe: Dict[str, Section], fake_host: FakeHost) -> None:
