@@ -50,6 +50,8 @@ class ParsedOption:
 class EngineCommand:
     """What an engine command line means to nvlow.
 
+    ``command`` is ``run``/``create`` (also for ``container run|create``), else the first
+    command word as written (``ps``, ``image``, ``container``), or None when there is none.
     ``image_index`` is the index of the image token (for podman ``--rootfs``: of the rootfs
     path, and ``image`` is None). ``insert_index`` is where nvlow's arguments go: the image
     index, or the index of the ``--`` that precedes the image. ``engine_index`` is the
