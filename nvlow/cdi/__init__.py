@@ -1,0 +1,20 @@
+"""CDI (Container Device Interface) specs: generate, list and validate.
+
+``nvlow cdi generate`` writes one spec of kind ``nvidia.com/gpu`` that podman
+(4.1+), Docker (25+ with CDI enabled), containerd and CRI-O understand:
+``podman run --device nvidia.com/gpu=0 IMAGE``. See :mod:`nvlow.cdi.spec`
+(building), :mod:`nvlow.cdi.validate` (rules), :mod:`nvlow.cdi.store`
+(spec directories, atomic writes) and :mod:`nvlow.cdi.yaml` (YAML without a
+dependency).
+"""
+from __future__ import annotations
+
+from .spec import DEFAULT_CLASS, DEFAULT_NAMING, DEFAULT_VENDOR, GeneratedSpec, build_spec, render_spec
+from .store import SPEC_DIRS, ListedDevice, list_devices, write_atomic
+from .validate import host_problems, required_version, validate_document
+
+__all__ = [
+    "DEFAULT_CLASS", "DEFAULT_NAMING", "DEFAULT_VENDOR", "GeneratedSpec", "ListedDevice", "SPEC_DIRS",
+    "build_spec", "host_problems", "list_devices", "render_spec", "required_version", "validate_document",
+    "write_atomic",
+]

@@ -1,0 +1,271 @@
+"""Build a CDI spec (as a dict) from a discovered :class:`~nvlow.model.Host`.
+
+One spec of kind ``vendor/class`` (default ``nvidia.com/gpu``) holds a device
+per GPU and per MIG device under every chosen naming strategy, plus ``all``.
+The spec-wide ``containerEdits`` carry the control nodes, the driver files
+and the environment, so a container gets them once whatever it requests.
+There are no hooks: nothing on the host runs when a container starts.
+
+Driver files are placed exactly as ``nvlow args`` places them
+(:func:`nvlow.plan.driver_file_mounts`), under ``/usr/local/nvidia``.
+
+CDI ``env`` entries *replace* the image's value (the CDI library sets the
+variable in the OCI spec), so ``PATH`` is the standard default PATH plus
+``/usr/local/nvidia/bin``; an image with an unusual PATH loses its own
+entries. ``nvlow args --image`` merges with the image instead.
+
+Example:
+    >>> from nvlow.model import DeviceNode, Gpu, Host
+    >>> ctl = DeviceNode("/dev/nvidiactl", "/dev/nvidiactl", 195, 255, "ctl")
+    >>> gpu = Gpu(0, 0, "GPU-1111", "0000:07:00.0", "A100", node=DeviceNode("/dev/nvidia0", "/dev/nvidia0", 195, 0, "gpu"))
+    >>> host = Host("/", "550.54.15", "12.4", "procfs", (gpu,), control_nodes=(ctl,))
+    >>> spec = build_spec(host, None, capabilities=("utility",))
+    >>> [d["name"] for d in spec.document["devices"]], spec.document["cdiVersion"]
+    (['0', 'GPU-1111', 'all'], '0.5.0')
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+from ..errors import HostError, UsageError
+from ..model import DeviceNode, DriverFiles, Gpu, Host, MigDevice
+from ..plan import (DEFAULT_PATH, LD_LIBRARY_PATH_ADDITIONS, NVIDIA_DIR, PATH_ADDITIONS, Mount,
+                    device_mappings, driver_file_mounts, merge_search_path)
+from ..select import select_gpus
+
+DEFAULT_VENDOR = "nvidia.com"
+DEFAULT_CLASS = "gpu"
+NAMING_STRATEGIES = ("index", "uuid", "type-index")
+#: like nvidia-ctk's default (index plus uuid), so every device has two names
+DEFAULT_NAMING = ("index", "uuid")
+SPEC_FORMATS = ("yaml", "json")
+CDI_DRIVER_FILE_MODES = ("bind", "volume")
+#: read-only, like nvidia-ctk before v1.18 ("bind"; later "rbind","rprivate")
+MOUNT_OPTIONS = ("ro", "nosuid", "nodev", "bind")
+#: IPC sockets must stay writable (toolkit 1.19 dropped "ro" for them too)
+IPC_MOUNT_OPTIONS = ("nosuid", "nodev", "bind")
+#: the most recent version both podman 4.x (CDI 0.5) and Docker 26 accept (cdi.md §2)
+MAX_EMITTED_VERSION = "0.5.0"
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.:-]*[A-Za-z0-9])?$")
+_VENDOR_RE = re.compile(r"^[A-Za-z]([A-Za-z0-9_.-]*[A-Za-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class GeneratedSpec:
+    """A CDI spec document and what was left out of it (one line each)."""
+
+    document: Dict[str, Any]
+    warnings: Tuple[str, ...] = ()
+
+    @property
+    def kind(self) -> str:
+        return str(self.document["kind"])
+
+    def qualified_names(self) -> List[str]:
+        """``vendor/class=name`` of every device, in spec order."""
+        return [f"{self.kind}={d['name']}" for d in self.document["devices"]]
+
+
+def parse_naming_strategies(values: Iterable[str]) -> Tuple[str, ...]:
+    """Naming strategies from repeatable and/or comma-separated option values.
+
+    Example:
+        >>> parse_naming_strategies(["index,uuid", "type-index", "index"])
+        ('index', 'uuid', 'type-index')
+    """
+    out: List[str] = []
+    for value in values:
+        for token in value.split(","):
+            token = token.strip().lower()
+            if not token:
+                continue
+            if token not in NAMING_STRATEGIES:
+                raise UsageError(f"invalid --device-name-strategy {token!r}",
+                                 hint="use index, uuid or type-index (repeat or separate with commas)")
+            if token not in out:
+                out.append(token)
+    return tuple(out) if out else DEFAULT_NAMING
+
+
+def check_kind(vendor: str, class_: str) -> str:
+    """``vendor/class`` after checking both halves against the CDI name rules (cdi.md §3)."""
+    if not _VENDOR_RE.match(vendor) or len(vendor) > 253:
+        raise UsageError(f"invalid CDI vendor {vendor!r}",
+                         hint="start with a letter, end with a letter or digit, use only letters, digits, '_', '.', '-'")
+    if not _VENDOR_RE.match(class_) or len(class_) > 63 or "." in class_:
+        raise UsageError(f"invalid CDI class {class_!r}",
+                         hint="start with a letter, end with a letter or digit, use only letters, digits, '_', '-' "
+                              "(a '.' needs cdiVersion 0.6.0, which podman 4.x rejects)")
+    return f"{vendor}/{class_}"
+
+
+def device_names(item: Union[Gpu, MigDevice], strategies: Sequence[str]) -> List[str]:
+    """The device names of a GPU or MIG device under each strategy (missing UUIDs are skipped).
+
+    Example:
+        >>> m = MigDevice(uuid="MIG-abc", parent_index=1, index=0, gpu_instance_id=1, compute_instance_id=0)
+        >>> device_names(m, ("index", "uuid", "type-index"))
+        ['1:0', 'MIG-abc', 'mig1:0']
+    """
+    names: List[str] = []
+    for s in strategies:
+        if s == "index":
+            names.append(item.name_for_index if isinstance(item, MigDevice) else str(item.index))
+        elif s == "uuid":
+            if item.uuid:
+                names.append(item.uuid)
+        elif s == "type-index":
+            names.append(f"mig{item.name_for_index}" if isinstance(item, MigDevice) else f"gpu{item.index}")
+    return names
+
+
+def _node_dict(path: str, host_path: str, node: Optional[DeviceNode]) -> Dict[str, Any]:
+    d: Dict[str, Any] = {"path": path}
+    if host_path != path:
+        d["hostPath"] = host_path  # needs 0.5.0; dropped when equal, as nvidia-ctk does
+    if node is not None and node.major >= 0 and node.minor >= 0:
+        # With type and major set the engine creates the node without stat'ing hostPath.
+        d["type"] = "c"
+        d["major"] = node.major
+        d["minor"] = node.minor
+    return d
+
+
+def _known_nodes(host: Host) -> Dict[str, DeviceNode]:
+    nodes: Dict[str, DeviceNode] = {n.host_path: n for n in host.control_nodes}
+    for g in host.gpus:
+        if g.node is not None:
+            nodes[g.node.host_path] = g.node
+        for m in g.mig_devices:
+            for n in m.cap_nodes:
+                nodes[n.host_path] = n
+    return nodes
+
+
+def _mount_dict(m: Mount) -> Dict[str, Any]:
+    return {"hostPath": m.host_path, "containerPath": m.container_path,
+            "options": list(MOUNT_OPTIONS if m.read_only else IPC_MOUNT_OPTIONS)}
+
+
+def spec_env() -> List[str]:
+    """The spec-wide environment: no legacy hook injection, and the /usr/local/nvidia search paths."""
+    path = merge_search_path(DEFAULT_PATH, PATH_ADDITIONS) or DEFAULT_PATH
+    ld_path = merge_search_path(None, LD_LIBRARY_PATH_ADDITIONS) or ""
+    return ["NVIDIA_VISIBLE_DEVICES=void", f"PATH={path}", f"LD_LIBRARY_PATH={ld_path}"]
+
+
+def build_spec(
+    host: Host,
+    files: Optional[DriverFiles],
+    *,
+    capabilities: Iterable[str],
+    vendor: str = DEFAULT_VENDOR,
+    class_: str = DEFAULT_CLASS,
+    strategies: Sequence[str] = DEFAULT_NAMING,
+    driver_files: str = "bind",
+    volume_path: Optional[str] = None,
+    include_all: bool = True,
+) -> GeneratedSpec:
+    """The CDI spec for every GPU and MIG device of ``host``.
+
+    ``files`` are the selected driver files (None: no mounts). ``driver_files``
+    is ``bind`` (per-file read-only binds) or ``volume`` (``volume_path``, a
+    built driver volume, mounted at /usr/local/nvidia). A GPU without a usable
+    device node is left out with a warning; a host without any is an error.
+    """
+    from .validate import required_version
+
+    kind = check_kind(vendor, class_)
+    caps = tuple(sorted(set(capabilities)))
+    if driver_files not in CDI_DRIVER_FILE_MODES:
+        raise UsageError(f"invalid --driver-files {driver_files!r} for a CDI spec", hint="use bind or volume")
+    known = _known_nodes(host)
+    common_maps = device_mappings(host, select_gpus(host.gpus, "none"), caps)  # control nodes only
+    common_paths = {m.container_path for m in common_maps}
+    warnings: List[str] = []
+    devices: List[Dict[str, Any]] = []
+    seen_names: Dict[str, str] = {}
+    all_nodes: List[Dict[str, Any]] = []
+    all_paths: set = set()
+
+    items: List[Tuple[str, Union[Gpu, MigDevice]]] = []
+    for gpu in sorted(host.gpus, key=lambda g: g.index):
+        items.append((str(gpu.index), gpu))
+        for mig in sorted(gpu.mig_devices, key=lambda m: m.index):
+            items.append((mig.name_for_index, mig))
+    for token, item in items:
+        label = f"MIG device {token}" if isinstance(item, MigDevice) else f"GPU {token}"
+        try:
+            maps = device_mappings(host, select_gpus(host.gpus, token), caps)
+        except (HostError, UsageError) as exc:
+            warnings.append(f"{label} left out of the CDI spec: {exc}")
+            continue
+        nodes = [_node_dict(m.container_path, m.host_path, known.get(m.host_path))
+                 for m in maps if m.container_path not in common_paths]
+        for n in nodes:
+            if n["path"] not in all_paths:
+                all_paths.add(n["path"])
+                all_nodes.append(n)
+        for name in device_names(item, strategies):
+            if not _NAME_RE.match(name) or name == "all":
+                warnings.append(f"{label}: name {name!r} is not a valid CDI device name; skipped")
+                continue
+            if name in seen_names:
+                warnings.append(f"{label}: device name {name!r} already used by {seen_names[name]}; skipped")
+                continue
+            seen_names[name] = label
+            devices.append({"name": name, "containerEdits": {"deviceNodes": [dict(n) for n in nodes]}})
+    if not devices:
+        raise HostError("no GPU with a usable device node was found: a CDI spec needs at least one device",
+                        hint="'nvlow info' lists the GPUs; 'nvlow doctor' checks the device nodes")
+    if include_all:
+        devices.append({"name": "all", "containerEdits": {"deviceNodes": all_nodes}})
+
+    mounts: List[Mount] = []
+    if files is not None:
+        if driver_files == "volume":
+            if volume_path is None:
+                raise HostError("--driver-files volume needs a built driver volume")
+            mounts.append(Mount(volume_path, NVIDIA_DIR))
+            mounts.extend(driver_file_mounts(files, include_nvidia_dir=False))
+        else:
+            mounts = driver_file_mounts(files)
+    edits: Dict[str, Any] = {
+        "env": spec_env(),
+        "deviceNodes": [_node_dict(m.container_path, m.host_path, known.get(m.host_path)) for m in common_maps],
+    }
+    if mounts:
+        edits["mounts"] = [_mount_dict(m) for m in mounts]
+    document: Dict[str, Any] = {"cdiVersion": "", "kind": kind, "devices": devices, "containerEdits": edits}
+    version, reason = required_version(document)
+    document["cdiVersion"] = version
+    return GeneratedSpec(document, tuple(warnings))
+
+
+def spec_header(driver_version: Optional[str]) -> List[str]:
+    """Comment lines at the top of a YAML spec; the first marks it as nvlow's."""
+    from .. import __version__
+
+    return [
+        f"Generated by nvlow {__version__} for NVIDIA driver {driver_version or 'unknown'}; do not edit.",
+        "Regenerate after a driver or GPU change: nvlow cdi generate --write --if-changed",
+        "The env entries replace the image's PATH and LD_LIBRARY_PATH (CDI sets, it does not merge).",
+    ]
+
+
+NVLOW_MARKER = "# Generated by nvlow"
+
+
+def render_spec(spec: GeneratedSpec, fmt: str, *, driver_version: Optional[str] = None) -> str:
+    """The spec as text: ``yaml`` (``---`` first, nvlow header comment) or ``json`` (2-space indent)."""
+    if fmt == "json":
+        return json.dumps(spec.document, indent=2) + "\n"
+    if fmt == "yaml":
+        from .yaml import dump_yaml
+
+        return dump_yaml(spec.document, header=spec_header(driver_version), document_start=True)
+    raise UsageError(f"invalid --format {fmt!r}", hint="use yaml or json")

@@ -1,0 +1,241 @@
+"""``nvlow cdi generate|list|validate``: a typer sub-app added by :func:`register`."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import typer
+
+from ..errors import HostError, NvlowError, UsageError
+from .options import CommonOptions
+from .session import load_host, note, warn
+
+#: capabilities a generated spec covers by default: a spec serves every container, like nvidia-ctk's
+DEFAULT_CDI_CAPABILITIES = "all"
+
+
+def _spec_format(fmt: Optional[str], path: Optional[str]) -> str:
+    from ..cdi.spec import SPEC_FORMATS
+
+    if fmt is not None:
+        low = fmt.lower()
+        if low not in SPEC_FORMATS:
+            raise UsageError(f"invalid --format {fmt!r}", hint="use yaml or json")
+        return low
+    if path is not None and path.endswith(".json"):
+        return "json"
+    return "yaml"
+
+
+def _target(output: Optional[str], write: bool, fmt: Optional[str], root: Any) -> Tuple[Optional[str], str]:
+    """(real path to write or None for stdout, format)."""
+    from ..cdi.store import DEFAULT_SPEC_BASENAME, DEFAULT_SPEC_DIR
+
+    if output is not None and (os.path.isdir(output) or output.endswith("/")):
+        f = _spec_format(fmt, None)
+        return os.path.join(output, f"{DEFAULT_SPEC_BASENAME}.{f}"), f
+    if output is not None and output != "-":
+        return output, _spec_format(fmt, output)
+    if write:
+        f = _spec_format(fmt, None)
+        return root.host(f"{DEFAULT_SPEC_DIR}/{DEFAULT_SPEC_BASENAME}.{f}"), f
+    return None, _spec_format(fmt, None)
+
+
+def run_generate(opts: CommonOptions, env: Mapping[str, str], *, output: Optional[str], fmt: Optional[str],
+                 strategies: Sequence[str], capabilities: Optional[str], driver_files: str,
+                 volumes_dir: Optional[str], vendor: str, class_: str, write: bool, if_changed: bool,
+                 no_all_device: bool) -> int:
+    """``nvlow cdi generate``."""
+    from ..cdi.spec import CDI_DRIVER_FILE_MODES, build_spec, parse_naming_strategies, render_spec
+    from ..cdi.store import existing_document, other_specs_with_kind, write_atomic
+    from ..capabilities import parse_capabilities
+
+    names = parse_naming_strategies(strategies)
+    if driver_files not in CDI_DRIVER_FILE_MODES:
+        raise UsageError(f"invalid --driver-files {driver_files!r} for a CDI spec", hint="use bind or volume")
+    caps = parse_capabilities(capabilities or DEFAULT_CDI_CAPABILITIES)
+    root, host = load_host(opts, env)
+    path, spec_fmt = _target(output, write, fmt, root)
+    if if_changed and path is None:
+        raise UsageError("--if-changed needs a file to compare with", hint="add --write or --output FILE")
+    if not host.driver_version:
+        raise HostError("the NVIDIA driver version is unknown, so its files cannot be selected",
+                        hint="check /proc/driver/nvidia/version ('nvlow doctor')")
+    from ..driverfiles import select_driver_files
+
+    files = select_driver_files(root, host.driver_version, caps)
+    volume_path = None
+    if driver_files == "volume":
+        from ..volume import DEFAULT_VOLUMES_DIR, ensure_volume
+
+        volume_path = ensure_volume(files, host.driver_version, volumes_dir or DEFAULT_VOLUMES_DIR).path
+    spec = build_spec(host, files, capabilities=caps, vendor=vendor, class_=class_, strategies=names,
+                      driver_files=driver_files, volume_path=volume_path, include_all=not no_all_device)
+    for w in spec.warnings:
+        warn(w)
+    text = render_spec(spec, spec_fmt, driver_version=host.driver_version)
+    if path is None:
+        sys.stdout.write(text)
+        return 0
+    if if_changed and existing_document(path) == spec.document:
+        note(f"{path} unchanged (driver {host.driver_version}, {len(spec.document['devices'])} devices)")
+        return 0
+    if not path.endswith((".json", ".yaml")):
+        warn(f"{path}: engines read only *.json and *.yaml files from their spec directories")
+    for other, other_names in other_specs_with_kind(root, spec.kind, path):
+        same_dir = os.path.dirname(os.path.abspath(other)) == os.path.dirname(os.path.abspath(path))
+        overlap = sorted(set(other_names) & set(spec.qualified_names()))
+        if overlap:
+            warn(f"{other} also defines {spec.kind} devices ({', '.join(overlap[:3])}"
+                 + (", ..." if len(overlap) > 3 else "") + "): "
+                 + ("in one directory the names conflict and engines cannot use them; remove one of the files"
+                    if same_dir else "the spec in /var/run/cdi takes precedence over /etc/cdi"))
+    write_atomic(path, text.encode("utf-8"))
+    note(f"wrote {path} ({len(spec.document['devices'])} devices of {spec.kind}, cdiVersion "
+         f"{spec.document['cdiVersion']})")
+    return 0
+
+
+def run_list(opts: CommonOptions, spec_dirs: Sequence[str]) -> int:
+    """``nvlow cdi list``: qualified device names, as engines resolve them."""
+    from ..cdi.store import SPEC_DIRS, list_devices
+    from ..root import HostRoot
+
+    root = HostRoot(opts.root or "/")
+    devices, warnings = list_devices(root, tuple(spec_dirs) or SPEC_DIRS)
+    for w in warnings:
+        warn(w)
+    if opts.json:
+        doc = {"schema_version": 1, "devices": [d.to_dict() for d in devices], "warnings": warnings}
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return 0
+    note(f"Found {len(devices)} CDI device{'s' if len(devices) != 1 else ''}")
+    for d in devices:
+        sys.stdout.write(d.name + "\n")
+    return 0
+
+
+def _running_driver(opts: CommonOptions, env: Mapping[str, str]) -> Optional[str]:
+    """The running driver version under the root, or None (staleness then is not checked)."""
+    quiet = CommonOptions(root=opts.root, simulate=opts.simulate, no_nvml=True, no_uvm_load=True)
+    try:
+        _root, host = load_host(quiet, env, quiet=True)
+    except NvlowError:
+        return None
+    return host.driver_version
+
+
+def validate_files(paths: Sequence[str], driver_version: Optional[str], *,
+                   host_checks: bool = True) -> List[Tuple[str, List[str], int]]:
+    """``(path, problems, device count)`` for each spec file."""
+    from ..cdi.store import read_spec
+    from ..cdi.validate import host_problems, validate_document
+
+    results: List[Tuple[str, List[str], int]] = []
+    for path in paths:
+        try:
+            doc = read_spec(path)
+        except HostError as exc:
+            msg = str(exc)
+            results.append((path, [msg[len(path) + 2:] if msg.startswith(path + ": ") else msg], 0))
+            continue
+        problems = validate_document(doc)
+        if host_checks:
+            problems += host_problems(doc, driver_version)
+        count = len(doc.get("devices") or []) if isinstance(doc, dict) and isinstance(doc.get("devices"), list) else 0
+        results.append((path, problems, count))
+    return results
+
+
+def run_validate(opts: CommonOptions, env: Mapping[str, str], paths: Sequence[str], host_checks: bool) -> int:
+    """``nvlow cdi validate FILE...``: one line per problem; exit 1 when any."""
+    if not paths:
+        raise UsageError("nvlow cdi validate needs at least one spec file",
+                         hint="nvlow cdi validate /var/run/cdi/nvidia.yaml")
+    driver = _running_driver(opts, env) if host_checks else None
+    results = validate_files(paths, driver, host_checks=host_checks)
+    bad = any(problems for _p, problems, _n in results)
+    if opts.json:
+        doc: Dict[str, Any] = {"schema_version": 1, "driver_version": driver, "valid": not bad,
+                               "files": [{"path": p, "valid": not probs, "devices": n, "problems": probs}
+                                         for p, probs, n in results]}
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        for path, problems, count in results:
+            for problem in problems:
+                sys.stdout.write(f"{path}: {problem}\n")
+            if not problems:
+                sys.stdout.write(f"{path}: ok ({count} device{'s' if count != 1 else ''})\n")
+    if host_checks and driver is None:
+        note("no running NVIDIA driver found: staleness was not checked")
+    return 1 if bad else 0
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``cdi`` command group to ``app`` (call after app.py defines its shared options)."""
+    app.add_typer(_build(), name="cdi")
+
+
+def _build() -> typer.Typer:
+    from .app import DEBUG, DRIVER_FILES, JSON, NO_NVML, NO_UVM, ROOT, SIMULATE, VOLUMES_DIR, _run
+
+    cdi = typer.Typer(
+        name="cdi",
+        help="CDI specs for podman, Docker 25+, containerd and CRI-O: --device nvidia.com/gpu=0.",
+        no_args_is_help=True,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+
+    @cdi.command("generate")
+    def generate_cmd(
+        root: str = ROOT, simulate: Optional[str] = SIMULATE, no_nvml: bool = NO_NVML, debug: bool = DEBUG,
+        no_uvm_load: bool = NO_UVM,
+        output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to FILE (or DIR/nvidia.yaml); "
+                                             "default: stdout."),
+        format_: Optional[str] = typer.Option(None, "--format", help="yaml (default) or json; default from the "
+                                              "--output extension."),
+        strategies: List[str] = typer.Option([], "--device-name-strategy", help="index, uuid, type-index "
+                                             "(repeatable or comma-separated; default index,uuid)."),
+        capabilities: Optional[str] = typer.Option(None, "--capabilities", help="Driver capabilities whose files "
+                                                   "and nodes the spec holds (default: all)."),
+        driver_files: str = DRIVER_FILES,
+        volumes_dir: Optional[str] = VOLUMES_DIR,
+        vendor: str = typer.Option("nvidia.com", "--vendor", help="CDI vendor (kind = vendor/class)."),
+        class_: str = typer.Option("gpu", "--class", help="CDI class (kind = vendor/class)."),
+        write: bool = typer.Option(False, "--write", help="Write to /var/run/cdi/nvidia.yaml (under --root)."),
+        if_changed: bool = typer.Option(False, "--if-changed", help="Rewrite only when the driver or devices "
+                                        "changed (for a systemd path unit or udev rule)."),
+        no_all_device: bool = typer.Option(False, "--no-all-device", help="Leave out the 'all' device."),
+    ) -> None:
+        """Generate a CDI spec: a device per GPU and MIG device, plus all; no hooks."""
+        opts = CommonOptions(root=root, simulate=simulate, no_nvml=no_nvml, debug=debug, no_uvm_load=no_uvm_load)
+        _run(debug, lambda: run_generate(
+            opts, os.environ, output=output, fmt=format_, strategies=strategies, capabilities=capabilities,
+            driver_files=driver_files, volumes_dir=volumes_dir, vendor=vendor, class_=class_, write=write,
+            if_changed=if_changed, no_all_device=no_all_device))
+
+    @cdi.command("list")
+    def list_cmd(
+        root: str = ROOT, debug: bool = DEBUG, json_: bool = JSON,
+        spec_dirs: List[str] = typer.Option([], "--spec-dir", help="Spec directory (repeatable, later wins; "
+                                            "default /etc/cdi then /var/run/cdi)."),
+    ) -> None:
+        """List the CDI devices engines can resolve (vendor/class=name), like nvidia-ctk cdi list."""
+        opts = CommonOptions(root=root, debug=debug, json=json_)
+        _run(debug, lambda: run_list(opts, spec_dirs))
+
+    @cdi.command("validate")
+    def validate_cmd(
+        files: List[str] = typer.Argument(None, help="Spec files (JSON or YAML)."),
+        root: str = ROOT, simulate: Optional[str] = SIMULATE, debug: bool = DEBUG, json_: bool = JSON,
+        no_host_checks: bool = typer.Option(False, "--no-host-checks", help="Check only the CDI rules, not "
+                                            "missing files or a stale driver version."),
+    ) -> None:
+        """Check CDI specs: the CDI rules, missing host files, a stale driver version."""
+        opts = CommonOptions(root=root, simulate=simulate, debug=debug, json=json_)
+        _run(debug, lambda: run_validate(opts, os.environ, list(files or []), not no_host_checks))
+
+    return cdi
