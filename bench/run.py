@@ -120,6 +120,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rows += bench_processes(runs, env)
     rows += bench_discovery(runs * 5, env)
     rows += bench_optional("ld.so.cache parse", "bench.bench_ldcache", runs)
+    rows += bench_optional("argv parse + inject", "bench.bench_argv", runs)
     rows += bench_optional("nvlow serve", "bench.bench_serve", runs)
     rows += bench_optional("driver volume", "bench.bench_volume", runs)
     width = max(len(str(r.get("figure"))) for r in rows)
