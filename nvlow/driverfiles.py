@@ -321,7 +321,9 @@ def select_driver_files(
     ``cache`` defaults to the root's ``/etc/ld.so.cache``; with no cache (or
     ``use_cache=False``) fixed library directories are searched instead.
     ``arch`` defaults to this machine's (:func:`nvlow.ldcache.native_arch`).
-    Host files that cannot be read are skipped, never raised.
+    Host files that cannot be read or are corrupt (the cache included) are
+    reported in ``skipped``, never raised; unknown capabilities are a
+    :class:`~nvlow.errors.UsageError`.
     """
     caps = frozenset(capabilities)
     unknown = sorted(caps - ALL_CAPABILITIES)
@@ -330,7 +332,11 @@ def select_driver_files(
     arch = arch or native_arch()
     col = _Collector(root, driver_version)
     if use_cache and cache is None:
-        cache = read_ldcache(root)
+        try:
+            cache = read_ldcache(root)
+        except HostError as exc:
+            # A broken cache must not hide the driver: search the fixed directories instead.
+            col.skip("/etc/ld.so.cache", f"{exc}; searched the usual library directories instead")
     lib_caps = library_capabilities(caps)
 
     def finder(a: str) -> Candidates:
