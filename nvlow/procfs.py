@@ -1,0 +1,305 @@
+"""Pure parsers for the NVIDIA kernel module's /proc files (no file access here).
+
+Formats come from the open kernel module's ``nv-procfs.c``/``nv-caps.c`` and
+are described in ``proc-dev-formats.md``. Every parser takes text and never
+raises on bad input: unknown lines are skipped and unusable values are None.
+
+Example:
+    >>> parse_devices("Character devices:\\n195 nvidia\\n511 nvidia-caps\\n\\nBlock devices:\\n511 x\\n")
+    {'nvidia': 195, 'nvidia-caps': 511}
+    >>> parse_driver_version("NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 2024").version
+    '550.54.15'
+    >>> normalize_bus_id("00000000:07:00.0")
+    '0000:07:00.0'
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+#: /proc/devices names nvlow cares about (matched exactly, never by prefix)
+NVIDIA_DEVICE_NAMES: Tuple[str, ...] = (
+    "nvidia", "nvidia-frontend", "nvidiactl", "nvidia-uvm", "nvidia-caps",
+    "nvidia-caps-imex-channels", "nvidia-nvlink", "nvidia-nvswitch",
+)
+
+_DEVICES_LINE = re.compile(r"^\s*(\d+)\s+(\S.*?)\s*$")
+
+
+def parse_devices(text: str) -> Dict[str, int]:
+    """Character-device name -> major from ``/proc/devices``.
+
+    Only the ``Character devices:`` section is read: block majors reuse the
+    same numbers. Names are the whole second field (so ``nvidia-caps`` and
+    ``nvidia-caps-imex-channels`` never mix); when a name repeats, the first
+    line wins. Junk lines are skipped.
+
+    Example:
+        >>> parse_devices("Character devices:\\n508 nvidia-caps-imex-channels\\n509 nvidia-caps\\n")["nvidia-caps"]
+        509
+    """
+    majors: Dict[str, int] = {}
+    seen_entry = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            if seen_entry:
+                break  # the blank line ends the character section
+            continue
+        if line.lower().startswith("block devices"):
+            break
+        if line.lower().startswith("character devices"):
+            continue
+        m = _DEVICES_LINE.match(line)
+        if m is None:
+            continue
+        seen_entry = True
+        name = m.group(2)
+        if name not in majors:
+            majors[name] = int(m.group(1))
+    return majors
+
+
+@dataclass(frozen=True)
+class DriverVersion:
+    """The kernel module's version banner (``NVRM version:`` line)."""
+
+    version: str
+    open_module: bool
+    arch: Optional[str]
+    banner: str
+
+
+_VERSION_TOKEN = re.compile(r"(?<![\w.:])(\d+\.\d+(?:\.\d+)?)(?![\w.:])")
+_PROPRIETARY_ARCH = re.compile(r"NVIDIA UNIX\s+(\S+)\s+Kernel Module")
+_OPEN_ARCH = re.compile(r"Open Kernel Module\s+for\s+(\S+)")
+
+
+def parse_driver_version(text: str) -> Optional[DriverVersion]:
+    """Parse ``/proc/driver/nvidia/version`` (or just its NVRM banner).
+
+    The version is the first ``N.N[.N]`` token after ``Kernel Module``, never a
+    fixed field: the open module inserted ``for <arch>`` (nixGL #186 broke on
+    that). None when no banner with a version is found.
+
+    Example:
+        >>> v = parse_driver_version("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  560.35.03  Release Build")
+        >>> (v.version, v.open_module, v.arch)
+        ('560.35.03', True, 'x86_64')
+    """
+    banner: Optional[str] = None
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == "NVRM version":
+            banner = value.strip()
+            break
+    if banner is None:
+        # Accept a bare banner too (e.g. a copy pasted by a user).
+        for line in text.splitlines():
+            if "Kernel Module" in line:
+                banner = line.strip()
+                break
+    if not banner:
+        return None
+    pos = banner.find("Kernel Module")
+    if pos < 0:
+        return None
+    m = _VERSION_TOKEN.search(banner, pos + len("Kernel Module"))
+    if m is None:
+        return None
+    open_module = "Open Kernel Module" in banner
+    arch: Optional[str] = None
+    am = _OPEN_ARCH.search(banner) if open_module else _PROPRIETARY_ARCH.search(banner)
+    if am is not None and am.group(1) != "Open":
+        arch = am.group(1)
+    return DriverVersion(version=m.group(1), open_module=open_module, arch=arch, banner=banner)
+
+
+_BUS_ID = re.compile(r"^([0-9a-fA-F]{1,8}):([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])$")
+
+
+def parse_bus_id(text: str) -> Optional[Tuple[int, int, int, int]]:
+    """(domain, bus, device, function) of a PCI bus id in any known spelling.
+
+    Accepts NVML (``00000000:07:00.0``), procfs/sysfs (``0000:07:00.0``, VMD
+    ``10000:01:00.0``) and short (``0:7:0.0``) spellings, any case.
+
+    Example:
+        >>> parse_bus_id("0000:B7:00.0"), parse_bus_id("07:00.0")
+        ((0, 183, 0, 0), None)
+    """
+    m = _BUS_ID.match(text.strip())
+    if m is None:
+        return None
+    dom, bus, dev, fn = (int(g, 16) for g in m.groups())
+    return dom, bus, dev, fn
+
+
+def format_bus_id(parts: Tuple[int, int, int, int]) -> str:
+    """The procfs/sysfs spelling ``%04x:%02x:%02x.%x`` of a parsed bus id."""
+    dom, bus, dev, fn = parts
+    return f"{dom:04x}:{bus:02x}:{dev:02x}.{fn:x}"
+
+
+def normalize_bus_id(text: str) -> Optional[str]:
+    """A bus id rewritten in the procfs/sysfs spelling, or None when it is not one.
+
+    Example:
+        >>> normalize_bus_id("0:7:0.0"), normalize_bus_id("10000:01:00.0"), normalize_bus_id("GPU-1")
+        ('0000:07:00.0', '10000:01:00.0', None)
+    """
+    parts = parse_bus_id(text)
+    return format_bus_id(parts) if parts is not None else None
+
+
+@dataclass(frozen=True)
+class ProcGpuInfo:
+    """``/proc/driver/nvidia/gpus/<bus>/information`` parsed.
+
+    ``bus_location`` is normalised (None when absent or malformed); ``uuid``
+    is None when absent or not known to the driver (``GPU-????????-...``);
+    ``excluded`` comes from ``GPU Excluded`` (or ``Blacklisted`` in older
+    drivers) and is None when neither line exists. ``fields`` keeps every
+    ``key: value`` line in order.
+    """
+
+    model: Optional[str]
+    irq: Optional[int]
+    uuid: Optional[str]
+    video_bios: Optional[str]
+    bus_type: Optional[str]
+    bus_location: Optional[str]
+    minor: Optional[int]
+    excluded: Optional[bool]
+    firmware: Optional[str]
+    fields: Tuple[Tuple[str, str], ...]
+
+
+def _int_or_none(value: Optional[str]) -> Optional[int]:
+    if value is None:
+        return None
+    try:
+        return int(value, 10)
+    except ValueError:
+        return None
+
+
+def _yes_no(value: Optional[str]) -> Optional[bool]:
+    if value is None:
+        return None
+    v = value.strip().lower()
+    if v == "yes":
+        return True
+    if v == "no":
+        return False
+    return None
+
+
+def _key_values(text: str) -> List[Tuple[str, str]]:
+    out: List[Tuple[str, str]] = []
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        key = key.strip()
+        if sep and key:
+            out.append((key, value.strip()))
+    return out
+
+
+def parse_gpu_information(text: str) -> ProcGpuInfo:
+    """Parse one GPU's ``information`` file (tab or space separated; optional lines may be absent).
+
+    Example:
+        >>> info = parse_gpu_information("Model: \\t\\t Tesla T4\\nBus Location: \\t 0000:3b:00.0\\nDevice Minor: \\t 2\\n")
+        >>> (info.model, info.bus_location, info.minor, info.uuid, info.excluded)
+        ('Tesla T4', '0000:3b:00.0', 2, None, None)
+    """
+    fields = tuple(_key_values(text))
+    first: Dict[str, str] = {}
+    for key, value in fields:
+        first.setdefault(key, value)
+
+    uuid = first.get("GPU UUID") or None
+    if uuid is not None and ("?" in uuid or not uuid.startswith("GPU-")):
+        uuid = None  # broken pass-through prints GPU-????????-... (kata-containers/runtime #2546)
+    bus = first.get("Bus Location")
+    excluded = _yes_no(first.get("GPU Excluded"))
+    if excluded is None:
+        excluded = _yes_no(first.get("Blacklisted"))  # drivers before the 2020 rename
+    return ProcGpuInfo(
+        model=first.get("Model") or None,
+        irq=_int_or_none(first.get("IRQ")),
+        uuid=uuid,
+        video_bios=first.get("Video BIOS") or None,
+        bus_type=first.get("Bus Type") or None,
+        bus_location=normalize_bus_id(bus) if bus else None,
+        minor=_int_or_none(first.get("Device Minor")),
+        excluded=excluded,
+        firmware=first.get("GPU Firmware") or None,
+        fields=fields,
+    )
+
+
+def parse_cap_access(text: str) -> Optional[int]:
+    """``DeviceFileMinor`` of a capabilities ``access``/``config``/``monitor`` file.
+
+    Example:
+        >>> parse_cap_access("DeviceFileMinor: 21\\nDeviceFileMode: 292\\nDeviceFileModify: 1\\n")
+        21
+    """
+    for key, value in _key_values(text):
+        if key == "DeviceFileMinor":
+            minor = _int_or_none(value)
+            return minor if minor is not None and minor >= 0 else None
+    return None
+
+
+def parse_mig_minors(text: str) -> Dict[str, int]:
+    """``/proc/driver/nvidia-caps/mig-minors`` as name -> cap minor (first line wins).
+
+    Example:
+        >>> parse_mig_minors("config 1\\nmonitor 2\\ngpu0/gi0/access 3\\nbad\\n")
+        {'config': 1, 'monitor': 2, 'gpu0/gi0/access': 3}
+    """
+    out: Dict[str, int] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) != 2:
+            continue
+        minor = _int_or_none(parts[1])
+        if minor is not None and minor >= 0:
+            out.setdefault(parts[0], minor)
+    return out
+
+
+_MIG_CAP_NAME = re.compile(r"^gpu(\d+)/(?:mig/)?gi(\d+)(?:/ci(\d+))?/access$")
+
+
+def parse_mig_cap_name(name: str) -> Optional[Tuple[int, int, Optional[int]]]:
+    """(gpu minor, GI, CI or None) of a MIG capability name.
+
+    Accepts the ``mig-minors`` spelling (``gpu0/gi1/ci0/access``) and the
+    capabilities-tree path (``gpu0/mig/gi1/access``).
+
+    Example:
+        >>> parse_mig_cap_name("gpu3/gi2/ci1/access"), parse_mig_cap_name("gpu0/mig/gi7/access")
+        ((3, 2, 1), (0, 7, None))
+    """
+    m = _MIG_CAP_NAME.match(name.strip("/"))
+    if m is None:
+        return None
+    ci = m.group(3)
+    return int(m.group(1)), int(m.group(2)), int(ci) if ci is not None else None
+
+
+def parse_params(text: str) -> Dict[str, str]:
+    """``/proc/driver/nvidia/params`` as key -> value text (first line wins).
+
+    Example:
+        >>> parse_params("ModifyDeviceFiles: 1\\nDeviceFileMode: 438\\n")["DeviceFileMode"]
+        '438'
+    """
+    out: Dict[str, str] = {}
+    for key, value in _key_values(text):
+        out.setdefault(key, value)
+    return out

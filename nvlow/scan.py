@@ -1,0 +1,374 @@
+"""The /proc and /dev scanner: what the NVIDIA kernel module says, checked against /dev.
+
+Thin readers around :mod:`nvlow.procfs`. Every node is checked to be a
+character device with the major:minor /proc implies (libnvidia-container
+refuses mismatches as ``invalid device node``); a node that fails is reported
+in ``warnings`` and not used.
+
+Example:
+    >>> import tempfile
+    >>> from nvlow.root import file_node_reader
+    >>> from nvlow.simulate.presets import get_preset
+    >>> from nvlow.simulate.proctree import write_proc_dev_tree
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     write_proc_dev_tree(d, get_preset("workstation"))
+    ...     scan = scan_host(HostRoot(d, node_reader=file_node_reader))
+    >>> (scan.driver_version, scan.open_module, scan.gpus[0].bus_id, scan.gpus[0].node.container_path)
+    ('560.35.03', True, '0000:01:00.0', '/dev/nvidia0')
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
+
+from .errors import DriverNotLoaded, HostError
+from .model import DeviceNode
+from .procfs import (
+    normalize_bus_id, parse_bus_id, parse_cap_access, parse_devices, parse_driver_version,
+    parse_gpu_information, parse_mig_cap_name, parse_mig_minors,
+)
+from .records import GpuRecord
+from .root import HostRoot
+
+Runner = Callable[[List[str]], int]
+
+#: nvidia-modprobe hard-codes this major; used when /proc/devices lacks the name
+NVIDIA_MAJOR = 195
+CTL_MINOR = 255
+MODESET_MINOR = 254
+UVM_MISSING = ("{path} is missing: CUDA will fail in containers; run 'nvidia-modprobe -u -c=0' "
+               "as root or load nvidia-uvm")
+_EXTRA_PATH = "/usr/bin:/usr/sbin:/bin:/sbin:/usr/local/bin:/usr/local/sbin"
+_GPU_NODE = re.compile(r"^nvidia(\d+)$")
+_CAPS = "/proc/driver/nvidia/capabilities"
+
+
+@dataclass(frozen=True)
+class ProcGpu:
+    """A GPU as procfs lists it (``bus_id`` in the procfs spelling)."""
+
+    bus_id: str
+    minor: Optional[int]
+    uuid: Optional[str]
+    model: Optional[str]
+    excluded: Optional[bool]
+    firmware: Optional[str]
+    node: Optional[DeviceNode]
+
+
+@dataclass(frozen=True)
+class MigCap:
+    """A MIG access capability: GI access when ``ci`` is None, else CI access."""
+
+    gpu_minor: int
+    gi: int
+    ci: Optional[int]
+    cap_minor: int
+    node: Optional[DeviceNode]
+
+
+@dataclass(frozen=True)
+class ProcScan:
+    """Everything the kernel side tells about the NVIDIA driver, GPUs and nodes."""
+
+    driver_version: Optional[str]
+    open_module: Optional[bool]
+    majors: Tuple[Tuple[str, int], ...]
+    gpus: Tuple[ProcGpu, ...]  # PCI bus order = NVML index order
+    control_nodes: Tuple[DeviceNode, ...]
+    mig_caps: Tuple[MigCap, ...] = ()
+    config_cap: Optional[DeviceNode] = None
+    monitor_cap: Optional[DeviceNode] = None
+    warnings: Tuple[str, ...] = ()
+    #: every checked /dev/nvidiaN node, by minor order (also those procfs gave no minor for)
+    gpu_nodes: Tuple[DeviceNode, ...] = ()
+
+    def major(self, name: str) -> Optional[int]:
+        """Char major for an exact /proc/devices name."""
+        return dict(self.majors).get(name)
+
+
+class _Scanner:
+    def __init__(self, root: HostRoot) -> None:
+        self.root = root
+        self.warnings: List[str] = []
+        #: host paths whose node check found nothing at all
+        self.missing: Set[str] = set()
+
+    def read(self, path: str) -> Optional[str]:
+        try:
+            return self.root.read_text_optional(path)
+        except HostError as exc:
+            self.warnings.append(str(exc))
+            return None
+
+    def node(self, path: str, major: Optional[int], minor: int, kind: str) -> Optional[DeviceNode]:
+        """The checked node at ``path``, or None (with a warning when it is wrong)."""
+        real = self.root.host(path)
+        info = self.root.node(path)
+        if info is None:
+            self.missing.add(path)
+            return None
+        if not info.is_char:
+            self.warnings.append(f"{real} is not a character device; not used")
+            return None
+        if major is None:
+            return None
+        if (info.major, info.minor) != (major, minor):
+            self.warnings.append(f"{real} is {info.major}:{info.minor}, expected {major}:{minor} "
+                                 "from /proc/devices; not used")
+            return None
+        return DeviceNode(real, path, major, minor, kind)
+
+
+def _gpus(sc: _Scanner, nvidia_major: int) -> Tuple[List[ProcGpu], List[DeviceNode]]:
+    found: List[Tuple[Tuple[int, int, int, int], ProcGpu]] = []
+    for name in sc.root.listdir("/proc/driver/nvidia/gpus"):
+        path = f"/proc/driver/nvidia/gpus/{name}/information"
+        real = sc.root.host(path)
+        text = sc.read(path)
+        info = parse_gpu_information(text or "")
+        parts = parse_bus_id(name) or (parse_bus_id(info.bus_location) if info.bus_location else None)
+        if parts is None:
+            sc.warnings.append(f"{sc.root.host('/proc/driver/nvidia/gpus/' + name)} is not named by a PCI bus id; "
+                               "skipped")
+            continue
+        bus = normalize_bus_id(name) or info.bus_location or ""
+        if text is None:
+            sc.warnings.append(f"{real} is missing")
+        elif not info.fields:
+            sc.warnings.append(f"{real} is malformed (no 'Key: value' lines)")
+        elif info.bus_location and info.bus_location != bus:
+            sc.warnings.append(f"{real} says Bus Location {info.bus_location}; using the directory name {bus}")
+        found.append((parts, ProcGpu(bus, info.minor, info.uuid, info.model, info.excluded, info.firmware, None)))
+    found.sort(key=lambda item: item[0])
+    gpus = [g for _, g in found]
+
+    minors_in_dev = sorted(int(m.group(1)) for m in map(_GPU_NODE.match, sc.root.listdir("/dev")) if m)
+    gpu_nodes = [n for n in (sc.node(f"/dev/nvidia{m}", nvidia_major, m, "gpu") for m in minors_in_dev)
+                 if n is not None]
+    by_minor = {n.minor: n for n in gpu_nodes}
+    # Old drivers print no Device Minor. Infer it only by elimination: exactly one
+    # GPU without a minor and exactly one checked /dev/nvidiaN node nobody claims.
+    unknown = [i for i, g in enumerate(gpus) if g.minor is None]
+    unclaimed = sorted(set(by_minor) - {g.minor for g in gpus if g.minor is not None})
+    if len(unknown) == 1 and len(unclaimed) == 1:
+        g = gpus[unknown[0]]
+        gpus[unknown[0]] = ProcGpu(g.bus_id, unclaimed[0], g.uuid, g.model, g.excluded, g.firmware, None)
+    elif unknown:
+        sc.warnings.append(f"no Device Minor for GPU(s) {', '.join(gpus[i].bus_id for i in unknown)} "
+                           "(old driver): their /dev/nvidiaN node is unknown without NVML")
+    seen: Dict[int, str] = {}
+    for i, g in enumerate(gpus):
+        if g.minor is None:
+            continue
+        if g.minor in seen:
+            sc.warnings.append(f"GPUs {seen[g.minor]} and {g.bus_id} both claim Device Minor {g.minor}")
+        seen.setdefault(g.minor, g.bus_id)
+        node = by_minor.get(g.minor)
+        if g.minor not in minors_in_dev:
+            sc.warnings.append(f"{sc.root.host(f'/dev/nvidia{g.minor}')} is missing for GPU {g.bus_id}")
+        gpus[i] = ProcGpu(g.bus_id, g.minor, g.uuid, g.model, g.excluded, g.firmware, node)
+    return gpus, gpu_nodes
+
+
+def _cap_node(sc: _Scanner, caps_major: Optional[int], minor: int) -> Optional[DeviceNode]:
+    return sc.node(f"/dev/nvidia-caps/nvidia-cap{minor}", caps_major, minor, "cap")
+
+
+def _mig_caps(sc: _Scanner, caps_major: Optional[int]
+              ) -> Tuple[List[MigCap], Optional[DeviceNode], Optional[DeviceNode]]:
+    table: Optional[Dict[str, int]] = None
+
+    def table_minor(name: str) -> Optional[int]:
+        nonlocal table
+        if table is None:
+            table = parse_mig_minors(sc.read("/proc/driver/nvidia-caps/mig-minors") or "")
+        return table.get(name)
+
+    def access_minor(path: str, name: str) -> Optional[int]:
+        # The access file is read first: it exists only for created instances, so
+        # the scan costs one small read per instance; mig-minors (4000+ lines) is
+        # the fallback when an access file is unusable.
+        text = sc.read(f"{_CAPS}/{path}")
+        minor = parse_cap_access(text) if text is not None else None
+        if minor is None:
+            minor = table_minor(name)
+            if text is not None and minor is None:
+                sc.warnings.append(f"{sc.root.host(f'{_CAPS}/{path}')} is malformed (no DeviceFileMinor)")
+        return minor
+
+    entries: List[Tuple[int, int, Optional[int], int]] = []
+    if sc.root.is_dir(_CAPS):
+        config = access_minor("mig/config", "config") if sc.root.exists(f"{_CAPS}/mig/config") else None
+        monitor = access_minor("mig/monitor", "monitor") if sc.root.exists(f"{_CAPS}/mig/monitor") else None
+        for gpu_dir in sc.root.listdir(_CAPS):
+            for gi_dir in sc.root.listdir(f"{_CAPS}/{gpu_dir}/mig"):
+                names = sc.root.listdir(f"{_CAPS}/{gpu_dir}/mig/{gi_dir}")
+                rels = [f"{gpu_dir}/mig/{gi_dir}/access"] if "access" in names else []
+                rels += [f"{gpu_dir}/mig/{gi_dir}/{ci}/access" for ci in names if ci.startswith("ci")]
+                for rel in rels:
+                    key = parse_mig_cap_name(rel)
+                    if key is None:
+                        continue
+                    minor = access_minor(rel, rel.replace("/mig/", "/", 1))
+                    if minor is not None:
+                        entries.append((key[0], key[1], key[2], minor))
+    else:
+        # No capabilities tree: take the mig-minors entries whose /dev node exists.
+        config, monitor = table_minor("config"), table_minor("monitor")
+        for name, minor in (table or {}).items():
+            key = parse_mig_cap_name(name)
+            if key is not None and sc.root.node(f"/dev/nvidia-caps/nvidia-cap{minor}") is not None:
+                entries.append((key[0], key[1], key[2], minor))
+
+    caps: List[MigCap] = []
+    missing: List[str] = []
+    for gpu_minor, gi, ci, minor in sorted(entries, key=lambda e: (e[0], e[1], -1 if e[2] is None else e[2])):
+        node = _cap_node(sc, caps_major, minor)
+        if node is None and caps_major is not None and f"/dev/nvidia-caps/nvidia-cap{minor}" in sc.missing:
+            missing.append(f"nvidia-cap{minor}")
+        caps.append(MigCap(gpu_minor, gi, ci, minor, node))
+    if caps and caps_major is None:
+        sc.warnings.append("/proc/devices has no 'nvidia-caps' device: MIG access is controlled through /proc "
+                           "(older driver); MIG devices cannot be isolated with device nodes")
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        sc.warnings.append(f"MIG capability node(s) missing under {sc.root.host('/dev/nvidia-caps')}: {shown} "
+                           "(create them with 'nvidia-modprobe -f /proc/driver/nvidia/capabilities/...')")
+    config_node = _cap_node(sc, caps_major, config) if config is not None else None
+    monitor_node = _cap_node(sc, caps_major, monitor) if monitor is not None else None
+    return caps, config_node, monitor_node
+
+
+def _modprobe_allowed(root: HostRoot) -> Optional[str]:
+    """Host path of an nvidia-modprobe we may run (root, or setuid), else None."""
+    path = root.which("nvidia-modprobe", (os.environ.get("PATH") or "") + ":" + _EXTRA_PATH)
+    if path is None:
+        return None
+    try:
+        setuid = bool(os.stat(root.host(path)).st_mode & 0o4000)
+    except OSError:
+        return None
+    return path if setuid or os.geteuid() == 0 else None
+
+
+def _default_runner(argv: List[str]) -> int:
+    import subprocess
+
+    try:
+        return subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, timeout=30, check=False).returncode
+    except subprocess.TimeoutExpired:
+        return 124
+    except OSError:
+        return 127
+
+
+def scan_host(root: HostRoot, *, load_uvm: bool = True, runner: Optional[Runner] = None) -> ProcScan:
+    """Scan ``/proc`` and ``/dev`` under ``root``.
+
+    When ``/dev/nvidia-uvm`` is missing and ``load_uvm`` is set,
+    ``nvidia-modprobe -u -c=0`` is run through ``runner`` and the host
+    rescanned -- only on the real root ``/`` (or when a ``runner`` is passed,
+    which then stands for whatever loads UVM for that root) and only when
+    nvidia-modprobe exists and may run (we are root, or it is setuid).
+
+    Raises :class:`DriverNotLoaded` when neither the version file nor an
+    ``nvidia``/``nvidia-frontend`` major exists, :class:`HostError` when the
+    driver files exist but nothing usable could be read from them.
+    """
+    sc = _Scanner(root)
+    devices_text = sc.read("/proc/devices")
+    majors = parse_devices(devices_text) if devices_text is not None else {}
+    version_path = "/proc/driver/nvidia/version"
+    version_text = sc.read(version_path)
+    nvidia_major = majors.get("nvidia", majors.get("nvidiactl", majors.get("nvidia-frontend")))
+    if version_text is None and nvidia_major is None:
+        raise DriverNotLoaded(f"NVIDIA kernel module not loaded (no {version_path} under {root.path})",
+                              hint="install the NVIDIA driver and load it: 'modprobe nvidia' (or run nvidia-smi "
+                                   "once as root)")
+    version = parse_driver_version(version_text or "")
+    if version_text is not None and version is None:
+        sc.warnings.append(f"{root.host(version_path)} is malformed (no NVRM version banner)")
+    if devices_text is None:
+        sc.warnings.append(f"{root.host('/proc/devices')} is missing; assuming major {NVIDIA_MAJOR}")
+    elif nvidia_major is None:
+        sc.warnings.append(f"{root.host('/proc/devices')} lists no 'nvidia' or 'nvidia-frontend' character "
+                           f"device; assuming major {NVIDIA_MAJOR}")
+    major = nvidia_major if nvidia_major is not None else NVIDIA_MAJOR
+
+    gpus, gpu_nodes = _gpus(sc, major)
+    if version is None and nvidia_major is None and not gpus:
+        raise HostError(f"no usable NVIDIA driver information under {root.path}: {root.host(version_path)} "
+                        "is malformed and /proc/devices lists no nvidia device",
+                        hint="check that the NVIDIA kernel module is loaded ('lsmod | grep nvidia')")
+
+    control: List[DeviceNode] = []
+    ctl = sc.node("/dev/nvidiactl", major, CTL_MINOR, "ctl")
+    if ctl is None and "/dev/nvidiactl" in sc.missing:
+        sc.warnings.append(f"{root.host('/dev/nvidiactl')} is missing: run 'nvidia-modprobe -c 0' or "
+                           "'nvidia-smi' once as root")
+    uvm_major = majors.get("nvidia-uvm")
+    uvm = sc.node("/dev/nvidia-uvm", uvm_major, 0, "uvm")
+    if uvm is None and load_uvm and (root.is_default or runner is not None):
+        modprobe = _modprobe_allowed(root)
+        if modprobe is not None:
+            try:
+                rc = (runner or _default_runner)([modprobe, "-u", "-c=0"])
+            except OSError as exc:
+                rc = 127
+                sc.warnings.append(f"cannot run {modprobe}: {exc}")
+            if rc == 0:
+                return scan_host(root, load_uvm=False, runner=runner)
+            sc.warnings.append(f"'{modprobe} -u -c=0' failed (exit {rc})")
+    if uvm is None:
+        sc.warnings.append(UVM_MISSING.format(path=root.host("/dev/nvidia-uvm")))
+    tools = sc.node("/dev/nvidia-uvm-tools", uvm_major, 1, "uvm-tools") if uvm is not None else None
+    modeset = sc.node("/dev/nvidia-modeset", major, MODESET_MINOR, "modeset")
+    control += [n for n in (ctl, uvm, tools, modeset) if n is not None]
+
+    caps, config, monitor = _mig_caps(sc, majors.get("nvidia-caps"))
+    return ProcScan(
+        driver_version=version.version if version else None,
+        open_module=version.open_module if version else None,
+        majors=tuple(sorted(majors.items())),
+        gpus=tuple(gpus), control_nodes=tuple(control), mig_caps=tuple(caps),
+        config_cap=config, monitor_cap=monitor, warnings=tuple(sc.warnings), gpu_nodes=tuple(gpu_nodes),
+    )
+
+
+def cross_check(scan: ProcScan, records: Sequence[GpuRecord]) -> Tuple[str, ...]:
+    """Warnings where NVML and procfs disagree about bus ids, minors or UUIDs.
+
+    Example:
+        >>> s = ProcScan("1", False, (), (ProcGpu("0000:07:00.0", 0, "GPU-a", "A100", False, None, None),), ())
+        >>> cross_check(s, [GpuRecord(0, 1, "GPU-a", "A100", "00000000:07:00.0")])
+        ('GPU 0 (0000:07:00.0): NVML minor 1, procfs Device Minor 0',)
+    """
+    out: List[str] = []
+    by_bus = {g.bus_id: g for g in scan.gpus}
+    by_uuid = {g.uuid: g for g in scan.gpus if g.uuid}
+    matched = set()
+    for rec in records:
+        bus = normalize_bus_id(rec.bus_id) if rec.bus_id else None
+        proc = by_bus.get(bus) if bus else None
+        if proc is None and rec.uuid:
+            proc = by_uuid.get(rec.uuid)
+        label = f"GPU {rec.index} ({bus or rec.bus_id or rec.uuid or 'unknown bus id'})"
+        if proc is None:
+            out.append(f"{label}: not listed under /proc/driver/nvidia/gpus")
+            continue
+        matched.add(proc.bus_id)
+        if bus is not None and proc.bus_id != bus:
+            out.append(f"{label}: NVML bus id {rec.bus_id}, procfs {proc.bus_id}")
+        if rec.minor is not None and proc.minor is not None and rec.minor != proc.minor:
+            out.append(f"{label}: NVML minor {rec.minor}, procfs Device Minor {proc.minor}")
+        if rec.uuid and proc.uuid and rec.uuid.lower() != proc.uuid.lower():
+            out.append(f"{label}: NVML UUID {rec.uuid}, procfs GPU UUID {proc.uuid}")
+    for g in scan.gpus:
+        if g.bus_id not in matched and not g.excluded:
+            out.append(f"GPU {g.bus_id} is listed under /proc/driver/nvidia/gpus but not reported by NVML")
+    return tuple(out)
