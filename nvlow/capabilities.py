@@ -12,7 +12,7 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Dict, FrozenSet, Tuple
+from typing import Dict, FrozenSet, Set, Tuple
 
 from .errors import UsageError
 
@@ -113,7 +113,7 @@ def parse_capabilities(text: str) -> FrozenSet[str]:
     ``all`` expands to every capability; empty items are ignored; an unknown
     name is a :class:`UsageError` naming it.
     """
-    caps = set()
+    caps: Set[str] = set()
     for raw in text.split(","):
         item = raw.strip().lower()
         if not item:

@@ -205,9 +205,10 @@ def _select_libraries(col: _Collector, caps: Tuple[str, ...], arch: str, kind: s
         for name in col.root.listdir(d):
             if not (name.startswith("lib") and name.endswith(".so." + col.version)):
                 continue
-            cap = _sweep_capability(name)
-            if cap is None or cap not in caps:
+            swept_cap = _sweep_capability(name)
+            if swept_cap is None or swept_cap not in caps:
                 continue
+            cap = swept_cap
             real = col.realpath(f"{d}/{name}")
             if real is None or real in chosen:
                 continue
@@ -281,8 +282,8 @@ def _present(col: _Collector, entries: Iterable[Tuple[str, str]], wanted: Set[st
 
 
 def _firmware(col: _Collector, caps: FrozenSet[str]) -> Tuple[DriverFile, ...]:
-    cap = next((c for c in ("compute", "utility") if c in caps), None) or next(
-        (c for c in CAPABILITY_ORDER if c in caps), None)
+    preferred: Tuple[str, ...] = ("compute", "utility") + CAPABILITY_ORDER
+    cap = next((c for c in preferred if c in caps), None)
     if cap is None:
         return ()
     out: List[DriverFile] = []
@@ -353,9 +354,9 @@ def select_driver_files(
                    if any(f.names[0].startswith(p + ".") for f in libs64)}
         libs32 = _select_libraries(col, lib_caps, arch32, "lib32", finder(arch32), " (compat32)", found64)
     binaries = _binaries(col, caps, search_path)
-    config_caps = {c for c in ("compute", "graphics") if c in lib_caps}
+    config_caps: Set[str] = {c for c in ("compute", "graphics") if c in lib_caps}
     configs = _present(col, CONFIG_FILES, config_caps, "config")
-    ipc_caps = {c for c in ("utility", "compute") if c in caps}
+    ipc_caps: Set[str] = {c for c in ("utility", "compute") if c in caps}
     ipcs = _present(col, IPC_PATHS, ipc_caps, "ipc") + _present(
         col, ((mps_pipe_dir, "compute"),), ipc_caps, "ipc", want_dir=True)
     firmware = _firmware(col, caps) if gsp_firmware else ()

@@ -69,8 +69,8 @@ def libcmp(p1: str, p2: str) -> int:
 
 def _norm(spec: EntrySpec) -> Tuple[str, str, int, int, Optional[str]]:
     key, value, flags = spec[0], spec[1], spec[2]
-    osversion = spec[3] if len(spec) > 3 else 0  # type: ignore[misc]
-    subdir = spec[4] if len(spec) > 4 else None  # type: ignore[misc]
+    osversion = spec[3] if len(spec) > 3 else 0
+    subdir = spec[4] if len(spec) > 4 else None
     return key, value, flags, osversion, subdir
 
 
