@@ -40,6 +40,9 @@ from .ldcache import LdCache, compat32_arch, native_arch, read_ldcache
 from .model import DriverFile, DriverFiles
 from .root import HostRoot
 
+__all__ = ["ALL_CAPABILITIES", "CAPABILITY_ORDER", "DEFAULT_CAPABILITIES", "DEFAULT_PATH",
+           "FALLBACK_LIB_DIRS", "parse_capabilities", "select_driver_files"]
+
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 #: library directories searched when the host has no ld.so.cache (toolkit ``pkg/lookup/library.go``)
@@ -134,7 +137,10 @@ def _dir_candidates(root: HostRoot, dirs: Tuple[str, ...]) -> Candidates:
         out: List[Tuple[str, str]] = []
         for d in dirs:
             if d not in listing:
-                listing[d] = root.listdir(root.realpath(d)) if root.exists(d) else []
+                try:
+                    listing[d] = root.listdir(root.realpath(d)) if root.exists(d) else []
+                except HostError:  # a symlink loop or an unreadable directory
+                    listing[d] = []
             out += [(n, f"{d}/{n}") for n in listing[d] if n.startswith(prefix)]
         return out
     return find
@@ -322,6 +328,12 @@ def select_driver_files(
     ``cache`` defaults to the root's ``/etc/ld.so.cache``; with no cache (or
     ``use_cache=False``) fixed library directories are searched instead.
     ``arch`` defaults to this machine's (:func:`nvlow.ldcache.native_arch`).
+    Each :class:`DriverFile` has ``path`` = the host path without the root
+    prefix (the symlink-resolved real file for libraries, binaries and
+    firmware; the usual lookup location for configs and IPC) and
+    ``host_path`` = the root-prefixed real file. Library ``names`` are the
+    real name, the SONAME (ELF, else the cache key) and extra links
+    (``libcuda.so``, ``libGLX_indirect.so.0``, ``libnvidia-opticalflow.so``).
     Host files that cannot be read or are corrupt (the cache included) are
     reported in ``skipped``, never raised; unknown capabilities are a
     :class:`~nvlow.errors.UsageError`.
