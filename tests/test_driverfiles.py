@@ -427,6 +427,7 @@ def test_drivertree_selection_dgx(tmp_path) -> None:  # type: ignore[no-untyped-
     names = [x.names[0] for x in df.libraries64]
     assert names[:2] == ["libcuda.so.550.54.15", "libcudadebugger.so.550.54.15"]
     assert "libnvidia-ml.so.550.54.15" in names and "libnvidia-sandboxutils.so.550.54.15" in names
+    assert "libnvidia-nscq.so.550.54.15" in names
     assert not any("glcore" in n for n in names)
     assert df.skipped == (("/usr/local/lib/libcuda.so.535.104.05",
                            "stale copy from driver 535.104.05 (running 550.54.15)"),)

@@ -117,6 +117,8 @@ def _libraries(t: _Tree, preset: Preset, v: str) -> None:
     for stem, soname, needed in _COMPUTE + (_GRAPHICS if graphics else ()):
         abi = (0, 2, 3, 99) if stem == "libnvidia-tls.so" else None
         t.library(LIB64, stem, v, soname, needed, "x86-64", FLAGS_X86_64, abi_note=abi)
+    if len(preset.gpus) >= 8:  # NVSwitch systems: NSCQ (used by DCGM) from the fabric manager packages
+        t.library(LIB64, "libnvidia-nscq.so", v, "libnvidia-nscq.so.2", (), "x86-64", FLAGS_X86_64)
     # The development link some installers create; programs dlopen it (nvidia-docker #103).
     t.link(f"{LIB64}/libcuda.so", "libcuda.so.1")
     # VDPAU drivers live outside the ld.so.conf directories: only the sweep finds them.
