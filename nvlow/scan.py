@@ -291,7 +291,9 @@ def scan_host(root: HostRoot, *, load_uvm: bool = True, runner: Optional[Runner]
                               hint="install the NVIDIA driver and load it: 'modprobe nvidia' (or run nvidia-smi "
                                    "once as root)")
     version = parse_driver_version(version_text or "")
-    if version_text is not None and version is None:
+    if version_text is None:
+        sc.warnings.append(f"{root.host(version_path)} is missing; the driver version is unknown")
+    elif version is None:
         sc.warnings.append(f"{root.host(version_path)} is malformed (no NVRM version banner)")
     if devices_text is None:
         sc.warnings.append(f"{root.host('/proc/devices')} is missing; assuming major {NVIDIA_MAJOR}")
