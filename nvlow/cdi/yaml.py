@@ -220,6 +220,8 @@ def _parse_scalar(text: str, lineno: int) -> Any:
         if _quoted_end(text, lineno) != len(text):
             raise YamlError(f"line {lineno}: text after quoted string: {text}")
         return text[1:-1].replace("''", "'")
+    if text[0] in "&*!|>%@`":
+        raise YamlError(f"line {lineno}: unsupported YAML feature {text[0]!r}")
     if text in _NULLS:
         return None
     if text in _BOOL_TRUE:
@@ -245,61 +247,56 @@ def _parse_scalar(text: str, lineno: int) -> Any:
     return text
 
 
+def _skip_spaces(text: str, i: int) -> int:
+    while i < len(text) and text[i] == " ":
+        i += 1
+    return i
+
+
+def _flow_item(text: str, i: int, stops: str, lineno: int) -> Tuple[Any, int]:
+    """One flow value at ``text[i]``: a nested collection, a quoted or a plain scalar."""
+    i = _skip_spaces(text, i)
+    if i < len(text) and text[i] in "[{":
+        return _parse_flow(text, i, lineno)
+    if i < len(text) and text[i] in "\"'":
+        end = i + _quoted_end(text[i:], lineno)
+        return _parse_scalar(text[i:end], lineno), end
+    j = i
+    while j < len(text) and text[j] not in stops:
+        if text[j] == ":" and ":" in stops and (j + 1 == len(text) or text[j + 1] in " ,]}"):
+            break
+        j += 1
+    return _parse_scalar(text[i:j].strip(), lineno), j
+
+
 def _parse_flow(text: str, i: int, lineno: int) -> Tuple[Any, int]:
     """A one-line flow collection starting at ``text[i]``; returns (value, end index)."""
-    opener = text[i]
-    closer = "]" if opener == "[" else "}"
+    is_map = text[i] == "{"
+    closer = "}" if is_map else "]"
     items: List[Any] = []
     mapping: Dict[Any, Any] = {}
     i += 1
     while True:
-        while i < len(text) and text[i] == " ":
-            i += 1
+        i = _skip_spaces(text, i)
         if i >= len(text):
             raise YamlError(f"line {lineno}: unterminated flow collection")
         if text[i] == closer:
-            return (items if opener == "[" else mapping), i + 1
-        if text[i] in "[{":
-            value, i = _parse_flow(text, i, lineno)
-            key_text = None
-        elif text[i] in "\"'":
-            end = i + _quoted_end(text[i:], lineno)
-            key_text = text[i:end]
-            i = end
-        else:
-            m = re.compile(r"[^,\]\}]*").match(text, i)
-            assert m is not None
-            key_text = m.group(0).strip()
-            i = m.end()
-        if opener == "{":
-            if key_text is None:
+            return (mapping if is_map else items), i + 1
+        if is_map:
+            key, i = _flow_item(text, i, ",}:", lineno)
+            if isinstance(key, (dict, list)):
                 raise YamlError(f"line {lineno}: collection used as a mapping key")
-            key_src, colon, val_src = key_text.partition(": ") if key_text[0] not in "\"'" else (key_text, "", "")
-            while i < len(text) and text[i] == " ":
-                i += 1
-            if not colon and i < len(text) and text[i] == ":":
-                i += 1
-                while i < len(text) and text[i] == " ":
-                    i += 1
-                if text[i] in "[{":
-                    val, i = _parse_flow(text, i, lineno)
-                else:
-                    m = re.compile(r"[^,\}]*").match(text, i)
-                    assert m is not None
-                    val = _parse_scalar(m.group(0).strip(), lineno)
-                    i = m.end()
-                key = _parse_scalar(key_src, lineno)
-            elif colon:
-                key, val = _parse_scalar(key_src.strip(), lineno), _parse_scalar(val_src.strip(), lineno)
-            else:
-                raise YamlError(f"line {lineno}: flow mapping entry without ':': {key_text}")
+            i = _skip_spaces(text, i)
+            value = None
+            if i < len(text) and text[i] == ":":
+                value, i = _flow_item(text, i + 1, ",}", lineno)
             if key in mapping:
                 raise YamlError(f"line {lineno}: duplicate key {key!r}")
-            mapping[key] = val
+            mapping[key] = value
         else:
-            items.append(value if key_text is None else _parse_scalar(key_text, lineno))
-        while i < len(text) and text[i] == " ":
-            i += 1
+            value, i = _flow_item(text, i, ",]", lineno)
+            items.append(value)
+        i = _skip_spaces(text, i)
         if i < len(text) and text[i] == ",":
             i += 1
         elif i < len(text) and text[i] != closer:
