@@ -170,6 +170,8 @@ class _Handler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
         text = message or self.responses.get(code, ("error",))[0]
         self.close_connection = True
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"  # a malformed line still gets a status line
         self._send(Response(code, (text + "\n").encode("utf-8")))
 
     def _send(self, response: Response) -> None:

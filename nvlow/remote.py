@@ -1,0 +1,382 @@
+"""Remote hosts: ``--host URL``, ``NV_HOST`` and ``DOCKER_HOST``, as nvidia-docker 1.0 understood them.
+
+Grammar of ``NV_HOST`` / ``--host`` (1.0): ``[(http|ssh)://][<user>@][<host>][:<ssh-port>]:[<http-port>]``.
+Without a scheme the value is ``tcp://`` (read as http). The colon before the
+HTTP port is mandatory (``10.0.0.1:``, ``ssh://foo@10.0.0.1:22:80``); nvlow
+also accepts a bare host (``http://gpu1``, ``ssh://gpu1``). Defaults: host
+``localhost``, ssh port 22, HTTP port 3476.
+
+``DOCKER_HOST`` (used when ``NV_HOST`` is unset): ``unix://``, ``fd://`` and
+``npipe://`` mean local mode; ``tcp://host:port`` means the plugin is at
+``host:3476`` over HTTP (as in 1.0); ``ssh://[user@]host[:port]`` (Docker's
+grammar, the port is ssh's) means the plugin is on that host's loopback,
+reached through ssh.
+
+HTTP targets are asked ``/v2/args`` (a remote ``nvlow serve``), falling back to
+``/v1.0/docker/cli`` of an original nvidia-docker-plugin. SSH targets run the
+same HTTP request through the system ``ssh -W localhost:<port>`` (a stdio
+tunnel, like 1.0's direct-tcpip dial), so ssh checks host keys and reads
+``~/.ssh/config`` as usual; nothing is disabled. The HTTP status is always
+checked: an error body never ends up in docker's argv.
+
+Example:
+    >>> t = parse_host("ssh://foo@10.0.0.1:22:80")
+    >>> (t.scheme, t.user, t.host, t.ssh_port, t.http_port)
+    ('ssh', 'foo', '10.0.0.1', 22, 80)
+    >>> parse_host("10.0.0.1:").url
+    'http://10.0.0.1:3476'
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+
+from .errors import RemoteError
+
+DEFAULT_HTTP_PORT = 3476
+DEFAULT_SSH_PORT = 22
+DEFAULT_TIMEOUT = 10.0  # seconds, 1.0's client timeout
+MAX_RESPONSE = 4 * 1024 * 1024
+_SCHEME_RE = re.compile(r"^[a-z0-9+.-]+://")
+_ADDR_RE = re.compile(r"^(\[[0-9a-fA-F.:]+\]|[0-9A-Za-z.\-_]+)?(:\d+)?:(\d+)?$")
+_BARE_RE = re.compile(r"^(\[[0-9a-fA-F.:]+\]|[0-9A-Za-z.\-_]+)$")
+_LOCAL_SCHEMES = ("unix", "fd", "npipe")
+_HINT = "use [http://|ssh://][user@]host[:ssh-port]:[http-port], e.g. 10.0.0.1: or ssh://me@gpu1:22:3476"
+
+
+@dataclass(frozen=True)
+class RemoteTarget:
+    """Where the plugin of a remote host is reached."""
+
+    scheme: str  # "http" or "ssh"
+    host: str
+    http_port: int = DEFAULT_HTTP_PORT
+    ssh_port: int = DEFAULT_SSH_PORT
+    user: Optional[str] = None
+    source: str = "--host"
+    warnings: Tuple[str, ...] = ()
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` (for ssh: ``ssh://[user@]host:sshport`` and the tunnelled port)."""
+        if self.scheme == "http":
+            return f"http://{self.host}:{self.http_port}"
+        user = f"{self.user}@" if self.user else ""
+        return f"ssh://{user}{self.host}:{self.ssh_port}:{self.http_port}"
+
+
+@dataclass(frozen=True)
+class RemotePlan:
+    """What a remote host answered: docker args plus what is known about its driver."""
+
+    args: Tuple[str, ...]
+    driver_version: Optional[str]
+    cuda_version: Optional[str]
+    api: str  # "v2" (nvlow serve) or "v1.0" (nvidia-docker-plugin)
+    document: Optional[Dict[str, Any]] = None  # the nvlow args --json document (v2 only)
+    warnings: Tuple[str, ...] = ()
+
+
+def _split_authority(value: str, source: str) -> Tuple[str, Optional[str], str]:
+    if not _SCHEME_RE.match(value):
+        value = "tcp://" + value
+    scheme, _, rest = value.partition("://")
+    authority = rest.split("/", 1)[0].split("?", 1)[0]
+    user: Optional[str] = None
+    if "@" in authority:
+        user, _, authority = authority.rpartition("@")
+        user = user.split(":", 1)[0] or None  # a password in the URL is never used
+    return scheme, user, authority
+
+
+def parse_host(value: str, *, source: str = "--host") -> RemoteTarget:
+    """Parse an ``NV_HOST``/``--host`` value (1.0 grammar plus bare hosts)."""
+    scheme, user, authority = _split_authority(value.strip(), source)
+    if scheme == "tcp":
+        scheme = "http"
+    if scheme not in ("http", "ssh"):
+        raise RemoteError(f"invalid remote host URI in {source}: {value}", hint=_HINT)
+    host, sport, hport = "localhost", DEFAULT_SSH_PORT, DEFAULT_HTTP_PORT
+    m = _ADDR_RE.match(authority)
+    if m:
+        host = m.group(1) or host
+        if m.group(2):
+            sport = int(m.group(2)[1:])
+        if m.group(3):
+            hport = int(m.group(3))
+    elif authority and _BARE_RE.match(authority):
+        host = authority
+    else:
+        raise RemoteError(f"invalid remote host URI in {source}: {value}", hint=_HINT)
+    if not (0 < hport < 65536 and 0 < sport < 65536):
+        raise RemoteError(f"invalid port in {source}: {value}", hint=_HINT)
+    return RemoteTarget(scheme, host, hport, sport, user if scheme == "ssh" else None, source)
+
+
+def _docker_host_target(value: str) -> Optional[RemoteTarget]:
+    scheme, user, authority = _split_authority(value.strip(), "DOCKER_HOST")
+    if scheme in _LOCAL_SCHEMES:
+        return None
+    host, _, port = authority.rpartition(":") if re.search(r":\d*$", authority) else (authority, "", "")
+    host = host or "localhost"
+    if scheme in ("tcp", "http", "https"):
+        # 1.0: the plugin listens on the docker host, always on port 3476
+        return RemoteTarget("http", host, DEFAULT_HTTP_PORT, source="DOCKER_HOST")
+    if scheme == "ssh":
+        sport = int(port) if port else DEFAULT_SSH_PORT
+        return RemoteTarget("ssh", host, DEFAULT_HTTP_PORT, sport, user, source="DOCKER_HOST")
+    raise RemoteError(f"invalid remote host URI in DOCKER_HOST: {value}",
+                      hint="use unix://, tcp://host:port or ssh://[user@]host[:port]")
+
+
+def resolve_remote(env: Mapping[str, str], host_opt: Optional[str]) -> Optional[RemoteTarget]:
+    """The remote target named by ``--host``, ``NV_HOST`` or a TCP/SSH ``DOCKER_HOST``; None = local.
+
+    ``RemoteTarget.warnings`` carries 1.0's ``NV_HOST is set but DOCKER_HOST is not``.
+    """
+    if host_opt:
+        return parse_host(host_opt, source="--host")
+    nv_host = env.get("NV_HOST", "")
+    docker_host = env.get("DOCKER_HOST", "")
+    if nv_host:
+        target = parse_host(nv_host, source="NV_HOST")
+        if not docker_host:
+            from dataclasses import replace
+
+            target = replace(target, warnings=("NV_HOST is set but DOCKER_HOST is not: containers run on the "
+                                               "local engine with devices from the remote host",))
+        return target
+    if docker_host:
+        return _docker_host_target(docker_host)
+    return None
+
+
+# --- transports -------------------------------------------------------------
+
+def _http_get(target: RemoteTarget, path: str, timeout: float) -> Tuple[int, bytes]:
+    import http.client
+    import socket
+
+    conn = http.client.HTTPConnection(target.host.strip("[]"), target.http_port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"User-Agent": "nvlow", "Accept": "*/*"})
+        resp = conn.getresponse()
+        body = resp.read(MAX_RESPONSE + 1)
+        return resp.status, body
+    except ConnectionRefusedError:
+        raise RemoteError(f"cannot connect to {target.url} ({target.source}): connection refused",
+                          hint="start 'nvlow serve' there (or nvidia-docker-plugin), or unset NV_HOST/DOCKER_HOST"
+                          ) from None
+    except socket.gaierror as exc:
+        raise RemoteError(f"cannot resolve {target.host} ({target.source}): {exc.strerror}") from None
+    except (socket.timeout, TimeoutError):
+        raise RemoteError(f"{target.url} ({target.source}) did not answer within {timeout:g} s") from None
+    except (OSError, http.client.HTTPException) as exc:
+        raise RemoteError(f"request to {target.url}{path} failed: {exc or type(exc).__name__}") from None
+    finally:
+        conn.close()
+
+
+def ssh_command(target: RemoteTarget, env: Mapping[str, str], timeout: float) -> List[str]:
+    """The ``ssh -W`` command that tunnels stdio to the plugin port on the remote loopback."""
+    import shutil
+
+    ssh = shutil.which("ssh", path=env.get("PATH") or None)
+    if ssh is None:
+        raise RemoteError("the ssh client is not installed, so ssh:// hosts cannot be reached",
+                          hint="install openssh-client, or use an http:// host")
+    argv = [ssh, "-o", f"ConnectTimeout={max(1, int(timeout))}", "-p", str(target.ssh_port)]
+    if target.user:
+        argv += ["-l", target.user]
+    argv += ["-W", f"localhost:{target.http_port}", "--", target.host.strip("[]")]
+    return argv
+
+
+def _parse_raw_response(raw: bytes, where: str) -> Tuple[int, bytes]:
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+    m = re.match(r"^HTTP/\d\.\d (\d{3})", status_line)
+    if not sep or not m:
+        raise RemoteError(f"{where} did not answer HTTP" + (f" (got {status_line[:60]!r})" if status_line else ""))
+    for line in head.split(b"\r\n")[1:]:
+        key, _, value = line.decode("latin-1").partition(":")
+        if key.strip().lower() == "content-length" and value.strip().isdigit():
+            body = body[:int(value.strip())]
+    return int(m.group(1)), body
+
+
+def _ssh_get(target: RemoteTarget, path: str, timeout: float, env: Mapping[str, str]) -> Tuple[int, bytes]:
+    import subprocess
+    import threading
+
+    argv = ssh_command(target, env, timeout)
+    request = (f"GET {path} HTTP/1.0\r\nHost: localhost:{target.http_port}\r\nUser-Agent: nvlow\r\n"
+               f"Connection: close\r\n\r\n").encode("ascii")
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=dict(env))
+    except OSError as exc:
+        raise RemoteError(f"cannot run {argv[0]}: {exc.strerror}") from None
+    out: Dict[str, bytes] = {}
+
+    def pump() -> None:
+        assert proc.stdout is not None and proc.stderr is not None
+        out["stdout"] = proc.stdout.read(MAX_RESPONSE + 64 * 1024)
+        out["stderr"] = proc.stderr.read(64 * 1024)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        assert proc.stdin is not None
+        # stdin stays open until the answer is read: a half-closed tunnel can make
+        # some servers drop the request
+        proc.stdin.write(request)
+        proc.stdin.flush()
+    except OSError:
+        pass
+    reader.join(timeout)
+    if reader.is_alive():
+        proc.kill()
+        proc.wait()
+        raise RemoteError(f"{target.url} ({target.source}) did not answer within {timeout:g} s through ssh")
+    try:
+        proc.stdin.close()  # type: ignore[union-attr]
+    except OSError:
+        pass
+    try:
+        code = proc.wait(timeout=max(1.0, timeout))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        code = proc.wait()
+    raw = out.get("stdout", b"")
+    if not raw:
+        err = out.get("stderr", b"").decode("utf-8", "replace").strip().splitlines()
+        reason = err[-1] if err else f"ssh exited with status {code}"
+        raise RemoteError(f"cannot reach the plugin at {target.url} ({target.source}) through ssh: {reason}",
+                          hint="check that 'ssh' to that host works and that 'nvlow serve' runs there")
+    return _parse_raw_response(raw, f"{target.url} ({target.source})")
+
+
+def http_get(target: RemoteTarget, path: str, *, timeout: float = DEFAULT_TIMEOUT,
+             env: Optional[Mapping[str, str]] = None) -> Tuple[int, bytes]:
+    """GET ``path`` from the target's plugin: (status, body). Transport failures raise RemoteError."""
+    if target.scheme == "ssh":
+        return _ssh_get(target, path, timeout, env if env is not None else {})
+    return _http_get(target, path, timeout)
+
+
+# --- queries -----------------------------------------------------------------
+
+def _error_text(body: bytes) -> str:
+    text = body.decode("utf-8", "replace").strip()
+    if text.startswith("{"):
+        try:
+            import json
+
+            doc = json.loads(text)
+            if isinstance(doc, dict) and doc.get("error"):
+                return str(doc["error"]) + (f" (hint: {doc['hint']})" if doc.get("hint") else "")
+        except ValueError:
+            pass
+    first = text.splitlines()[0] if text else ""
+    return first[:200] or "(empty body)"
+
+
+def _v1_devices(gpus: Optional[str]) -> str:
+    if gpus is None:
+        return ""
+    tokens = [t for t in re.split(r"[,\s]+", gpus.strip()) if t]
+    if not tokens or tokens == ["all"]:
+        return ""
+    bad = [t for t in tokens if t.lower() in ("none", "void", "all")]
+    if bad:
+        raise RemoteError(f"the remote nvidia-docker-plugin cannot express GPU selection {gpus!r}",
+                          hint="give GPU indices or UUIDs, or run 'nvlow serve' on that host")
+    from urllib.parse import quote
+
+    return "+".join(quote(t, safe="-._~:") for t in tokens)
+
+
+def _query(params: Dict[str, Optional[str]]) -> str:
+    from urllib.parse import quote
+
+    parts = [f"{k}={quote(v, safe=',:-._~')}" for k, v in params.items() if v is not None]
+    return ("?" + "&".join(parts)) if parts else ""
+
+
+def remote_plan(host_url: Union[str, RemoteTarget], *, gpus: Optional[str], capabilities: Optional[str],
+                env: Mapping[str, str], timeout: float = DEFAULT_TIMEOUT, driver_files: Optional[str] = None,
+                nv_gpu: Optional[str] = None) -> RemotePlan:
+    """Ask a remote ``nvlow serve`` (``/v2/args``), else an nvidia-docker-plugin (``/v1.0/docker/cli``).
+
+    ``gpus`` is the CLI selection syntax; ``nv_gpu`` the NV_GPU grammar (used
+    when ``gpus`` is None). With neither, ``NVIDIA_VISIBLE_DEVICES`` then
+    ``NV_GPU`` of ``env`` are used; ``capabilities`` defaults to
+    ``NVIDIA_DRIVER_CAPABILITIES`` of ``env``.
+    """
+    import json
+
+    target = host_url if isinstance(host_url, RemoteTarget) else parse_host(host_url)
+    if gpus is None and nv_gpu is None:
+        gpus = env.get("NVIDIA_VISIBLE_DEVICES")
+        nv_gpu = env.get("NV_GPU") if gpus is None else None
+    if capabilities is None:
+        capabilities = env.get("NVIDIA_DRIVER_CAPABILITIES")
+    path = "/v2/args" + _query({"gpus": gpus, "nv_gpu": None if gpus is not None else nv_gpu,
+                                "capabilities": capabilities, "driver_files": driver_files})
+    status, body = http_get(target, path, timeout=timeout, env=env)
+    if status == 200:
+        try:
+            doc = json.loads(body)
+            args = doc["args"]
+            if not (isinstance(args, list) and all(isinstance(a, str) for a in args)):
+                raise ValueError
+        except (ValueError, KeyError, TypeError):
+            raise RemoteError(f"{target.url}/v2/args answered a document without an 'args' list") from None
+        return RemotePlan(tuple(args), doc.get("driver_version"), doc.get("cuda_version"), "v2", doc,
+                          tuple(doc.get("warnings") or ()))
+    if status != 404:
+        raise RemoteError(f"{target.url} ({target.source}) refused the request: HTTP {status}: {_error_text(body)}")
+    return _remote_plan_v1(target, gpus if gpus is not None else nv_gpu, capabilities, driver_files, env, timeout)
+
+
+def _remote_plan_v1(target: RemoteTarget, gpus: Optional[str], capabilities: Optional[str],
+                    driver_files: Optional[str], env: Mapping[str, str], timeout: float) -> RemotePlan:
+    import json
+
+    warnings: List[str] = []
+    if capabilities:
+        warnings.append(f"{target.url} is an nvidia-docker-plugin: capabilities {capabilities!r} ignored "
+                        "(its driver volume holds compute, utility, video and graphics files)")
+    if driver_files and driver_files != "plugin":
+        warnings.append(f"{target.url} is an nvidia-docker-plugin: driver files come from its volume plugin")
+    dev = _v1_devices(gpus)
+    status, body = http_get(target, f"/v1.0/docker/cli?vol=nvidia_driver&dev={dev}", timeout=timeout, env=env)
+    if status == 404:
+        raise RemoteError(f"{target.url} ({target.source}) is neither 'nvlow serve' nor nvidia-docker-plugin "
+                          "(/v2/args and /v1.0/docker/cli are missing)")
+    if status != 200:
+        raise RemoteError(f"{target.url} ({target.source}) refused the request: HTTP {status}: {_error_text(body)}")
+    text = body.decode("utf-8", "replace").strip()
+    args = tuple(a for a in text.split(" ") if a)
+    if not args or not all(a.startswith("--") for a in args):
+        raise RemoteError(f"{target.url}/v1.0/docker/cli answered something that is not docker options: "
+                          f"{text[:80]!r}")
+    driver = cuda = None
+    try:
+        istatus, ibody = http_get(target, "/v1.0/gpu/info/json", timeout=timeout, env=env)
+        if istatus == 200:
+            version = json.loads(ibody).get("Version") or {}
+            driver, cuda = version.get("Driver") or None, version.get("CUDA") or None
+    except (RemoteError, ValueError, AttributeError):
+        pass
+    return RemotePlan(args, driver, cuda, "v1.0", None, tuple(warnings))
+
+
+def remote_args(host_url: Union[str, RemoteTarget], *, gpus: Optional[str], capabilities: Optional[str],
+                env: Mapping[str, str], timeout: float = DEFAULT_TIMEOUT, driver_files: Optional[str] = None,
+                nv_gpu: Optional[str] = None) -> List[str]:
+    """The docker arguments a remote host's plugin gives for this selection (see :func:`remote_plan`)."""
+    return list(remote_plan(host_url, gpus=gpus, capabilities=capabilities, env=env, timeout=timeout,
+                            driver_files=driver_files, nv_gpu=nv_gpu).args)
