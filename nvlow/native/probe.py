@@ -1,0 +1,246 @@
+"""The native :class:`~nvlow.records.DriverLibrary`: NVML plus libcuda, as plain records.
+
+Every per-field failure (NOT_SUPPORTED, NOT_FOUND, a lost GPU, a function an
+older driver lacks) becomes ``None`` in the record: one bad field or one bad
+device never kills the whole answer. Failures other than "not supported" and
+"not found" are kept in :attr:`NativeDriverLibrary.problems` for ``doctor``.
+
+Example (no driver needed):
+    >>> brand_token(14), brand_token(5), brand_token(99), architecture_token(9)
+    ('nvidia', 'geforce', 'unknown', 'hopper')
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar
+
+from ..errors import LibraryError
+from ..records import GpuRecord, GpuStatus, MigRecord, ProcessRecord, SystemInfo
+from ..root import HostRoot
+from .cuda import Cuda, CudaError, cuda_version_string
+from .nvml import FUNCTION_NOT_FOUND, NOT_FOUND, NOT_SUPPORTED, UNINITIALIZED, Nvml, NvmlError
+
+T = TypeVar("T")
+
+# nvmlBrandType_t -> NVIDIA_REQUIRE_* brand token (reference nvml-cuda-abi.md section 7)
+_BRANDS = ("unknown", "quadro", "tesla", "nvs", "grid", "geforce", "titan", "vapps", "vpc", "vcs", "vws",
+           "cloudgaming", "quadrortx", "nvidiartx", "nvidia", "geforcertx", "titanrtx", "dla", "vgamedev", "npu")
+
+# nvmlDeviceArchitecture_t (NVML_DEVICE_ARCH_*)
+_ARCHITECTURES = {2: "kepler", 3: "maxwell", 4: "pascal", 5: "volta", 6: "turing", 7: "ampere", 8: "ada",
+                  9: "hopper", 10: "blackwell", 11: "dla", 12: "dla2", 13: "rubin", 15: "npu3"}
+
+#: codes that just mean "this GPU or driver does not have it"
+_QUIET = (NOT_SUPPORTED, NOT_FOUND, FUNCTION_NOT_FOUND)
+
+
+def brand_token(value: int) -> str:
+    """Lower-case brand token of an nvmlBrandType_t value ("unknown" for new values)."""
+    return _BRANDS[value] if 0 <= value < len(_BRANDS) else "unknown"
+
+
+def architecture_token(value: int) -> str:
+    """Lower-case architecture name of an nvmlDeviceArchitecture_t value."""
+    return _ARCHITECTURES.get(value, "unknown")
+
+
+def _bus_key(bus_id: str) -> Optional[Tuple[int, int, int, int]]:
+    """(domain, bus, device, function) of "00000000:07:00.0" or "0000:07:00.0"."""
+    try:
+        domain, bus, rest = bus_id.strip().split(":")
+        dev, fn = rest.split(".")
+        return int(domain, 16), int(bus, 16), int(dev, 16), int(fn, 16)
+    except ValueError:
+        return None
+
+
+class NativeDriverLibrary:
+    """NVML (required) and libcuda (optional) behind the DriverLibrary protocol.
+
+    ``cuda_devices=True`` also calls cuInit for facts only CUDA has
+    (multiprocessor count); cuInit wakes every GPU, so it is off by default.
+    """
+
+    def __init__(self, nvml: Nvml, cuda: Optional[Cuda] = None, *, cuda_devices: bool = False) -> None:
+        self.nvml = nvml
+        self.cuda = cuda
+        self.cuda_devices = cuda_devices
+        self.loaded_paths: Tuple[str, ...] = (nvml.path,) + ((cuda.path,) if cuda else ())
+        #: one line per unexpected field failure ("GPU 3 nvmlDeviceGetPowerUsage: NVML_ERROR_GPU_IS_LOST")
+        self.problems: List[str] = []
+        self._closed = False
+
+    @classmethod
+    def open(cls, root: HostRoot, env: Mapping[str, str], *, cuda_devices: bool = False) -> "NativeDriverLibrary":
+        """Load and initialise NVML under ``root``; load libcuda when present (its absence is not an error)."""
+        nv = Nvml.open(root, env)
+        try:
+            cuda: Optional[Cuda] = Cuda.open(root, env)
+        except LibraryError:
+            cuda = None
+        return cls(nv, cuda, cuda_devices=cuda_devices)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.nvml.shutdown()
+
+    def __enter__(self) -> "NativeDriverLibrary":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- field helpers -----------------------------------------------------
+    def _opt(self, where: str, fn: Callable[..., T], *args: Any) -> Optional[T]:
+        """``fn(*args)``, or None when NVML/CUDA cannot answer."""
+        try:
+            return fn(*args)
+        except NvmlError as exc:
+            if exc.code == UNINITIALIZED:
+                raise
+            if exc.code not in _QUIET:
+                self.problems.append(f"{where} {exc.function}: {exc.name}")
+            return None
+        except CudaError as exc:
+            self.problems.append(f"{where} {exc.function}: {exc.name}")
+            return None
+
+    # -- DriverLibrary -----------------------------------------------------
+    def system(self) -> SystemInfo:
+        nv = self.nvml
+        cuda_version: Optional[int] = None
+        if self.cuda is not None:
+            cuda_version = self._opt("system", self.cuda.driver_version)
+        if cuda_version is None:
+            cuda_version = self._opt("system", nv.cuda_driver_version)
+        return SystemInfo(
+            driver_version=self._opt("system", nv.driver_version),
+            nvml_version=self._opt("system", nv.nvml_version),
+            cuda_version=cuda_version_string(cuda_version) if cuda_version else None,
+        )
+
+    def _cuda_sm_counts(self) -> Dict[Tuple[int, int, int, int], int]:
+        """multiprocessor count per PCI address, from CUDA (empty when unavailable)."""
+        cuda = self.cuda
+        if cuda is None or not self.cuda_devices:
+            return {}
+        out: Dict[Tuple[int, int, int, int], int] = {}
+        try:
+            cuda.init()
+            for ordinal in range(cuda.device_count()):
+                dev = cuda.device(ordinal)
+                key = _bus_key(cuda.pci_bus_id(dev))
+                if key is not None and key not in out:
+                    out[key] = cuda.multiprocessor_count(dev)
+        except CudaError as exc:
+            if exc.code != 100:  # CUDA_ERROR_NO_DEVICE: nothing to add
+                self.problems.append(f"cuda {exc.function}: {exc.name}")
+        return out
+
+    def gpus(self) -> Tuple[GpuRecord, ...]:
+        nv = self.nvml
+        sm_counts = self._cuda_sm_counts()
+        out = []
+        for index in range(nv.device_count()):
+            where = f"GPU {index}"
+            h = self._opt(where, nv.handle, index)
+            if h is None:
+                out.append(GpuRecord(index=index, minor=None, uuid=None, name=None, bus_id=None))
+                continue
+            pci = self._opt(where, nv.pci_info, h)
+            cc = self._opt(where, nv.compute_capability, h)
+            brand = self._opt(where, nv.brand, h)
+            arch = self._opt(where, nv.architecture, h)
+            memory = self._opt(where, nv.memory, h)
+            mig = self._opt(where, nv.mig_mode, h)
+            bar1 = self._opt(where, nv.bar1_memory, h)
+            power_limit = self._opt(where, nv.power_limit, h)
+            if power_limit is None:
+                power_limit = self._opt(where, nv.enforced_power_limit, h)
+            key = _bus_key(pci[0]) if pci else None
+            out.append(GpuRecord(
+                index=index,
+                minor=self._opt(where, nv.minor, h),
+                uuid=self._opt(where, nv.uuid, h),
+                name=self._opt(where, nv.name, h),
+                bus_id=pci[0] if pci else None,
+                pci_device_id=pci[1] if pci else None,
+                brand=brand_token(brand) if brand is not None else None,
+                architecture=architecture_token(arch) if arch is not None else None,
+                compute_capability=f"{cc[0]}.{cc[1]}" if cc else None,
+                memory_total=memory[0] if memory else None,
+                persistence_mode=self._opt(where, nv.persistence_mode, h),
+                mig_enabled=(mig[0] == 1 and mig[1] == 1) if mig else None,
+                mig_pending=(mig[0] != mig[1]) if mig else None,
+                mig_devices=self._mig_records(where, h) if mig and mig[0] == 1 else (),
+                power_limit=power_limit,
+                max_clocks_sm=self._opt(where, nv.max_clock, h, "sm"),
+                max_clocks_memory=self._opt(where, nv.max_clock, h, "mem"),
+                multiprocessor_count=sm_counts.get(key) if key else None,
+                numa_node=self._opt(where, nv.numa_node, h),
+                pcie_max_generation=self._opt(where, nv.max_pcie_generation, h),
+                pcie_max_width=self._opt(where, nv.max_pcie_width, h),
+                bar1_total=bar1[0] if bar1 else None,
+            ))
+        return tuple(out)
+
+    def _mig_records(self, where: str, h: Any) -> Tuple[MigRecord, ...]:
+        nv = self.nvml
+        handles = self._opt(where, nv.mig_handles, h) or []
+        out = []
+        for slot, mh in handles:
+            mwhere = f"{where} MIG {slot}"
+            memory = self._opt(mwhere, nv.memory, mh)
+            out.append(MigRecord(
+                index=slot,
+                uuid=self._opt(mwhere, nv.uuid, mh),
+                gpu_instance_id=self._opt(mwhere, nv.gpu_instance_id, mh),
+                compute_instance_id=self._opt(mwhere, nv.compute_instance_id, mh),
+                name=self._opt(mwhere, nv.name, mh),
+                memory_total=memory[0] if memory else None,
+            ))
+        return tuple(out)
+
+    def status(self) -> Tuple[GpuStatus, ...]:
+        nv = self.nvml
+        out = []
+        for index in range(nv.device_count()):
+            where = f"GPU {index}"
+            h = self._opt(where, nv.handle, index)
+            if h is None:
+                out.append(GpuStatus(index=index))
+                continue
+            util = self._opt(where, nv.utilization, h)
+            memory = self._opt(where, nv.memory, h)
+            pcie = self._opt(where, nv.pcie_throughput, h)
+            power_limit = self._opt(where, nv.power_limit, h)
+            if power_limit is None:
+                power_limit = self._opt(where, nv.enforced_power_limit, h)
+            procs = self._opt(where, nv.processes, h) or []
+            out.append(GpuStatus(
+                index=index,
+                power_usage=self._opt(where, nv.power_usage, h),
+                power_limit=power_limit,
+                temperature=self._opt(where, nv.temperature, h),
+                utilization_gpu=util[0] if util else None,
+                utilization_memory=util[1] if util else None,
+                utilization_encoder=self._opt(where, nv.encoder_utilization, h),
+                utilization_decoder=self._opt(where, nv.decoder_utilization, h),
+                memory_used=memory[1] if memory else None,
+                memory_total=memory[0] if memory else None,
+                clock_sm=self._opt(where, nv.clock, h, "sm"),
+                clock_memory=self._opt(where, nv.clock, h, "mem"),
+                pcie_rx=pcie[0] if pcie else None,
+                pcie_tx=pcie[1] if pcie else None,
+                processes=tuple(
+                    ProcessRecord(pid=pid, name=self._opt(where, nv.process_name, pid), used_memory=used)
+                    for pid, used in procs),
+            ))
+        return tuple(out)
+
+
+def open_native_library(root: HostRoot, env: Mapping[str, str], *, cuda_devices: bool = False
+                        ) -> NativeDriverLibrary:
+    """Open NVML (and libcuda when present) under ``root``; raises LibraryError (or an
+    NvmlError subclass) when NVML cannot be loaded or initialised."""
+    return NativeDriverLibrary.open(root, env, cuda_devices=cuda_devices)

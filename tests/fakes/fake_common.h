@@ -1,0 +1,195 @@
+/* Scenario parser shared by the fake libnvidia-ml.so.1 and libcuda.so.1 (test-only).
+ *
+ * The scenario file is named by $NVLOW_FAKE_SCENARIO and re-read on every nvmlInit_v2 /
+ * cuInit / cuDriverGetVersion, so one loaded fake can serve many tests in one process.
+ * Format: one "key args..." per line, '#' starts a comment; see tests/fakes/scenario.py.
+ */
+#ifndef NVLOW_FAKE_COMMON_H
+#define NVLOW_FAKE_COMMON_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FAKE_MAX_GPUS 512
+#define FAKE_MAX_MIG 8
+#define FAKE_MAX_PROCS 2048
+#define FAKE_MAX_RC 256
+#define FAKE_STR 128
+
+typedef struct {
+    int used;
+    int gi, ci;
+    long long memory;
+    char uuid[FAKE_STR];
+    char name[FAKE_STR];
+} fake_mig;
+
+typedef struct {
+    char name[FAKE_STR], uuid[FAKE_STR], bus[FAKE_STR];
+    long long minor, pcidevid, brand, arch, cc_major, cc_minor;
+    long long mem_total, mem_used, sm, persistence;
+    long long mig_current, mig_pending, mig_max;
+    fake_mig migs[FAKE_MAX_MIG];
+    long long power_usage, power_limit, temperature, util_gpu, util_mem;
+    long long encoder, decoder, clock_sm, clock_mem, max_clock_sm, max_clock_mem;
+    long long pcie_gen, pcie_width, pcie_rx, pcie_tx, bar1_total, bar1_used, numa;
+    unsigned long long affinity;
+    int has_affinity;
+} fake_gpu;
+
+typedef struct {
+    int gpu;
+    unsigned int pid;
+    long long used;
+    char name[FAKE_STR];
+} fake_proc;
+
+typedef struct {
+    char fn[FAKE_STR];
+    int code;
+    int gpu; /* -1: every device */
+} fake_rc;
+
+typedef struct {
+    int loaded;
+    char driver[FAKE_STR], nvml[FAKE_STR];
+    long long cuda;
+    int ngpus, nprocs, nrc;
+    fake_gpu gpus[FAKE_MAX_GPUS];
+    fake_proc procs[FAKE_MAX_PROCS];
+    fake_rc rcs[FAKE_MAX_RC];
+} fake_scenario;
+
+static fake_scenario S;
+
+/* -1 marks "absent": the function then answers NOT_SUPPORTED */
+static void fake_gpu_reset(fake_gpu *g) {
+    memset(g, 0, sizeof(*g));
+    g->minor = g->pcidevid = g->brand = g->arch = g->cc_major = g->cc_minor = -1;
+    g->mem_total = g->mem_used = g->sm = g->persistence = -1;
+    g->mig_current = g->mig_pending = g->mig_max = -1;
+    g->power_usage = g->power_limit = g->temperature = g->util_gpu = g->util_mem = -1;
+    g->encoder = g->decoder = g->clock_sm = g->clock_mem = g->max_clock_sm = g->max_clock_mem = -1;
+    g->pcie_gen = g->pcie_width = g->pcie_rx = g->pcie_tx = g->bar1_total = g->bar1_used = g->numa = -1;
+}
+
+static void fake_copy(char *dst, const char *src) {
+    size_t n = strlen(src);
+    while (n > 0 && (src[n - 1] == '\n' || src[n - 1] == '\r')) n--;
+    if (n >= FAKE_STR) n = FAKE_STR - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+/* the rest of the line after skipping `skip` whitespace-separated words */
+static const char *fake_rest(const char *line, int skip) {
+    const char *p = line;
+    for (int i = 0; i < skip; i++) {
+        while (*p == ' ' || *p == '\t') p++;
+        while (*p && *p != ' ' && *p != '\t') p++;
+    }
+    while (*p == ' ' || *p == '\t') p++;
+    return p;
+}
+
+/* Parse $NVLOW_FAKE_SCENARIO; returns 0 on success, -1 when unset or unreadable. */
+static int fake_load(void) {
+    const char *path = getenv("NVLOW_FAKE_SCENARIO");
+    memset(&S, 0, sizeof(S));
+    S.cuda = -1;
+    if (path == NULL || *path == '\0') return -1;
+    FILE *fh = fopen(path, "r");
+    if (fh == NULL) return -1;
+    char line[1024], key[64];
+    fake_gpu *g = NULL;
+    while (fgets(line, sizeof(line), fh) != NULL) {
+        if (sscanf(line, "%63s", key) != 1 || key[0] == '#') continue;
+        const char *a = fake_rest(line, 1);
+        if (!strcmp(key, "driver")) fake_copy(S.driver, a);
+        else if (!strcmp(key, "nvml")) fake_copy(S.nvml, a);
+        else if (!strcmp(key, "cuda")) S.cuda = atoll(a);
+        else if (!strcmp(key, "gpu")) {
+            if (S.ngpus >= FAKE_MAX_GPUS) break;
+            g = &S.gpus[S.ngpus++];
+            fake_gpu_reset(g);
+        } else if (!strcmp(key, "rc")) {
+            if (S.nrc >= FAKE_MAX_RC) continue;
+            fake_rc *r = &S.rcs[S.nrc];
+            char fn[FAKE_STR];
+            int code, gpu = -1;
+            int n = sscanf(a, "%127s %d %d", fn, &code, &gpu);
+            if (n < 2) continue;
+            fake_copy(r->fn, fn);
+            r->code = code;
+            r->gpu = n == 3 ? gpu : -1;
+            S.nrc++;
+        } else if (g == NULL) {
+            continue; /* device keys before the first "gpu" line are ignored */
+        } else if (!strcmp(key, "name")) fake_copy(g->name, a);
+        else if (!strcmp(key, "uuid")) fake_copy(g->uuid, a);
+        else if (!strcmp(key, "bus")) fake_copy(g->bus, a);
+        else if (!strcmp(key, "minor")) g->minor = atoll(a);
+        else if (!strcmp(key, "pcidevid")) g->pcidevid = strtoll(a, NULL, 0);
+        else if (!strcmp(key, "brand")) g->brand = atoll(a);
+        else if (!strcmp(key, "arch")) g->arch = strtoll(a, NULL, 0);
+        else if (!strcmp(key, "cc")) sscanf(a, "%lld %lld", &g->cc_major, &g->cc_minor);
+        else if (!strcmp(key, "memory")) sscanf(a, "%lld %lld", &g->mem_total, &g->mem_used);
+        else if (!strcmp(key, "sm")) g->sm = atoll(a);
+        else if (!strcmp(key, "persistence")) g->persistence = atoll(a);
+        else if (!strcmp(key, "mig")) sscanf(a, "%lld %lld", &g->mig_current, &g->mig_pending);
+        else if (!strcmp(key, "migmax")) g->mig_max = atoll(a);
+        else if (!strcmp(key, "migdev")) {
+            int slot, gi, ci;
+            long long mem;
+            char uuid[FAKE_STR];
+            if (sscanf(a, "%d %d %d %lld %127s", &slot, &gi, &ci, &mem, uuid) != 5) continue;
+            if (slot < 0 || slot >= FAKE_MAX_MIG) continue;
+            fake_mig *m = &g->migs[slot];
+            m->used = 1;
+            m->gi = gi;
+            m->ci = ci;
+            m->memory = mem;
+            fake_copy(m->uuid, uuid);
+            fake_copy(m->name, fake_rest(a, 5));
+        } else if (!strcmp(key, "power")) sscanf(a, "%lld %lld", &g->power_usage, &g->power_limit);
+        else if (!strcmp(key, "temperature")) g->temperature = atoll(a);
+        else if (!strcmp(key, "util")) sscanf(a, "%lld %lld", &g->util_gpu, &g->util_mem);
+        else if (!strcmp(key, "encoder")) g->encoder = atoll(a);
+        else if (!strcmp(key, "decoder")) g->decoder = atoll(a);
+        else if (!strcmp(key, "clocks")) sscanf(a, "%lld %lld", &g->clock_sm, &g->clock_mem);
+        else if (!strcmp(key, "maxclocks")) sscanf(a, "%lld %lld", &g->max_clock_sm, &g->max_clock_mem);
+        else if (!strcmp(key, "pcie")) sscanf(a, "%lld %lld", &g->pcie_gen, &g->pcie_width);
+        else if (!strcmp(key, "throughput")) sscanf(a, "%lld %lld", &g->pcie_rx, &g->pcie_tx);
+        else if (!strcmp(key, "bar1")) sscanf(a, "%lld %lld", &g->bar1_total, &g->bar1_used);
+        else if (!strcmp(key, "numa")) g->numa = atoll(a);
+        else if (!strcmp(key, "affinity")) { g->affinity = strtoull(a, NULL, 0); g->has_affinity = 1; }
+        else if (!strcmp(key, "process")) {
+            if (S.nprocs >= FAKE_MAX_PROCS) continue;
+            fake_proc *p = &S.procs[S.nprocs];
+            if (sscanf(a, "%u %lld", &p->pid, &p->used) != 2) continue;
+            p->gpu = S.ngpus - 1;
+            fake_copy(p->name, fake_rest(a, 2));
+            S.nprocs++;
+        }
+    }
+    fclose(fh);
+    S.loaded = 1;
+    return 0;
+}
+
+/* The injected return code for function `fn` on device `gpu` (0 when none). */
+static int fake_injected(const char *fn, int gpu) {
+    for (int i = 0; i < S.nrc; i++) {
+        if (strcmp(S.rcs[i].fn, fn) == 0 && (S.rcs[i].gpu < 0 || S.rcs[i].gpu == gpu)) return S.rcs[i].code;
+    }
+    return 0;
+}
+
+static void fake_strout(char *dst, unsigned int length, const char *src) {
+    if (length == 0) return;
+    strncpy(dst, src, length - 1);
+    dst[length - 1] = '\0';
+}
+
+#endif

@@ -1,0 +1,99 @@
+"""Scenario text for the compiled fake NVML/libcuda (tests/fakes/fake_*.c).
+
+One ``key args...`` per line (``#`` comments); the C side parses it with sscanf.
+System keys: ``driver``, ``nvml``, ``cuda``; ``gpu N`` starts a device, followed by
+its keys (``name``, ``uuid``, ``bus``, ``minor``, ``pcidevid``, ``brand``, ``arch``,
+``cc MAJ MIN``, ``memory TOTAL USED``, ``sm``, ``persistence``, ``mig CUR PEND``,
+``migmax``, ``migdev SLOT GI CI MEM UUID NAME``, ``power USAGE LIMIT``, ``temperature``,
+``util GPU MEM``, ``encoder``, ``decoder``, ``clocks SM MEM``, ``maxclocks SM MEM``,
+``pcie GEN WIDTH``, ``throughput RX TX``, ``bar1 TOTAL USED``, ``numa``, ``affinity MASK``,
+``process PID USED NAME``). ``rc FUNCTION CODE [GPU]`` makes a function return CODE
+(on every device, or only GPU). A device key left out makes its function answer
+NVML_ERROR_NOT_SUPPORTED. No scenario file at all means "driver not loaded".
+
+Example:
+    >>> from nvlow.simulate.presets import get_preset
+    >>> text = scenario_from_preset(get_preset("workstation"), rc=[("nvmlDeviceGetPowerUsage", 3)])
+    >>> text.splitlines()[0], text.splitlines()[-1]
+    ('driver 560.35.03', 'rc nvmlDeviceGetPowerUsage 3')
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
+
+from nvlow.simulate.presets import Preset, SimGpu
+
+ARCH_AMPERE = 7
+BRAND_GEFORCE = 5
+
+RcSpec = Union[Tuple[str, int], Tuple[str, int, int]]
+
+
+def mig_capable(gpu: SimGpu) -> bool:
+    """Whether NVML reports a MIG mode for this simulated GPU (A100/H100-class, not GeForce)."""
+    return gpu.architecture >= ARCH_AMPERE and gpu.brand != BRAND_GEFORCE
+
+
+def mig_name(gpu: SimGpu, profile: str) -> str:
+    """The NVML name of a MIG device ("NVIDIA H100 80GB HBM3 MIG 1g.10gb")."""
+    return f"{gpu.name} MIG {profile}"
+
+
+def gpu_lines(g: SimGpu) -> List[str]:
+    lines = [
+        f"gpu {g.index}",
+        f"name {g.name}",
+        f"uuid {g.uuid}",
+        f"bus {g.bus_id}",
+        f"minor {g.minor}",
+        f"pcidevid {g.pci_device_id:#x}",
+        f"brand {g.brand}",
+        f"arch {g.architecture}",
+        f"cc {g.cc_major} {g.cc_minor}",
+        f"memory {g.memory_total} {g.memory_used}",
+        f"sm {g.multiprocessor_count}",
+        f"persistence {int(g.persistence_mode)}",
+    ]
+    if mig_capable(g):
+        mode = int(g.mig_mode)
+        lines += [f"mig {mode} {mode}", "migmax 7"]
+        lines += [f"migdev {m.slot} {m.gi} {m.ci} {m.memory_total} {m.uuid} {mig_name(g, m.profile)}"
+                  for m in g.migs]
+    lines += [
+        f"power {g.power_usage} {g.power_limit}",
+        f"temperature {g.temperature}",
+        f"util {g.utilization_gpu} {g.utilization_memory}",
+        f"clocks {g.clock_sm} {g.clock_memory}",
+        f"maxclocks {g.max_clock_sm} {g.max_clock_memory}",
+        f"pcie {g.pcie_gen} {g.pcie_width}",
+        f"numa {g.numa_node}",
+    ]
+    lines += [f"process {p.pid} {p.used_memory} {p.name}" for p in g.processes]
+    return lines
+
+
+def scenario_from_preset(preset: Preset, *, rc: Iterable[RcSpec] = (), extra: Sequence[str] = (),
+                         **overrides: Any) -> str:
+    """The scenario text for ``preset``.
+
+    ``overrides`` replace :class:`Preset` fields first (``driver_version=None``
+    drops the line, ``gpus=...``); ``rc`` adds injected return codes
+    (``("nvmlDeviceGetPowerUsage", 3)`` or ``(..., 3, gpu_index)``); ``extra``
+    lines are appended verbatim (``extra=["gpu 9", ...]`` or ``"bar1 ..."`` after a gpu).
+    """
+    p = replace(preset, **overrides) if overrides else preset
+    lines: List[str] = []
+    if p.driver_version is not None:
+        lines.append(f"driver {p.driver_version}")
+    if p.nvml_version is not None:
+        lines.append(f"nvml {p.nvml_version}")
+    if p.cuda_version is not None:
+        lines.append(f"cuda {p.cuda_version}")
+    for g in p.gpus:
+        lines += gpu_lines(g)
+    lines += list(extra)
+    for spec in rc:
+        gpu: Optional[int] = spec[2] if len(spec) == 3 else None  # type: ignore[misc]
+        lines.append(f"rc {spec[0]} {spec[1]}" + (f" {gpu}" if gpu is not None else ""))
+    return "\n".join(lines) + "\n"
