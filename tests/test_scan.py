@@ -473,3 +473,23 @@ def test_records_are_frozen() -> None:
     cap = MigCap(0, 7, None, 66, None)
     with pytest.raises(AttributeError):
         cap.gi = 8  # type: ignore[misc]
+
+
+def test_many_instances_use_the_mig_minors_table(tmp_path: object) -> None:
+    from nvlow.simulate.presets import scaled_preset
+
+    d = str(tmp_path)
+    write_proc_dev_tree(d, scaled_preset(8, mig=True))  # 112 access files: the table is cheaper
+    root = HostRoot(d, node_reader=file_node_reader)
+    full = scan_host(root)
+    assert len(full.mig_caps) == 112 and full.warnings == ()
+    access = "/proc/driver/nvidia/capabilities/gpu3/mig/gi7/access"
+    put(root, access, "garbage\n")
+    assert scan_host(root) == full  # the table answers; the broken file is never read
+    table = "/proc/driver/nvidia-caps/mig-minors"
+    put(root, table, root.read_text(table).replace(f"gpu3/gi7/access {cap_gi_minor(3, 7)}\n", ""))
+    scan = scan_host(root)
+    assert (3, 7, None) not in [(c.gpu_minor, c.gi, c.ci) for c in scan.mig_caps]
+    assert scan.warnings == (f"{root.host(access)} is malformed (no DeviceFileMinor)",)
+    put(root, access, f"DeviceFileMinor: {cap_gi_minor(3, 7)}\n")
+    assert scan_host(root) == full
