@@ -1,0 +1,160 @@
+"""The Docker volume plugin on its unix socket: protocol, errors, atomic builds, recovery from a killed build."""
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from nvlow import volume as vol
+from test_serve_support import plugin_call, running_server
+
+NAME = "nvidia_driver_550.54.15"
+
+
+@pytest.fixture()
+def plugin(tmp_path):
+    with running_server(tmp_path, plugin=True) as (server, state, log):
+        yield server.plugin_socket, state, log
+
+
+def test_socket_is_root_only(plugin):
+    sock, _state, _log = plugin
+    assert stat.S_ISSOCK(os.stat(sock).st_mode)
+    assert stat.S_IMODE(os.stat(os.path.dirname(sock)).st_mode) == 0o700
+
+
+def test_activate_and_capabilities(plugin):
+    sock, _s, _l = plugin
+    assert plugin_call(sock, "/Plugin.Activate") == (200, {"Implements": ["VolumeDriver"]})
+    assert plugin_call(sock, "/VolumeDriver.Capabilities") == (200, {"Capabilities": {"Scope": "local"}})
+
+
+@pytest.mark.parametrize("accept", [None, "application/json", "application/vnd.docker.plugins.v1+json"])
+def test_accept_header_is_checked(plugin, accept):
+    sock, _s, log = plugin
+    status, _body = plugin_call(sock, "/Plugin.Activate", accept=accept)
+    assert status == 406
+    assert any("unsupported plugin API" in line for line in log.lines)
+
+
+def test_only_post(plugin):
+    sock, _s, _l = plugin
+    assert plugin_call(sock, "/VolumeDriver.List", method="GET")[0] == 405
+    assert plugin_call(sock, "/VolumeDriver.Nope")[0] == 404
+
+
+def test_volume_lifecycle(plugin):
+    sock, state, _l = plugin
+    path = os.path.join(state.volumes_dir, "nvidia_driver", "550.54.15")
+    assert plugin_call(sock, "/VolumeDriver.List") == (200, {"Volumes": [], "Err": ""})
+    assert plugin_call(sock, "/VolumeDriver.Get", {"Name": NAME}) == (200, {"Err": f"no such volume: {NAME}"})
+    assert plugin_call(sock, "/VolumeDriver.Create", {"Name": NAME, "Opts": {}}) == (200, {"Err": ""})
+    assert os.path.isfile(os.path.join(path, "bin", "nvidia-smi"))
+    assert os.path.islink(os.path.join(path, "lib64", "libcuda.so.1"))
+    assert plugin_call(sock, "/VolumeDriver.Get", {"Name": NAME}) == (
+        200, {"Volume": {"Name": NAME, "Mountpoint": path}, "Err": ""})
+    assert plugin_call(sock, "/VolumeDriver.Mount", {"Name": NAME, "ID": "abc"}) == (
+        200, {"Mountpoint": path, "Err": ""})
+    assert plugin_call(sock, "/VolumeDriver.Path", {"Name": NAME}) == (200, {"Mountpoint": path, "Err": ""})
+    assert plugin_call(sock, "/VolumeDriver.Unmount", {"Name": NAME, "ID": "abc"}) == (200, {"Err": ""})
+    assert plugin_call(sock, "/VolumeDriver.List") == (200, {"Volumes": [{"Name": NAME, "Mountpoint": path}],
+                                                              "Err": ""})
+    assert plugin_call(sock, "/VolumeDriver.Remove", {"Name": NAME}) == (200, {"Err": ""})
+    assert not os.path.exists(path)
+    # Mount of the running driver's volume rebuilds it
+    assert plugin_call(sock, "/VolumeDriver.Mount", {"Name": NAME}) == (200, {"Mountpoint": path, "Err": ""})
+    assert vol.is_complete(path)
+
+
+@pytest.mark.parametrize("endpoint,name,err", [
+    ("/VolumeDriver.Create", "nvidia_driver_1.2.3",
+     "invalid volume version: nvidia_driver_1.2.3 (the running driver is 550.54.15, the volume is for 1.2.3)"),
+    ("/VolumeDriver.Create", "nvidia_driver", "bad volume format: nvidia_driver"),
+    ("/VolumeDriver.Mount", "other_1.0", "unsupported volume: other_1.0"),
+    ("/VolumeDriver.Mount", "nvidia_driver_1.0", "no such volume: nvidia_driver_1.0"),
+    ("/VolumeDriver.Path", NAME, f"no such volume: {NAME}"),
+    ("/VolumeDriver.Unmount", "../../etc_1", "bad volume format: ../../etc_1"),
+    ("/VolumeDriver.Remove", "x y_1", "bad volume format: x y_1"),
+])
+def test_errors_come_back_in_err(plugin, endpoint, name, err):
+    sock, _s, _l = plugin
+    assert plugin_call(sock, endpoint, {"Name": name}) == (200, {"Err": err})
+
+
+def test_malformed_bodies(plugin):
+    from test_serve_support import UnixHTTPConnection
+
+    sock, _s, _l = plugin
+    for body in (b"{not json", b"[1,2]", b'{"Name": 5}'):
+        conn = UnixHTTPConnection(sock)
+        conn.request("POST", "/VolumeDriver.Mount", body=body,
+                     headers={"Accept": "application/vnd.docker.plugins.v1.2+json"})
+        assert conn.getresponse().status == 400
+        conn.close()
+    assert plugin_call(sock, "/Plugin.Activate")[0] == 200
+
+
+KILLED_BUILD = textwrap.dedent("""
+    import os, sys, time
+    from nvlow import volume
+    from nvlow.driverfiles import select_driver_files
+    from nvlow.root import HostRoot, file_node_reader
+    root = HostRoot(sys.argv[1], node_reader=file_node_reader)
+    files = select_driver_files(root, "550.54.15", ("compute", "graphics", "utility", "video"))
+    real_place = volume._place
+    count = [0]
+    def slow_place(src, dst):
+        count[0] += 1
+        if count[0] == 3:
+            print("midway", flush=True)
+            time.sleep(60)  # killed here
+        return real_place(src, dst)
+    volume._place = slow_place
+    volume.ensure_volume(files, "550.54.15", sys.argv[2])
+""")
+
+
+def test_killed_build_never_yields_a_half_volume(tmp_path):
+    with running_server(tmp_path, plugin=True) as (server, state, _log):
+        sock = server.plugin_socket
+        proc = subprocess.Popen([sys.executable, "-c", KILLED_BUILD, state.cache.root.path, state.volumes_dir],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout.readline().strip() == "midway"
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        base = os.path.join(state.volumes_dir, "nvidia_driver")
+        leftovers = [n for n in os.listdir(base) if n.startswith(".tmp-")]
+        assert len(leftovers) == 1 and str(proc.pid) in leftovers[0]
+        # the half-built directory is invisible to the plugin
+        assert plugin_call(sock, "/VolumeDriver.List")[1] == {"Volumes": [], "Err": ""}
+        assert plugin_call(sock, "/VolumeDriver.Get", {"Name": NAME})[1] == {"Err": f"no such volume: {NAME}"}
+        # Mount builds a complete one and sweeps the dead build's directory
+        status, answer = plugin_call(sock, "/VolumeDriver.Mount", {"Name": NAME})
+        assert status == 200 and answer["Err"] == "" and vol.is_complete(answer["Mountpoint"])
+        assert [n for n in os.listdir(base) if n.startswith(".tmp-")] == []
+        assert os.listdir(os.path.join(answer["Mountpoint"], "bin"))
+
+
+def test_prepare_socket_dir_tightens_permissions(tmp_path):
+    from nvlow.serve.server import prepare_socket_dir
+
+    d = tmp_path / "sockdir"
+    d.mkdir(mode=0o755)
+    os.chmod(d, 0o755)
+    sock = prepare_socket_dir(str(d))
+    assert sock == str(d / "nvlow.sock") and stat.S_IMODE(os.stat(d).st_mode) == 0o700
+
+
+def test_write_spec(tmp_path):
+    from nvlow.serve.server import write_spec
+
+    spec = write_spec(str(tmp_path / "plugins"), "/run/nvlow/nvlow.sock")
+    assert open(spec).read() == "unix:///run/nvlow/nvlow.sock\n"
+    assert write_spec(str(tmp_path / "plugins"), "/run/nvlow/nvlow.sock") == spec
