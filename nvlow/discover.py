@@ -14,36 +14,40 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .errors import LibraryError
 from .model import DeviceNode, Gpu, Host, MigDevice
 from .records import DriverLibrary, GpuRecord, SystemInfo
 from .root import HostRoot
 
+if TYPE_CHECKING:
+    from .scan import MigCap, ProcScan
+
 LibraryOpener = Callable[[HostRoot], DriverLibrary]
 
 
-def _cap_nodes(mig_caps: Sequence[object], gpu_minor: Optional[int], gi: Optional[int],
+def _cap_nodes(mig_caps: Sequence[MigCap], gpu_minor: Optional[int], gi: Optional[int],
                ci: Optional[int]) -> Tuple[DeviceNode, ...]:
+    """The GI access node, then the CI access node, of one MIG device."""
     if gpu_minor is None or gi is None:
         return ()
     nodes: List[DeviceNode] = []
     for want_ci in (None, ci):
         for cap in mig_caps:
-            if (getattr(cap, "gpu_minor") == gpu_minor and getattr(cap, "gi") == gi
-                    and getattr(cap, "ci") == want_ci and getattr(cap, "node") is not None):
-                nodes.append(getattr(cap, "node"))
+            if cap.gpu_minor == gpu_minor and cap.gi == gi and cap.ci == want_ci and cap.node is not None:
+                nodes.append(cap.node)
                 break
     return tuple(nodes)
 
 
-def _gpus_from_records(records: Sequence[GpuRecord], scan: object) -> List[Gpu]:
+def _gpus_from_records(records: Sequence[GpuRecord], scan: ProcScan) -> List[Gpu]:
     from .procfs import normalize_bus_id
 
-    proc_by_bus = {pg.bus_id: pg for pg in getattr(scan, "gpus")}
-    nodes_by_minor = {pg.minor: pg.node for pg in getattr(scan, "gpus") if pg.minor is not None}
-    mig_caps = getattr(scan, "mig_caps")
+    proc_by_bus = {pg.bus_id: pg for pg in scan.gpus}
+    # every checked /dev/nvidiaN, so GPUs whose procfs entry lacks a minor still find their node
+    nodes_by_minor = {n.minor: n for n in scan.gpu_nodes}
+    mig_caps = scan.mig_caps
     gpus: List[Gpu] = []
     for rec in sorted(records, key=lambda r: r.index):
         bus = normalize_bus_id(rec.bus_id) if rec.bus_id else None
@@ -69,11 +73,11 @@ def _gpus_from_records(records: Sequence[GpuRecord], scan: object) -> List[Gpu]:
     return gpus
 
 
-def _gpus_from_procfs(scan: object) -> Tuple[List[Gpu], List[str]]:
+def _gpus_from_procfs(scan: ProcScan) -> Tuple[List[Gpu], List[str]]:
     gpus: List[Gpu] = []
     warnings: List[str] = []
-    mig_caps = getattr(scan, "mig_caps")
-    for pg in getattr(scan, "gpus"):
+    mig_caps = scan.mig_caps
+    for pg in scan.gpus:
         if pg.excluded:
             warnings.append(f"GPU {pg.bus_id} is excluded by the driver (GPU Excluded: Yes); skipped")
             continue

@@ -51,9 +51,12 @@ def plan_document(plan: Plan, host: Optional[Host] = None) -> Dict[str, Any]:
     for g in plan.selection.gpus:
         gpus.append({"index": g.index, "minor": g.minor, "uuid": g.uuid, "bus_id": g.bus_id,
                      "name": g.name, "device_path": g.device_path, "mig_device": None})
+    parents = {g.index: g for g in host.gpus} if host is not None else {}
     for m in plan.selection.mig_devices:
-        gpus.append({"index": m.parent_index, "minor": None, "uuid": m.uuid, "bus_id": None,
-                     "name": m.name, "device_path": None, "mig_device": m.name_for_index,
+        parent = parents.get(m.parent_index)
+        gpus.append({"index": m.parent_index, "minor": parent.minor if parent else None, "uuid": m.uuid,
+                     "bus_id": parent.bus_id if parent else None, "name": m.name,
+                     "device_path": parent.device_path if parent else None, "mig_device": m.name_for_index,
                      "gpu_instance_id": m.gpu_instance_id, "compute_instance_id": m.compute_instance_id})
     return {
         "schema_version": SCHEMA_VERSION,
