@@ -28,6 +28,8 @@ from nvlow.cdi.yaml import YamlError, dump_yaml, load_yaml
     ("-dash", '"-dash"'),
     ("quote\"d", '"quote\\"d"'),
     ("caf\u00e9", '"caf\\u00e9"'),
+    ("del\x7f", '"del\\u007f"'),
+    ("tab\there", '"tab\\there"'),
     (195, "195"), (-1, "-1"), (True, "true"), (False, "false"), (None, "null"),
 ])
 def test_scalar_quoting(value: Any, text: str) -> None:
@@ -117,6 +119,7 @@ def test_reads_nvidia_ctk_output() -> None:
     ("a: 0x1f\n", {"a": 31}),
     ("a: 'it''s'\n", {"a": "it's"}),
     ('a: "x\\ty"\n', {"a": "x\ty"}),
+    ('a: "\\x41\\/\\u00e9\\U0001F600\\ud83d\\ude00\\e\\ \\N"\n', {"a": "A/\u00e9\U0001F600\U0001F600\x1b \x85"}),
     ("a: [1, two, \"3\"]\n", {"a": [1, "two", "3"]}),
     ("a: {b: 1, c: [x]}\n", {"a": {"b": 1, "c": ["x"]}}),
     ("a:\n  b:\n  c: 1\n", {"a": {"b": None, "c": 1}}),
@@ -144,6 +147,8 @@ def test_reader_cases(text: str, value: Any) -> None:
     ("a:\n\tb: 1\n", "line 2: tab used for indentation"),
     ("a: \"open\n", "line 1: unterminated quoted string"),
     ("a: [1, 2\n", "line 1: unterminated flow collection"),
+    ('a: "\\q"\n', "line 1: bad escape"),
+    ('a: "\\x4"\n', "line 1: bad escape"),
     ("a: 1\n  b: 2\n", "line 2: bad indentation"),
     ("a: 1\njust text\n", "line 2: expected 'key: value'"),
     ("- a\nb: 1\n", "line 2: unexpected content"),

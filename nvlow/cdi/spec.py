@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 from ..errors import HostError, UsageError
 from ..model import DeviceNode, DriverFiles, Gpu, Host, MigDevice
@@ -190,7 +190,7 @@ def build_spec(
     devices: List[Dict[str, Any]] = []
     seen_names: Dict[str, str] = {}
     all_nodes: List[Dict[str, Any]] = []
-    all_paths: set = set()
+    all_paths: Set[str] = set()
 
     items: List[Tuple[str, Union[Gpu, MigDevice]]] = []
     for gpu in sorted(host.gpus, key=lambda g: g.index):
@@ -242,6 +242,8 @@ def build_spec(
         edits["mounts"] = [_mount_dict(m) for m in mounts]
     document: Dict[str, Any] = {"cdiVersion": "", "kind": kind, "devices": devices, "containerEdits": edits}
     version, reason = required_version(document)
+    if tuple(map(int, version.split("."))) > tuple(map(int, MAX_EMITTED_VERSION.split("."))):
+        raise UsageError(f"the spec would need cdiVersion {version} for {reason}, which podman 4.x rejects")
     document["cdiVersion"] = version
     return GeneratedSpec(document, tuple(warnings))
 

@@ -60,7 +60,7 @@ def _scalar(value: Any) -> str:
         if (_PLAIN_SAFE.match(value) and not value.endswith(":") and value not in _BOOL_TRUE
                 and value not in _BOOL_FALSE and value not in _NULLS):
             return value
-        # a JSON string (ASCII, escapes) is a valid YAML double-quoted scalar
+        # a JSON string (ASCII only: DEL and non-ASCII are \u escapes) is a valid YAML double-quoted scalar
         return json.dumps(value)
     raise TypeError(f"cannot write {type(value).__name__} as YAML")
 
@@ -206,16 +206,49 @@ def _quoted_end(text: str, lineno: int) -> int:
     raise YamlError(f"line {lineno}: unterminated quoted string")
 
 
+_SIMPLE_ESCAPES = {"0": "\0", "a": "\a", "b": "\b", "t": "\t", "\t": "\t", "n": "\n", "v": "\v", "f": "\f",
+                   "r": "\r", "e": "\x1b", " ": " ", '"': '"', "/": "/", "\\": "\\", "N": "\x85",
+                   "_": "\xa0", "L": "\u2028", "P": "\u2029"}
+_HEX_ESCAPES = {"x": 2, "u": 4, "U": 8}
+
+
+def _unescape_double(body: str, lineno: int) -> str:
+    """The value of a YAML double-quoted scalar's body (YAML 1.1/1.2 escapes, a superset of JSON's)."""
+    out: List[str] = []
+    i = 0
+    while i < len(body):
+        c = body[i]
+        if c != "\\":
+            out.append(c)
+            i += 1
+            continue
+        esc = body[i + 1:i + 2]
+        if esc in _SIMPLE_ESCAPES:
+            out.append(_SIMPLE_ESCAPES[esc])
+            i += 2
+        elif esc in _HEX_ESCAPES:
+            digits = body[i + 2:i + 2 + _HEX_ESCAPES[esc]]
+            if len(digits) != _HEX_ESCAPES[esc] or not all(d in "0123456789abcdefABCDEF" for d in digits):
+                raise YamlError(f"line {lineno}: bad escape \\{esc}{digits} in double-quoted string")
+            code = int(digits, 16)
+            i += 2 + len(digits)
+            if esc == "u" and 0xD800 <= code < 0xDC00 and body[i:i + 2] == "\\u":
+                low = int(body[i + 2:i + 6], 16)  # a JSON-style surrogate pair
+                code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                i += 6
+            out.append(chr(code))
+        else:
+            raise YamlError(f"line {lineno}: bad escape \\{esc} in double-quoted string")
+    return "".join(out)
+
+
 def _parse_scalar(text: str, lineno: int) -> Any:
     if not text:
         return None
     if text[0] == '"':
         if _quoted_end(text, lineno) != len(text):
             raise YamlError(f"line {lineno}: text after quoted string: {text}")
-        try:
-            return json.loads(text.replace("\\/", "/"))
-        except ValueError:
-            raise YamlError(f"line {lineno}: bad double-quoted string {text}") from None
+        return _unescape_double(text[1:-1], lineno)
     if text[0] == "'":
         if _quoted_end(text, lineno) != len(text):
             raise YamlError(f"line {lineno}: text after quoted string: {text}")

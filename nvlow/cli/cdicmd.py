@@ -180,7 +180,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _build() -> typer.Typer:
-    from .app import DEBUG, DRIVER_FILES, JSON, NO_NVML, NO_UVM, ROOT, SIMULATE, VOLUMES_DIR, _run
+    from .app import DEBUG, JSON, NO_NVML, NO_UVM, ROOT, SIMULATE, VOLUMES_DIR, _run
 
     cdi = typer.Typer(
         name="cdi",
@@ -201,7 +201,8 @@ def _build() -> typer.Typer:
                                              "(repeatable or comma-separated; default index,uuid)."),
         capabilities: Optional[str] = typer.Option(None, "--capabilities", help="Driver capabilities whose files "
                                                    "and nodes the spec holds (default: all)."),
-        driver_files: str = DRIVER_FILES,
+        driver_files: str = typer.Option("bind", "--driver-files", help="bind (a read-only bind per file) or "
+                                         "volume (the 1.0 driver volume at /usr/local/nvidia)."),
         volumes_dir: Optional[str] = VOLUMES_DIR,
         vendor: str = typer.Option("nvidia.com", "--vendor", help="CDI vendor (kind = vendor/class)."),
         class_: str = typer.Option("gpu", "--class", help="CDI class (kind = vendor/class)."),
