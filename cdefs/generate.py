@@ -12,7 +12,9 @@ pycparser off the runtime path: the generated module needs only ``_cffi_backend`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import io
 import os
 import sys
 import tempfile
@@ -45,7 +47,8 @@ def render_module(cdef_name: str, module: str, cdef_text: str) -> str:
     ffi.set_source(module, None)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, module + ".py")
-        ffi.emit_python_code(path)
+        with contextlib.redirect_stdout(io.StringIO()):  # cffi prints "generating <path>"
+            ffi.emit_python_code(path)
         with open(path, encoding="utf-8") as fh:
             body = fh.read()
     return BANNER.format(cdef=cdef_name, digest=cdef_digest(cdef_text)) + body

@@ -32,7 +32,7 @@ static int init_count;
 #define OUT_NUM(ptr, value) do { \
     if ((ptr) == NULL) return NVML_ERROR_INVALID_ARGUMENT; \
     if ((value) < 0) return NVML_ERROR_NOT_SUPPORTED; \
-    *(ptr) = (value); \
+    *(ptr) = (__typeof__(*(ptr)))(value); \
     return NVML_SUCCESS; } while (0)
 
 static nvmlReturn_t out_str(char *dst, unsigned int length, const char *src) {
@@ -191,7 +191,7 @@ nvmlReturn_t nvmlDeviceGetCudaComputeCapability(nvmlDevice_t device, int *major,
 
 nvmlReturn_t nvmlDeviceGetBrand(nvmlDevice_t device, nvmlBrandType_t *type) {
     DEVICE(device);
-    OUT_NUM(type, (nvmlBrandType_t)g->brand);
+    OUT_NUM(type, g->brand);
 }
 
 nvmlReturn_t nvmlDeviceGetArchitecture(nvmlDevice_t device, nvmlDeviceArchitecture_t *arch) {
@@ -204,7 +204,7 @@ nvmlReturn_t nvmlDeviceGetArchitecture(nvmlDevice_t device, nvmlDeviceArchitectu
 
 nvmlReturn_t nvmlDeviceGetPersistenceMode(nvmlDevice_t device, nvmlEnableState_t *mode) {
     DEVICE(device);
-    OUT_NUM(mode, (nvmlEnableState_t)g->persistence);
+    OUT_NUM(mode, g->persistence);
 }
 
 nvmlReturn_t nvmlDeviceGetMigMode(nvmlDevice_t device, unsigned int *currentMode, unsigned int *pendingMode) {
