@@ -254,6 +254,9 @@ def run_doctor(ctx: DoctorContext) -> Tuple[CheckResult, ...]:
             results.extend(check(ctx))
         except NvlowError as exc:
             results.append(CheckResult(name, FAIL, str(exc), exc.hint))
+        except Exception as exc:  # noqa: BLE001 - one broken check must not hide the others
+            results.append(CheckResult(name, FAIL, f"check crashed: {type(exc).__name__}: {exc}",
+                                       "run with --debug and report this"))
     return tuple(results)
 
 
