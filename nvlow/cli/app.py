@@ -136,6 +136,15 @@ def doctor_cmd(root: str = ROOT, simulate: Optional[str] = SIMULATE, debug: bool
     _run(debug, lambda: run_doctor_cmd(opts, os.environ, check_engine=not no_engine))
 
 
+def _register_groups() -> None:
+    from .cdicmd import register as register_cdi
+
+    register_cdi(app)
+
+
+_register_groups()
+
+
 def _version_callback(value: bool) -> None:
     if value:
         from .. import __version__
