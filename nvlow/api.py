@@ -1,0 +1,246 @@
+"""nvlow as a library: discover a host, select GPUs, build and render a plan.
+
+This is the stable public surface, re-exported from :mod:`nvlow`. Nothing here
+prints, exits or reads the process environment: callers pass ``env`` in.
+Errors are the :class:`nvlow.errors.NvlowError` family; ``exit_code`` tells
+usage/selection errors (2) and unmet image requirements (3) from the rest (1).
+
+Example:
+    >>> import nvlow
+    >>> host = nvlow.load_host(simulate="dgx-a100")
+    >>> plan = nvlow.make_plan(host, gpus="0,1", capabilities="utility")
+    >>> [d.container_path for d in plan.devices]
+    ['/dev/nvidiactl', '/dev/nvidia0', '/dev/nvidia1']
+    >>> nvlow.rewrite_argv(["docker", "run", "--rm", "busybox", "true"], plan)[-3:]
+    ['--env=LD_LIBRARY_PATH=/usr/local/nvidia/lib64:/usr/local/nvidia/lib', 'busybox', 'true']
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Union
+
+from .errors import UsageError
+from .model import DriverFiles, Host
+from .plan import Plan, build_plan
+from .records import DriverLibrary
+from .root import HostRoot
+from .select import Selection, SelectionRequest, resolve_selection, select_gpus
+
+Capabilities = Union[str, Sequence[str], FrozenSet[str]]
+
+
+def host_root(host: Host) -> HostRoot:
+    """The :class:`HostRoot` a host was discovered from (file reads only)."""
+    return HostRoot(host.root, simulated=host.simulated)
+
+
+def open_host_root(root: str = "/", *, simulate: Optional[str] = None,
+                   env: Optional[Mapping[str, str]] = None) -> "tuple[HostRoot, Callable[[HostRoot], DriverLibrary]]":
+    """A host root and a driver-library opener, for a real root or a simulated preset.
+
+    Example:
+        >>> r, opener = open_host_root(simulate="workstation")
+        >>> r.simulated
+        'workstation'
+    """
+    env = env if env is not None else {}
+    if simulate:
+        from .simulate.hosttree import simulated_host
+
+        return simulated_host(simulate, env)
+    hr = HostRoot(root)
+
+    def opener(r: HostRoot) -> DriverLibrary:
+        from .native.probe import open_native_library
+
+        return open_native_library(r, env)
+
+    return hr, opener
+
+
+def load_host(root: str = "/", *, simulate: Optional[str] = None, use_nvml: bool = True,
+              load_uvm: bool = False, env: Optional[Mapping[str, str]] = None) -> Host:
+    """Discover the driver, GPUs, MIG devices and device nodes of a host.
+
+    ``simulate`` names a preset (dgx-a100, dgx-h100-mig, workstation, no-gpu,
+    no-driver) instead of a real root. ``load_uvm`` allows running
+    ``nvidia-modprobe -u -c=0`` when /dev/nvidia-uvm is missing.
+
+    Example:
+        >>> h = load_host(simulate="dgx-h100-mig")
+        >>> (h.driver_version, len(h.gpus), len(h.gpus[0].mig_devices))
+        ('550.90.07', 8, 7)
+    """
+    from .discover import discover
+
+    hr, opener = open_host_root(root, simulate=simulate, env=env)
+    return discover(hr, library_opener=opener, use_nvml=use_nvml, load_uvm=load_uvm)
+
+
+def resolve_gpus(host: Host, spec: str = "all") -> Selection:
+    """Resolve a selection string (same rules as the CLI's ``--gpus``).
+
+    Example:
+        >>> h = load_host(simulate="dgx-a100")
+        >>> [g.index for g in resolve_gpus(h, "3,1").gpus]
+        [1, 3]
+    """
+    if spec.startswith("device="):
+        spec = spec[len("device="):]
+    return select_gpus(host.gpus, spec, source="api")
+
+
+def capabilities_of(value: Optional[Capabilities]) -> FrozenSet[str]:
+    """Parse capabilities given as ``"compute,utility"``, a sequence, or None (default).
+
+    Example:
+        >>> sorted(capabilities_of(None))
+        ['compute', 'utility']
+    """
+    from .driverfiles import DEFAULT_CAPABILITIES, parse_capabilities
+
+    if value is None:
+        return DEFAULT_CAPABILITIES
+    if isinstance(value, str):
+        return parse_capabilities(value)
+    return parse_capabilities(",".join(value))
+
+
+def driver_files(host: Host, capabilities: Optional[Capabilities] = None) -> DriverFiles:
+    """The driver libraries, binaries, configs and sockets for ``capabilities``.
+
+    Example:
+        >>> h = load_host(simulate="dgx-a100")
+        >>> driver_files(h, "utility").libraries64[0].names[1]
+        'libnvidia-ml.so.1'
+    """
+    from .driverfiles import select_driver_files
+
+    if not host.driver_version:
+        from .errors import HostError
+
+        raise HostError("the NVIDIA driver version is unknown, so its files cannot be selected",
+                        hint="check /proc/driver/nvidia/version ('nvlow doctor')")
+    return select_driver_files(host_root(host), host.driver_version, capabilities_of(capabilities))
+
+
+def make_plan(host: Host, gpus: Union[str, Selection] = "all", capabilities: Optional[Capabilities] = None, *,
+              driver_files_mode: str = "bind", volumes_dir: Optional[str] = None,
+              image_env: Optional[Mapping[str, str]] = None,
+              explicit_env: Optional[Mapping[str, str]] = None) -> Plan:
+    """Devices, mounts and environment for a GPU selection.
+
+    ``driver_files_mode`` is ``bind`` (read-only binds), ``volume`` (builds the
+    1.0 driver volume under ``volumes_dir``) or ``plugin``. ``image_env`` (the
+    image's environment) lets PATH/LD_LIBRARY_PATH be merged, not replaced.
+
+    Example:
+        >>> h = load_host(simulate="dgx-a100")
+        >>> p = make_plan(h, "2", "utility", image_env={"PATH": "/bin"})
+        >>> p.env_dict()["PATH"]
+        '/bin:/usr/local/nvidia/bin'
+    """
+    selection = gpus if isinstance(gpus, Selection) else resolve_gpus(host, gpus)
+    caps = capabilities_of(capabilities)
+    files = None
+    volume_path = None
+    if not selection.is_void:
+        files = driver_files(host, caps)
+        if driver_files_mode == "volume":
+            from .volume import DEFAULT_VOLUMES_DIR, ensure_volume
+
+            volume_path = ensure_volume(files, host.driver_version or "", volumes_dir or DEFAULT_VOLUMES_DIR).path
+    if driver_files_mode not in ("bind", "volume", "plugin"):
+        raise UsageError(f"invalid driver-files mode {driver_files_mode!r}", hint="use bind, volume or plugin")
+    return build_plan(host, selection, caps, files, mode=driver_files_mode, volume_path=volume_path,
+                      image_env=image_env, explicit_env=explicit_env)
+
+
+def docker_args(plan: Plan) -> List[str]:
+    """The plan as ``docker run``/``podman run`` arguments.
+
+    Example:
+        >>> h = load_host(simulate="dgx-a100")
+        >>> docker_args(make_plan(h, "none", "utility"))[0].endswith(":/dev/nvidiactl")
+        True
+    """
+    from .render import docker_args as _docker_args
+
+    return _docker_args(plan)
+
+
+def plan_document(plan: Plan, host: Optional[Host] = None) -> Dict[str, Any]:
+    """The plan as the ``nvlow args --json`` document (schema_version 1)."""
+    from .render import plan_document as _plan_document
+
+    return _plan_document(plan, host)
+
+
+def compose_fragment(plan: Plan) -> str:
+    """The plan as a docker compose service fragment (YAML text)."""
+    from .render import compose_fragment as _compose
+
+    return _compose(plan)
+
+
+def cdi_spec(host: Host, capabilities: Optional[Capabilities] = "all", *, vendor: str = "nvidia.com",
+             class_: str = "gpu", strategies: Sequence[str] = ("index", "uuid")) -> Dict[str, Any]:
+    """A CDI spec (dict) with a device per GPU and MIG device plus ``all``.
+
+    Example:
+        >>> spec = cdi_spec(load_host(simulate="dgx-a100"))
+        >>> (spec["cdiVersion"], spec["kind"], spec["devices"][0]["name"])
+        ('0.5.0', 'nvidia.com/gpu', '0')
+    """
+    from .cdi.spec import build_spec
+
+    caps = capabilities_of(capabilities)
+    generated = build_spec(host, driver_files(host, caps), capabilities=caps, vendor=vendor, class_=class_,
+                           strategies=tuple(strategies))
+    return dict(generated.document)
+
+
+def rewrite_argv(argv: Sequence[str], plan: Plan, *, image_hint: Optional[str] = None) -> List[str]:
+    """Insert the plan's arguments into a docker/podman command line, right before the image.
+
+    Commands that start no container (``ps``, ``build``, ``run --help``) are
+    returned unchanged; a ``--gpus`` flag is removed (the plan replaces it).
+
+    Example:
+        >>> h = load_host(simulate="dgx-a100")
+        >>> rewrite_argv(["docker", "ps"], make_plan(h, "0"))
+        ['docker', 'ps']
+    """
+    from .argv import inject, parse_engine_argv
+
+    cmd = parse_engine_argv(list(argv), image_hint=image_hint)
+    if not cmd.injectable:
+        return list(argv)
+    return inject(cmd, docker_args(plan), remove=("gpus",))
+
+
+def selection_request(env: Mapping[str, str], *, gpus: Optional[str] = None,
+                      container_env: Optional[Mapping[str, str]] = None,
+                      image_env: Optional[Mapping[str, str]] = None,
+                      docker_gpus: Optional[str] = None) -> SelectionRequest:
+    """Gather every selection source (docker ``--gpus``, ``gpus``, NVIDIA_VISIBLE_DEVICES, NV_GPU, image)."""
+    count: Optional[int] = None
+    devices: Optional[str] = None
+    if docker_gpus is not None:
+        from .argv import parse_gpus_flag
+
+        req = parse_gpus_flag(docker_gpus)
+        if req.devices:
+            devices = ",".join(req.devices)
+        else:
+            count = req.count if req.count is not None else -1
+    return SelectionRequest(
+        docker_gpus_count=count, docker_gpus_devices=devices, cli_gpus=gpus,
+        container_env=(container_env or {}).get("NVIDIA_VISIBLE_DEVICES"),
+        process_env=env.get("NVIDIA_VISIBLE_DEVICES"), nv_gpu=env.get("NV_GPU"),
+        image_env=(image_env or {}).get("NVIDIA_VISIBLE_DEVICES"),
+    )
+
+
+def choose_gpus(host: Host, request: SelectionRequest) -> Selection:
+    """Apply the first selection source present in ``request``."""
+    return resolve_selection(host.gpus, request)
