@@ -51,6 +51,9 @@ def render_module(cdef_name: str, module: str, cdef_text: str) -> str:
             ffi.emit_python_code(path)
         with open(path, encoding="utf-8") as fh:
             body = fh.read()
+    # cffi ships no type stubs; keep `mypy --strict` quiet with or without types-cffi
+    body = body.replace("import _cffi_backend\n",
+                        "import _cffi_backend  # type: ignore[import-untyped,unused-ignore]\n", 1)
     return BANNER.format(cdef=cdef_name, digest=cdef_digest(cdef_text)) + body
 
 

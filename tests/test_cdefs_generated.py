@@ -52,4 +52,4 @@ def test_check_mode(tmp_path) -> None:
 def test_generated_modules_need_only_the_cffi_backend() -> None:
     for _cdef, module in MODULES:
         imports = [ln for ln in _read(os.path.join(NATIVE, module)).splitlines() if ln.startswith(("import", "from"))]
-        assert imports == ["import _cffi_backend"]
+        assert [ln.split("#")[0].strip() for ln in imports] == ["import _cffi_backend"]

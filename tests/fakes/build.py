@@ -32,7 +32,11 @@ _FUNC_RE = re.compile(r"\b((?:nvml|cu)[A-Za-z0-9_]+)\s*\(")
 
 
 class FakeBuildError(RuntimeError):
-    """gcc is missing or a fake did not compile."""
+    """A fake did not compile."""
+
+
+class CompilerMissing(FakeBuildError):
+    """No C compiler: the fakes cannot be built here."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,7 @@ def build_fakes(dropped: Iterable[str] = (), build_dir: str = DEFAULT_BUILD_DIR,
     if unknown:
         raise ValueError(f"cannot drop undeclared symbols: {', '.join(sorted(unknown))}")
     if shutil.which(cc) is None:
-        raise FakeBuildError(f"{cc} not found: the fake driver libraries cannot be built")
+        raise CompilerMissing(f"{cc} not found: the fake driver libraries cannot be built")
     out_dir = os.path.join(build_dir, _build_key(drop))
     paths = {soname: os.path.join(out_dir, soname) for _c, _s, _h, soname in LIBRARIES}
     if all(os.path.exists(p) for p in paths.values()):

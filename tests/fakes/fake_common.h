@@ -62,6 +62,7 @@ typedef struct {
 } fake_scenario;
 
 static fake_scenario S;
+static char S_path[1024]; /* the scenario file S was read from */
 
 /* -1 marks "absent": the function then answers NOT_SUPPORTED */
 static void fake_gpu_reset(fake_gpu *g) {
@@ -98,6 +99,7 @@ static int fake_load(void) {
     const char *path = getenv("NVLOW_FAKE_SCENARIO");
     memset(&S, 0, sizeof(S));
     S.cuda = -1;
+    snprintf(S_path, sizeof(S_path), "%s", path ? path : "");
     if (path == NULL || *path == '\0') return -1;
     FILE *fh = fopen(path, "r");
     if (fh == NULL) return -1;
@@ -176,6 +178,12 @@ static int fake_load(void) {
     fclose(fh);
     S.loaded = 1;
     return 0;
+}
+
+/* True when $NVLOW_FAKE_SCENARIO names another file than the one loaded (a new test). */
+__attribute__((unused)) static int fake_changed(void) {
+    const char *path = getenv("NVLOW_FAKE_SCENARIO");
+    return strcmp(path ? path : "", S_path) != 0;
 }
 
 /* The injected return code for function `fn` on device `gpu` (0 when none). */

@@ -9,8 +9,17 @@
 
 static int initialized;
 
+/* a new scenario file means a new "machine": forget cuInit */
+static void sync_scenario(void) {
+    if (fake_changed()) {
+        fake_load();
+        initialized = 0;
+    }
+}
+
 #define INJECT(dev) do { int rc_ = fake_injected(__func__, (dev)); if (rc_) return (CUresult)rc_; } while (0)
 #define DEVICE(dev) \
+    sync_scenario(); \
     if (!initialized) return CUDA_ERROR_NOT_INITIALIZED; \
     if ((dev) < 0 || (dev) >= S.ngpus) return CUDA_ERROR_INVALID_DEVICE; \
     fake_gpu *g = &S.gpus[(dev)]; (void)g; \
@@ -44,7 +53,8 @@ CUresult cuGetErrorName(CUresult error, const char **pStr) { return lookup(error
 
 CUresult cuDriverGetVersion(int *driverVersion) {
     /* works before cuInit, as the real one does */
-    if (!initialized) fake_load();
+    sync_scenario();
+    if (!S.loaded) fake_load();
     INJECT(-1);
     if (driverVersion == NULL) return CUDA_ERROR_INVALID_VALUE;
     if (S.cuda < 0) return CUDA_ERROR_UNKNOWN;
@@ -63,6 +73,7 @@ CUresult cuInit(unsigned int Flags) {
 }
 
 CUresult cuDeviceGetCount(int *count) {
+    sync_scenario();
     if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
     INJECT(-1);
     if (count == NULL) return CUDA_ERROR_INVALID_VALUE;
@@ -71,6 +82,7 @@ CUresult cuDeviceGetCount(int *count) {
 }
 
 CUresult cuDeviceGet(CUdevice *device, int ordinal) {
+    sync_scenario();
     if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
     INJECT(ordinal);
     if (device == NULL) return CUDA_ERROR_INVALID_VALUE;

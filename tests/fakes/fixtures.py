@@ -9,7 +9,8 @@
   returns the env mapping for the loader (``NVLOW_NVML_LIBRARY``/``NVLOW_CUDA_LIBRARY``).
   ``FakeDriver.install(root_dir)`` copies the libraries into a fake host root instead.
 
-Without gcc the native tests skip, except in CI (``CI=true``), where that is a failure.
+Without gcc the native tests skip, except in CI (``CI=true``), where that is a failure;
+a fake that does not compile is always a failure.
 """
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ import pytest
 from nvlow.root import HostRoot
 from nvlow.simulate.presets import Preset
 
-from .build import FakeBuildError, FakeLibs, build_fakes
-from .scenario import scenario_from_preset
+from fakes.build import CompilerMissing, FakeLibs, build_fakes
+from fakes.scenario import scenario_from_preset
 
 __all__ = ["FakeDriver", "fake_libs_factory", "fake_libs", "fake_driver"]
 
@@ -58,7 +59,7 @@ def fake_libs_factory() -> Iterator[Callable[..., FakeLibs]]:
     def factory(drop: Iterable[str] = ()) -> FakeLibs:
         try:
             return build_fakes(drop)
-        except FakeBuildError as exc:
+        except CompilerMissing as exc:
             if os.environ.get("CI", "").lower() == "true":
                 pytest.fail(f"fake driver libraries: {exc}")
             pytest.skip(f"fake driver libraries unavailable: {exc}")
@@ -78,7 +79,7 @@ def fake_driver(fake_libs_factory: Callable[..., FakeLibs], tmp_path: "os.PathLi
     counter = [0]
 
     def make(scenario: Union[str, Preset], *, drop: Iterable[str] = (), **kwargs: object) -> FakeDriver:
-        text = scenario if isinstance(scenario, str) else scenario_from_preset(scenario, **kwargs)  # type: ignore[arg-type]
+        text = scenario if isinstance(scenario, str) else scenario_from_preset(scenario, **kwargs)
         counter[0] += 1
         path = os.path.join(str(tmp_path), f"scenario-{counter[0]}.txt")
         with open(path, "w", encoding="utf-8") as fh:

@@ -94,6 +94,6 @@ def scenario_from_preset(preset: Preset, *, rc: Iterable[RcSpec] = (), extra: Se
         lines += gpu_lines(g)
     lines += list(extra)
     for spec in rc:
-        gpu: Optional[int] = spec[2] if len(spec) == 3 else None  # type: ignore[misc]
+        gpu: Optional[int] = spec[2] if len(spec) == 3 else None
         lines.append(f"rc {spec[0]} {spec[1]}" + (f" {gpu}" if gpu is not None else ""))
     return "\n".join(lines) + "\n"
