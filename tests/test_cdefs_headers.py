@@ -23,10 +23,9 @@ from typing import Any, Callable, Dict, List
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "tests"))
-from fakes.build import declared_functions  # noqa: E402
+from fakes.build import declared_functions
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 cffi = pytest.importorskip("cffi")
 
 HEADERS = [
