@@ -152,10 +152,19 @@ def discover(
                 f"driver library version {system.driver_version} differs from kernel module {driver_version}: "
                 "Driver/library version mismatch (reboot or reload the nvidia module)")
         driver_version = driver_version or system.driver_version
+    cuda_version = system.cuda_version if system else None
+    cuda_source = "library" if cuda_version else None
+    if cuda_version is None and driver_version:
+        from .cudaversions import cuda_for_driver
+
+        # no libcuda answer (procfs only, or a broken libcuda): the driver's published CUDA level
+        cuda_version = cuda_for_driver(driver_version)
+        cuda_source = "driver table" if cuda_version else None
     return Host(
         root=root.path,
         driver_version=driver_version,
-        cuda_version=system.cuda_version if system else None,
+        cuda_version=cuda_version,
+        cuda_version_source=cuda_source,
         source=source,
         gpus=tuple(gpus),
         control_nodes=tuple(scan.control_nodes),

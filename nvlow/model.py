@@ -186,6 +186,8 @@ class Host:
     warnings: Tuple[str, ...] = ()
     simulated: Optional[str] = None
     library_paths: Tuple[str, ...] = field(default_factory=tuple)
+    #: where cuda_version came from: "library" (libcuda/NVML) or "driver table" (inferred from the driver version)
+    cuda_version_source: Optional[str] = None
 
     def control(self, kind: str) -> Optional[DeviceNode]:
         """The control node of a kind (``ctl``, ``uvm``, ``uvm-tools``, ``modeset``) if present."""
@@ -208,6 +210,7 @@ class Host:
             "root": self.root,
             "driver_version": self.driver_version,
             "cuda_version": self.cuda_version,
+            "cuda_version_source": self.cuda_version_source,
             "nvml_version": self.nvml_version,
             "source": self.source,
             "simulated": self.simulated,

@@ -28,7 +28,8 @@ def format_info(host: Host) -> str:
     """The text of ``nvlow info``."""
     lines = [
         f"Driver version:  {_na(host.driver_version)}",
-        f"CUDA version:    {_na(host.cuda_version)}",
+        f"CUDA version:    {_na(host.cuda_version)}"
+        + (" (from the driver version table)" if host.cuda_version_source == "driver table" else ""),
         f"NVML version:    {_na(host.nvml_version)}",
         f"Kernel module:   {'open' if host.open_kernel_module else 'proprietary' if host.open_kernel_module is not None else 'N/A'}",
         f"Source:          {host.source}" + (f" (simulated: {host.simulated})" if host.simulated else ""),
