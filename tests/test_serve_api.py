@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import socket
 import zlib
 
@@ -17,6 +18,15 @@ CONTROL = "--device=/dev/nvidiactl --device=/dev/nvidia-uvm --device=/dev/nvidia
 VOLUME = "--volume-driver=nvlow --volume=nvidia_driver_550.54.15:/usr/local/nvidia:ro"
 
 
+def container_view(text):
+    """Drop the host side of ``--device=HOST:CONTAINER`` (the simulated root prefixes host paths)."""
+    return re.sub(r"--device=[^ :]+:", "--device=", text)
+
+
+def container_devices(devices):
+    return [d.rsplit(":", 1)[-1] for d in devices]
+
+
 @pytest.fixture(scope="module")
 def dgx(tmp_path_factory):
     with running_server(tmp_path_factory.mktemp("dgx")) as (server, state, log):
@@ -27,7 +37,8 @@ def dgx(tmp_path_factory):
 def test_docker_cli_all(dgx, prefix):
     status, headers, body = get(dgx, prefix + "/docker/cli")
     assert status == 200 and headers["content-type"].startswith("text/plain")
-    assert body.decode() == f"{VOLUME} {CONTROL} {DGX_DEVICES}"  # one line, no newline
+    assert container_view(body.decode()) == f"{VOLUME} {CONTROL} {DGX_DEVICES}"  # one line, no newline
+    assert re.search(r"--device=\S+/root-dgx-a100/dev/nvidia0:/dev/nvidia0( |$)", body.decode())
 
 
 @pytest.mark.parametrize("query,devices", [
@@ -40,7 +51,7 @@ def test_docker_cli_all(dgx, prefix):
 def test_docker_cli_selection(dgx, query, devices):
     status, _h, body = get(dgx, "/docker/cli" + query)
     want = f"{VOLUME} {CONTROL} " + " ".join(f"--device={d}" for d in devices.split())
-    assert (status, body.decode()) == (200, want)
+    assert (status, container_view(body.decode())) == (200, want)
 
 
 def test_docker_cli_uuid_prefix(dgx):
@@ -48,6 +59,7 @@ def test_docker_cli_uuid_prefix(dgx):
     uuid = info["Devices"][5]["UUID"]
     status, doc = get_json(dgx, f"/docker/cli/json?dev={uuid[:12]}")
     assert status == 200
+    doc["Devices"] = container_devices(doc["Devices"])
     assert doc == {"VolumeDriver": "nvlow", "Volumes": ["nvidia_driver_550.54.15:/usr/local/nvidia:ro"],
                    "Devices": ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia5"]}
 
@@ -222,7 +234,7 @@ def test_keep_alive_serves_several_requests(dgx):
                     length = int(line.split(b":")[1])
                 if line in (b"\r\n", b""):
                     break
-            assert f.read(length).endswith(b"--device=/dev/nvidia0")
+            assert f.read(length).endswith(b":/dev/nvidia0")
 
 
 def test_driver_change_triggers_rediscovery(tmp_path):
@@ -264,8 +276,9 @@ def test_mig_host_dev_tokens(tmp_path):
     with running_server(tmp_path, "dgx-h100-mig") as (server, _state, _log):
         status, doc = get_json(server, "/docker/cli/json?dev=0:0")
         assert status == 200
-        assert any(d.startswith("/dev/nvidia-caps/nvidia-cap") for d in doc["Devices"])
-        assert "/dev/nvidia0" in doc["Devices"]
+        devices = container_devices(doc["Devices"])
+        assert any(d.startswith("/dev/nvidia-caps/nvidia-cap") for d in devices)
+        assert "/dev/nvidia0" in devices
 
 
 def test_parse_listen_and_loopback():

@@ -50,7 +50,7 @@ def test_serve_simulated_rest_and_plugin(tmp_path):
         with urllib.request.urlopen(f"http://{addr}/healthz", timeout=10) as r:
             assert json.load(r)["simulated"] == "dgx-a100"
         with urllib.request.urlopen(f"http://{addr}/docker/cli?dev=0", timeout=10) as r:
-            assert r.read().decode().endswith("--device=/dev/nvidia0")
+            assert r.read().decode().endswith(":/dev/nvidia0")
         sock = str(sockdir / "nvlow.sock")
         assert plugin_call(sock, "/Plugin.Activate")[1] == {"Implements": ["VolumeDriver"]}
         assert (tmp_path / "spec" / "nvlow.spec").read_text() == f"unix://{sock}\n"

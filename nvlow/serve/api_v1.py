@@ -80,7 +80,9 @@ def docker_cli_args(host: Host, request: Request) -> Dict[str, Any]:
     """The ``/docker/cli/json`` document: ``{"VolumeDriver","Volumes","Devices"}``."""
     selection = select_devices(host, _tokens(request.param("dev")))
     volumes = select_volumes(host, _tokens(request.param("vol")))
-    devices = [d.container_path for d in device_mappings(host, selection, _CONTROL_CAPS)]
+    # host:container only under --root, where the host node is not at the container path
+    devices = [d.container_path if d.host_path == d.container_path else f"{d.host_path}:{d.container_path}"
+               for d in device_mappings(host, selection, _CONTROL_CAPS)]
     return {"VolumeDriver": PLUGIN_DRIVER, "Volumes": volumes, "Devices": devices}
 
 
