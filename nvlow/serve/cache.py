@@ -47,7 +47,7 @@ class Snapshot:
 def _default_files_selector(root: HostRoot, version: str, caps: Tuple[str, ...]) -> DriverFiles:
     from ..driverfiles import select_driver_files
 
-    return select_driver_files(root, version, caps)  # type: ignore[arg-type]
+    return select_driver_files(root, version, caps)
 
 
 def _numa_node(root: HostRoot, bus_id: Optional[str]) -> Optional[int]:

@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
-from typing import Any, Callable, Dict, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 from urllib.parse import parse_qs, urlsplit
 
 from ..errors import NvlowError, UsageError
@@ -142,10 +142,10 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "nvlow"
     sys_version = ""
     timeout = CLIENT_TIMEOUT
-    server: "_ServerMixin"
+    server: "_ServerMixin"  # type: ignore[assignment]
 
     def setup(self) -> None:
-        self.timeout = self.server.client_timeout
+        self.timeout = self.server.client_timeout  # type: ignore[misc]
         if self.request.family in (socket.AF_INET, socket.AF_INET6):
             try:
                 self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -270,7 +270,7 @@ class _ServerMixin(socketserver.ThreadingMixIn):
     def init_tracking(self, state: ServeState, route: Callable[[ServeState, Request], Response],
                       max_connections: int) -> None:
         self.state = state
-        self.route = route  # type: ignore[assignment]
+        self.route = route
         self.stopping = threading.Event()
         self._slots = threading.BoundedSemaphore(max_connections)
         self._conns: Dict[_Handler, bool] = {}
@@ -307,7 +307,7 @@ class _ServerMixin(socketserver.ThreadingMixIn):
                                 b"Content-Length: 12\r\nConnection: close\r\n\r\nserver busy\n")
             except OSError:
                 pass
-            self.shutdown_request(request)
+            self.shutdown_request(request)  # type: ignore[attr-defined]
             return
         t = threading.Thread(target=self.process_request_thread, args=(request, client_address), daemon=True)
         with self._conns_lock:
@@ -450,7 +450,7 @@ class NvlowServer:
                                  hint="use --plugin-socket-dir DIR or --no-plugin") from None
             finally:
                 os.umask(old_umask)
-        self._threads: list = []
+        self._threads: List[threading.Thread] = []
 
     @property
     def address(self) -> Tuple[str, int]:
