@@ -279,7 +279,11 @@ def test_closes_immediately(serve: Callable[[Handler], FakeEngine]) -> None:
 
 def test_slow_server_times_out(serve: Callable[[Handler], FakeEngine]) -> None:
     release = threading.Event()
-    eng = serve(lambda path, conn: release.wait(10))
+
+    def handler(path: str, conn: socket.socket) -> None:
+        release.wait(10)
+
+    eng = serve(handler)
     try:
         with pytest.raises(EngineError) as exc:
             client(eng, timeout=0.3).version()
