@@ -148,7 +148,10 @@ def make_plan(host: Host, gpus: Union[str, Selection] = "all", capabilities: Opt
         if driver_files_mode == "volume":
             from .volume import DEFAULT_VOLUMES_DIR, ensure_volume
 
-            volume_path = ensure_volume(files, host.driver_version or "", volumes_dir or DEFAULT_VOLUMES_DIR).path
+            # One volume per driver version serves every container (and `nvlow serve`'s plugin),
+            # so it holds the files of every capability, as nvidia-docker 1.0's did.
+            every = driver_files(host, "all") if caps != capabilities_of("all") else files
+            volume_path = ensure_volume(every, host.driver_version or "", volumes_dir or DEFAULT_VOLUMES_DIR).path
     if driver_files_mode not in ("bind", "volume", "plugin"):
         raise UsageError(f"invalid driver-files mode {driver_files_mode!r}", hint="use bind, volume or plugin")
     return build_plan(host, selection, caps, files, mode=driver_files_mode, volume_path=volume_path,
@@ -216,6 +219,31 @@ def rewrite_argv(argv: Sequence[str], plan: Plan, *, image_hint: Optional[str] =
     if not cmd.injectable:
         return list(argv)
     return inject(cmd, docker_args(plan), remove=("gpus",))
+
+
+def check_requirements(host: Host, selection: Selection, image_env: Mapping[str, str],
+                       image_labels: Optional[Mapping[str, str]] = None) -> "tuple[str, ...]":
+    """The image requirements (``NVIDIA_REQUIRE_*``, ``CUDA_VERSION``, the 1.0 CUDA label) this
+    host and selection do not meet, as sentences; empty when everything holds.
+
+    Example:
+        >>> h = load_host(simulate="dgx-a100")
+        >>> check_requirements(h, resolve_gpus(h, "0"), {"NVIDIA_REQUIRE_CUDA": "cuda>=12.6"})
+        ('unsatisfied condition: cuda>=12.6 (host CUDA 12.4)',)
+        >>> check_requirements(h, resolve_gpus(h, "0"), {"NVIDIA_REQUIRE_CUDA": "cuda>=12.0 brand=nvidia"})
+        ()
+    """
+    from .require import GpuFacts, HostFacts, check_image
+
+    gpus = list(selection.gpus)
+    parents = {g.index: g for g in host.gpus}
+    for m in selection.mig_devices:
+        parent = parents.get(m.parent_index)
+        if parent is not None and parent not in gpus:
+            gpus.append(parent)
+    facts = HostFacts(cuda_version=host.cuda_version, driver_version=host.driver_version,
+                      gpus=tuple(GpuFacts(arch=g.compute_capability, brand=g.brand) for g in gpus))
+    return tuple(check_image(dict(image_env), dict(image_labels or {}), facts))
 
 
 def selection_request(env: Mapping[str, str], *, gpus: Optional[str] = None,

@@ -11,7 +11,6 @@ Example:
 """
 from __future__ import annotations
 
-import json
 from typing import Any, Dict, List, Optional
 
 from .model import Host
@@ -84,17 +83,23 @@ def compose_fragment(plan: Plan) -> str:
     lines = ["# nvlow: paste under a service in compose.yaml"]
     lines.append("devices:" if plan.devices else "devices: []")
     for d in plan.devices:
-        lines.append(f"  - {json.dumps(d.host_path + ':' + d.container_path)}")
+        lines.append(f"  - {_json_dumps(d.host_path + ':' + d.container_path)}")
     lines.append("volumes:" if plan.mounts else "volumes: []")
     for m in plan.mounts:
         if m.kind == "volume":
-            lines.append(f"  - {json.dumps(m.host_path + ':' + m.container_path + (':ro' if m.read_only else ''))}")
+            lines.append(f"  - {_json_dumps(m.host_path + ':' + m.container_path + (':ro' if m.read_only else ''))}")
         else:
             lines.append("  - type: bind")
-            lines.append(f"    source: {json.dumps(m.host_path)}")
-            lines.append(f"    target: {json.dumps(m.container_path)}")
+            lines.append(f"    source: {_json_dumps(m.host_path)}")
+            lines.append(f"    target: {_json_dumps(m.container_path)}")
             lines.append(f"    read_only: {'true' if m.read_only else 'false'}")
     lines.append("environment:" if plan.env else "environment: {}")
     for key, value in plan.env:
-        lines.append(f"  {key}: {json.dumps(value)}")
+        lines.append(f"  {key}: {_json_dumps(value)}")
     return "\n".join(lines) + "\n"
+
+
+def _json_dumps(value: object, **kwargs: object) -> str:
+    import json
+
+    return json.dumps(value, **kwargs)  # type: ignore[arg-type]

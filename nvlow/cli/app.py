@@ -34,6 +34,8 @@ VOLUMES_DIR = typer.Option(None, "--volumes-dir", help="Where --driver-files vol
 IMAGE = typer.Option(None, "--image", help="Image to read PATH/LD_LIBRARY_PATH and requirements from "
                      "(exec: the image token, when the engine argv is unusual).")
 NO_REQUIRE = typer.Option(False, "--no-require", help="Skip the image's CUDA/driver requirement checks.")
+HOST = typer.Option(None, "--host", help="Ask a remote 'nvlow serve' or nvidia-docker-plugin: http://HOST:PORT or "
+                    "ssh://[USER@]HOST[:PORT] (default: NV_HOST, or DOCKER_HOST=tcp://HOST on port 3476).")
 
 
 def _run(debug: bool, fn: Callable[[], int]) -> None:
@@ -59,7 +61,7 @@ def args_cmd(
     root: str = ROOT, simulate: Optional[str] = SIMULATE, no_nvml: bool = NO_NVML, debug: bool = DEBUG,
     json_: bool = JSON, no_uvm_load: bool = NO_UVM, gpus: Optional[str] = GPUS,
     capabilities: Optional[str] = CAPS, driver_files: str = DRIVER_FILES, volumes_dir: Optional[str] = VOLUMES_DIR,
-    image: Optional[str] = IMAGE, no_require: bool = NO_REQUIRE,
+    image: Optional[str] = IMAGE, no_require: bool = NO_REQUIRE, host: Optional[str] = HOST,
     format_: Optional[str] = typer.Option(None, "--format", help="shell (default), json or compose."),
 ) -> None:
     """Print the docker/podman run arguments: docker run $(nvlow args) IMAGE."""
@@ -67,7 +69,7 @@ def args_cmd(
 
     opts = PlanOptions(root=root, simulate=simulate, no_nvml=no_nvml, debug=debug, json=json_,
                        no_uvm_load=no_uvm_load, gpus=gpus, capabilities=capabilities, driver_files=driver_files,
-                       volumes_dir=volumes_dir, image=image, no_require=no_require, format=format_)
+                       volumes_dir=volumes_dir, image=image, no_require=no_require, format=format_, host=host)
     _run(debug, lambda: run_args(opts, os.environ))
 
 
@@ -77,7 +79,7 @@ def exec_cmd(
     root: str = ROOT, simulate: Optional[str] = SIMULATE, no_nvml: bool = NO_NVML, debug: bool = DEBUG,
     json_: bool = JSON, no_uvm_load: bool = NO_UVM, gpus: Optional[str] = GPUS,
     capabilities: Optional[str] = CAPS, driver_files: str = DRIVER_FILES, volumes_dir: Optional[str] = VOLUMES_DIR,
-    image: Optional[str] = IMAGE, no_require: bool = NO_REQUIRE,
+    image: Optional[str] = IMAGE, no_require: bool = NO_REQUIRE, host: Optional[str] = HOST,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the final command instead of running it."),
     docker: Optional[str] = typer.Option(None, "--docker", help="Engine command to use (split like a shell).",
                                          envvar="NV_DOCKER"),
@@ -88,7 +90,7 @@ def exec_cmd(
     opts = PlanOptions(root=root, simulate=simulate, no_nvml=no_nvml, debug=debug, json=json_,
                        no_uvm_load=no_uvm_load, gpus=gpus, capabilities=capabilities, driver_files=driver_files,
                        volumes_dir=volumes_dir, image=image, no_require=no_require, dry_run=dry_run,
-                       docker=docker, engine_argv=list(engine_argv or []))
+                       docker=docker, engine_argv=list(engine_argv or []), host=host)
     _run(debug, lambda: run_exec(opts, os.environ))
 
 
@@ -138,8 +140,10 @@ def doctor_cmd(root: str = ROOT, simulate: Optional[str] = SIMULATE, debug: bool
 
 def _register_groups() -> None:
     from .cdicmd import register as register_cdi
+    from .servecmd import register as register_serve
 
     register_cdi(app)
+    register_serve(app)
 
 
 _register_groups()

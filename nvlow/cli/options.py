@@ -28,6 +28,7 @@ FAST_VALUES: Dict[str, str] = {
     "--driver-files": "driver_files",
     "--volumes-dir": "volumes_dir",
     "--image": "image",
+    "--host": "host",
 }
 ARGS_VALUES: Dict[str, str] = {"--format": "format"}
 EXEC_VALUES: Dict[str, str] = {"--docker": "docker"}

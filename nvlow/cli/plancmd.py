@@ -1,15 +1,17 @@
-"""``nvlow args`` and ``nvlow exec``: selection, requirements, plan, argv injection."""
+"""``nvlow args`` and ``nvlow exec``: selection, requirements, plan, argv injection.
+
+Both commands are thin layers over :mod:`nvlow.api` (local hosts) and
+:mod:`nvlow.remote` (``--host`` / ``NV_HOST`` / ``DOCKER_HOST=tcp://``).
+"""
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ..errors import UsageError
-from ..model import Host
-from ..plan import DRIVER_FILE_MODES, Plan, build_plan
+from ..plan import DRIVER_FILE_MODES, Plan
 from .options import PlanOptions
 from .session import env_assignments, first, load_host, note, warn
 
@@ -27,7 +29,16 @@ class EngineContext:
     docker_gpus: Optional[str] = None
 
 
-def _image_config(opts: PlanOptions, ctx: EngineContext, env: Mapping[str, str]):  # type: ignore[no-untyped-def]
+@dataclass
+class Prepared:
+    """The arguments to inject and what they came from."""
+
+    args: List[str]
+    document: Dict[str, Any]
+    plan: Optional[Plan] = None  # None for remote plans
+
+
+def _image_config(ctx: EngineContext, env: Mapping[str, str]) -> Any:
     if not ctx.image:
         return None
     from ..image import inspect_image
@@ -39,97 +50,117 @@ def _image_config(opts: PlanOptions, ctx: EngineContext, env: Mapping[str, str])
     return config
 
 
-def make_plan(opts: PlanOptions, env: Mapping[str, str], ctx: EngineContext) -> Tuple[Plan, Host]:
-    """Everything between the options and a :class:`Plan`."""
-    from ..driverfiles import DEFAULT_CAPABILITIES, parse_capabilities, select_driver_files
-    from ..select import SelectionRequest, resolve_selection
+def _docker_gpus_caps(ctx: EngineContext) -> Optional[str]:
+    """The capabilities named in a docker ``--gpus`` value (docker's own ``gpu`` dropped)."""
+    if ctx.docker_gpus is None:
+        return None
+    from ..argv import parse_gpus_flag
 
-    if opts.driver_files not in DRIVER_FILE_MODES:
-        raise UsageError(f"invalid --driver-files {opts.driver_files!r}", hint="use bind, volume or plugin")
+    return ",".join(c for c in parse_gpus_flag(ctx.docker_gpus).capabilities if c != "gpu") or None
+
+
+def _remote_wanted(opts: PlanOptions, env: Mapping[str, str]) -> bool:
+    # checked without importing nvlow.remote: the local path stays lean
+    return not opts.simulate and bool(opts.host or env.get("NV_HOST")
+                                      or (env.get("DOCKER_HOST") or "").startswith("tcp://"))
+
+
+def _require(config: Any, failures: Tuple[str, ...]) -> None:
+    if failures:
+        from ..require import requirement_error
+
+        raise requirement_error(failures)
+
+
+def prepare_local(opts: PlanOptions, env: Mapping[str, str], ctx: EngineContext) -> Prepared:
+    """Discover this host and build the plan for the options and the engine argv."""
+    from .. import api
+    from ..render import docker_args, plan_document
+
     root, host = load_host(opts, env)
-    config = _image_config(opts, ctx, env)
+    config = _image_config(ctx, env)
     image_env: Optional[Dict[str, str]] = dict(config.env) if config is not None else None
     cenv = ctx.container_env or {}
+    docker_caps = _docker_gpus_caps(ctx)
+    request = api.selection_request(env, gpus=opts.gpus, container_env=cenv, image_env=image_env,
+                                    docker_gpus=ctx.docker_gpus)
+    selection = api.choose_gpus(host, request)
+    caps_text = first(opts.capabilities, docker_caps, cenv.get("NVIDIA_DRIVER_CAPABILITIES"),
+                      env.get("NVIDIA_DRIVER_CAPABILITIES"),
+                      image_env.get("NVIDIA_DRIVER_CAPABILITIES") if image_env else None)
+    if config is not None and not opts.no_require and not selection.is_void:
+        _require(config, api.check_requirements(host, selection, dict(config.env), dict(config.labels)))
+    plan = api.make_plan(host, selection, caps_text, driver_files_mode=opts.driver_files,
+                         volumes_dir=opts.volumes_dir, image_env=image_env, explicit_env=cenv)
+    for w in plan.warnings:
+        warn(w)
+    return Prepared(docker_args(plan), plan_document(plan, host), plan)
 
-    docker_count: Optional[int] = None
-    docker_devices: Optional[str] = None
-    docker_caps: Optional[str] = None
+
+def prepare_remote(opts: PlanOptions, env: Mapping[str, str], ctx: EngineContext) -> Optional[Prepared]:
+    """Ask a remote ``nvlow serve`` / nvidia-docker-plugin; None when no remote host is configured."""
+    from ..remote import remote_plan, resolve_remote
+
+    target = resolve_remote(env, opts.host)
+    if target is None:
+        return None
+    for w in target.warnings:
+        warn(w)
+    cenv = ctx.container_env or {}
+    gpus: Optional[str] = None
     if ctx.docker_gpus is not None:
         from ..argv import parse_gpus_flag
 
         req = parse_gpus_flag(ctx.docker_gpus)
         if req.devices:
-            docker_devices = ",".join(req.devices)
+            gpus = ",".join(req.devices)
+        elif req.count is not None and req.count >= 0:
+            gpus = ",".join(str(i) for i in range(req.count)) or "none"
         else:
-            docker_count = req.count if req.count is not None else -1
-        caps = [c for c in req.capabilities if c != "gpu"]
-        docker_caps = ",".join(caps) if caps else None
-
-    selection = resolve_selection(host.gpus, SelectionRequest(
-        docker_gpus_count=docker_count, docker_gpus_devices=docker_devices, cli_gpus=opts.gpus,
-        container_env=cenv.get("NVIDIA_VISIBLE_DEVICES"), process_env=env.get("NVIDIA_VISIBLE_DEVICES"),
-        nv_gpu=env.get("NV_GPU"),
-        image_env=image_env.get("NVIDIA_VISIBLE_DEVICES") if image_env else None,
-    ))
-    caps_text = first(opts.capabilities, docker_caps, cenv.get("NVIDIA_DRIVER_CAPABILITIES"),
-                      env.get("NVIDIA_DRIVER_CAPABILITIES"),
-                      image_env.get("NVIDIA_DRIVER_CAPABILITIES") if image_env else None)
-    capabilities = parse_capabilities(caps_text) if caps_text else DEFAULT_CAPABILITIES
-
-    if config is not None and not opts.no_require and not selection.is_void:
-        _check_requirements(config, host, selection)
-
-    files = None
-    volume_path = None
-    if not selection.is_void:
-        if not host.driver_version:
-            from ..errors import HostError
-
-            raise HostError("the NVIDIA driver version is unknown, so its files cannot be selected",
-                            hint="check /proc/driver/nvidia/version ('nvlow doctor')")
-        files = select_driver_files(root, host.driver_version, capabilities)
-        if opts.driver_files == "volume":
-            from ..volume import DEFAULT_VOLUMES_DIR, ensure_volume
-
-            result = ensure_volume(files, host.driver_version, opts.volumes_dir or DEFAULT_VOLUMES_DIR)
-            volume_path = result.path
-    plan = build_plan(host, selection, capabilities, files, mode=opts.driver_files, volume_path=volume_path,
-                      image_env=image_env if config is not None else None, explicit_env=cenv)
-    for w in plan.warnings:
+            gpus = "all"
+    gpus = first(gpus, opts.gpus, cenv.get("NVIDIA_VISIBLE_DEVICES"), env.get("NVIDIA_VISIBLE_DEVICES"))
+    caps = first(opts.capabilities, _docker_gpus_caps(ctx), cenv.get("NVIDIA_DRIVER_CAPABILITIES"))
+    rp = remote_plan(target, gpus=gpus, capabilities=caps, env=env, driver_files=opts.driver_files,
+                     nv_gpu=env.get("NV_GPU") if gpus is None else None)
+    for w in rp.warnings:
         warn(w)
-    return plan, host
+    config = _image_config(ctx, env)
+    if config is not None and not opts.no_require:
+        from ..require import HostFacts, check_image
+
+        facts = HostFacts(cuda_version=rp.cuda_version, driver_version=rp.driver_version, gpus=())
+        _require(config, tuple(check_image(dict(config.env), dict(config.labels), facts)))
+    doc = rp.document if rp.document is not None else {"schema_version": 1, "args": list(rp.args)}
+    return Prepared(list(rp.args), doc)
 
 
-def _check_requirements(config, host: Host, selection) -> None:  # type: ignore[no-untyped-def]
-    from ..require import GpuFacts, HostFacts, check_image, requirement_error
-
-    gpus = list(selection.gpus)
-    parents = {g.index: g for g in host.gpus}
-    for m in selection.mig_devices:
-        if m.parent_index in parents and parents[m.parent_index] not in gpus:
-            gpus.append(parents[m.parent_index])
-    facts = HostFacts(cuda_version=host.cuda_version, driver_version=host.driver_version,
-                      gpus=tuple(GpuFacts(arch=g.compute_capability, brand=g.brand) for g in gpus))
-    failures = check_image(dict(config.env), dict(config.labels), facts)
-    if failures:
-        raise requirement_error(failures)
+def prepare(opts: PlanOptions, env: Mapping[str, str], ctx: EngineContext) -> Prepared:
+    """Local or remote plan, by the options and environment."""
+    if opts.driver_files not in DRIVER_FILE_MODES:
+        raise UsageError(f"invalid --driver-files {opts.driver_files!r}", hint="use bind, volume or plugin")
+    if _remote_wanted(opts, env):
+        remote = prepare_remote(opts, env, ctx)
+        if remote is not None:
+            return remote
+    return prepare_local(opts, env, ctx)
 
 
 def run_args(opts: PlanOptions, env: Mapping[str, str]) -> int:
     """``nvlow args``: print the docker arguments."""
-    from ..render import compose_fragment, docker_args, plan_document, shell_line
+    from ..render import compose_fragment, shell_line
 
     fmt = opts.format or ("json" if opts.json else "shell")
     if fmt not in ARGS_FORMATS:
         raise UsageError(f"invalid --format {fmt!r}", hint="use shell, json or compose")
-    ctx = EngineContext(image=opts.image)
-    plan, host = make_plan(opts, env, ctx)
+    prepared = prepare(opts, env, EngineContext(image=opts.image))
     if fmt == "json":
-        sys.stdout.write(json.dumps(plan_document(plan, host), indent=2) + "\n")
+        sys.stdout.write(_json_dumps(prepared.document, indent=2) + "\n")
     elif fmt == "compose":
-        sys.stdout.write(compose_fragment(plan))
+        if prepared.plan is None:
+            raise UsageError("--format compose needs a local host (not --host/NV_HOST)")
+        sys.stdout.write(compose_fragment(prepared.plan))
     else:
-        sys.stdout.write(shell_line(docker_args(plan)) + "\n")
+        sys.stdout.write(shell_line(prepared.args) + "\n")
     return 0
 
 
@@ -149,7 +180,7 @@ def _engine_argv(opts: PlanOptions) -> List[str]:
 def run_exec(opts: PlanOptions, env: Mapping[str, str]) -> int:
     """``nvlow exec -- ENGINE run ...``: inject and replace the process with the engine."""
     from ..argv import inject, parse_engine_argv
-    from ..render import docker_args, shell_line
+    from ..render import shell_line
 
     if opts.simulate and not opts.dry_run:
         raise UsageError("exec --simulate only works with --dry-run (there is no real GPU to give a container)")
@@ -167,11 +198,10 @@ def run_exec(opts: PlanOptions, env: Mapping[str, str]) -> int:
             container_env=env_assignments(list(cmd.get("env")), env),
             docker_gpus=gpus_values[-1] if gpus_values else None,
         )
-        plan, _host = make_plan(opts, env, ctx)
-        final = inject(cmd, docker_args(plan), remove=("gpus",))
+        final = inject(cmd, prepare(opts, env, ctx).args, remove=("gpus",))
     if opts.dry_run:
         if opts.json:
-            sys.stdout.write(json.dumps({"schema_version": 1, "argv": final}) + "\n")
+            sys.stdout.write(_json_dumps({"schema_version": 1, "argv": final}) + "\n")
         else:
             sys.stdout.write(shell_line(final) + "\n")
         return 0
@@ -186,3 +216,8 @@ def run_exec(opts: PlanOptions, env: Mapping[str, str]) -> int:
                           hint="install Docker or Podman, or name the engine with --docker / NV_DOCKER") from None
     return 127  # pragma: no cover
 
+
+def _json_dumps(value: object, **kwargs: Any) -> str:
+    import json
+
+    return json.dumps(value, **kwargs)

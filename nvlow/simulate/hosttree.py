@@ -12,7 +12,6 @@ Example:
 from __future__ import annotations
 
 import os
-import shutil
 from typing import Callable, Mapping, Optional, Tuple
 
 from ..errors import HostError
@@ -81,11 +80,17 @@ def ensure_tree(preset: Preset, base_dir: str) -> str:
         except OSError:
             if not os.path.isdir(final):
                 raise
-            shutil.rmtree(tmp, ignore_errors=True)
+            _remove(tmp)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove(tmp)
         raise
     return final
+
+
+def _remove(path: str) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def simulated_root(preset: Preset, env: Optional[Mapping[str, str]] = None) -> HostRoot:

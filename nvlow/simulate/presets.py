@@ -12,7 +12,6 @@ Example:
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, replace
 from typing import Dict, Optional, Tuple
 
@@ -20,7 +19,11 @@ from ..errors import UsageError
 
 
 def _uuid(seed: str, prefix: str = "GPU") -> str:
-    h = hashlib.md5(seed.encode()).hexdigest()
+    try:
+        from _md5 import md5  # the builtin module: no OpenSSL load on the --simulate hot path
+    except ImportError:  # pragma: no cover - CPython built without _md5
+        from hashlib import md5
+    h = md5(seed.encode()).hexdigest()
     return f"{prefix}-{h[0:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
 
 
