@@ -242,7 +242,7 @@ def check_requirements(host: Host, selection: Selection, image_env: Mapping[str,
         if parent is not None and parent not in gpus:
             gpus.append(parent)
     facts = HostFacts(cuda_version=host.cuda_version, driver_version=host.driver_version,
-                      gpus=tuple(GpuFacts(arch=g.compute_capability, brand=g.brand) for g in gpus))
+                      gpus=tuple(GpuFacts(arch=g.compute_capability, brand=g.brand, index=g.index) for g in gpus))
     return tuple(check_image(dict(image_env), dict(image_labels or {}), facts))
 
 

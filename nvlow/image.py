@@ -6,8 +6,9 @@ engine is local over a unix socket, else through the CLI:
 always goes through its CLI. Nothing here pulls an image or waits without a
 bound: a missing image or an unreachable engine gives ``(None, reason)``.
 
-``merge_path_env`` builds PATH/LD_LIBRARY_PATH values that keep the image's own
-entries (``-e PATH=...`` replaces the image's PATH, driver-files.md section 6).
+The image's PATH/LD_LIBRARY_PATH are merged with the driver's directories by
+``nvlow.plan.merge_search_path`` (``-e PATH=...`` replaces the image's PATH,
+driver-files.md section 6).
 
 Example:
     >>> cfg = config_from_json("cuda", {"Env": ["PATH=/usr/bin", "CUDA_VERSION=12.4.1"],
@@ -24,9 +25,6 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import EngineError
 
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-NVIDIA_PATH_ADDITIONS = ("/usr/local/nvidia/bin",)
-NVIDIA_LD_LIBRARY_PATH_ADDITIONS = ("/usr/local/nvidia/lib64", "/usr/local/nvidia/lib")
 
 
 @dataclass(frozen=True)
@@ -254,32 +252,3 @@ def _inspect_cli(name: str, argv: Sequence[str], timeout: float) -> Tuple[Option
     except EngineError as exc:
         return None, str(exc)
 
-
-# -- environment merging ---------------------------------------------------------
-def merge_path_env(image_env: Mapping[str, str], key: str, additions: Sequence[str], default: str = "",
-                   *, prepend: Sequence[str] = ()) -> Optional[str]:
-    """The new value of colon list ``key`` (PATH, LD_LIBRARY_PATH), or None when nothing is missing.
-
-    The image's own value (``default`` when it has none) is kept; ``additions``
-    it lacks are appended, ``prepend`` entries it lacks go first (CUDA
-    forward-compat ``/usr/local/cuda/compat`` must come before the driver libs,
-    driver-files.md section 7). Empty entries are dropped.
-
-    >>> merge_path_env({}, "PATH", NVIDIA_PATH_ADDITIONS, DEFAULT_PATH)
-    '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/local/nvidia/bin'
-    >>> merge_path_env({"PATH": "/usr/local/nvidia/bin:/bin"}, "PATH", NVIDIA_PATH_ADDITIONS) is None
-    True
-    """
-    current = image_env.get(key)
-    parts = [p for p in (default if current is None else current).split(":") if p]
-    head: List[str] = []
-    tail: List[str] = []
-    for entry in prepend:
-        if entry and entry not in parts and entry not in head:
-            head.append(entry)
-    for entry in additions:
-        if entry and entry not in parts and entry not in head and entry not in tail:
-            tail.append(entry)
-    if not head and not tail:
-        return None
-    return ":".join(head + parts + tail)

@@ -155,8 +155,12 @@ def _node_path(host: Host, path: str) -> str:
     return path if host.root == "/" else host.root.rstrip("/") + path
 
 
-def merge_search_path(current: Optional[str], additions: Sequence[str]) -> Optional[str]:
-    """``current`` plus the ``additions`` it lacks (appended); None when nothing is missing.
+def merge_search_path(current: Optional[str], additions: Sequence[str], *,
+                      prepend: Sequence[str] = ()) -> Optional[str]:
+    """``current`` (a colon list) plus the ``additions`` it lacks, appended, and the
+    ``prepend`` entries it lacks, first (CUDA forward-compat libraries must come
+    before the driver's, driver-files.md section 7); None when nothing is missing.
+    Empty entries are dropped.
 
     Example:
         >>> merge_search_path("/usr/bin:/bin", ["/usr/local/nvidia/bin"])
@@ -165,10 +169,17 @@ def merge_search_path(current: Optional[str], additions: Sequence[str]) -> Optio
         True
     """
     parts = [p for p in (current or "").split(":") if p]
-    missing = [a for a in additions if a not in parts]
-    if not missing:
+    head: List[str] = []
+    tail: List[str] = []
+    for entry in prepend:
+        if entry and entry not in parts and entry not in head:
+            head.append(entry)
+    for entry in additions:
+        if entry and entry not in parts and entry not in head and entry not in tail:
+            tail.append(entry)
+    if not head and not tail:
         return None
-    return ":".join(parts + missing)
+    return ":".join(head + parts + tail)
 
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

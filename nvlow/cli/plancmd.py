@@ -44,7 +44,7 @@ def _image_config(ctx: EngineContext, env: Mapping[str, str]) -> Any:
     from ..image import inspect_image
 
     config, reason = inspect_image(ctx.image, engine=ctx.engine, engine_argv=list(ctx.engine_prefix),
-                                   docker_host=env.get("DOCKER_HOST"))
+                                   docker_host=env.get("DOCKER_HOST"), env=env)
     if config is None:
         note(f"{reason}; image requirement checks skipped")
     return config
