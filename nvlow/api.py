@@ -16,7 +16,7 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .errors import UsageError
 from .model import DriverFiles, Host
@@ -34,7 +34,7 @@ def host_root(host: Host) -> HostRoot:
 
 
 def open_host_root(root: str = "/", *, simulate: Optional[str] = None,
-                   env: Optional[Mapping[str, str]] = None) -> "tuple[HostRoot, Callable[[HostRoot], DriverLibrary]]":
+                   env: Optional[Mapping[str, str]] = None) -> Tuple[HostRoot, Callable[[HostRoot], DriverLibrary]]:
     """A host root and a driver-library opener, for a real root or a simulated preset.
 
     Example:
@@ -172,14 +172,27 @@ def docker_args(plan: Plan) -> List[str]:
 
 
 def plan_document(plan: Plan, host: Optional[Host] = None) -> Dict[str, Any]:
-    """The plan as the ``nvlow args --json`` document (schema_version 1)."""
+    """The plan as the ``nvlow args --json`` document (schema_version 1).
+
+    Example:
+        >>> h = load_host(simulate="dgx-a100")
+        >>> doc = plan_document(make_plan(h, "1", "utility"), h)
+        >>> (doc["schema_version"], [g["index"] for g in doc["gpus"]])
+        (1, [1])
+    """
     from .render import plan_document as _plan_document
 
     return _plan_document(plan, host)
 
 
 def compose_fragment(plan: Plan) -> str:
-    """The plan as a docker compose service fragment (YAML text)."""
+    """The plan as a docker compose service fragment (YAML text).
+
+    Example:
+        >>> h = load_host(simulate="dgx-a100")
+        >>> compose_fragment(make_plan(h, "0", "utility")).splitlines()[1]
+        'devices:'
+    """
     from .render import compose_fragment as _compose
 
     return _compose(plan)
@@ -222,7 +235,7 @@ def rewrite_argv(argv: Sequence[str], plan: Plan, *, image_hint: Optional[str] =
 
 
 def check_requirements(host: Host, selection: Selection, image_env: Mapping[str, str],
-                       image_labels: Optional[Mapping[str, str]] = None) -> "tuple[str, ...]":
+                       image_labels: Optional[Mapping[str, str]] = None) -> Tuple[str, ...]:
     """The image requirements (``NVIDIA_REQUIRE_*``, ``CUDA_VERSION``, the 1.0 CUDA label) this
     host and selection do not meet, as sentences; empty when everything holds.
 
@@ -250,7 +263,12 @@ def selection_request(env: Mapping[str, str], *, gpus: Optional[str] = None,
                       container_env: Optional[Mapping[str, str]] = None,
                       image_env: Optional[Mapping[str, str]] = None,
                       docker_gpus: Optional[str] = None) -> SelectionRequest:
-    """Gather every selection source (docker ``--gpus``, ``gpus``, NVIDIA_VISIBLE_DEVICES, NV_GPU, image)."""
+    """Gather every selection source (docker ``--gpus``, ``gpus``, NVIDIA_VISIBLE_DEVICES, NV_GPU, image).
+
+    Example:
+        >>> selection_request({"NV_GPU": "1"}, docker_gpus="2").docker_gpus_count
+        2
+    """
     count: Optional[int] = None
     devices: Optional[str] = None
     if docker_gpus is not None:
@@ -270,5 +288,11 @@ def selection_request(env: Mapping[str, str], *, gpus: Optional[str] = None,
 
 
 def choose_gpus(host: Host, request: SelectionRequest) -> Selection:
-    """Apply the first selection source present in ``request``."""
+    """Apply the first selection source present in ``request``.
+
+    Example:
+        >>> h = load_host(simulate="dgx-a100")
+        >>> [g.index for g in choose_gpus(h, selection_request({"NVIDIA_VISIBLE_DEVICES": "2,5"})).gpus]
+        [2, 5]
+    """
     return resolve_selection(host.gpus, request)

@@ -20,6 +20,10 @@ class DeviceNode:
 
     ``kind`` is one of ``ctl``, ``uvm``, ``uvm-tools``, ``modeset``, ``gpu``,
     ``cap`` (MIG/nvidia-caps), ``imex``.
+
+    Example:
+        >>> DeviceNode("/dev/nvidiactl", "/dev/nvidiactl", 195, 255, "ctl").minor
+        255
     """
 
     host_path: str
@@ -69,6 +73,10 @@ class Gpu:
     """One physical GPU.
 
     ``bus_id`` is normalised to the procfs/sysfs spelling ``0000:07:00.0``.
+
+    Example:
+        >>> Gpu(0, 0, "GPU-x", "0000:07:00.0", "NVIDIA A100-SXM4-40GB").device_path is None
+        True
     """
 
     index: int
@@ -120,6 +128,10 @@ class DriverFile:
     the SONAME and extra links (``libcuda.so``).
     ``path`` is the host path (without root prefix), used for config files that
     must appear at their usual host location in the container.
+
+    Example:
+        >>> DriverFile("/usr/bin/nvidia-smi", "bin", "utility", ("nvidia-smi",)).names[0]
+        'nvidia-smi'
     """
 
     host_path: str
@@ -136,7 +148,12 @@ class DriverFile:
 
 @dataclass(frozen=True)
 class DriverFiles:
-    """Driver files selected for a set of capabilities, in the order of ``nvlow list``."""
+    """Driver files selected for a set of capabilities, in the order of ``nvlow list``.
+
+    Example:
+        >>> DriverFiles().all()
+        ()
+    """
 
     libraries64: Tuple[DriverFile, ...] = ()
     libraries32: Tuple[DriverFile, ...] = ()
@@ -170,7 +187,14 @@ class DriverFiles:
 
 @dataclass(frozen=True)
 class Host:
-    """Everything discovery learned about a host (no capability-dependent data)."""
+    """Everything discovery learned about a host (no capability-dependent data).
+
+    Example:
+        >>> import nvlow
+        >>> host = nvlow.load_host(simulate="workstation")
+        >>> (host.driver_version, host.source, host.control("modeset").container_path)
+        ('560.35.03', 'nvml', '/dev/nvidia-modeset')
+    """
 
     root: str
     driver_version: Optional[str]

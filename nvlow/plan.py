@@ -30,7 +30,12 @@ PLUGIN_DRIVER = "nvlow"
 
 @dataclass(frozen=True)
 class DeviceMapping:
-    """A device node passed with ``--device``."""
+    """A device node passed with ``--device``.
+
+    Example:
+        >>> DeviceMapping("/dev/nvidia0", "/dev/nvidia0").permissions
+        'rwm'
+    """
 
     host_path: str
     container_path: str
@@ -42,7 +47,12 @@ class DeviceMapping:
 
 @dataclass(frozen=True)
 class Mount:
-    """A read-only (by default) mount. ``kind`` is ``bind`` or ``volume`` (named volume)."""
+    """A read-only (by default) mount. ``kind`` is ``bind`` or ``volume`` (named volume).
+
+    Example:
+        >>> Mount("nvidia_driver_550.54.15", "/usr/local/nvidia", kind="volume").to_dict()["read_only"]
+        True
+    """
 
     host_path: str
     container_path: str
@@ -56,7 +66,14 @@ class Mount:
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything a GPU container needs, engine-independent."""
+    """Everything a GPU container needs, engine-independent.
+
+    Example:
+        >>> import nvlow
+        >>> plan = nvlow.make_plan(nvlow.load_host(simulate="dgx-a100"), "0", "utility")
+        >>> (plan.driver_version, [d.container_path for d in plan.devices])
+        ('550.54.15', ['/dev/nvidiactl', '/dev/nvidia0'])
+    """
 
     driver_version: Optional[str]
     cuda_version: Optional[str]

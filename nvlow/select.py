@@ -39,6 +39,10 @@ class Selection:
 
     ``mode`` is ``devices`` (normal), ``none`` (driver files but no GPU, like
     NVIDIA_VISIBLE_DEVICES=none) or ``void`` (nothing at all is injected).
+
+    Example:
+        >>> Selection(()).mode
+        'devices'
     """
 
     gpus: Tuple[Gpu, ...]
@@ -90,7 +94,7 @@ def _by_uuid(gpus: Sequence[Gpu], token: str) -> Tuple[Optional[Gpu], Optional[M
                     return None, m
                 matches.append((None, m))
     if len(matches) > 1:
-        names = ", ".join((g.uuid if g else m.uuid) or "?" for g, m in matches[:4])
+        names = ", ".join((g.uuid if g else (m.uuid if m else None)) or "?" for g, m in matches[:4])
         raise SelectionError(f"ambiguous GPU UUID prefix {token!r} matches {names}", hint="give more characters of the UUID")
     if not matches:
         raise SelectionError(f"unknown GPU UUID: {token}", hint=_HINT)
@@ -183,7 +187,12 @@ def select_count(gpus: Sequence[Gpu], count: int, *, source: str = "docker --gpu
 
 @dataclass(frozen=True)
 class SelectionRequest:
-    """The raw selection inputs, in priority order (None = not given)."""
+    """The raw selection inputs, in priority order (None = not given).
+
+    Example:
+        >>> resolve_selection((), SelectionRequest(cli_gpus="none")).mode
+        'none'
+    """
 
     docker_gpus_count: Optional[int] = None  # from a docker --gpus N / all (-1)
     docker_gpus_devices: Optional[str] = None  # from docker --gpus device=...

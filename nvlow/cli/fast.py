@@ -63,6 +63,8 @@ def parse(argv: Sequence[str], env: Mapping[str, str]) -> PlanOptions:
 
 def apply_env_defaults(opts: PlanOptions, env: Mapping[str, str]) -> None:
     """Fill options that have environment-variable defaults (both parsers use this)."""
+    if opts.root == "/" and env.get("NVLOW_ROOT"):
+        opts.root = env["NVLOW_ROOT"]
     if opts.simulate is None and env.get("NVLOW_SIMULATE"):
         opts.simulate = env["NVLOW_SIMULATE"]
     if opts.docker is None and env.get("NV_DOCKER"):

@@ -22,25 +22,18 @@ def warn(message: str) -> None:
 
 def open_root(opts: CommonOptions, env: Mapping[str, str]
               ) -> Tuple[HostRoot, Callable[[HostRoot], DriverLibrary]]:
-    """The host root and a driver-library opener for the common options."""
-    if opts.simulate:
-        from ..simulate.hosttree import simulated_host
+    """The host root and a driver-library opener for the common options (see :func:`nvlow.api.open_host_root`)."""
+    from ..api import open_host_root
 
-        root, opener = simulated_host(opts.simulate, env)
+    if opts.simulate:
+        result = open_host_root(simulate=opts.simulate, env=env)
         note(f"simulated host '{opts.simulate}' (no real GPU or driver is used)")
-        return root, opener
-    root = HostRoot(opts.root or "/")
-    if not os.path.isdir(root.path):
+        return result
+    if not os.path.isdir(opts.root or "/"):
         from ..errors import UsageError
 
-        raise UsageError(f"--root {root.path} is not a directory")
-
-    def opener(r: HostRoot) -> DriverLibrary:
-        from ..native.probe import open_native_library
-
-        return open_native_library(r, env)
-
-    return root, opener
+        raise UsageError(f"--root {os.path.abspath(opts.root)} is not a directory")
+    return open_host_root(opts.root or "/", env=env)
 
 
 def load_host(opts: CommonOptions, env: Mapping[str, str], *, quiet: bool = False) -> Tuple[HostRoot, Host]:

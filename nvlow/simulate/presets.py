@@ -20,7 +20,7 @@ from ..errors import UsageError
 
 def _uuid(seed: str, prefix: str = "GPU") -> str:
     try:
-        from _md5 import md5  # the builtin module: no OpenSSL load on the --simulate hot path
+        from _md5 import md5  # type: ignore[import-not-found,unused-ignore]  # the builtin module: no OpenSSL load on the --simulate hot path
     except ImportError:  # pragma: no cover - CPython built without _md5
         from hashlib import md5
     h = md5(seed.encode()).hexdigest()
