@@ -24,16 +24,18 @@ NVIDIA_DEVICE_NAMES: Tuple[str, ...] = (
     "nvidia-caps-imex-channels", "nvidia-nvlink", "nvidia-nvswitch",
 )
 
-_DEVICES_LINE = re.compile(r"^\s*(\d+)\s+(\S.*?)\s*$")
+# The name is the second field only: a pasted line may carry a trailing note
+# ("508 nvidia-uvm   # dynamic"), and kernel device names hold no spaces.
+_DEVICES_LINE = re.compile(r"^\s*(\d+)\s+(\S+)")
 
 
 def parse_devices(text: str) -> Dict[str, int]:
     """Character-device name -> major from ``/proc/devices``.
 
     Only the ``Character devices:`` section is read: block majors reuse the
-    same numbers. Names are the whole second field (so ``nvidia-caps`` and
-    ``nvidia-caps-imex-channels`` never mix); when a name repeats, the first
-    line wins. Junk lines are skipped.
+    same numbers. Names are the whole second field, matched exactly (so
+    ``nvidia-caps`` and ``nvidia-caps-imex-channels`` never mix); anything after
+    it is ignored; when a name repeats, the first line wins. Junk lines are skipped.
 
     Example:
         >>> parse_devices("Character devices:\\n508 nvidia-caps-imex-channels\\n509 nvidia-caps\\n")["nvidia-caps"]
