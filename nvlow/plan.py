@@ -208,7 +208,9 @@ def container_env(image_env: Optional[Mapping[str, str]], explicit_env: Mapping[
 
     ``explicit_env`` holds variables the user already sets on the engine
     command line: those are never touched. Without the image's environment
-    PATH is left alone (setting it would replace the image's PATH).
+    PATH is left alone (setting it would replace the image's PATH), while
+    LD_LIBRARY_PATH is still set, since without it a non-CUDA image cannot load
+    the driver libraries; the warning says it may replace the image's value.
     """
     env: List[Tuple[str, str]] = []
     warnings: List[str] = []
@@ -219,14 +221,15 @@ def container_env(image_env: Optional[Mapping[str, str]], explicit_env: Mapping[
         merged = merge_search_path(current, LD_LIBRARY_PATH_ADDITIONS)
         if merged is not None:
             env.append(("LD_LIBRARY_PATH", merged))
-    if "PATH" not in explicit_env:
-        if image_env is None:
-            warnings.append("image environment unknown: PATH left as the image sets it "
-                            "(driver binaries are in /usr/local/nvidia/bin; pass --image IMAGE to merge)")
-        else:
-            merged = merge_search_path(image_env.get("PATH", DEFAULT_PATH), PATH_ADDITIONS)
-            if merged is not None:
-                env.append(("PATH", merged))
+    if image_env is None and not {"PATH", "LD_LIBRARY_PATH"} <= set(explicit_env):
+        warnings.append("image environment unknown: LD_LIBRARY_PATH is set to the driver's directories "
+                        "(replacing any value the image sets) and PATH is left as the image sets it "
+                        "(driver binaries are in /usr/local/nvidia/bin); pass --image IMAGE, "
+                        "or have the image present locally, to merge both")
+    if "PATH" not in explicit_env and image_env is not None:
+        merged = merge_search_path(image_env.get("PATH", DEFAULT_PATH), PATH_ADDITIONS)
+        if merged is not None:
+            env.append(("PATH", merged))
     return env, warnings
 
 

@@ -30,6 +30,11 @@ from .model import Gpu, MigDevice
 _BUS_RE = re.compile(r"^([0-9a-fA-F]{1,8}):([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])$")
 _SHORT_BUS_RE = re.compile(r"^([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])$")
 _MIG_INDEX_RE = re.compile(r"^(\d+):(\d+)$")
+# The MIG UUID form of drivers R450-R465: MIG-<parent GPU UUID>/<GI>/<CI> (toolkit README).
+_OLD_MIG_UUID_RE = re.compile(r"^MIG-(GPU-[0-9A-Fa-f-]+)/(\d+)/(\d+)$")
+# A CDI-qualified name (vendor/class=device), which the NVIDIA Container Toolkit accepts in
+# NVIDIA_VISIBLE_DEVICES: "-e NVIDIA_VISIBLE_DEVICES=nvidia.com/gpu=all" (its CDI docs).
+_CDI_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*=(\S+)$")
 _HINT = "'nvlow list --json' or 'nvlow info' shows the GPUs, their UUIDs and MIG devices"
 
 
@@ -101,6 +106,17 @@ def _by_uuid(gpus: Sequence[Gpu], token: str) -> Tuple[Optional[Gpu], Optional[M
     return matches[0]
 
 
+def _old_mig(gpus: Sequence[Gpu], token: str, parent_uuid: str, gi: int, ci: int) -> MigDevice:
+    parent = next((g for g in gpus if g.uuid and g.uuid.lower() == parent_uuid.lower()), None)
+    if parent is None:
+        raise SelectionError(f"unknown GPU UUID in MIG device {token}", hint=_HINT)
+    for mig in parent.mig_devices:
+        if mig.gpu_instance_id == gi and mig.compute_instance_id == ci:
+            return mig
+    raise SelectionError(f"unknown MIG device {token}: GPU {parent.index} has no GPU instance {gi} with compute "
+                         f"instance {ci}", hint=_HINT)
+
+
 def _resolve_token(gpus: Sequence[Gpu], token: str) -> Tuple[Optional[Gpu], Optional[MigDevice]]:
     if token.isdigit():
         idx = int(token)
@@ -121,6 +137,9 @@ def _resolve_token(gpus: Sequence[Gpu], token: str) -> Tuple[Optional[Gpu], Opti
                 return None, mig
         raise SelectionError(f"unknown MIG device {token}: GPU {gidx} has no MIG device in slot {slot}", hint=_HINT)
     upper = token.upper()
+    old = _OLD_MIG_UUID_RE.match(token)
+    if old is not None:
+        return None, _old_mig(gpus, token, old.group(1), int(old.group(2)), int(old.group(3)))
     if upper.startswith("GPU-") or upper.startswith("MIG-"):
         if len(token) <= 4:
             raise SelectionError(f"incomplete GPU UUID: {token}", hint=_HINT)
@@ -134,6 +153,12 @@ def _resolve_token(gpus: Sequence[Gpu], token: str) -> Tuple[Optional[Gpu], Opti
     raise SelectionError(f"invalid GPU identifier: {token!r}", hint="use all, none, an index, a GPU-/MIG- UUID, a PCI bus id or GPU:MIG")
 
 
+def _cdi_device(token: str) -> str:
+    """The device part of a CDI-qualified name (``nvidia.com/gpu=0`` -> ``0``); other tokens unchanged."""
+    m = _CDI_NAME_RE.match(token)
+    return m.group(1) if m else token
+
+
 def select_gpus(gpus: Sequence[Gpu], spec: str, *, source: str = "--gpus", nv_gpu: bool = False) -> Selection:
     """Resolve a selection string against the host's GPUs.
 
@@ -145,6 +170,8 @@ def select_gpus(gpus: Sequence[Gpu], spec: str, *, source: str = "--gpus", nv_gp
         'void'
     """
     text = spec.strip()
+    if not nv_gpu and "/" in text:
+        text = ",".join(_cdi_device(t.strip()) for t in text.split(","))
     low = text.lower()
     if low in ("", "all"):
         if not text and nv_gpu:
@@ -208,6 +235,14 @@ def request_from_env(env: Mapping[str, str], **kwargs: Optional[str]) -> Selecti
     return SelectionRequest(process_env=env.get("NVIDIA_VISIBLE_DEVICES"), nv_gpu=env.get("NV_GPU"), **kwargs)  # type: ignore[arg-type]
 
 
+def _visible_devices(gpus: Sequence[Gpu], value: str, source: str) -> Selection:
+    # The toolkit documents "void or empty or unset" as one case (runc behaviour); an
+    # empty "-e NVIDIA_VISIBLE_DEVICES=" is therefore void, not an error.
+    if not value.strip():
+        return Selection((), (), "void", source, value)
+    return select_gpus(gpus, value, source=source)
+
+
 def resolve_selection(gpus: Sequence[Gpu], req: SelectionRequest) -> Selection:
     """Apply the first source present in ``req``.
 
@@ -225,11 +260,11 @@ def resolve_selection(gpus: Sequence[Gpu], req: SelectionRequest) -> Selection:
             spec = spec[len("device="):]
         return select_gpus(gpus, spec, source="--gpus")
     if req.container_env is not None:
-        return select_gpus(gpus, req.container_env, source="container NVIDIA_VISIBLE_DEVICES")
+        return _visible_devices(gpus, req.container_env, "container NVIDIA_VISIBLE_DEVICES")
     if req.process_env is not None:
-        return select_gpus(gpus, req.process_env, source="NVIDIA_VISIBLE_DEVICES")
+        return _visible_devices(gpus, req.process_env, "NVIDIA_VISIBLE_DEVICES")
     if req.nv_gpu is not None:
         return select_gpus(gpus, req.nv_gpu, source="NV_GPU", nv_gpu=True)
     if req.image_env is not None:
-        return select_gpus(gpus, req.image_env, source="image NVIDIA_VISIBLE_DEVICES")
+        return _visible_devices(gpus, req.image_env, "image NVIDIA_VISIBLE_DEVICES")
     return Selection(tuple(gpus), (), "devices", "default", "all")
