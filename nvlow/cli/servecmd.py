@@ -49,8 +49,8 @@ def run_serve(opts: CommonOptions, env: Mapping[str, str], *, listen: str, plugi
                      f"dockerd will not find the 'nvlow' volume driver")
         state.log(f"provisioning volumes at {state.volumes_dir}")
         state.log(f"serving plugin API at {socket_path}")
-    bound = server.address
-    state.log(f"serving remote API at {bound[0]}:{bound[1]}")
+    # serve_until_signal logs "serving remote API at ..." once its signal handlers are in place,
+    # so a supervisor that stops us right after that line gets a graceful stop
     return serve_until_signal(server)
 
 

@@ -498,6 +498,8 @@ def serve_until_signal(server: NvlowServer, stop: Optional[threading.Event] = No
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         server.start()
+        bound = server.address
+        server.state.log(f"serving remote API at {bound[0]}:{bound[1]}")
         while not event.wait(0.5):
             pass
     finally:
