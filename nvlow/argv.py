@@ -287,8 +287,10 @@ def _finish(argv: Tuple[str, ...], engine: str, command: str, command_index: int
                          global_options, rootfs, engine_index, command_index)
 
 
-def inject(cmd: EngineCommand, args: Sequence[str], *, remove: Sequence[str] = ("gpus",)) -> List[str]:
-    """The final argv: ``args`` inserted at ``cmd.insert_index``, options named in ``remove`` dropped.
+def inject(cmd: EngineCommand, args: Sequence[str], *, remove: Sequence[str] = ("gpus",),
+           remove_options: Sequence[ParsedOption] = ()) -> List[str]:
+    """The final argv: ``args`` inserted at ``cmd.insert_index``, options named in ``remove``
+    (and the single occurrences in ``remove_options``) dropped.
 
     Every other original token is kept exactly and in order. Raises UsageError when the
     command is not injectable, or when an option to remove shares a short cluster with
@@ -297,11 +299,11 @@ def inject(cmd: EngineCommand, args: Sequence[str], *, remove: Sequence[str] = (
     if not cmd.injectable or cmd.insert_index is None:
         raise UsageError("nothing to inject into: the engine command is not run/create with an image")
     drop: Set[int] = set()
-    removed = [o for o in cmd.options if o.name in remove]
+    removed = [o for o in cmd.options if o.name in remove or o in remove_options]
     for option in removed:
         drop.update(range(option.start, option.end))
     for option in cmd.options:
-        if option.name not in remove and option.start in drop:
+        if option not in removed and option.start in drop:
             raise UsageError(f"cannot remove --{removed[0].name} from {cmd.argv[option.start]} without "
                              f"--{option.name}", hint="write the option on its own")
     head = [token for i, token in enumerate(cmd.argv[:cmd.insert_index]) if i not in drop]

@@ -6,6 +6,7 @@ Both commands are thin layers over :mod:`nvlow.api` (local hosts) and
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
@@ -13,9 +14,11 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from ..errors import UsageError
 from ..plan import DRIVER_FILE_MODES, Plan
 from .options import PlanOptions
-from .session import env_assignments, first, load_host, note, warn
+from .session import first, load_host, note, warn
 
 ARGS_FORMATS = ("shell", "json", "compose")
+# a CDI device of NVIDIA's vendor (nvidia.com/gpu=0, nvidia.com/mig=1:2, nvidia.com/gpu=all)
+_CDI_NVIDIA = re.compile(r"^nvidia\.com/[A-Za-z0-9_.-]+=(\S+)$")
 
 
 @dataclass
@@ -27,6 +30,8 @@ class EngineContext:
     engine_prefix: Tuple[str, ...] = ("docker",)
     container_env: Optional[Dict[str, str]] = None
     docker_gpus: Optional[str] = None
+    #: GPUs named as CDI devices in the argv (--device nvidia.com/gpu=0): a selection like --gpus
+    cdi_devices: Optional[str] = None
 
 
 @dataclass
@@ -84,6 +89,10 @@ def prepare_local(opts: PlanOptions, env: Mapping[str, str], ctx: EngineContext)
     docker_caps = _docker_gpus_caps(ctx)
     request = api.selection_request(env, gpus=opts.gpus, container_env=cenv, image_env=image_env,
                                     docker_gpus=ctx.docker_gpus)
+    if ctx.cdi_devices is not None and request.docker_gpus_devices is None and request.docker_gpus_count is None:
+        from dataclasses import replace
+
+        request = replace(request, docker_gpus_devices=ctx.cdi_devices)
     selection = api.choose_gpus(host, request)
     caps_text = first(opts.capabilities, docker_caps, cenv.get("NVIDIA_DRIVER_CAPABILITIES"),
                       env.get("NVIDIA_DRIVER_CAPABILITIES"),
@@ -118,7 +127,8 @@ def prepare_remote(opts: PlanOptions, env: Mapping[str, str], ctx: EngineContext
             gpus = ",".join(str(i) for i in range(req.count)) or "none"
         else:
             gpus = "all"
-    gpus = first(gpus, opts.gpus, cenv.get("NVIDIA_VISIBLE_DEVICES"), env.get("NVIDIA_VISIBLE_DEVICES"))
+    gpus = first(gpus, ctx.cdi_devices, opts.gpus, cenv.get("NVIDIA_VISIBLE_DEVICES"),
+                 env.get("NVIDIA_VISIBLE_DEVICES"))
     caps = first(opts.capabilities, _docker_gpus_caps(ctx), cenv.get("NVIDIA_DRIVER_CAPABILITIES"))
     rp = remote_plan(target, gpus=gpus, capabilities=caps, env=env, driver_files=opts.driver_files,
                      nv_gpu=env.get("NV_GPU") if gpus is None else None)
@@ -190,15 +200,26 @@ def run_exec(opts: PlanOptions, env: Mapping[str, str]) -> int:
     if not cmd.injectable:
         final = list(argv)
     else:
+        from ..engineenv import container_environment
+
         gpus_values = cmd.get("gpus")
+        cdi = [o for o in cmd.options if o.name == "device" and o.value and _CDI_NVIDIA.match(o.value)]
+        runtime = [o for o in cmd.options if o.name == "runtime" and o.value == "nvidia"]
+        if runtime:
+            # the NVIDIA runtime is what nvlow replaces; on a host with only the driver docker
+            # would fail with "Unknown runtime specified nvidia" (NVIDIA/nvidia-docker #578)
+            note("removed --runtime=nvidia: nvlow passes the GPUs itself")
+        if cdi:
+            note("replaced CDI device(s) " + ", ".join(o.value or "" for o in cdi) + " by nvlow's explicit devices")
         ctx = EngineContext(
             image=None if cmd.rootfs else cmd.image,
             engine=cmd.engine,
             engine_prefix=tuple(argv[:cmd.command_index]),
-            container_env=env_assignments(list(cmd.get("env")), env),
+            container_env=container_environment(cmd.get("env-file"), cmd.get("env"), env),
             docker_gpus=gpus_values[-1] if gpus_values else None,
+            cdi_devices=",".join(_CDI_NVIDIA.match(o.value or "").group(1) for o in cdi) if cdi else None,  # type: ignore[union-attr]
         )
-        final = inject(cmd, prepare(opts, env, ctx).args, remove=("gpus",))
+        final = inject(cmd, prepare(opts, env, ctx).args, remove=("gpus",), remove_options=cdi + runtime)
     if opts.dry_run:
         if opts.json:
             sys.stdout.write(_json_dumps({"schema_version": 1, "argv": final}) + "\n")

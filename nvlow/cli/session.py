@@ -49,18 +49,6 @@ def load_host(opts: CommonOptions, env: Mapping[str, str], *, quiet: bool = Fals
     return root, host
 
 
-def env_assignments(values: List[str], env: Mapping[str, str]) -> dict:  # type: ignore[type-arg]
-    """``-e K=V`` / ``-e K`` engine options as a dict (``-e K`` takes K from ``env``)."""
-    out = {}
-    for v in values:
-        key, eq, val = v.partition("=")
-        if eq:
-            out[key] = val
-        elif key in env:
-            out[key] = env[key]
-    return out
-
-
 def first(*values: Optional[str]) -> Optional[str]:
     for v in values:
         if v is not None:
