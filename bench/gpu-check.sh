@@ -40,9 +40,13 @@ trap 'rm -rf "$WORK"' EXIT
 
 # ------------------------------------------------------------------ driver and nvidia-smi
 nvml_in_ldcache() {
-    local ldconfig
+    # captured, not piped into grep -q: with pipefail an early-exiting grep fails the pipeline
+    local ldconfig cache
     ldconfig=$(command -v ldconfig || echo /sbin/ldconfig)
-    [ -x "$ldconfig" ] && "$ldconfig" -p 2>/dev/null | grep -q 'libnvidia-ml\.so\.1 '
+    [ -x "$ldconfig" ] || return 1
+    cache=$("$ldconfig" -p 2>/dev/null || true)
+    case "$cache" in *"libnvidia-ml.so.1 "*) return 0 ;; esac
+    return 1
 }
 
 find_driver() {
@@ -108,26 +112,42 @@ if sys.prefix != sys.base_prefix:
 
 deps_importable() { "$VPY" -c 'import cffi, typer' >/dev/null 2>&1; }
 
-pip_error() { grep -E '^ *(error|ERROR)' "$WORK/pip.log" 2>/dev/null | head -n 1 | sed 's/^ *//' || true; }
+pip_error() {
+    local line
+    line=$(grep -E '^ *(error|ERROR)' "$WORK/pip.log" 2>/dev/null \
+        | grep -vE 'subprocess-exited-with-error|metadata-generation-failed' | head -n 1 || true)
+    printf '%s' "${line#"${line%%[! ]*}"}"
+}
 
 install_nvlow() {
     local pip=("$VPY" -m pip --disable-pip-version-check --no-input --quiet)
+    local src=$WORK/src have_wheels=0
     NVLOW=$WORK/venv/bin/nvlow
     : >"$WORK/pip.log"
+    # Build from a copy: nothing is written into the checkout, which may be read-only.
+    mkdir -p "$src"
+    cp -R "$REPO/pyproject.toml" "$REPO/README.md" "$REPO/nvlow" "$src/"
+    find "$src" -name __pycache__ -prune -exec rm -rf {} +
+    compgen -G "$WHEELS/*.whl" >/dev/null && have_wheels=1
     # A build backend that can make wheels: setuptools < 70.1 needs the wheel package beside it.
-    if compgen -G "$WHEELS/*.whl" >/dev/null; then
+    if [ "$have_wheels" = 1 ]; then
         timeout 120 "${pip[@]}" install --no-index --find-links "$WHEELS" --upgrade setuptools wheel \
             >>"$WORK/pip.log" 2>&1 || true
     fi
-    if timeout 120 "${pip[@]}" install --no-index --find-links "$WHEELS" --no-build-isolation "$REPO" \
+    if timeout 120 "${pip[@]}" install --no-index --find-links "$WHEELS" --no-build-isolation "$src" \
             >>"$WORK/pip.log" 2>&1; then
         SETUP+=(--setup "install=pip install --no-index --find-links $WHEELS --no-build-isolation .")
-    elif deps_importable && timeout 120 "${pip[@]}" install --no-index --no-deps --no-build-isolation -e "$REPO" \
+    elif ! deps_importable && [ "$have_wheels" = 1 ] \
+            && ! timeout 120 "${pip[@]}" install --no-index --find-links "$WHEELS" "cffi>=1.15" \
+                 "typer-slim>=0.12,<0.21" >>"$WORK/pip.log" 2>&1; then
+        sed 's/^/gpu-check: pip: /' "$WORK/pip.log" >&2 || true
+        die "cannot install nvlow offline: neither nvlow nor its dependencies install from $WHEELS"
+    elif deps_importable && timeout 120 "${pip[@]}" install --no-index --no-deps --no-build-isolation -e "$src" \
             >>"$WORK/pip.log" 2>&1; then
         SETUP+=(--setup "install=pip install --no-deps -e . (dependencies already importable)")
     elif deps_importable; then
-        export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
-        SETUP+=(--setup "install=PYTHONPATH=$REPO (pip could not build nvlow: $(pip_error); cffi and typer already importable)")
+        export PYTHONPATH="$src${PYTHONPATH:+:$PYTHONPATH}"
+        SETUP+=(--setup "install=PYTHONPATH=a copy of the checkout (pip could not build nvlow: $(pip_error); cffi and typer importable)")
         # the console script pip would have written
         printf '#!%s\nimport sys\nfrom nvlow.cli import main\nsys.exit(main())\n' "$VPY" >"$NVLOW"
         chmod +x "$NVLOW"
@@ -155,7 +175,10 @@ if [ "$FAKE" = 1 ]; then
     CHECK_ARGS+=(--simulate "$PRESET" --no-pynvml)
     SETUP+=(--setup "nvidia-smi=generated from preset $PRESET")
 fi
-mkdir -p "$(dirname "$REPORT")"
+if ! mkdir -p "$(dirname "$REPORT")" 2>/dev/null || [ ! -w "$(dirname "$REPORT")" ]; then
+    say "cannot write to $(dirname "$REPORT"); the report goes to ${TMPDIR:-/tmp} instead"
+    REPORT=${TMPDIR:-/tmp}/$(basename "$REPORT")
+fi
 
 # Whatever the install took, the whole run stays within 5 minutes.
 BUDGET=$((290 - (SECONDS - START)))

@@ -36,7 +36,7 @@ if HERE not in sys.path:  # run as a script or loaded by path (tests): the sibli
 
 from gpu_fake_smi import smi_outputs_from_preset, write_fake_smi  # noqa: E402
 from gpu_views import (  # noqa: E402
-    IDENTITY_FIELDS, QUERY_CC_ARGS, Row, compare_views, identity_failures, mig_instances, norm_architecture,
+    IDENTITY_FIELDS, QUERY_CC_ARGS, Row, View, compare_views, identity_failures, mig_instances, norm_architecture,
     norm_brand, norm_bus_id, norm_mig_mode, parse_smi_list, parse_smi_query_cc, parse_smi_xml,
     view_from_nvlow_info, view_from_pynvml,
 )
@@ -94,8 +94,8 @@ def render_report(result: Mapping[str, Any]) -> str:
     lines = [f"# nvlow GPU check: {result['hostname']}, {result['date']}", ""]
     lines += [f"- Result: **{result['verdict']}** ({result['verdict_reason']})",
               f"- Mode: {result['mode']}",
-              f"- GPUs: {result['gpu_summary']}",
-              f"- Driver: {result['driver_version']}, CUDA {result['cuda_version']}",
+              f"- GPUs (as nvidia-smi lists them): {result['gpu_summary']}",
+              f"- Driver: {result['driver_version']}, CUDA {result['cuda_version']} (nvidia-smi)",
               f"- nvlow data source: {result.get('info_source')}, CUDA version from {result.get('cuda_source')}",
               f"- nvlow {result['nvlow_version']}, Python {result['python']}, kernel {result['kernel']}"]
     for key, value in sorted(result.get("setup", {}).items()):
@@ -109,6 +109,8 @@ def render_report(result: Mapping[str, Any]) -> str:
         gpu = "" if r["gpu"] is None else r["gpu"]
         lines.append(f"| {r['oracle']} | {gpu} | {r['field']} | {_cell(r['nvlow'])} | "
                      f"{_cell(r['oracle_value'])} | {status} |")
+    if not result["comparisons"]:
+        lines.append("| (none: nvlow info gave no JSON, see Commands) | | | | | |")
     for name, note in result.get("oracles_skipped", {}).items():
         lines.append(f"\n{name}: skipped ({note})")
     lines += ["", "## Commands", ""]
@@ -150,9 +152,16 @@ def _run(argv: Sequence[str], timeout: float = 60.0) -> Tuple[int, str, str]:
     return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
 
 
+def _message(stderr: str) -> str:
+    """A command's stderr on one line (nvlow's error and its hint)."""
+    text = " / ".join(line.strip() for line in stderr.strip().splitlines() if line.strip())
+    return (text[:400] + "...") if len(text) > 400 else (text or "(no message)")
+
+
 def _time_process(argv: Sequence[str]) -> float:
+    """Seconds one run of ``argv`` takes; raises when it fails (a failed run is no figure)."""
     t0 = time.perf_counter()
-    subprocess.run(list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, check=False)
+    subprocess.run(list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, check=True)
     return time.perf_counter() - t0
 
 
@@ -205,6 +214,7 @@ class Checker:
         self.problems: List[str] = []
 
     def cmd(self, argv: List[str], *, want_json: bool = False, ok_codes: Tuple[int, ...] = (0,)) -> Any:
+        """Run one command, record it; stdout (parsed when ``want_json``; None when not JSON)."""
         rc, out, err = _run(argv)
         entry: Dict[str, Any] = {"argv": " ".join(shlex.quote(a) for a in argv), "rc": rc}
         value: Any = out
@@ -213,39 +223,47 @@ class Checker:
                 value = json.loads(out)
             except ValueError:
                 value = None
-                entry["problem"] = "no JSON on stdout: " + (err.strip().splitlines() or ["(nothing)"])[-1]
+                entry["problem"] = "no JSON on stdout: " + _message(err)
         if rc not in ok_codes and "problem" not in entry:
-            entry["problem"] = (err.strip().splitlines() or ["(no message)"])[-1]
+            entry["problem"] = _message(err)
         self.commands.append(entry)
         if "problem" in entry:
             self.problems.append(f"{entry['argv']}: {entry['problem']}")
         return value
 
-    def run(self) -> Dict[str, Any]:
-        info = self.cmd(self.nvlow + ["info", "--json"] + self.sim, want_json=True) or {}
-        mine = view_from_nvlow_info(info)
-        comparisons: List[Row] = []
-        skipped: Dict[str, str] = {}
+    def _oracles(self, mine: View, skipped: Dict[str, str]) -> Tuple[List[Row], Optional[View]]:
+        """Every oracle's rows against nvlow's view, and nvidia-smi's own view of the machine."""
+        rows: List[Row] = []
+        machine: Optional[View] = None
         xml = self.cmd([self.smi, "-q", "-x"])
         try:
-            comparisons += compare_views(mine, parse_smi_xml(xml))
+            machine = parse_smi_xml(xml)
+            rows += compare_views(mine, machine)
         except ET.ParseError as exc:
             self.problems.append(f"nvidia-smi -q -x: not XML ({exc})")
-        comparisons += compare_views(mine, parse_smi_list(self.cmd([self.smi, "-L"])))
+        rows += compare_views(mine, parse_smi_list(self.cmd([self.smi, "-L"])))
         rc, out, err = _run([self.smi, *QUERY_CC_ARGS])
         if rc == 0 and parse_smi_query_cc(out)["gpus"]:
-            comparisons += compare_views(mine, parse_smi_query_cc(out))
-        else:
+            rows += compare_views(mine, parse_smi_query_cc(out))
+        else:  # drivers before R510 do not know the field
             skipped["nvidia-smi --query-gpu=compute_cap"] = (err.strip() or out.strip() or f"exit {rc}")[:200]
         pynvml = self._pynvml(skipped)
         if pynvml is not None:
             try:
-                comparisons += compare_views(mine, view_from_pynvml(pynvml))
+                rows += compare_views(mine, view_from_pynvml(pynvml))
             except Exception as exc:  # noqa: BLE001 - the oracle failing is reported, not fatal
                 skipped["pynvml"] = f"{type(exc).__name__}: {exc}"
+        return rows, machine
+
+    def run(self) -> Dict[str, Any]:
+        info = self.cmd(self.nvlow + ["info", "--json"] + self.sim, want_json=True)
+        skipped: Dict[str, str] = {}
+        comparisons, machine = self._oracles(view_from_nvlow_info(info or {}), skipped)
+        if info is None:  # every row would be a mismatch against nothing: the problem says it once
+            comparisons = []
         paths = self._paths()
         doctor = self.cmd(self.nvlow + ["doctor", "--json"] + self.sim, want_json=True, ok_codes=(0, 1))
-        timings, notes = self._timings(pynvml)
+        timings, notes = self._timings(self._pynvml({}))
         failures = identity_failures(comparisons)
         bad_paths = sum(len(p["missing"]) for p in paths.values())
         reasons = []
@@ -256,10 +274,13 @@ class Checker:
         if bad_paths:
             reasons.append(f"{bad_paths} path(s) missing")
         reasons += self.problems
+        # the machine as nvidia-smi sees it (nvlow's view when nvidia-smi's is unreadable)
+        facts = machine or view_from_nvlow_info(info or {})
         names: Dict[str, int] = {}
-        for g in mine["gpus"]:
+        for g in facts["gpus"]:
             names[str(g["name"])] = names.get(str(g["name"]), 0) + 1
         compared = sum(1 for r in comparisons if r["status"] != "n/a")
+        info = info or {}
         return {
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "hostname": socket.gethostname(), "kernel": platform.release(), "python": platform.python_version(),
@@ -268,7 +289,7 @@ class Checker:
                     if self.simulate else "real GPU",
             "verdict": "FAIL" if reasons else "PASS",
             "verdict_reason": "; ".join(reasons) if reasons else f"{compared} comparisons, all identity fields match",
-            "driver_version": info.get("driver_version"), "cuda_version": info.get("cuda_version"),
+            "driver_version": facts.get("driver_version"), "cuda_version": facts.get("cuda_version"),
             "info_source": info.get("source"), "cuda_source": info.get("cuda_version_source"),
             "info_warnings": info.get("warnings", []),
             "gpu_summary": ", ".join(f"{n} x {name}" for name, n in names.items()) or "none",
@@ -321,7 +342,11 @@ class Checker:
                 fn()
             except Exception:  # noqa: BLE001 - measure() records it
                 pass
-        return timing_table(measure(cases, self.runs), "nvidia-smi -L"), notes
+        medians = measure(cases, self.runs)
+        for name, value in medians.items():
+            if value is None and name not in notes:
+                notes[name] = "not measured: it failed (see Commands)"
+        return timing_table(medians, "nvidia-smi -L"), notes
 
     def _nvlow_version(self) -> str:
         rc, out, _ = _run(self.nvlow + ["--version"])

@@ -506,3 +506,34 @@ def test_script_without_dependencies_or_wheels_exits_2(tmp_path: Any) -> None:
     assert proc.stderr.splitlines()[-1] == (
         "gpu-check: error: cannot install nvlow offline: cffi and typer-slim are not importable and "
         "bench/wheels lacks them (see bench/wheels/README.md)")
+
+
+@pytest.mark.slow
+def test_script_real_mode_reports_what_nvlow_cannot_see(tmp_path: Any, fake_driver: Any) -> None:
+    """Real mode (no NVLOW_GPU_CHECK_FAKE) on this GPU-less machine: the compiled fake NVML is
+    given through NVLOW_NVML_LIBRARY and a generated nvidia-smi is first on PATH, but /proc has no
+    nvidia driver, so nvlow refuses; the script still writes the report, with nvidia-smi's facts,
+    the reason once (not a mismatch per field) and exit 1."""
+    if os.path.exists("/proc/driver/nvidia/version"):
+        pytest.skip("this machine has a real NVIDIA driver")
+    driver = fake_driver(get_preset("dgx-a100"))
+    smi = gc.write_fake_smi(str(tmp_path / "fake-bin"), get_preset("dgx-a100"))
+    env = dict(driver.env, NVLOW_GPU_CHECK_FAKE="0", PATH=f"{tmp_path / 'fake-bin'}:{os.environ['PATH']}")
+    proc = _script(tmp_path, env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    result = gc.result_from_report((tmp_path / "report.md").read_text())
+    assert (result["mode"], result["gpu_summary"], result["driver_version"]) == (
+        "real GPU", "8 x NVIDIA A100-SXM4-40GB", "550.54.15")
+    assert result["setup"]["nvml"] == f"NVLOW_NVML_LIBRARY={driver.env['NVLOW_NVML_LIBRARY']} (given)"
+    assert result["setup"]["nvidia-smi"] == smi
+    assert result["comparisons"] == []
+    info = result["commands"][0]
+    assert info["argv"].endswith("nvlow info --json") and info["rc"] == 1
+    assert info["problem"].startswith("no JSON on stdout: nvlow: error: NVIDIA kernel module not loaded")
+    assert result["verdict_reason"].startswith(info["argv"] + ": no JSON on stdout")
+    kernel = [c for c in result["doctor"] if c["check"] == "kernel module"]
+    assert [c["status"] for c in kernel] == ["fail"]
+    timings = {t["figure"]: t["median_ms"] for t in result["timings"]}
+    assert timings["NVML init+shutdown (nvlow binding, in-process)"] is not None
+    assert timings["nvlow args"] is None
+    assert result["timing_notes"]["nvlow args"] == "not measured: it failed (see Commands)"
