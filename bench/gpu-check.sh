@@ -9,14 +9,15 @@
 #    then NVLOW_NVML_LIBRARY/NVLOW_CUDA_LIBRARY and LD_LIBRARY_PATH are exported) and nvidia-smi
 #    (PATH, else /usr/local/nvidia/bin);
 # 2. creates a venv in a temp dir (--system-site-packages: an installed cffi, typer-slim or
-#    nvidia-ml-py is reused) and installs nvlow from this checkout without network:
-#    pip --no-index --find-links bench/wheels (see bench/wheels/README.md), else --no-deps -e,
-#    else PYTHONPATH=checkout when cffi and typer are already importable;
+#    nvidia-ml-py is reused) and installs nvlow from a copy of this checkout (nothing is
+#    written into it) without network: pip --no-index --find-links bench/wheels (see
+#    bench/wheels/README.md), else --no-deps -e, else PYTHONPATH when cffi and typer import;
 # 3. runs bench/gpu_check.py under `timeout`: nvlow info/list/args/doctor, the comparisons,
 #    the timings, the report. Exit 0 PASS, 1 FAIL (see the report), 2 could not run, 124 timeout.
 #
 # Environment: NVLOW_GPU_CHECK_PYTHON (interpreter for the venv; default python3),
-# NVLOW_GPU_CHECK_REPORT (report path), NVLOW_GPU_CHECK_RUNS (timing runs, default 5),
+# NVLOW_GPU_CHECK_REPORT (report path; default bench/results/gpu-check-HOST-TIME.md),
+# NVLOW_GPU_CHECK_RUNS (timing runs, default 5), NVLOW_GPU_CHECK_WHEELS (default bench/wheels),
 # NVLOW_GPU_CHECK_FAKE=1 (no GPU: nvlow --simulate NVLOW_GPU_CHECK_PRESET, default dgx-a100,
 # against a fake nvidia-smi generated from the same preset; tests use it).
 set -euo pipefail
@@ -110,6 +111,14 @@ if sys.prefix != sys.base_prefix:
     fi
 }
 
+# seconds one pip step may take: the install and the check together stay within 5 minutes
+pip_budget() {
+    local left=$((200 - (SECONDS - START)))
+    [ "$left" -le 120 ] || left=120
+    [ "$left" -ge 10 ] || left=10
+    echo "$left"
+}
+
 deps_importable() { "$VPY" -c 'import cffi, typer' >/dev/null 2>&1; }
 
 pip_error() {
@@ -131,18 +140,18 @@ install_nvlow() {
     compgen -G "$WHEELS/*.whl" >/dev/null && have_wheels=1
     # A build backend that can make wheels: setuptools < 70.1 needs the wheel package beside it.
     if [ "$have_wheels" = 1 ]; then
-        timeout 120 "${pip[@]}" install --no-index --find-links "$WHEELS" --upgrade setuptools wheel \
+        timeout "$(pip_budget)" "${pip[@]}" install --no-index --find-links "$WHEELS" --upgrade setuptools wheel \
             >>"$WORK/pip.log" 2>&1 || true
     fi
-    if timeout 120 "${pip[@]}" install --no-index --find-links "$WHEELS" --no-build-isolation "$src" \
+    if timeout "$(pip_budget)" "${pip[@]}" install --no-index --find-links "$WHEELS" --no-build-isolation "$src" \
             >>"$WORK/pip.log" 2>&1; then
         SETUP+=(--setup "install=pip install --no-index --find-links $WHEELS --no-build-isolation .")
     elif ! deps_importable && [ "$have_wheels" = 1 ] \
-            && ! timeout 120 "${pip[@]}" install --no-index --find-links "$WHEELS" "cffi>=1.15" \
+            && ! timeout "$(pip_budget)" "${pip[@]}" install --no-index --find-links "$WHEELS" "cffi>=1.15" \
                  "typer-slim>=0.12,<0.21" >>"$WORK/pip.log" 2>&1; then
         sed 's/^/gpu-check: pip: /' "$WORK/pip.log" >&2 || true
         die "cannot install nvlow offline: neither nvlow nor its dependencies install from $WHEELS"
-    elif deps_importable && timeout 120 "${pip[@]}" install --no-index --no-deps --no-build-isolation -e "$src" \
+    elif deps_importable && timeout "$(pip_budget)" "${pip[@]}" install --no-index --no-deps --no-build-isolation -e "$src" \
             >>"$WORK/pip.log" 2>&1; then
         SETUP+=(--setup "install=pip install --no-deps -e . (dependencies already importable)")
     elif deps_importable; then
