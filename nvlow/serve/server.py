@@ -491,8 +491,12 @@ def serve_until_signal(server: NvlowServer, stop: Optional[threading.Event] = No
 
     event = stop or threading.Event()
 
+    received: List[int] = []
+
     def on_signal(signum: int, _frame: Any) -> None:
-        server.state.log(f"received {signal.Signals(signum).name}, stopping")
+        # Only set flags here: logging from a signal handler could deadlock on the log
+        # lock if the signal lands while the main thread holds it.
+        received.append(signum)
         event.set()
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -502,6 +506,8 @@ def serve_until_signal(server: NvlowServer, stop: Optional[threading.Event] = No
         server.state.log(f"serving remote API at {bound[0]}:{bound[1]}")
         while not event.wait(0.5):
             pass
+        if received:
+            server.state.log(f"received {signal.Signals(received[0]).name}, stopping")
     finally:
         server.stop()
         for s, h in old.items():
