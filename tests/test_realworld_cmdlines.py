@@ -22,6 +22,16 @@ def test_enough_command_lines() -> None:
     assert len(LINES) >= 30
 
 
+def _without_replaced(argv: List[str], cmd) -> List[str]:
+    """What nvlow exec keeps: everything but --gpus, --runtime=nvidia and nvidia.com CDI devices."""
+    drop = set()
+    for o in cmd.options:
+        if (o.name == "gpus" or (o.name == "runtime" and o.value == "nvidia")
+                or (o.name == "device" and (o.value or "").startswith("nvidia.com/"))):
+            drop.update(range(o.start, o.end))
+    return [t for i, t in enumerate(argv) if i not in drop]
+
+
 def _without_gpus(argv: List[str], cmd) -> List[str]:
     drop = set()
     for o in cmd.options:
@@ -123,7 +133,7 @@ def test_cli_exec_dry_run(line) -> None:
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)["argv"]
     cmd = parse_engine_argv(argv)
-    kept = _without_gpus(argv, cmd)
+    kept = _without_replaced(argv, cmd)
     head = kept[:cmd.image_index - (len(argv) - len(kept))]
     tail = argv[cmd.image_index:]
     # original tokens before the image, then nvlow's arguments, then the image and its command
