@@ -27,7 +27,6 @@ from typing import List, Mapping, Optional, Sequence, Tuple
 from .errors import SelectionError
 from .model import Gpu, MigDevice
 
-_BUS_RE = re.compile(r"^([0-9a-fA-F]{1,8}):([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])$")
 _SHORT_BUS_RE = re.compile(r"^([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])$")
 _MIG_INDEX_RE = re.compile(r"^(\d+):(\d+)$")
 # The MIG UUID form of drivers R450-R465: MIG-<parent GPU UUID>/<GI>/<CI> (toolkit README).
@@ -71,9 +70,12 @@ class Selection:
 
 
 def _bus_key(text: str) -> Optional[Tuple[int, int, int, int]]:
-    m = _BUS_RE.match(text)
-    if m:
-        return (int(m.group(1), 16), int(m.group(2), 16), int(m.group(3), 16), int(m.group(4)))
+    """A bus id in any spelling procfs knows, or without a domain (``7:00.0``, domain 0)."""
+    from .procfs import parse_bus_id
+
+    full = parse_bus_id(text)
+    if full is not None:
+        return full
     m = _SHORT_BUS_RE.match(text)
     if m:
         return (0, int(m.group(1), 16), int(m.group(2), 16), int(m.group(3)))

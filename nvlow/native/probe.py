@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar
 
 from ..errors import LibraryError
+from ..procfs import parse_bus_id
 from ..records import GpuRecord, GpuStatus, MigRecord, ProcessRecord, SystemInfo
 from ..root import HostRoot
 from .cuda import Cuda, CudaError, cuda_version_string
@@ -41,16 +42,6 @@ def brand_token(value: int) -> str:
 def architecture_token(value: int) -> str:
     """Lower-case architecture name of an nvmlDeviceArchitecture_t value."""
     return _ARCHITECTURES.get(value, "unknown")
-
-
-def _bus_key(bus_id: str) -> Optional[Tuple[int, int, int, int]]:
-    """(domain, bus, device, function) of "00000000:07:00.0" or "0000:07:00.0"."""
-    try:
-        domain, bus, rest = bus_id.strip().split(":")
-        dev, fn = rest.split(".")
-        return int(domain, 16), int(bus, 16), int(dev, 16), int(fn, 16)
-    except ValueError:
-        return None
 
 
 class NativeDriverLibrary:
@@ -129,7 +120,7 @@ class NativeDriverLibrary:
             cuda.init()
             for ordinal in range(cuda.device_count()):
                 dev = cuda.device(ordinal)
-                key = _bus_key(cuda.pci_bus_id(dev))
+                key = parse_bus_id(cuda.pci_bus_id(dev))
                 if key is not None and key not in out:
                     out[key] = cuda.multiprocessor_count(dev)
         except CudaError as exc:
@@ -157,7 +148,7 @@ class NativeDriverLibrary:
             power_limit = self._opt(where, nv.power_limit, h)
             if power_limit is None:
                 power_limit = self._opt(where, nv.enforced_power_limit, h)
-            key = _bus_key(pci[0]) if pci else None
+            key = parse_bus_id(pci[0]) if pci else None
             out.append(GpuRecord(
                 index=index,
                 minor=self._opt(where, nv.minor, h),
