@@ -129,7 +129,8 @@ def device_mappings(host: Host, selection: Selection, capabilities: Iterable[str
     ctl = host.control("ctl")
     if ctl is None:
         raise HostError(
-            f"{_node_path(host, '/dev/nvidiactl')} is missing: no GPU container can work without it",
+            f"{_node_path(host, '/dev/nvidiactl')} is missing or not the character device 195:255: "
+            "no GPU container can work without it",
             hint="create it with 'nvidia-modprobe -c 0' or by running 'nvidia-smi' once as root",
         )
     nodes.append(ctl)
@@ -274,6 +275,9 @@ def build_plan(
                 raise HostError(f"path {p!r} contains ':', which docker -v cannot express",
                                 hint="move the driver files or the --root to a path without ':'")
     env, warnings = container_env(image_env, explicit_env or {}, selection.mode)
+    if files is not None:
+        # a corrupt ld.so.cache is survivable (the usual directories are searched) but must be said
+        warnings = [reason for _path, reason in files.skipped if reason.startswith("corrupt")] + warnings
     return Plan(
         driver_version=host.driver_version,
         cuda_version=host.cuda_version,

@@ -97,3 +97,18 @@ def test_missing_library_lists_every_candidate(tmp_path, env_for, fake_driver):
     line = [ln for ln in res.stderr.splitlines() if ln.startswith("nvlow: error:")][0]
     assert "cannot load libnvidia-ml.so.1" in line and "tried:" in line and root in line
     assert "Traceback" not in res.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs mknod for real device nodes")
+def test_corrupt_ld_so_cache_is_a_warning_naming_the_file(tmp_path, fake_driver, env_for):
+    fake = fake_driver(get_preset("dgx-a100"))
+    root = make_root(tmp_path, fake)
+    cache = os.path.join(root, "etc/ld.so.cache")
+    with open(cache, "rb") as fh:
+        head = fh.read(300)
+    with open(cache, "wb") as fh:
+        fh.write(head)
+    res = nvlow(env_for(fake), "args", "--root", root, "--no-nvml", "--gpus", "0")
+    assert res.returncode == 0, res.stderr
+    assert f"warning: corrupt ld.so.cache {cache}" in res.stderr
+    assert "/usr/local/nvidia/lib64/libcuda.so.1" in res.stdout  # found in the usual directories instead

@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from ..model import Gpu, Host
 from .options import CommonOptions
-from .session import load_host
+from .session import load_host, warn
 
 
 def _mib(value: Optional[int]) -> str:
@@ -97,6 +97,9 @@ def run_list(opts: CommonOptions, env: Mapping[str, str], gpus: Optional[str], c
     """``nvlow list``: one absolute host path per line (nvidia-container-cli list order)."""
     root, host = load_host(opts, env)
     doc = list_document(host, gpus, capabilities, root, env)
+    for item in doc.get("skipped", []):
+        if item["reason"].startswith("corrupt"):
+            warn(item["reason"])
     if opts.json:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return 0
