@@ -3,7 +3,8 @@
 Thin readers around :mod:`nvlow.procfs`. Every node is checked to be a
 character device with the major:minor /proc implies (libnvidia-container
 refuses mismatches as ``invalid device node``); a node that fails is reported
-in ``warnings`` and not used.
+in ``warnings`` and not used. The MIG capability nodes are read by
+:mod:`nvlow.migcaps` through the same node checks.
 
 Example:
     >>> import tempfile
@@ -24,11 +25,10 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from .errors import DriverNotLoaded, HostError
+from .migcaps import MigCap as MigCap  # noqa: F401 - re-exported for ``from nvlow.scan import MigCap``
+from .migcaps import scan_mig_caps
 from .model import DeviceNode
-from .procfs import (
-    normalize_bus_id, parse_bus_id, parse_cap_access, parse_devices, parse_driver_version,
-    parse_gpu_information, parse_mig_cap_name, parse_mig_minors,
-)
+from .procfs import normalize_bus_id, parse_bus_id, parse_devices, parse_driver_version, parse_gpu_information
 from .records import GpuRecord
 from .root import HostRoot
 
@@ -42,7 +42,6 @@ UVM_MISSING = ("{path} is missing: CUDA will fail in containers; run 'nvidia-mod
                "as root or load nvidia-uvm")
 _EXTRA_PATH = "/usr/bin:/usr/sbin:/bin:/sbin:/usr/local/bin:/usr/local/sbin"
 _GPU_NODE = re.compile(r"^nvidia(\d+)$")
-_CAPS = "/proc/driver/nvidia/capabilities"
 
 
 @dataclass(frozen=True)
@@ -55,17 +54,6 @@ class ProcGpu:
     model: Optional[str]
     excluded: Optional[bool]
     firmware: Optional[str]
-    node: Optional[DeviceNode]
-
-
-@dataclass(frozen=True)
-class MigCap:
-    """A MIG access capability: GI access when ``ci`` is None, else CI access."""
-
-    gpu_minor: int
-    gi: int
-    ci: Optional[int]
-    cap_minor: int
     node: Optional[DeviceNode]
 
 
@@ -174,82 +162,6 @@ def _gpus(sc: _Scanner, nvidia_major: int) -> Tuple[List[ProcGpu], List[DeviceNo
     return gpus, gpu_nodes
 
 
-def _cap_node(sc: _Scanner, caps_major: Optional[int], minor: int) -> Optional[DeviceNode]:
-    return sc.node(f"/dev/nvidia-caps/nvidia-cap{minor}", caps_major, minor, "cap")
-
-
-def _mig_caps(sc: _Scanner, caps_major: Optional[int]
-              ) -> Tuple[List[MigCap], Optional[DeviceNode], Optional[DeviceNode]]:
-    table: Optional[Dict[str, int]] = None
-
-    def table_minor(name: str) -> Optional[int]:
-        nonlocal table
-        if table is None:
-            table = parse_mig_minors(sc.read("/proc/driver/nvidia-caps/mig-minors") or "")
-        return table.get(name)
-
-    prefer_table = False
-
-    def access_minor(path: str, name: str) -> Optional[int]:
-        minor = table_minor(name) if prefer_table else None
-        if minor is not None:
-            return minor
-        text = sc.read(f"{_CAPS}/{path}")
-        minor = parse_cap_access(text) if text is not None else None
-        if minor is None and not prefer_table:
-            minor = table_minor(name)
-        if minor is None and text is not None:
-            sc.warnings.append(f"{sc.root.host(f'{_CAPS}/{path}')} is malformed (no DeviceFileMinor)")
-        return minor
-
-    entries: List[Tuple[int, int, Optional[int], int]] = []
-    if sc.root.is_dir(_CAPS):
-        config = access_minor("mig/config", "config") if sc.root.exists(f"{_CAPS}/mig/config") else None
-        monitor = access_minor("mig/monitor", "monitor") if sc.root.exists(f"{_CAPS}/mig/monitor") else None
-        rels: List[str] = []
-        for gpu_dir in sc.root.listdir(_CAPS):
-            if not gpu_dir.startswith("gpu"):
-                continue
-            for gi_dir in sc.root.listdir(f"{_CAPS}/{gpu_dir}/mig"):
-                names = sc.root.listdir(f"{_CAPS}/{gpu_dir}/mig/{gi_dir}")
-                rels += [f"{gpu_dir}/mig/{gi_dir}/access"] if "access" in names else []
-                rels += [f"{gpu_dir}/mig/{gi_dir}/{ci}/access" for ci in names if ci.startswith("ci")]
-        # Access files exist only for created instances. Up to a few dozen, one small
-        # read each is cheaper than parsing mig-minors (4000+ lines, ~1.5 ms); above
-        # that the table wins. Both are printed from the same nv-caps table.
-        prefer_table = len(rels) > 32 and sc.root.exists("/proc/driver/nvidia-caps/mig-minors")
-        for rel in rels:
-            key = parse_mig_cap_name(rel)
-            minor = access_minor(rel, rel.replace("/mig/", "/", 1)) if key is not None else None
-            if key is not None and minor is not None:
-                entries.append((key[0], key[1], key[2], minor))
-    else:
-        # No capabilities tree: take the mig-minors entries whose /dev node exists.
-        config, monitor = table_minor("config"), table_minor("monitor")
-        for name, minor in (table or {}).items():
-            key = parse_mig_cap_name(name)
-            if key is not None and sc.root.node(f"/dev/nvidia-caps/nvidia-cap{minor}") is not None:
-                entries.append((key[0], key[1], key[2], minor))
-
-    caps: List[MigCap] = []
-    missing: List[str] = []
-    for gpu_minor, gi, ci, minor in sorted(entries, key=lambda e: (e[0], e[1], -1 if e[2] is None else e[2])):
-        node = _cap_node(sc, caps_major, minor)
-        if node is None and caps_major is not None and f"/dev/nvidia-caps/nvidia-cap{minor}" in sc.missing:
-            missing.append(f"nvidia-cap{minor}")
-        caps.append(MigCap(gpu_minor, gi, ci, minor, node))
-    if caps and caps_major is None:
-        sc.warnings.append("/proc/devices has no 'nvidia-caps' device: MIG access is controlled through /proc "
-                           "(older driver); MIG devices cannot be isolated with device nodes")
-    if missing:
-        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
-        sc.warnings.append(f"MIG capability node(s) missing under {sc.root.host('/dev/nvidia-caps')}: {shown} "
-                           "(create them with 'nvidia-modprobe -f /proc/driver/nvidia/capabilities/...')")
-    config_node = _cap_node(sc, caps_major, config) if config is not None else None
-    monitor_node = _cap_node(sc, caps_major, monitor) if monitor is not None else None
-    return caps, config_node, monitor_node
-
-
 def _modprobe_allowed(root: HostRoot) -> Optional[str]:
     """Host path of an nvidia-modprobe we may run (root, or setuid), else None."""
     path = root.which("nvidia-modprobe", (os.environ.get("PATH") or "") + ":" + _EXTRA_PATH)
@@ -339,7 +251,7 @@ def scan_host(root: HostRoot, *, load_uvm: bool = True, runner: Optional[Runner]
     modeset = sc.node("/dev/nvidia-modeset", major, MODESET_MINOR, "modeset")
     control += [n for n in (ctl, uvm, tools, modeset) if n is not None]
 
-    caps, config, monitor = _mig_caps(sc, majors.get("nvidia-caps"))
+    caps, config, monitor = scan_mig_caps(sc, majors.get("nvidia-caps"))
     return ProcScan(
         driver_version=version.version if version else None,
         open_module=version.open_module if version else None,

@@ -7,26 +7,27 @@ requests 400; a client that stalls for :data:`CLIENT_TIMEOUT` seconds is
 dropped; at most :data:`MAX_CONNECTIONS` connections are served at once (503
 beyond); a handler exception becomes a 500 with a short message and one log
 line, and the server keeps serving. :meth:`NvlowServer.stop` finishes
-in-flight requests and closes idle keep-alive connections.
+in-flight requests and closes idle keep-alive connections. The HTTP handler
+and the connection-tracking servers live in :mod:`nvlow.serve.httpd`.
 """
 from __future__ import annotations
 
 import os
-import socket
-import socketserver
 import stat
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..errors import NvlowError, UsageError
 from ..volume import DEFAULT_VOLUMES_DIR, VolumeResult, ensure_volume
 from . import api_v1, api_v2, volume_plugin
 from .cache import DiscoveryCache
+# The HTTP layer lives in .httpd; its limits stay importable from here as before.
+from .httpd import CLIENT_TIMEOUT as CLIENT_TIMEOUT
+from .httpd import MAX_BODY as MAX_BODY
+from .httpd import MAX_LINE as MAX_LINE
+from .httpd import _Handler, _TCP6Server, _TCPServer, _UnixServer
 from .wire import Handler, Request, Response, text_error
 
 DEFAULT_LISTEN = "127.0.0.1:3476"
@@ -34,9 +35,6 @@ DEFAULT_SOCKET_DIR = "/run/nvlow"
 DEFAULT_SPEC_DIR = "/etc/docker/plugins"
 SOCKET_NAME = "nvlow.sock"
 SPEC_NAME = "nvlow.spec"
-CLIENT_TIMEOUT = 5.0  # seconds, nvidia-docker-plugin's read/write timeout
-MAX_LINE = 8192
-MAX_BODY = 64 * 1024
 MAX_CONNECTIONS = 256
 #: the driver volume holds what 1.0's did: compute, utility, video and graphics libraries and binaries
 VOLUME_CAPABILITIES = ("compute", "graphics", "utility", "video")
@@ -133,219 +131,6 @@ def dispatch_plugin(state: ServeState, request: Request) -> Response:
         state.errors += 1
         state.log(f"internal error on plugin {request.path}: {type(exc).__name__}: {exc}")
         return text_error(500, "internal error, check logs for details")
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """HTTP/1.1 with keep-alive; every response carries Content-Length."""
-
-    protocol_version = "HTTP/1.1"
-    server_version = "nvlow"
-    sys_version = ""
-    timeout = CLIENT_TIMEOUT
-    server: "_ServerMixin"  # type: ignore[assignment]
-
-    def setup(self) -> None:
-        self.timeout = self.server.client_timeout  # type: ignore[misc]
-        if self.request.family in (socket.AF_INET, socket.AF_INET6):
-            try:
-                self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
-        super().setup()
-        self.server.track(self, busy=False)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.untrack(self)
-
-    def address_string(self) -> str:
-        addr = self.client_address
-        return str(addr[0]) if isinstance(addr, tuple) and addr else "unix"
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        self.server.state.log(f"{self.address_string()} {format % args}")
-
-    def log_request(self, code: Any = "-", size: Any = "-") -> None:
-        if self.server.state.verbose:
-            took = (time.monotonic() - getattr(self, "_started", time.monotonic())) * 1000
-            self.server.state.log(f'{self.address_string()} "{self.requestline}" {code} {size} {took:.1f}ms')
-
-    def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
-        text = message or self.responses.get(code, ("error",))[0]
-        self.close_connection = True
-        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
-            self.request_version = "HTTP/1.0"  # a malformed line still gets a status line
-        self._send(Response(code, (text + "\n").encode("utf-8")))
-
-    def _send(self, response: Response) -> None:
-        self.send_response(response.status)
-        self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(response.body)))
-        for key, value in response.headers:
-            self.send_header(key, value)
-        if self.server.stopping.is_set():
-            self.close_connection = True
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        # headers and body in one write: two small writes meet Nagle + delayed ACK (40 ms stalls)
-        if hasattr(self, "_headers_buffer"):
-            self._headers_buffer.append(b"\r\n" + response.body)
-            self.flush_headers()
-        else:  # HTTP/0.9: no headers
-            self.wfile.write(response.body)
-
-    def send_response(self, code: int, message: Optional[str] = None) -> None:
-        self.log_request(code, "-")
-        self.send_response_only(code, message)
-        self.send_header("Server", self.version_string())
-        self.send_header("Date", self.date_time_string())
-
-    def handle_one_request(self) -> None:
-        try:
-            self.raw_requestline = self.rfile.readline(MAX_LINE + 1)
-            self.server.track(self, busy=True)
-            self._started = time.monotonic()
-            if len(self.raw_requestline) > MAX_LINE:
-                self.requestline, self.request_version, self.command = "", "", ""
-                self.send_error(414, "request line too long")
-                return
-            if not self.raw_requestline:
-                self.close_connection = True
-                return
-            if not self.parse_request():
-                return
-            self._serve()
-            self.wfile.flush()
-        except (socket.timeout, TimeoutError):
-            self.close_connection = True
-        except (ConnectionError, OSError):
-            self.close_connection = True
-        finally:
-            self.server.track(self, busy=False)
-
-    def _serve(self) -> None:
-        length_text = self.headers.get("Content-Length")
-        if self.headers.get("Transfer-Encoding"):
-            self.send_error(411, "chunked bodies are not accepted; send Content-Length")
-            return
-        try:
-            length = int(length_text) if length_text is not None else 0
-            if length < 0:
-                raise ValueError
-        except ValueError:
-            self.send_error(400, "invalid Content-Length")
-            return
-        if length > MAX_BODY:
-            self.send_error(413, "request body too large")
-            return
-        body = self.rfile.read(length) if length else b""
-        if len(body) < length:
-            self.close_connection = True
-            return
-        parts = urlsplit(self.path)
-        try:
-            query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False, max_num_fields=64)
-        except ValueError:
-            self.send_error(400, "malformed query string")
-            return
-        request = Request(self.command, parts.path, query,
-                          {k.lower(): v for k, v in self.headers.items()}, body)
-        self.server.state.requests += 1
-        self._send(self.server.route(self.server.state, request))
-
-
-class _ServerMixin(socketserver.ThreadingMixIn):
-    """Thread per connection with a connection cap and tracking for a graceful stop."""
-
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-    request_queue_size = 128  # the default 5 drops SYNs of concurrent clients (1 s retransmits)
-    state: ServeState
-    route: Callable[[ServeState, Request], Response]
-    client_timeout: float = CLIENT_TIMEOUT
-
-    def init_tracking(self, state: ServeState, route: Callable[[ServeState, Request], Response],
-                      max_connections: int) -> None:
-        self.state = state
-        self.route = route
-        self.stopping = threading.Event()
-        self._slots = threading.BoundedSemaphore(max_connections)
-        self._conns: Dict[_Handler, bool] = {}
-        self._conns_lock = threading.Lock()
-        self._live_threads: Set[threading.Thread] = set()
-
-    def track(self, handler: _Handler, busy: bool) -> None:
-        with self._conns_lock:
-            self._conns[handler] = busy
-        if not busy and self.stopping.is_set():
-            self._close_idle(handler)
-
-    def untrack(self, handler: _Handler) -> None:
-        with self._conns_lock:
-            self._conns.pop(handler, None)
-
-    @staticmethod
-    def _close_idle(handler: _Handler) -> None:
-        try:
-            handler.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def close_idle_connections(self) -> None:
-        with self._conns_lock:
-            idle = [h for h, busy in self._conns.items() if not busy]
-        for h in idle:
-            self._close_idle(h)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if self.stopping.is_set() or not self._slots.acquire(blocking=False):
-            try:
-                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
-                                b"Content-Length: 12\r\nConnection: close\r\n\r\nserver busy\n")
-            except OSError:
-                pass
-            self.shutdown_request(request)  # type: ignore[attr-defined]
-            return
-        t = threading.Thread(target=self.process_request_thread, args=(request, client_address), daemon=True)
-        with self._conns_lock:
-            self._live_threads.add(t)
-        t.start()
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
-            with self._conns_lock:
-                self._live_threads.discard(threading.current_thread())
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        exc = sys.exc_info()[1]
-        self.state.log(f"connection error: {type(exc).__name__}: {exc}")
-
-    def wait_threads(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            with self._conns_lock:
-                threads = list(self._live_threads)
-            if not threads or time.monotonic() > deadline:
-                return
-            threads[0].join(max(0.0, min(0.2, deadline - time.monotonic())))
-
-
-class _TCPServer(_ServerMixin, socketserver.TCPServer):
-    pass
-
-
-class _TCP6Server(_ServerMixin, socketserver.TCPServer):
-    address_family = socket.AF_INET6
-
-
-class _UnixServer(_ServerMixin, socketserver.UnixStreamServer):
-    pass
 
 
 def parse_listen(text: str) -> Tuple[str, int]:
