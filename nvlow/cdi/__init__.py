@@ -3,9 +3,10 @@
 ``nvlow cdi generate`` writes one spec of kind ``nvidia.com/gpu`` that podman
 (4.1+), Docker (25+ with CDI enabled), containerd and CRI-O understand:
 ``podman run --device nvidia.com/gpu=0 IMAGE``. See :mod:`nvlow.cdi.spec`
-(building), :mod:`nvlow.cdi.validate` (rules), :mod:`nvlow.cdi.store`
-(spec directories, atomic writes) and :mod:`nvlow.cdi.yaml` (YAML without a
-dependency).
+(building), :mod:`nvlow.cdi.rules` and :mod:`nvlow.cdi.field_rules` (the CDI
+rules), :mod:`nvlow.cdi.validate` (host checks: stale or missing files),
+:mod:`nvlow.cdi.store` (spec directories, atomic writes) and
+:mod:`nvlow.cdi.yaml` (YAML without a dependency).
 """
 from __future__ import annotations
 
