@@ -70,7 +70,8 @@ def _remote_wanted(opts: PlanOptions, env: Mapping[str, str]) -> bool:
                                       or (env.get("DOCKER_HOST") or "").startswith("tcp://"))
 
 
-def _require(config: Any, failures: Tuple[str, ...]) -> None:
+def _require(failures: Tuple[str, ...]) -> None:
+    """Raise the exit-3 error for unmet image requirements."""
     if failures:
         from ..require import requirement_error
 
@@ -82,7 +83,7 @@ def prepare_local(opts: PlanOptions, env: Mapping[str, str], ctx: EngineContext)
     from .. import api
     from ..render import docker_args, plan_document
 
-    root, host = load_host(opts, env)
+    _root, host = load_host(opts, env)
     config = _image_config(ctx, env)
     image_env: Optional[Dict[str, str]] = dict(config.env) if config is not None else None
     cenv = ctx.container_env or {}
@@ -98,7 +99,7 @@ def prepare_local(opts: PlanOptions, env: Mapping[str, str], ctx: EngineContext)
                       env.get("NVIDIA_DRIVER_CAPABILITIES"),
                       image_env.get("NVIDIA_DRIVER_CAPABILITIES") if image_env else None)
     if config is not None and not opts.no_require and not selection.is_void:
-        _require(config, api.check_requirements(host, selection, dict(config.env), dict(config.labels)))
+        _require(api.check_requirements(host, selection, dict(config.env), dict(config.labels)))
     plan = api.make_plan(host, selection, caps_text, driver_files_mode=opts.driver_files,
                          volumes_dir=opts.volumes_dir, image_env=image_env, explicit_env=cenv)
     for w in plan.warnings:
@@ -139,7 +140,7 @@ def prepare_remote(opts: PlanOptions, env: Mapping[str, str], ctx: EngineContext
         from ..require import HostFacts, check_image
 
         facts = HostFacts(cuda_version=rp.cuda_version, driver_version=rp.driver_version, gpus=())
-        _require(config, tuple(check_image(dict(config.env), dict(config.labels), facts)))
+        _require(tuple(check_image(dict(config.env), dict(config.labels), facts)))
     doc = rp.document if rp.document is not None else {"schema_version": 1, "args": list(rp.args)}
     return Prepared(list(rp.args), doc)
 
