@@ -14,7 +14,7 @@ Example:
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
 
 from .errors import LibraryError
 from .model import DeviceNode, Gpu, Host, MigDevice
@@ -176,7 +176,3 @@ def discover(
         library_paths=paths,
     )
 
-
-def gpu_nodes_by_minor(host: Host) -> Dict[int, DeviceNode]:
-    """GPU device nodes keyed by minor number."""
-    return {g.minor: g.node for g in host.gpus if g.minor is not None and g.node is not None}

@@ -232,11 +232,6 @@ class SelectionRequest:
     image_env: Optional[str] = None  # NVIDIA_VISIBLE_DEVICES of the image
 
 
-def request_from_env(env: Mapping[str, str], **kwargs: Optional[str]) -> SelectionRequest:
-    """A :class:`SelectionRequest` with the process-environment parts taken from ``env``."""
-    return SelectionRequest(process_env=env.get("NVIDIA_VISIBLE_DEVICES"), nv_gpu=env.get("NV_GPU"), **kwargs)  # type: ignore[arg-type]
-
-
 def _visible_devices(gpus: Sequence[Gpu], value: str, source: str) -> Selection:
     # The toolkit documents "void or empty or unset" as one case (runc behaviour); an
     # empty "-e NVIDIA_VISIBLE_DEVICES=" is therefore void, not an error.
