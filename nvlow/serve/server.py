@@ -202,6 +202,14 @@ def write_spec(spec_dir: str, socket_path: str) -> str:
     return spec
 
 
+def _activate(srv: Any, state: ServeState, handler: Any, max_connections: int, client_timeout: float) -> None:
+    """Set up connection tracking and limits on an unbound server, then bind and listen."""
+    srv.init_tracking(state, handler, max_connections)
+    srv.client_timeout = client_timeout
+    srv.server_bind()
+    srv.server_activate()
+
+
 class NvlowServer:
     """The REST server and (optionally) the volume plugin, each on its own thread."""
 
@@ -212,10 +220,7 @@ class NvlowServer:
         cls = _TCP6Server if ":" in listen[0] else _TCPServer
         try:
             self.rest = cls(listen, _Handler, bind_and_activate=False)
-            self.rest.init_tracking(state, dispatch, max_connections)
-            self.rest.client_timeout = client_timeout
-            self.rest.server_bind()
-            self.rest.server_activate()
+            _activate(self.rest, state, dispatch, max_connections, client_timeout)
         except OSError as exc:
             raise UsageError(f"cannot listen on {listen[0]}:{listen[1]}: {exc.strerror or exc}",
                              hint="another nvidia-docker-plugin or nvlow serve may be running; use --listen") from None
@@ -225,10 +230,7 @@ class NvlowServer:
             old_umask = os.umask(0o077)
             try:
                 self.plugin = _UnixServer(plugin_socket, _Handler, bind_and_activate=False)
-                self.plugin.init_tracking(state, dispatch_plugin, max_connections)
-                self.plugin.client_timeout = client_timeout
-                self.plugin.server_bind()
-                self.plugin.server_activate()
+                _activate(self.plugin, state, dispatch_plugin, max_connections, client_timeout)
             except OSError as exc:
                 self.rest.server_close()
                 raise UsageError(f"cannot serve the volume plugin on {plugin_socket}: {exc.strerror or exc}",

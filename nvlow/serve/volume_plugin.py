@@ -89,13 +89,17 @@ def mount(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
     return {"Mountpoint": path, "Err": ""}
 
 
-def path_(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
-    name = q["Name"]
+def _existing(state: Any, name: str) -> str:
+    """The mountpoint of a complete volume ``name``; ``no such volume`` otherwise."""
     _base, version = parse_volume_name(name)
     path = find_volume(state.volumes_dir, version)
     if path is None:
         raise VolumeError(f"no such volume: {name}")
-    return {"Mountpoint": path, "Err": ""}
+    return path
+
+
+def path_(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
+    return {"Mountpoint": _existing(state, q["Name"]), "Err": ""}
 
 
 def unmount(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
@@ -105,11 +109,7 @@ def unmount(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
 
 def get(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
     name = q["Name"]
-    _base, version = parse_volume_name(name)
-    path = find_volume(state.volumes_dir, version)
-    if path is None:
-        raise VolumeError(f"no such volume: {name}")
-    return {"Volume": {"Name": name, "Mountpoint": path}, "Err": ""}
+    return {"Volume": {"Name": name, "Mountpoint": _existing(state, name)}, "Err": ""}
 
 
 def list_(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
