@@ -20,11 +20,11 @@ _EXPORTS = {
     "load_host": "api", "open_host_root": "api", "resolve_gpus": "api", "selection_request": "api",
     "choose_gpus": "api", "capabilities_of": "api", "driver_files": "api", "make_plan": "api",
     "docker_args": "api", "plan_document": "api", "compose_fragment": "api", "cdi_spec": "api",
-    "rewrite_argv": "api", "check_requirements": "api",
+    "rewrite_argv": "api", "check_requirements": "api", "plan_for": "api", "request_from_argv": "api",
     # results
     "Host": "model", "Gpu": "model", "MigDevice": "model", "DeviceNode": "model", "DriverFile": "model",
     "DriverFiles": "model", "Plan": "plan", "Mount": "plan", "DeviceMapping": "plan",
-    "Selection": "select", "SelectionRequest": "select",
+    "Selection": "select", "PlanRequest": "request",
     # errors
     "NvlowError": "errors", "UsageError": "errors", "SelectionError": "errors", "RequirementError": "errors",
     "HostError": "errors", "DriverNotLoaded": "errors", "LibraryError": "errors", "EngineError": "errors",
@@ -36,12 +36,13 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 if TYPE_CHECKING:  # pragma: no cover - static view of the lazy exports
     from .api import (capabilities_of, cdi_spec, check_requirements, choose_gpus, compose_fragment,
                       docker_args, driver_files, load_host, make_plan, open_host_root, plan_document,
-                      resolve_gpus, rewrite_argv, selection_request)
+                      plan_for, request_from_argv, resolve_gpus, rewrite_argv, selection_request)
     from .errors import (DriverNotLoaded, EngineError, HostError, LibraryError, NvlowError, RemoteError,
                          RequirementError, SelectionError, UsageError)
     from .model import DeviceNode, DriverFile, DriverFiles, Gpu, Host, MigDevice
     from .plan import DeviceMapping, Mount, Plan
-    from .select import Selection, SelectionRequest
+    from .request import PlanRequest
+    from .select import Selection
 
 
 def __getattr__(name: str) -> Any:

@@ -18,19 +18,21 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple, Union
 
-from .errors import UsageError
 from .model import DriverFiles, Host
-from .plan import Plan, build_plan
+from .plan import Plan
 from .records import DriverLibrary
+from .request import EngineRequest, PlanRequest, pairs, process_pairs
 from .root import HostRoot
-from .select import Selection, SelectionRequest, resolve_selection, select_gpus
+from .select import Selection, resolve_choice, select_gpus
 
 Capabilities = Union[str, Sequence[str], FrozenSet[str]]
 
 
 def host_root(host: Host) -> HostRoot:
     """The :class:`HostRoot` a host was discovered from (file reads only)."""
-    return HostRoot(host.root, simulated=host.simulated)
+    from .decide import host_root as _host_root
+
+    return _host_root(host)
 
 
 def open_host_root(root: str = "/", *, simulate: Optional[str] = None,
@@ -113,25 +115,27 @@ def driver_files(host: Host, capabilities: Optional[Capabilities] = None) -> Dri
         >>> driver_files(h, "utility").libraries64[0].names[1]
         'libnvidia-ml.so.1'
     """
-    from .driverfiles import select_driver_files
+    from .decide import select_files
 
-    if not host.driver_version:
-        from .errors import HostError
+    return select_files(host, tuple(sorted(capabilities_of(capabilities))))
 
-        raise HostError("the NVIDIA driver version is unknown, so its files cannot be selected",
-                        hint="check /proc/driver/nvidia/version ('nvlow doctor')")
-    return select_driver_files(host_root(host), host.driver_version, capabilities_of(capabilities))
+
+def _capabilities_text(value: Optional[Capabilities]) -> Optional[str]:
+    if value is None or isinstance(value, str):
+        return value
+    return ",".join(value)
 
 
 def make_plan(host: Host, gpus: Union[str, Selection] = "all", capabilities: Optional[Capabilities] = None, *,
               driver_files_mode: str = "bind", volumes_dir: Optional[str] = None,
               image_env: Optional[Mapping[str, str]] = None,
               explicit_env: Optional[Mapping[str, str]] = None) -> Plan:
-    """Devices, mounts and environment for a GPU selection.
+    """Devices, mounts and environment for a GPU selection (no requirement check: see :func:`plan_for`).
 
     ``driver_files_mode`` is ``bind`` (read-only binds), ``volume`` (builds the
     1.0 driver volume under ``volumes_dir``) or ``plugin``. ``image_env`` (the
-    image's environment) lets PATH/LD_LIBRARY_PATH be merged, not replaced.
+    image's environment) lets PATH/LD_LIBRARY_PATH be merged, not replaced;
+    ``explicit_env`` holds what the engine command line sets (never touched).
 
     Example:
         >>> h = load_host(simulate="dgx-a100")
@@ -139,23 +143,52 @@ def make_plan(host: Host, gpus: Union[str, Selection] = "all", capabilities: Opt
         >>> p.env_dict()["PATH"]
         '/bin:/usr/local/nvidia/bin'
     """
-    selection = gpus if isinstance(gpus, Selection) else resolve_gpus(host, gpus)
-    caps = capabilities_of(capabilities)
-    files = None
-    volume_path = None
-    if not selection.is_void:
-        files = driver_files(host, caps)
-        if driver_files_mode == "volume":
-            from .volume import DEFAULT_VOLUMES_DIR, ensure_volume
+    from .decide import plan_for as _plan_for
 
-            # One volume per driver version serves every container (and `nvlow serve`'s plugin),
-            # so it holds the files of every capability, as nvidia-docker 1.0's did.
-            every = driver_files(host, "all") if caps != capabilities_of("all") else files
-            volume_path = ensure_volume(every, host.driver_version or "", volumes_dir or DEFAULT_VOLUMES_DIR).path
-    if driver_files_mode not in ("bind", "volume", "plugin"):
-        raise UsageError(f"invalid driver-files mode {driver_files_mode!r}", hint="use bind, volume or plugin")
-    return build_plan(host, selection, caps, files, mode=driver_files_mode, volume_path=volume_path,
-                      image_env=image_env, explicit_env=explicit_env)
+    request = PlanRequest(gpus=None if isinstance(gpus, Selection) else gpus,
+                          capabilities=_capabilities_text(capabilities), container_env=pairs(explicit_env),
+                          image_env=pairs(image_env), driver_files=driver_files_mode, require=False)
+    return _plan_for(host, request, volumes_dir=volumes_dir,
+                     selection=gpus if isinstance(gpus, Selection) else None)
+
+
+def plan_for(host: Host, request: PlanRequest, *, volumes_dir: Optional[str] = None) -> Plan:
+    """The plan for a full :class:`PlanRequest` (what ``nvlow args``/``exec`` and ``serve`` do):
+    selection source, capabilities and requirements decided exactly as the CLI decides them.
+
+    Example:
+        >>> h = load_host(simulate="dgx-a100")
+        >>> req = request_from_argv(["docker", "run", "-e", "NVIDIA_VISIBLE_DEVICES=1", "img"], {}).request
+        >>> [g.index for g in plan_for(h, req).selection.gpus]
+        [1]
+    """
+    from .decide import plan_for as _plan_for
+
+    return _plan_for(host, request, volumes_dir=volumes_dir)
+
+
+def request_from_argv(argv: Sequence[str], env: Optional[Mapping[str, str]] = None, *,
+                      image_env: Optional[Mapping[str, str]] = None,
+                      image_labels: Optional[Mapping[str, str]] = None,
+                      image_hint: Optional[str] = None) -> EngineRequest:
+    """Read a docker/podman command line into a :class:`PlanRequest` (``.request``); ``env`` is
+    nvlow's environment (NVIDIA_VISIBLE_DEVICES, NV_GPU, ... and bare ``-e NAME`` values).
+
+    Example:
+        >>> er = request_from_argv(["docker", "run", "--gpus", '"device=1,2"', "img"])
+        >>> er.request.docker_gpus
+        ('"device=1,2"',)
+    """
+    from dataclasses import replace
+
+    from .request import request_from_argv as _from_argv
+
+    env = env if env is not None else {}
+    er = _from_argv(argv, env, image_hint=image_hint)
+    if image_env is None and image_labels is None:
+        return er
+    return replace(er, request=replace(er.request, image_env=pairs(image_env),
+                                       image_labels=pairs(image_labels) or ()))
 
 
 def docker_args(plan: Plan) -> List[str]:
@@ -216,28 +249,31 @@ def cdi_spec(host: Host, capabilities: Optional[Capabilities] = "all", *, vendor
 
 
 def rewrite_argv(argv: Sequence[str], plan: Plan, *, image_hint: Optional[str] = None) -> List[str]:
-    """Insert the plan's arguments into a docker/podman command line, right before the image.
+    """Insert the plan's arguments into a docker/podman command line, right before the image,
+    exactly as ``nvlow exec`` does.
 
     Commands that start no container (``ps``, ``build``, ``run --help``) are
-    returned unchanged; a ``--gpus`` flag is removed (the plan replaces it).
+    returned unchanged; ``--gpus``, ``--runtime=nvidia`` and ``nvidia.com`` CDI
+    devices are removed (the plan replaces them).
 
     Example:
         >>> h = load_host(simulate="dgx-a100")
         >>> rewrite_argv(["docker", "ps"], make_plan(h, "0"))
         ['docker', 'ps']
+        >>> argv = rewrite_argv(["docker", "run", "--runtime=nvidia", "--device", "nvidia.com/gpu=0", "img"], make_plan(h, "0"))
+        >>> "--runtime=nvidia" in argv, "nvidia.com/gpu=0" in argv
+        (False, False)
     """
-    from .argv import inject, parse_engine_argv
+    from .request import request_from_argv as _from_argv
 
-    cmd = parse_engine_argv(list(argv), image_hint=image_hint)
-    if not cmd.injectable:
-        return list(argv)
-    return inject(cmd, docker_args(plan), remove=("gpus",))
+    return _from_argv(argv, {}, image_hint=image_hint).rewrite(docker_args(plan))
 
 
 def check_requirements(host: Host, selection: Selection, image_env: Mapping[str, str],
                        image_labels: Optional[Mapping[str, str]] = None) -> Tuple[str, ...]:
     """The image requirements (``NVIDIA_REQUIRE_*``, ``CUDA_VERSION``, the 1.0 CUDA label) this
-    host and selection do not meet, as sentences; empty when everything holds.
+    host and selection do not meet, as sentences; empty when everything holds. ``image_env`` is
+    the container's final environment (the image's, overlaid by ``-e``).
 
     Example:
         >>> h = load_host(simulate="dgx-a100")
@@ -246,53 +282,35 @@ def check_requirements(host: Host, selection: Selection, image_env: Mapping[str,
         >>> check_requirements(h, resolve_gpus(h, "0"), {"NVIDIA_REQUIRE_CUDA": "cuda>=12.0 brand=nvidia"})
         ()
     """
-    from .require import GpuFacts, HostFacts, check_image
+    from .decide import check_requirements as _check
 
-    gpus = list(selection.gpus)
-    parents = {g.index: g for g in host.gpus}
-    for m in selection.mig_devices:
-        parent = parents.get(m.parent_index)
-        if parent is not None and parent not in gpus:
-            gpus.append(parent)
-    facts = HostFacts(cuda_version=host.cuda_version, driver_version=host.driver_version,
-                      gpus=tuple(GpuFacts(arch=g.compute_capability, brand=g.brand, index=g.index) for g in gpus))
-    return tuple(check_image(dict(image_env), dict(image_labels or {}), facts))
+    return _check(host, selection, dict(image_env), dict(image_labels or {}))
 
 
 def selection_request(env: Mapping[str, str], *, gpus: Optional[str] = None,
                       container_env: Optional[Mapping[str, str]] = None,
                       image_env: Optional[Mapping[str, str]] = None,
-                      docker_gpus: Optional[str] = None) -> SelectionRequest:
-    """Gather every selection source (docker ``--gpus``, ``gpus``, NVIDIA_VISIBLE_DEVICES, NV_GPU, image).
+                      docker_gpus: Optional[str] = None) -> PlanRequest:
+    """A :class:`PlanRequest` from the selection sources (docker ``--gpus``, ``gpus``,
+    NVIDIA_VISIBLE_DEVICES of the container and of ``env``, NV_GPU, the image).
 
     Example:
-        >>> selection_request({"NV_GPU": "1"}, docker_gpus="2").docker_gpus_count
-        2
+        >>> selection_request({"NV_GPU": "1"}, docker_gpus="2").docker_gpus
+        ('2',)
     """
-    count: Optional[int] = None
-    devices: Optional[str] = None
-    if docker_gpus is not None:
-        from .argv import parse_gpus_flag
-
-        req = parse_gpus_flag(docker_gpus)
-        if req.devices:
-            devices = ",".join(req.devices)
-        else:
-            count = req.count if req.count is not None else -1
-    return SelectionRequest(
-        docker_gpus_count=count, docker_gpus_devices=devices, cli_gpus=gpus,
-        container_env=(container_env or {}).get("NVIDIA_VISIBLE_DEVICES"),
-        process_env=env.get("NVIDIA_VISIBLE_DEVICES"), nv_gpu=env.get("NV_GPU"),
-        image_env=(image_env or {}).get("NVIDIA_VISIBLE_DEVICES"),
-    )
+    return PlanRequest(docker_gpus=(docker_gpus,) if docker_gpus is not None else (), gpus=gpus,
+                       container_env=pairs(container_env), process_env=process_pairs(env),
+                       image_env=pairs(image_env))
 
 
-def choose_gpus(host: Host, request: SelectionRequest) -> Selection:
-    """Apply the first selection source present in ``request``.
+def choose_gpus(host: Host, request: PlanRequest) -> Selection:
+    """The GPUs ``request`` selects (first source present wins, as for every command).
 
     Example:
         >>> h = load_host(simulate="dgx-a100")
         >>> [g.index for g in choose_gpus(h, selection_request({"NVIDIA_VISIBLE_DEVICES": "2,5"})).gpus]
         [2, 5]
     """
-    return resolve_selection(host.gpus, request)
+    from .request import selection_choice
+
+    return resolve_choice(host.gpus, selection_choice(request))

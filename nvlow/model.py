@@ -19,7 +19,7 @@ class DeviceNode:
     """A character device node a container may need.
 
     ``kind`` is one of ``ctl``, ``uvm``, ``uvm-tools``, ``modeset``, ``gpu``,
-    ``cap`` (MIG/nvidia-caps), ``imex``.
+    ``cap`` (MIG/nvidia-caps), ``imex``, ``drm``.
 
     Example:
         >>> DeviceNode("/dev/nvidiactl", "/dev/nvidiactl", 195, 255, "ctl").minor
@@ -93,6 +93,9 @@ class Gpu:
     mig_devices: Tuple[MigDevice, ...] = ()
     node: Optional[DeviceNode] = None
     excluded: bool = False
+    #: the GPU's DRM nodes (``/dev/dri/cardN``, ``/dev/dri/renderDN``), found through sysfs by bus id;
+    #: a container gets them with the ``graphics`` or ``display`` capability
+    drm_nodes: Tuple[DeviceNode, ...] = ()
 
     @property
     def device_path(self) -> Optional[str]:
@@ -115,6 +118,7 @@ class Gpu:
             "mig_enabled": self.mig_enabled,
             "device_path": self.device_path,
             "mig_devices": [m.to_dict() for m in self.mig_devices],
+            "drm_nodes": [n.to_dict() for n in self.drm_nodes],
         }
 
 
@@ -212,6 +216,12 @@ class Host:
     library_paths: Tuple[str, ...] = field(default_factory=tuple)
     #: where cuda_version came from: "library" (libcuda/NVML) or "driver table" (inferred from the driver version)
     cuda_version_source: Optional[str] = None
+    #: the nvidia-caps nodes of ``/proc/driver/nvidia/capabilities/mig/config`` and ``.../mig/monitor``
+    #: (NVIDIA_MIG_CONFIG_DEVICES / NVIDIA_MIG_MONITOR_DEVICES)
+    mig_config_node: Optional[DeviceNode] = None
+    mig_monitor_node: Optional[DeviceNode] = None
+    #: ``/dev/nvidia-caps-imex-channels/channelN`` nodes that exist, by channel number (NVIDIA_IMEX_CHANNELS)
+    imex_channels: Tuple[DeviceNode, ...] = ()
 
     def control(self, kind: str) -> Optional[DeviceNode]:
         """The control node of a kind (``ctl``, ``uvm``, ``uvm-tools``, ``modeset``) if present."""
@@ -241,5 +251,8 @@ class Host:
             "open_kernel_module": self.open_kernel_module,
             "gpus": [g.to_dict() for g in self.gpus],
             "control_nodes": [n.to_dict() for n in self.control_nodes],
+            "mig_config_node": self.mig_config_node.to_dict() if self.mig_config_node else None,
+            "mig_monitor_node": self.mig_monitor_node.to_dict() if self.mig_monitor_node else None,
+            "imex_channels": [n.to_dict() for n in self.imex_channels],
             "warnings": list(self.warnings),
         }

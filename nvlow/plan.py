@@ -1,8 +1,8 @@
 """The container plan: which device nodes, mounts and environment a container gets.
 
-:func:`build_plan` is the single place that decides what a GPU container
-receives; every output format (docker args, JSON, compose, CDI, REST API)
-renders a :class:`Plan`.
+What a container gets is decided by :func:`nvlow.decide.plan_for`; :func:`build_plan`
+places it (device mappings, mounts, merged environment). Every output format (docker
+args, JSON, compose, REST API) renders a :class:`Plan`.
 
 Example:
     >>> m = Mount("/usr/lib/x86_64-linux-gnu/libcuda.so.550.54.15", "/usr/local/nvidia/lib64/libcuda.so.1")
@@ -16,6 +16,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import HostError
 from .model import DeviceNode, DriverFile, DriverFiles, Host
+from .request import DRIVER_FILE_MODES as DRIVER_FILE_MODES  # one definition, re-exported
 from .select import Selection
 
 NVIDIA_DIR = "/usr/local/nvidia"
@@ -24,7 +25,6 @@ NVIDIA_LIB64 = NVIDIA_DIR + "/lib64"
 NVIDIA_LIB32 = NVIDIA_DIR + "/lib"
 LD_LIBRARY_PATH_ADDITIONS = (NVIDIA_LIB64, NVIDIA_LIB32)
 PATH_ADDITIONS = (NVIDIA_BIN,)
-DRIVER_FILE_MODES = ("bind", "volume", "plugin")
 PLUGIN_DRIVER = "nvlow"
 
 
@@ -85,6 +85,8 @@ class Plan:
     env: Tuple[Tuple[str, str], ...]
     volume_driver: Optional[str] = None
     warnings: Tuple[str, ...] = ()
+    #: the driver files the plan was built from (None for a void plan); ``nvlow list`` shows them
+    files: Optional[DriverFiles] = None
 
     def env_dict(self) -> Dict[str, str]:
         return dict(self.env)
@@ -120,8 +122,11 @@ def container_library_names(f: DriverFile) -> Tuple[str, ...]:
     return names if names else f.names[:1]
 
 
-def device_mappings(host: Host, selection: Selection, capabilities: Iterable[str]) -> List[DeviceMapping]:
-    """Device nodes for a selection: control nodes, GPU nodes, MIG caps (stable order)."""
+def device_mappings(host: Host, selection: Selection, capabilities: Iterable[str],
+                    extra: Sequence[DeviceNode] = ()) -> List[DeviceMapping]:
+    """Device nodes for a selection: control nodes, GPU nodes, their DRM nodes with ``graphics`` or
+    ``display`` (the toolkit's graphics discoverer mounts ``/dev/dri/cardN``/``renderDN`` of the
+    selected GPUs, internal/discover/graphics.go), MIG caps, then ``extra`` (stable order)."""
     caps = set(capabilities)
     nodes: List[DeviceNode] = []
     if selection.is_void:
@@ -153,6 +158,9 @@ def device_mappings(host: Host, selection: Selection, capabilities: Iterable[str
                 hint="check 'nvlow doctor'; the node can be created with 'nvidia-modprobe -c <minor>'",
             )
         nodes.append(gpu.node)
+    if caps & {"graphics", "display"}:
+        for gpu in wanted_gpus:
+            nodes.extend(gpu.drm_nodes)
     for mig in selection.mig_devices:
         if not mig.cap_nodes:
             raise HostError(
@@ -160,6 +168,7 @@ def device_mappings(host: Host, selection: Selection, capabilities: Iterable[str
                 hint="create them with 'nvidia-modprobe -f /proc/driver/nvidia/capabilities/...' or reload the driver",
             )
         nodes.extend(mig.cap_nodes)
+    nodes.extend(extra)
     seen = set()
     out: List[DeviceMapping] = []
     for n in nodes:
@@ -244,8 +253,10 @@ def build_plan(
     volume_path: Optional[str] = None,
     image_env: Optional[Mapping[str, str]] = None,
     explicit_env: Optional[Mapping[str, str]] = None,
+    extra_devices: Sequence[DeviceNode] = (),
 ) -> Plan:
-    """Decide devices, mounts and environment for ``selection``.
+    """Place devices, mounts and environment for ``selection`` (called by :func:`nvlow.decide.plan_for`,
+    which decides the selection, capabilities, files and extra device nodes).
 
     ``mode`` is the driver-files mode: ``bind`` (per-file read-only binds),
     ``volume`` (``volume_path`` mounted at /usr/local/nvidia, built by
@@ -254,7 +265,7 @@ def build_plan(
     caps = tuple(sorted(set(capabilities)))
     if mode not in DRIVER_FILE_MODES:
         raise HostError(f"unknown driver-files mode: {mode}", hint="use bind, volume or plugin")
-    devices = device_mappings(host, selection, caps)
+    devices = device_mappings(host, selection, caps, extra_devices)
     mounts: List[Mount] = []
     volume_driver = None
     if not selection.is_void and files is not None:
@@ -289,4 +300,5 @@ def build_plan(
         env=tuple(env),
         volume_driver=volume_driver,
         warnings=tuple(warnings),
+        files=files,
     )

@@ -12,7 +12,8 @@ also accepts a bare host (``http://gpu1``, ``ssh://gpu1``). Defaults: host
 grammar, the port is ssh's) means the plugin is on that host's loopback,
 reached through ssh.
 
-HTTP targets are asked ``/v2/args`` (a remote ``nvlow serve``), falling back to
+HTTP targets are sent the whole plan request (``POST /v2/plan`` of a remote
+``nvlow serve``, which decides it exactly as a local run would), falling back to
 ``/v1.0/docker/cli`` of an original nvidia-docker-plugin. SSH targets run the
 same HTTP request through the system ``ssh -W localhost:<port>`` (a stdio
 tunnel, like 1.0's direct-tcpip dial), so ssh checks host keys and reads
@@ -28,11 +29,13 @@ Example:
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
-from .errors import RemoteError
+from .errors import NvlowError, RemoteError, RequirementError, SelectionError
+from .request import PlanRequest, requirement_env, selection_choice
 
 DEFAULT_HTTP_PORT = 3476
 DEFAULT_SSH_PORT = 22
@@ -154,13 +157,16 @@ def resolve_remote(env: Mapping[str, str], host_opt: Optional[str]) -> Optional[
 
 # --- transports -------------------------------------------------------------
 
-def _http_get(target: RemoteTarget, path: str, timeout: float) -> Tuple[int, bytes]:
+def _http_get(target: RemoteTarget, path: str, timeout: float, body: Optional[bytes] = None) -> Tuple[int, bytes]:
     import http.client
     import socket
 
     conn = http.client.HTTPConnection(target.host.strip("[]"), target.http_port, timeout=timeout)
     try:
-        conn.request("GET", path, headers={"User-Agent": "nvlow", "Accept": "*/*"})
+        headers = {"User-Agent": "nvlow", "Accept": "*/*"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        conn.request("GET" if body is None else "POST", path, body=body, headers=headers)
         resp = conn.getresponse()
         body = resp.read(MAX_RESPONSE + 1)
         return resp.status, body
@@ -206,13 +212,16 @@ def _parse_raw_response(raw: bytes, where: str) -> Tuple[int, bytes]:
     return int(m.group(1)), body
 
 
-def _ssh_get(target: RemoteTarget, path: str, timeout: float, env: Mapping[str, str]) -> Tuple[int, bytes]:
+def _ssh_get(target: RemoteTarget, path: str, timeout: float, env: Mapping[str, str],
+             body: Optional[bytes] = None) -> Tuple[int, bytes]:
     import subprocess
     import threading
 
     argv = ssh_command(target, env, timeout)
-    request = (f"GET {path} HTTP/1.0\r\nHost: localhost:{target.http_port}\r\nUser-Agent: nvlow\r\n"
-               f"Connection: close\r\n\r\n").encode("ascii")
+    method = "GET" if body is None else "POST"
+    extra = "" if body is None else f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    request = (f"{method} {path} HTTP/1.0\r\nHost: localhost:{target.http_port}\r\nUser-Agent: nvlow\r\n"
+               f"{extra}Connection: close\r\n\r\n").encode("ascii") + (body or b"")
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 env=dict(env))
@@ -259,11 +268,12 @@ def _ssh_get(target: RemoteTarget, path: str, timeout: float, env: Mapping[str, 
 
 
 def http_get(target: RemoteTarget, path: str, *, timeout: float = DEFAULT_TIMEOUT,
-             env: Optional[Mapping[str, str]] = None) -> Tuple[int, bytes]:
-    """GET ``path`` from the target's plugin: (status, body). Transport failures raise RemoteError."""
+             env: Optional[Mapping[str, str]] = None, body: Optional[bytes] = None) -> Tuple[int, bytes]:
+    """GET ``path`` (POST ``body`` when given) from the target's plugin: (status, body).
+    Transport failures raise RemoteError."""
     if target.scheme == "ssh":
-        return _ssh_get(target, path, timeout, env if env is not None else {})
-    return _http_get(target, path, timeout)
+        return _ssh_get(target, path, timeout, env if env is not None else {}, body)
+    return _http_get(target, path, timeout, body)
 
 
 # --- queries -----------------------------------------------------------------
@@ -283,49 +293,55 @@ def _error_text(body: bytes) -> str:
     return first[:200] or "(empty body)"
 
 
-def _v1_devices(gpus: Optional[str]) -> str:
-    if gpus is None:
-        return ""
-    tokens = [t for t in re.split(r"[,\s]+", gpus.strip()) if t]
+def _v1_devices(request: PlanRequest) -> str:
+    """The ``dev`` query of nvidia-docker-plugin 1.0 for the request's selection ("" = all)."""
+    from urllib.parse import quote
+
+    choice = selection_choice(request)
+    if choice.grammar == "count":
+        count = int(choice.spec)
+        if count < 0:
+            return ""
+        tokens = [str(i) for i in range(count)]
+    else:
+        tokens = [t for t in re.split(r"[,\s]+", choice.spec.strip()) if t]
     if not tokens or tokens == ["all"]:
+        if choice.grammar == "count":
+            raise RemoteError("the remote nvidia-docker-plugin cannot give 0 GPUs",
+                              hint="give GPU indices or UUIDs, or run 'nvlow serve' on that host")
         return ""
     bad = [t for t in tokens if t.lower() in ("none", "void", "all")]
     if bad:
-        raise RemoteError(f"the remote nvidia-docker-plugin cannot express GPU selection {gpus!r}",
+        raise RemoteError(f"the remote nvidia-docker-plugin cannot express GPU selection {choice.spec!r}",
                           hint="give GPU indices or UUIDs, or run 'nvlow serve' on that host")
-    from urllib.parse import quote
-
     return "+".join(quote(t, safe="-._~:") for t in tokens)
 
 
-def _query(params: Dict[str, Optional[str]]) -> str:
-    from urllib.parse import quote
+def _server_error(target: RemoteTarget, status: int, body: bytes) -> NvlowError:
+    """The error a remote ``nvlow serve`` answered, with its exit code (selection 2, requirements 3)."""
+    text = _error_text(body)
+    code = None
+    try:
+        doc = json.loads(body)
+        code = doc.get("exit_code") if isinstance(doc, dict) else None
+    except ValueError:
+        pass
+    if code == 2:
+        return SelectionError(f"{target.url}: {text}")
+    if code == 3:
+        return RequirementError(f"{target.url}: {text}", hint="pass --no-require to skip the check")
+    return RemoteError(f"{target.url} ({target.source}) refused the request: HTTP {status}: {text}")
 
-    parts = [f"{k}={quote(v, safe=',:-._~')}" for k, v in params.items() if v is not None]
-    return ("?" + "&".join(parts)) if parts else ""
 
-
-def remote_plan(host_url: Union[str, RemoteTarget], *, gpus: Optional[str], capabilities: Optional[str],
-                env: Mapping[str, str], timeout: float = DEFAULT_TIMEOUT, driver_files: Optional[str] = None,
-                nv_gpu: Optional[str] = None) -> RemotePlan:
-    """Ask a remote ``nvlow serve`` (``/v2/args``), else an nvidia-docker-plugin (``/v1.0/docker/cli``).
-
-    ``gpus`` is the CLI selection syntax; ``nv_gpu`` the NV_GPU grammar (used
-    when ``gpus`` is None). With neither, ``NVIDIA_VISIBLE_DEVICES`` then
-    ``NV_GPU`` of ``env`` are used; ``capabilities`` defaults to
-    ``NVIDIA_DRIVER_CAPABILITIES`` of ``env``.
+def remote_plan(host_url: Union[str, RemoteTarget], request: PlanRequest, *, env: Mapping[str, str],
+                timeout: float = DEFAULT_TIMEOUT) -> RemotePlan:
+    """Send the whole request to a remote ``nvlow serve`` (``POST /v2/plan``), which decides it with
+    the same :func:`nvlow.decide.plan_for` as a local run; else ask an nvidia-docker-plugin
+    (``/v1.0/docker/cli``) and check the image requirements here against its driver versions.
     """
-    import json
-
     target = host_url if isinstance(host_url, RemoteTarget) else parse_host(host_url)
-    if gpus is None and nv_gpu is None:
-        gpus = env.get("NVIDIA_VISIBLE_DEVICES")
-        nv_gpu = env.get("NV_GPU") if gpus is None else None
-    if capabilities is None:
-        capabilities = env.get("NVIDIA_DRIVER_CAPABILITIES")
-    path = "/v2/args" + _query({"gpus": gpus, "nv_gpu": None if gpus is not None else nv_gpu,
-                                "capabilities": capabilities, "driver_files": driver_files})
-    status, body = http_get(target, path, timeout=timeout, env=env)
+    payload = json.dumps(request.to_dict()).encode("utf-8")
+    status, body = http_get(target, "/v2/plan", timeout=timeout, env=env, body=payload)
     if status == 200:
         try:
             doc = json.loads(body)
@@ -333,29 +349,28 @@ def remote_plan(host_url: Union[str, RemoteTarget], *, gpus: Optional[str], capa
             if not (isinstance(args, list) and all(isinstance(a, str) for a in args)):
                 raise ValueError
         except (ValueError, KeyError, TypeError):
-            raise RemoteError(f"{target.url}/v2/args answered a document without an 'args' list") from None
+            raise RemoteError(f"{target.url}/v2/plan answered a document without an 'args' list") from None
+        warnings = doc.get("warnings") or ()
         return RemotePlan(tuple(args), doc.get("driver_version"), doc.get("cuda_version"), "v2", doc,
-                          tuple(doc.get("warnings") or ()))
-    if status != 404:
-        raise RemoteError(f"{target.url} ({target.source}) refused the request: HTTP {status}: {_error_text(body)}")
-    return _remote_plan_v1(target, gpus if gpus is not None else nv_gpu, capabilities, driver_files, env, timeout)
+                          tuple(str(w) for w in warnings) if isinstance(warnings, list) else ())
+    if status not in (404, 405, 501):  # an nvidia-docker-plugin has no /v2/plan
+        raise _server_error(target, status, body)
+    return _remote_plan_v1(target, request, env, timeout)
 
 
-def _remote_plan_v1(target: RemoteTarget, gpus: Optional[str], capabilities: Optional[str],
-                    driver_files: Optional[str], env: Mapping[str, str], timeout: float) -> RemotePlan:
-    import json
-
+def _remote_plan_v1(target: RemoteTarget, request: PlanRequest, env: Mapping[str, str],
+                    timeout: float) -> RemotePlan:
     warnings: List[str] = []
-    if capabilities:
-        warnings.append(f"{target.url} is an nvidia-docker-plugin: capabilities {capabilities!r} ignored "
+    if request.capabilities:
+        warnings.append(f"{target.url} is an nvidia-docker-plugin: capabilities {request.capabilities!r} ignored "
                         "(its driver volume holds compute, utility, video and graphics files)")
-    if driver_files and driver_files != "plugin":
+    if request.driver_files == "volume":
         warnings.append(f"{target.url} is an nvidia-docker-plugin: driver files come from its volume plugin")
-    dev = _v1_devices(gpus)
+    dev = _v1_devices(request)
     status, body = http_get(target, f"/v1.0/docker/cli?vol=nvidia_driver&dev={dev}", timeout=timeout, env=env)
     if status == 404:
         raise RemoteError(f"{target.url} ({target.source}) is neither 'nvlow serve' nor nvidia-docker-plugin "
-                          "(/v2/args and /v1.0/docker/cli are missing)")
+                          "(/v2/plan and /v1.0/docker/cli are missing)")
     if status != 200:
         raise RemoteError(f"{target.url} ({target.source}) refused the request: HTTP {status}: {_error_text(body)}")
     text = body.decode("utf-8", "replace").strip()
@@ -371,12 +386,10 @@ def _remote_plan_v1(target: RemoteTarget, gpus: Optional[str], capabilities: Opt
             driver, cuda = version.get("Driver") or None, version.get("CUDA") or None
     except (RemoteError, ValueError, AttributeError):
         pass
+    if request.require:
+        from .require import HostFacts, check_image, requirement_error
+
+        failures = check_image(requirement_env(request), dict(request.image_labels), HostFacts(cuda, driver, ()))
+        if failures:
+            raise requirement_error(failures)
     return RemotePlan(args, driver, cuda, "v1.0", None, tuple(warnings))
-
-
-def remote_args(host_url: Union[str, RemoteTarget], *, gpus: Optional[str], capabilities: Optional[str],
-                env: Mapping[str, str], timeout: float = DEFAULT_TIMEOUT, driver_files: Optional[str] = None,
-                nv_gpu: Optional[str] = None) -> List[str]:
-    """The docker arguments a remote host's plugin gives for this selection (see :func:`remote_plan`)."""
-    return list(remote_plan(host_url, gpus=gpus, capabilities=capabilities, env=env, timeout=timeout,
-                            driver_files=driver_files, nv_gpu=nv_gpu).args)

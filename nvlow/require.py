@@ -39,6 +39,10 @@ LABEL_CUDA_VERSION = "com.nvidia.cuda.version"
 _CONDITION = re.compile(r"^([A-Za-z_]+)(==|!=|<=|>=|=|<|>)(.*)$")
 _NUMERIC = re.compile(r"^\d+(\.\d+)*$")
 _MAJOR_MINOR = re.compile(r"^(\d+)\.(\d+)")
+# Masterminds semver's loose form (NewVersion), which the toolkit parses CUDA_VERSION with
+_SEMVER = re.compile(r"^v?([0-9]+)(?:\.([0-9]+))?(?:\.([0-9]+))?"
+                     r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$")
+_UINT32 = 2 ** 32 - 1
 _LIBCUDA_UNKNOWN = "host CUDA version unknown: libcuda could not be read"
 
 
@@ -218,21 +222,40 @@ def require_disabled(value: Optional[str]) -> bool:
     return value.strip().lower() not in ("0", "false")
 
 
+def legacy_cuda_version(value: str) -> str:
+    """``major.minor`` of a legacy image's ``CUDA_VERSION``, read as the toolkit reads it: a
+    semantic version with an optional ``v``, optional minor and patch, pre-release and build
+    parts, major and minor at most 4294967295 (``internal/config/image/cuda_image.go``,
+    ``parseMajorMinorVersion`` and its tests). Anything else is a UsageError.
+
+    Example:
+        >>> legacy_cuda_version("v11.6"), legacy_cuda_version("9.0.116"), legacy_cuda_version("8")
+        ('11.6', '9.0', '8.0')
+    """
+    m = _SEMVER.fullmatch(value) if len(value) <= 256 else None
+    if m is None or len(m.group(1)) > 10 or len(m.group(2) or "") > 10:
+        raise UsageError(f"invalid CUDA_VERSION {value[:40]!r}: expected a version like 12.4.1")
+    major, minor = int(m.group(1)), int(m.group(2) or 0)
+    if major > _UINT32 or minor > _UINT32:
+        raise UsageError(f"invalid CUDA_VERSION {value[:40]!r}: version number out of range")
+    return f"{major}.{minor}"
+
+
 def image_requirements(env: Mapping[str, str]) -> Tuple[Tuple[str, str], ...]:
     """The (source, requirement text) pairs an image environment asks for, in name order.
 
     ``NVIDIA_REQUIRE_JETPACK*`` are left out (the toolkit does too: they are
     L4T package versions, not this language). ``CUDA_VERSION`` alone (images
-    before ``NVIDIA_REQUIRE_CUDA``) implies ``cuda>=<major.minor>``.
+    before ``NVIDIA_REQUIRE_CUDA``) implies ``cuda>=<major.minor>``; an invalid
+    one raises UsageError, as the toolkit refuses to start such a container.
     """
     out: List[Tuple[str, str]] = []
     for key in sorted(env):
         if key.startswith("NVIDIA_REQUIRE_") and not key.startswith("NVIDIA_REQUIRE_JETPACK") and env[key].strip():
             out.append((key, env[key]))
-    legacy = env.get("CUDA_VERSION", "").strip()
+    legacy = env.get("CUDA_VERSION", "")
     if legacy and not env.get("NVIDIA_REQUIRE_CUDA"):
-        m = _MAJOR_MINOR.match(legacy)
-        out.append(("CUDA_VERSION", f"cuda>={m.group(1)}.{m.group(2)}" if m else f"cuda>={legacy}"))
+        out.append(("CUDA_VERSION", f"cuda>={legacy_cuda_version(legacy)}"))
     return tuple(out)
 
 
@@ -268,7 +291,10 @@ def check_image(env: Mapping[str, str], labels: Mapping[str, str], facts: HostFa
     if require_disabled(env.get("NVIDIA_DISABLE_REQUIRE")):
         return ()
     failures: List[str] = []
-    requirements = image_requirements(env)
+    try:
+        requirements = image_requirements(env)
+    except UsageError as exc:
+        return (f"CUDA_VERSION: {exc}",)
     for source, text in requirements:
         try:
             req = parse_requirements(text)

@@ -1,9 +1,9 @@
 """GPU selection: one resolver for every command, every syntax and every source.
 
-Sources, first wins (see :func:`choose_source`): the ``--gpus`` flag inside a
-docker/podman argv, nvlow's own ``--gpus``, ``NVIDIA_VISIBLE_DEVICES`` (container
-``-e`` first, then nvlow's environment, then the image), ``NV_GPU``
-(nvidia-docker 1.0), default ``all``.
+Which source selects (the engine ``--gpus`` flag, nvlow's ``--gpus``,
+``NVIDIA_VISIBLE_DEVICES``, ``NV_GPU``, the image, ...) is decided by
+:func:`nvlow.request.selection_choice`; this module resolves the chosen text
+against the host's GPUs (:func:`resolve_choice`).
 
 Tokens understood (comma separated; NV_GPU also space separated):
 ``all``, ``none``, ``void``, an index ``2``, a MIG index ``0:1`` (GPU 0, MIG
@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 from .errors import SelectionError
 from .model import Gpu, MigDevice
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .request import SelectionChoice
 
 _SHORT_BUS_RE = re.compile(r"^([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])$")
 _MIG_INDEX_RE = re.compile(r"^(\d+):(\d+)$")
@@ -176,11 +179,9 @@ def select_gpus(gpus: Sequence[Gpu], spec: str, *, source: str = "--gpus", nv_gp
         text = ",".join(_cdi_device(t.strip()) for t in text.split(","))
     low = text.lower()
     if low in ("", "all"):
-        if not text and nv_gpu:
-            return Selection(tuple(gpus), (), "devices", source, spec)
-        if not text:
+        if not text and not nv_gpu:
             raise SelectionError(f"empty GPU selection from {source}", hint="use all, none or a list of GPUs")
-        return Selection(tuple(gpus), (), "devices", source, spec)
+        return _all(gpus, source, spec)
     if low == "none":
         return Selection((), (), "none", source, spec)
     if low == "void":
@@ -205,7 +206,7 @@ def select_gpus(gpus: Sequence[Gpu], spec: str, *, source: str = "--gpus", nv_gp
 def select_count(gpus: Sequence[Gpu], count: int, *, source: str = "docker --gpus") -> Selection:
     """The first ``count`` GPUs in index order (docker ``--gpus N``; ``-1`` = all)."""
     if count < 0:
-        return Selection(tuple(gpus), (), "devices", source, "all")
+        return _all(gpus, source, "all")
     if count > len(gpus):
         raise SelectionError(
             f"--gpus {count} requested but this host has {len(gpus)} GPU{'s' if len(gpus) != 1 else ''}",
@@ -214,54 +215,35 @@ def select_count(gpus: Sequence[Gpu], count: int, *, source: str = "docker --gpu
     return Selection(tuple(gpus[:count]), (), "devices", source, str(count))
 
 
-@dataclass(frozen=True)
-class SelectionRequest:
-    """The raw selection inputs, in priority order (None = not given).
-
-    Example:
-        >>> resolve_selection((), SelectionRequest(cli_gpus="none")).mode
-        'none'
-    """
-
-    docker_gpus_count: Optional[int] = None  # from a docker --gpus N / all (-1)
-    docker_gpus_devices: Optional[str] = None  # from docker --gpus device=...
-    cli_gpus: Optional[str] = None
-    container_env: Optional[str] = None  # -e NVIDIA_VISIBLE_DEVICES=... in the engine argv
-    process_env: Optional[str] = None  # NVIDIA_VISIBLE_DEVICES of nvlow's environment
-    nv_gpu: Optional[str] = None  # NV_GPU of nvlow's environment
-    image_env: Optional[str] = None  # NVIDIA_VISIBLE_DEVICES of the image
+def _all(gpus: Sequence[Gpu], source: str, spec: str) -> Selection:
+    """Every GPU and every MIG device with its access nodes: libnvidia-container selects all MIG
+    devices with ``all`` (``src/cli/common.c``, select_devices), so a MIG host's ``all`` container
+    can use them; a MIG device whose caps nodes are missing is left out (the plan warns)."""
+    migs = tuple(m for g in gpus for m in g.mig_devices if m.cap_nodes)
+    return Selection(tuple(gpus), migs, "devices", source, spec)
 
 
 def _visible_devices(gpus: Sequence[Gpu], value: str, source: str) -> Selection:
-    # The toolkit documents "void or empty or unset" as one case (runc behaviour); an
-    # empty "-e NVIDIA_VISIBLE_DEVICES=" is therefore void, not an error.
-    if not value.strip():
+    # The toolkit documents "void or empty or unset" as one case (runc behaviour) and treats a
+    # list holding "void" as void (internal/config/image/devices.go, NewVisibleDevices).
+    tokens = [t.strip().lower() for t in value.split(",")]
+    if not any(tokens) or "void" in tokens:
         return Selection((), (), "void", source, value)
     return select_gpus(gpus, value, source=source)
 
 
-def resolve_selection(gpus: Sequence[Gpu], req: SelectionRequest) -> Selection:
-    """Apply the first source present in ``req``.
+def resolve_choice(gpus: Sequence[Gpu], choice: "SelectionChoice") -> Selection:
+    """Resolve the source :func:`nvlow.request.selection_choice` picked against the host's GPUs.
 
     Example:
-        >>> resolve_selection((), SelectionRequest(process_env="none")).source
-        'NVIDIA_VISIBLE_DEVICES'
+        >>> from nvlow.request import SelectionChoice
+        >>> resolve_choice((), SelectionChoice("NVIDIA_VISIBLE_DEVICES", "", "env")).mode
+        'void'
     """
-    if req.docker_gpus_devices is not None:
-        return select_gpus(gpus, req.docker_gpus_devices, source="docker --gpus")
-    if req.docker_gpus_count is not None:
-        return select_count(gpus, req.docker_gpus_count)
-    if req.cli_gpus is not None:
-        spec = req.cli_gpus
-        if spec.startswith("device="):
-            spec = spec[len("device="):]
-        return select_gpus(gpus, spec, source="--gpus")
-    if req.container_env is not None:
-        return _visible_devices(gpus, req.container_env, "container NVIDIA_VISIBLE_DEVICES")
-    if req.process_env is not None:
-        return _visible_devices(gpus, req.process_env, "NVIDIA_VISIBLE_DEVICES")
-    if req.nv_gpu is not None:
-        return select_gpus(gpus, req.nv_gpu, source="NV_GPU", nv_gpu=True)
-    if req.image_env is not None:
-        return _visible_devices(gpus, req.image_env, "image NVIDIA_VISIBLE_DEVICES")
-    return Selection(tuple(gpus), (), "devices", "default", "all")
+    if choice.grammar == "count":
+        return select_count(gpus, int(choice.spec), source=choice.source)
+    if choice.grammar == "nv_gpu":
+        return select_gpus(gpus, choice.spec, source=choice.source, nv_gpu=True)
+    if choice.grammar == "env":
+        return _visible_devices(gpus, choice.spec, choice.source)
+    return select_gpus(gpus, choice.spec, source=choice.source)

@@ -6,7 +6,8 @@ import pytest
 import nvlow
 from nvlow.errors import SelectionError
 from nvlow.require import GpuFacts, HostFacts, evaluate, parse_requirements
-from nvlow.select import SelectionRequest, resolve_selection, select_gpus
+from nvlow.request import PlanRequest, selection_choice
+from nvlow.select import resolve_choice, select_gpus
 from test_realworld_data import table
 
 VISIBLE = table("visible-devices.txt")
@@ -24,10 +25,14 @@ def test_enough_values() -> None:
     assert len(VISIBLE) >= 15 and len(REQUIRE) >= 8
 
 
-def _request(variable: str, value: str) -> SelectionRequest:
+def _request(variable: str, value: str) -> PlanRequest:
     if variable == "NV_GPU":
-        return SelectionRequest(nv_gpu=value)
-    return SelectionRequest(container_env=value)
+        return PlanRequest(process_env=(("NV_GPU", value),))
+    return PlanRequest(container_env=(("NVIDIA_VISIBLE_DEVICES", value),))
+
+
+def resolve_selection(gpus, req: PlanRequest):
+    return resolve_choice(gpus, selection_choice(req))
 
 
 @pytest.mark.parametrize("variable, value, preset, expected, source", VISIBLE,
@@ -54,11 +59,11 @@ def test_visible_devices(variable, value, preset, expected, source) -> None:
 
 def test_visible_devices_same_through_process_and_image_env() -> None:
     gpus = host("dgx-a100").gpus
-    assert resolve_selection(gpus, SelectionRequest(process_env="")).mode == "void"
-    assert resolve_selection(gpus, SelectionRequest(image_env="")).mode == "void"
+    assert resolve_selection(gpus, PlanRequest(process_env=(("NVIDIA_VISIBLE_DEVICES", ""),))).mode == "void"
+    assert resolve_selection(gpus, PlanRequest(image_env=(("NVIDIA_VISIBLE_DEVICES", ""),))).mode == "void"
     # nvlow's own --gpus keeps refusing an empty value: that is a typo, not the toolkit's "void"
     with pytest.raises(SelectionError):
-        resolve_selection(gpus, SelectionRequest(cli_gpus=""))
+        resolve_selection(gpus, PlanRequest(gpus=""))
 
 
 def test_driver_r450_mig_uuid_form_resolves() -> None:
@@ -73,7 +78,9 @@ def test_driver_r450_mig_uuid_form_resolves() -> None:
 
 
 @pytest.mark.parametrize("spec, gpus, migs", [
-    ("nvidia.com/gpu=all", [0, 1, 2, 3, 4, 5, 6, 7], []),
+    # all includes every MIG device, as libnvidia-container's "all" does
+    ("nvidia.com/gpu=all", [0, 1, 2, 3, 4, 5, 6, 7], ["0:0", "0:1", "0:2", "0:3", "0:4", "0:5", "0:6",
+                                                       "1:0", "1:1", "1:2"]),
     ("nvidia.com/gpu=0,nvidia.com/gpu=3", [0, 3], []),
     ("nvidia.com/mig=1:2", [], ["1:2"]),
     ("nvidia.com/gpu=GPU-9527f724", [0], []),

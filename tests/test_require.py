@@ -220,7 +220,11 @@ def test_image_requirements() -> None:
 
 
 @pytest.mark.parametrize("cuda_version, implied", [
-    ("9.0.176", "cuda>=9.0"), ("10.2.89", "cuda>=10.2"), ("8.0", "cuda>=8.0"), ("11", "cuda>=11"),
+    ("9.0.176", "cuda>=9.0"), ("10.2.89", "cuda>=10.2"), ("8.0", "cuda>=8.0"), ("11", "cuda>=11.0"),
+    # the toolkit's own table (internal/config/image/cuda_image_test.go, TestParseMajorMinorVersionValid)
+    ("0", "cuda>=0.0"), ("8", "cuda>=8.0"), ("7.5", "cuda>=7.5"), ("9.0.116", "cuda>=9.0"),
+    ("4294967295.4294967295.4294967295", "cuda>=4294967295.4294967295"), ("v11.6", "cuda>=11.6"),
+    ("12.4.1-rc1+build.5", "cuda>=12.4"),
 ])
 def test_legacy_cuda_version(cuda_version: str, implied: str) -> None:
     assert image_requirements({"CUDA_VERSION": cuda_version}) == (("CUDA_VERSION", implied),)
@@ -234,7 +238,22 @@ def test_legacy_cuda_version_check() -> None:
     assert check_image({"CUDA_VERSION": "10.2.89", "NVIDIA_REQUIRE_CUDA": "cuda>=10.0"}, {},
                        host("10.1", "418.87.01")) == ()
     assert check_image({"CUDA_VERSION": "ten"}, {}, host("10.1", "418.87.01")) == (
-        "CUDA_VERSION: invalid requirement condition 'cuda>=ten': cuda needs a dotted number, not 'ten'",)
+        "CUDA_VERSION: invalid CUDA_VERSION 'ten': expected a version like 12.4.1",)
+    # NVIDIA_DISABLE_REQUIRE switches the legacy check off too (toolkit TestGetRequirements)
+    assert check_image({"CUDA_VERSION": "10.2.89", "NVIDIA_DISABLE_REQUIRE": "true"}, {},
+                       host("10.1", "418.87.01")) == ()
+
+
+# the toolkit's TestParseMajorMinorVersionInvalid table, plus digit bombs and non-ASCII digits
+@pytest.mark.parametrize("cuda_version", [
+    "foo", "foo.5.10", "9.0.116.50", "9.0.116foo", "7.foo", "9.0.bar", "9.4294967296", "9.0.116.", "9..0",
+    "9.", ".5.10", "-9", "+9", "-9.1.116", "-9.-1.-116", "9" * 5000, "\u0663.1", "11.6\n",
+])
+def test_legacy_cuda_version_invalid(cuda_version: str) -> None:
+    with pytest.raises(UsageError, match="invalid CUDA_VERSION"):
+        image_requirements({"CUDA_VERSION": cuda_version})
+    failures = check_image({"CUDA_VERSION": cuda_version}, {}, host("12.4", "550.54.15"))
+    assert len(failures) == 1 and failures[0].startswith("CUDA_VERSION: invalid CUDA_VERSION")
 
 
 def test_all_requirements_must_hold() -> None:

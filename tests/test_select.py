@@ -5,7 +5,8 @@ import pytest
 
 from nvlow.errors import SelectionError
 from nvlow.model import DeviceNode, Gpu, MigDevice
-from nvlow.select import SelectionRequest, resolve_selection, select_count, select_gpus
+from nvlow.request import PlanRequest, selection_choice
+from nvlow.select import resolve_choice, select_count, select_gpus
 
 
 def _node(minor: int) -> DeviceNode:
@@ -97,17 +98,25 @@ def test_count():
         select_count(GPUS, 4)
 
 
+def _env(name, value):
+    return ((name, value),)
+
+
 @pytest.mark.parametrize("req,source,gpus", [
-    (SelectionRequest(), "default", [0, 1, 2]),
-    (SelectionRequest(docker_gpus_devices="1", cli_gpus="0", process_env="2"), "docker --gpus", [1]),
-    (SelectionRequest(docker_gpus_count=1, cli_gpus="2"), "docker --gpus", [0]),
-    (SelectionRequest(cli_gpus="device=2", container_env="0"), "--gpus", [2]),
-    (SelectionRequest(container_env="1", process_env="0"), "container NVIDIA_VISIBLE_DEVICES", [1]),
-    (SelectionRequest(process_env="0", nv_gpu="1"), "NVIDIA_VISIBLE_DEVICES", [0]),
-    (SelectionRequest(nv_gpu="1 2", image_env="0"), "NV_GPU", [1, 2]),
-    (SelectionRequest(image_env="2"), "image NVIDIA_VISIBLE_DEVICES", [2]),
+    (PlanRequest(), "default", [0, 1, 2]),
+    (PlanRequest(docker_gpus=("device=1",), gpus="0", process_env=_env("NVIDIA_VISIBLE_DEVICES", "2")),
+     "docker --gpus", [1]),
+    (PlanRequest(docker_gpus=("1",), gpus="2"), "docker --gpus", [0]),
+    (PlanRequest(cdi_devices=("2",), gpus="0"), "CDI device", [2]),
+    (PlanRequest(gpus="device=2", container_env=_env("NVIDIA_VISIBLE_DEVICES", "0")), "--gpus", [2]),
+    (PlanRequest(container_env=_env("NVIDIA_VISIBLE_DEVICES", "1"), process_env=_env("NVIDIA_VISIBLE_DEVICES", "0")),
+     "container NVIDIA_VISIBLE_DEVICES", [1]),
+    (PlanRequest(process_env=(("NVIDIA_VISIBLE_DEVICES", "0"), ("NV_GPU", "1"))), "NVIDIA_VISIBLE_DEVICES", [0]),
+    (PlanRequest(process_env=_env("NV_GPU", "1 2"), image_env=_env("NVIDIA_VISIBLE_DEVICES", "0")), "NV_GPU", [1, 2]),
+    (PlanRequest(image_env=_env("NVIDIA_VISIBLE_DEVICES", "2")), "image NVIDIA_VISIBLE_DEVICES", [2]),
+    (PlanRequest(image_env=_env("CUDA_VERSION", "9.0")), "legacy image", [0, 1, 2]),
 ])
 def test_first_source_wins(req, source, gpus):
-    sel = resolve_selection(GPUS, req)
+    sel = resolve_choice(GPUS, selection_choice(req))
     assert sel.source == source
     assert [g.index for g in sel.gpus] == gpus

@@ -135,7 +135,7 @@ def test_v2_args_nv_gpu_and_plugin_mode(dgx):
     ("/v2/args?gpus=12", 400, "unknown GPU index: 12"),
     ("/v2/args?gpus=banana", 400, "invalid GPU identifier"),
     ("/v2/args?capabilities=nonsense", 400, "nonsense"),
-    ("/v2/args?driver_files=hardlink", 400, "invalid driver_files"),
+    ("/v2/args?driver_files=hardlink", 400, "invalid driver-files mode"),
     ("/v2/args?gpu=1", 400, "unknown query parameter: gpu"),
     ("/v2/info?x=1", 400, "unknown query parameter: x"),
 ])

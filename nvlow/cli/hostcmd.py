@@ -64,19 +64,17 @@ def run_info(opts: CommonOptions, env: Mapping[str, str]) -> int:
 
 def list_document(host: Host, gpus: Optional[str], capabilities: Optional[str], root: Any,
                   env: Mapping[str, str]) -> Dict[str, Any]:
-    """What ``nvlow list`` shows: host paths by category."""
-    from ..driverfiles import DEFAULT_CAPABILITIES, parse_capabilities, select_driver_files
-    from ..plan import device_mappings
-    from ..select import SelectionRequest, resolve_selection
+    """What ``nvlow list`` shows: the host paths a container gets, by category, decided by the same
+    :func:`nvlow.decide.plan_for` as ``nvlow args`` (so ``NVIDIA_DRIVER_CAPABILITIES`` counts too)."""
+    from ..decide import plan_for
+    from ..request import PlanRequest, process_pairs
 
-    caps = parse_capabilities(capabilities) if capabilities else DEFAULT_CAPABILITIES
-    selection = resolve_selection(host.gpus, SelectionRequest(cli_gpus=gpus, process_env=env.get(
-        "NVIDIA_VISIBLE_DEVICES"), nv_gpu=env.get("NV_GPU")))
-    devices = [d.host_path for d in device_mappings(host, selection, caps)]
+    request = PlanRequest(gpus=gpus, capabilities=capabilities, process_env=process_pairs(env), require=False)
+    plan = plan_for(host, request)
     doc: Dict[str, Any] = {"schema_version": 1, "driver_version": host.driver_version,
-                           "capabilities": sorted(caps), "devices": devices}
-    if host.driver_version:
-        files = select_driver_files(root, host.driver_version, caps)
+                           "capabilities": list(plan.capabilities), "devices": [d.host_path for d in plan.devices]}
+    files = plan.files
+    if files is not None:
         doc.update({
             "binaries": [f.host_path for f in files.binaries],
             "libraries64": [f.host_path for f in files.libraries64],

@@ -1,37 +1,25 @@
 """``nvlow args`` and ``nvlow exec``: selection, requirements, plan, argv injection.
 
-Both commands are thin layers over :mod:`nvlow.api` (local hosts) and
-:mod:`nvlow.remote` (``--host`` / ``NV_HOST`` / ``DOCKER_HOST=tcp://``).
+Both commands build a :class:`~nvlow.request.PlanRequest` (nvlow's options, its environment, the
+engine command line, the image) and hand it to :func:`nvlow.decide.plan_for` (local hosts) or to
+:func:`nvlow.remote.remote_plan` (``--host`` / ``NV_HOST`` / ``DOCKER_HOST=tcp://``), whose server
+decides it with the same function.
 """
 from __future__ import annotations
 
 import os
-import re
 import sys
-from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from dataclasses import dataclass, replace
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ..errors import UsageError
-from ..plan import DRIVER_FILE_MODES, Plan
+from ..model import Host
+from ..plan import Plan
+from ..request import DRIVER_FILE_MODES, PlanRequest, process_pairs, selection_choice
 from .options import PlanOptions
-from .session import first, load_host, note, warn
+from .session import load_host, note, warn
 
 ARGS_FORMATS = ("shell", "json", "compose")
-# a CDI device of NVIDIA's vendor (nvidia.com/gpu=0, nvidia.com/mig=1:2, nvidia.com/gpu=all)
-_CDI_NVIDIA = re.compile(r"^nvidia\.com/[A-Za-z0-9_.-]+=(\S+)$")
-
-
-@dataclass
-class EngineContext:
-    """What the engine argv tells about the container (exec) or nothing (args)."""
-
-    image: Optional[str] = None
-    engine: str = "docker"
-    engine_prefix: Tuple[str, ...] = ("docker",)
-    container_env: Optional[Dict[str, str]] = None
-    docker_gpus: Optional[str] = None
-    #: GPUs named as CDI devices in the argv (--device nvidia.com/gpu=0): a selection like --gpus
-    cdi_devices: Optional[str] = None
 
 
 @dataclass
@@ -43,25 +31,27 @@ class Prepared:
     plan: Optional[Plan] = None  # None for remote plans
 
 
-def _image_config(ctx: EngineContext, env: Mapping[str, str]) -> Any:
-    if not ctx.image:
-        return None
+def base_request(opts: PlanOptions, env: Mapping[str, str]) -> PlanRequest:
+    """nvlow's own options and the decision variables of its environment, as a request."""
+    return PlanRequest(gpus=opts.gpus, capabilities=opts.capabilities, process_env=process_pairs(env),
+                       driver_files=opts.driver_files, require=not opts.no_require)
+
+
+def with_image(request: PlanRequest, image: Optional[str], engine_argv: Sequence[str], engine: str,
+               env: Mapping[str, str]) -> PlanRequest:
+    """The request with the image's environment and labels (read from the engine, never pulled).
+
+    Not read when the selection is already void without it: nothing of the image matters then."""
+    if not image or selection_choice(request).void:
+        return request
     from ..image import inspect_image
 
-    config, reason = inspect_image(ctx.image, engine=ctx.engine, engine_argv=list(ctx.engine_prefix),
+    config, reason = inspect_image(image, engine=engine, engine_argv=list(engine_argv),
                                    docker_host=env.get("DOCKER_HOST"), env=env)
     if config is None:
         note(f"{reason}; image requirement checks skipped")
-    return config
-
-
-def _docker_gpus_caps(ctx: EngineContext) -> Optional[str]:
-    """The capabilities named in a docker ``--gpus`` value (docker's own ``gpu`` dropped)."""
-    if ctx.docker_gpus is None:
-        return None
-    from ..argv import parse_gpus_flag
-
-    return ",".join(c for c in parse_gpus_flag(ctx.docker_gpus).capabilities if c != "gpu") or None
+        return request
+    return replace(request, image_env=tuple(config.env), image_labels=tuple(config.labels))
 
 
 def _remote_wanted(opts: PlanOptions, env: Mapping[str, str]) -> bool:
@@ -70,45 +60,25 @@ def _remote_wanted(opts: PlanOptions, env: Mapping[str, str]) -> bool:
                                       or (env.get("DOCKER_HOST") or "").startswith("tcp://"))
 
 
-def _require(failures: Tuple[str, ...]) -> None:
-    """Raise the exit-3 error for unmet image requirements."""
-    if failures:
-        from ..require import requirement_error
-
-        raise requirement_error(failures)
-
-
-def prepare_local(opts: PlanOptions, env: Mapping[str, str], ctx: EngineContext) -> Prepared:
-    """Discover this host and build the plan for the options and the engine argv."""
-    from .. import api
+def prepare_local(opts: PlanOptions, env: Mapping[str, str], request: PlanRequest) -> Prepared:
+    """The plan of this host (discovered only when the selection is not void)."""
+    from ..decide import plan_for
     from ..render import docker_args, plan_document
 
-    _root, host = load_host(opts, env)
-    config = _image_config(ctx, env)
-    image_env: Optional[Dict[str, str]] = dict(config.env) if config is not None else None
-    cenv = ctx.container_env or {}
-    docker_caps = _docker_gpus_caps(ctx)
-    request = api.selection_request(env, gpus=opts.gpus, container_env=cenv, image_env=image_env,
-                                    docker_gpus=ctx.docker_gpus)
-    if ctx.cdi_devices is not None and request.docker_gpus_devices is None and request.docker_gpus_count is None:
-        from dataclasses import replace
+    loaded: List[Host] = []
 
-        request = replace(request, docker_gpus_devices=ctx.cdi_devices)
-    selection = api.choose_gpus(host, request)
-    caps_text = first(opts.capabilities, docker_caps, cenv.get("NVIDIA_DRIVER_CAPABILITIES"),
-                      env.get("NVIDIA_DRIVER_CAPABILITIES"),
-                      image_env.get("NVIDIA_DRIVER_CAPABILITIES") if image_env else None)
-    if config is not None and not opts.no_require and not selection.is_void:
-        _require(api.check_requirements(host, selection, dict(config.env), dict(config.labels)))
-    plan = api.make_plan(host, selection, caps_text, driver_files_mode=opts.driver_files,
-                         volumes_dir=opts.volumes_dir, image_env=image_env, explicit_env=cenv)
+    def host() -> Host:
+        loaded.append(load_host(opts, env)[1])
+        return loaded[0]
+
+    plan = plan_for(host, request, volumes_dir=opts.volumes_dir)
     for w in plan.warnings:
         warn(w)
-    return Prepared(docker_args(plan), plan_document(plan, host), plan)
+    return Prepared(docker_args(plan), plan_document(plan, loaded[0] if loaded else None), plan)
 
 
-def prepare_remote(opts: PlanOptions, env: Mapping[str, str], ctx: EngineContext) -> Optional[Prepared]:
-    """Ask a remote ``nvlow serve`` / nvidia-docker-plugin; None when no remote host is configured."""
+def prepare_remote(opts: PlanOptions, env: Mapping[str, str], request: PlanRequest) -> Optional[Prepared]:
+    """Send the request to a remote ``nvlow serve`` / nvidia-docker-plugin; None when no remote host is configured."""
     from ..remote import remote_plan, resolve_remote
 
     target = resolve_remote(env, opts.host)
@@ -116,44 +86,23 @@ def prepare_remote(opts: PlanOptions, env: Mapping[str, str], ctx: EngineContext
         return None
     for w in target.warnings:
         warn(w)
-    cenv = ctx.container_env or {}
-    gpus: Optional[str] = None
-    if ctx.docker_gpus is not None:
-        from ..argv import parse_gpus_flag
-
-        req = parse_gpus_flag(ctx.docker_gpus)
-        if req.devices:
-            gpus = ",".join(req.devices)
-        elif req.count is not None and req.count >= 0:
-            gpus = ",".join(str(i) for i in range(req.count)) or "none"
-        else:
-            gpus = "all"
-    gpus = first(gpus, ctx.cdi_devices, opts.gpus, cenv.get("NVIDIA_VISIBLE_DEVICES"),
-                 env.get("NVIDIA_VISIBLE_DEVICES"))
-    caps = first(opts.capabilities, _docker_gpus_caps(ctx), cenv.get("NVIDIA_DRIVER_CAPABILITIES"))
-    rp = remote_plan(target, gpus=gpus, capabilities=caps, env=env, driver_files=opts.driver_files,
-                     nv_gpu=env.get("NV_GPU") if gpus is None else None)
+    rp = remote_plan(target, request, env=env)
     for w in rp.warnings:
         warn(w)
-    config = _image_config(ctx, env)
-    if config is not None and not opts.no_require:
-        from ..require import HostFacts, check_image
-
-        facts = HostFacts(cuda_version=rp.cuda_version, driver_version=rp.driver_version, gpus=())
-        _require(tuple(check_image(dict(config.env), dict(config.labels), facts)))
     doc = rp.document if rp.document is not None else {"schema_version": 1, "args": list(rp.args)}
     return Prepared(list(rp.args), doc)
 
 
-def prepare(opts: PlanOptions, env: Mapping[str, str], ctx: EngineContext) -> Prepared:
-    """Local or remote plan, by the options and environment."""
-    if opts.driver_files not in DRIVER_FILE_MODES:
-        raise UsageError(f"invalid --driver-files {opts.driver_files!r}", hint="use bind, volume or plugin")
-    if _remote_wanted(opts, env):
-        remote = prepare_remote(opts, env, ctx)
+def prepare(opts: PlanOptions, env: Mapping[str, str], request: PlanRequest) -> Prepared:
+    """Local or remote plan, by the options and environment; a void selection is decided here
+    (nothing to inject, no host or remote asked)."""
+    if request.driver_files not in DRIVER_FILE_MODES:
+        raise UsageError(f"invalid --driver-files {request.driver_files!r}", hint="use bind, volume or plugin")
+    if _remote_wanted(opts, env) and not selection_choice(request).void:
+        remote = prepare_remote(opts, env, request)
         if remote is not None:
             return remote
-    return prepare_local(opts, env, ctx)
+    return prepare_local(opts, env, request)
 
 
 def run_args(opts: PlanOptions, env: Mapping[str, str]) -> int:
@@ -163,7 +112,8 @@ def run_args(opts: PlanOptions, env: Mapping[str, str]) -> int:
     fmt = opts.format or ("json" if opts.json else "shell")
     if fmt not in ARGS_FORMATS:
         raise UsageError(f"invalid --format {fmt!r}", hint="use shell, json or compose")
-    prepared = prepare(opts, env, EngineContext(image=opts.image))
+    request = with_image(base_request(opts, env), opts.image, ("docker",), "docker", env)
+    prepared = prepare(opts, env, request)
     if fmt == "json":
         sys.stdout.write(_json_dumps(prepared.document, indent=2) + "\n")
     elif fmt == "compose":
@@ -190,37 +140,23 @@ def _engine_argv(opts: PlanOptions) -> List[str]:
 
 def run_exec(opts: PlanOptions, env: Mapping[str, str]) -> int:
     """``nvlow exec -- ENGINE run ...``: inject and replace the process with the engine."""
-    from ..argv import inject, parse_engine_argv
     from ..render import shell_line
+    from ..request import request_from_argv
 
     if opts.simulate and not opts.dry_run:
         raise UsageError("exec --simulate only works with --dry-run (there is no real GPU to give a container)")
     argv = _engine_argv(opts)
-    cmd = parse_engine_argv(argv, image_hint=opts.image)
+    er = request_from_argv(argv, env, base=base_request(opts, env), image_hint=opts.image)
     final: List[str]
-    if not cmd.injectable:
+    if not er.command.injectable:
         final = list(argv)
     else:
-        from ..engineenv import container_environment
-
-        gpus_values = cmd.get("gpus")
-        cdi = [o for o in cmd.options if o.name == "device" and o.value and _CDI_NVIDIA.match(o.value)]
-        runtime = [o for o in cmd.options if o.name == "runtime" and o.value == "nvidia"]
-        if runtime:
-            # the NVIDIA runtime is what nvlow replaces; on a host with only the driver docker
-            # would fail with "Unknown runtime specified nvidia" (NVIDIA/nvidia-docker #578)
-            note("removed --runtime=nvidia: nvlow passes the GPUs itself")
-        if cdi:
-            note("replaced CDI device(s) " + ", ".join(o.value or "" for o in cdi) + " by nvlow's explicit devices")
-        ctx = EngineContext(
-            image=None if cmd.rootfs else cmd.image,
-            engine=cmd.engine,
-            engine_prefix=tuple(argv[:cmd.command_index]),
-            container_env=container_environment(cmd.get("env-file"), cmd.get("env"), env),
-            docker_gpus=gpus_values[-1] if gpus_values else None,
-            cdi_devices=",".join(_CDI_NVIDIA.match(o.value or "").group(1) for o in cdi) if cdi else None,  # type: ignore[union-attr]
-        )
-        final = inject(cmd, prepare(opts, env, ctx).args, remove=("gpus",), remove_options=cdi + runtime)
+        for n in er.notes:
+            note(n)
+        cmd = er.command
+        image = None if cmd.rootfs else cmd.image
+        request = with_image(er.request, image, argv[:cmd.command_index], cmd.engine, env)
+        final = er.rewrite(prepare(opts, env, request).args)
     if opts.dry_run:
         if opts.json:
             sys.stdout.write(_json_dumps({"schema_version": 1, "argv": final}) + "\n")

@@ -20,9 +20,10 @@ import zlib
 from typing import Any, Dict, List, Tuple
 
 from ..errors import SelectionError
-from ..model import Gpu, Host, MigDevice
-from ..plan import NVIDIA_DIR, PLUGIN_DRIVER, device_mappings
-from ..select import Selection, select_gpus
+from ..model import Host
+from ..plan import NVIDIA_DIR, PLUGIN_DRIVER
+from ..request import PlanRequest
+from ..select import select_gpus
 from ..volume import VOLUME_BASE
 from . import gpuinfo
 from .wire import Handler, Request, Response, go_json_response, text_error, text_response
@@ -46,23 +47,22 @@ def _is_all(tokens: List[str]) -> bool:
     return not tokens or (len(tokens) == 1 and tokens[0] in ("", "*"))
 
 
-def select_devices(host: Host, tokens: List[str]) -> Selection:
-    """The GPUs named by ``dev`` tokens (each an index, a UUID prefix, or nvlow selection syntax)."""
-    if _is_all(tokens):
-        return Selection(host.gpus, (), "devices", "dev", "*")
-    gpus: List[Gpu] = []
-    migs: List[MigDevice] = []
+def _invalid_token(host: Host, tokens: List[str]) -> str:
+    """The first ``dev`` token that selects nothing on its own (for 1.0's ``invalid device: X``)."""
     for token in tokens:
-        if token in ("", "*", "none", "void"):
-            raise BadRequest(f"invalid device: {token}")
+        if token in ("", "*", "none", "void", "all"):
+            return token
         try:
-            sel = select_gpus(host.gpus, token, source="dev")
+            select_gpus(host.gpus, token, source="dev")
         except SelectionError:
-            raise BadRequest(f"invalid device: {token}") from None
-        gpus.extend(g for g in sel.gpus if g not in gpus)
-        migs.extend(m for m in sel.mig_devices if m not in migs)
-    gpus.sort(key=lambda g: g.index)
-    return Selection(tuple(gpus), tuple(migs), "devices", "dev", " ".join(tokens))
+            return token
+    return " ".join(tokens)
+
+
+def dev_request(tokens: List[str]) -> PlanRequest:
+    """The plan request of a ``dev`` query: 1.0 gave compute+utility devices and its driver volume."""
+    gpus = "all" if _is_all(tokens) else ",".join(tokens)
+    return PlanRequest(gpus=gpus, capabilities=",".join(_CONTROL_CAPS), driver_files="plugin", require=False)
 
 
 def select_volumes(host: Host, tokens: List[str]) -> List[str]:
@@ -76,13 +76,21 @@ def select_volumes(host: Host, tokens: List[str]) -> List[str]:
     return out
 
 
-def docker_cli_args(host: Host, request: Request) -> Dict[str, Any]:
+def docker_cli_args(state: Any, request: Request) -> Dict[str, Any]:
     """The ``/docker/cli/json`` document: ``{"VolumeDriver","Volumes","Devices"}``."""
-    selection = select_devices(host, _tokens(request.param("dev")))
+    from .api_v2 import plan_request
+
+    tokens = _tokens(request.param("dev"))
+    if any(t in ("", "*", "none", "void", "all") for t in tokens) and not _is_all(tokens):
+        raise BadRequest(f"invalid device: {_invalid_token(state.cache.host(), tokens)}")
+    try:
+        host, plan = plan_request(state, dev_request(tokens))
+    except SelectionError:
+        raise BadRequest(f"invalid device: {_invalid_token(state.cache.host(), tokens)}") from None
     volumes = select_volumes(host, _tokens(request.param("vol")))
     # host:container only under --root, where the host node is not at the container path
     devices = [d.container_path if d.host_path == d.container_path else f"{d.host_path}:{d.container_path}"
-               for d in device_mappings(host, selection, _CONTROL_CAPS)]
+               for d in plan.devices]
     return {"VolumeDriver": PLUGIN_DRIVER, "Volumes": volumes, "Devices": devices}
 
 
@@ -119,7 +127,7 @@ def gpu_status_json(state: Any, request: Request) -> Response:
 
 def docker_cli(state: Any, request: Request) -> Response:
     try:
-        args = docker_cli_args(state.cache.host(), request)
+        args = docker_cli_args(state, request)
     except BadRequest as exc:
         return text_error(400, str(exc))
     line = f"--volume-driver={args['VolumeDriver']}"
@@ -130,7 +138,7 @@ def docker_cli(state: Any, request: Request) -> Response:
 
 def docker_cli_json(state: Any, request: Request) -> Response:
     try:
-        args = docker_cli_args(state.cache.host(), request)
+        args = docker_cli_args(state, request)
     except BadRequest as exc:
         return text_error(400, str(exc))
     return go_json_response(args)

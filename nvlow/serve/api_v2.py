@@ -1,33 +1,40 @@
 """nvlow's own REST namespace: the CLI's JSON documents over HTTP.
 
 ======================  =====================================================
-``GET /v2/args``        the ``nvlow args --json`` document. Query: ``gpus``
-                        (the CLI's selection syntax), ``nv_gpu`` (NV_GPU
-                        grammar), ``capabilities``, ``driver_files``
-                        (bind | volume | plugin, default bind).
+``POST /v2/plan``       the ``nvlow args --json`` document for a whole plan
+                        request (JSON, :meth:`nvlow.request.PlanRequest.to_dict`):
+                        what ``nvlow args|exec --host`` sends, decided by the
+                        same :func:`nvlow.decide.plan_for` as a local run.
+``GET /v2/args``        the same for a query: ``gpus`` (the CLI's selection
+                        syntax), ``nv_gpu`` (NV_GPU grammar), ``capabilities``,
+                        ``driver_files`` (bind | volume | plugin, default bind).
 ``GET /v2/info``        the ``nvlow info --json`` document.
 ``GET /v2/status``      the ``nvlow status --json`` document (live).
 ``GET /healthz``        ``{"status": "ok", ...}``; 503 while discovery fails.
 ======================  =====================================================
 
-Errors are ``{"error": ..., "hint": ...}`` with 400 for bad input.
+Errors are ``{"error": ..., "hint": ..., "exit_code": N}``: 400 for bad input (exit 2),
+422 for unmet image requirements (exit 3), 500 otherwise.
 
 Example:
     >>> sorted(ROUTES)
-    ['/healthz', '/v2/args', '/v2/info', '/v2/status']
+    ['/healthz', '/v2/args', '/v2/info', '/v2/plan', '/v2/status']
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Tuple
 
-from ..errors import NvlowError, UsageError
-from ..plan import DRIVER_FILE_MODES, build_plan
+from ..errors import NvlowError, RequirementError, UsageError
+from ..model import DriverFiles, Host
+from ..plan import Plan
 from ..records import GpuRecord
 from ..render import plan_document
-from ..select import Selection, select_gpus
+from ..request import PlanRequest, request_from_dict
 from .wire import Handler, Request, Response, json_error, json_response
 
 ARGS_PARAMS = ("gpus", "nv_gpu", "capabilities", "driver_files")
+#: POST routes (everything else is GET)
+POST_ROUTES = ("/v2/plan",)
 
 
 def _check_params(request: Request, allowed: Tuple[str, ...]) -> None:
@@ -37,37 +44,50 @@ def _check_params(request: Request, allowed: Tuple[str, ...]) -> None:
                              hint="use " + ", ".join(allowed) if allowed else "this endpoint takes no parameters")
 
 
-def _selection(state: Any, request: Request) -> Selection:
+def plan_request(state: Any, request: PlanRequest) -> Tuple[Host, Plan]:
+    """The plan for ``request`` on this server's host, with the server's cached driver files and
+    its one driver-volume builder (the same decision as a local ``nvlow args``)."""
+    from ..decide import plan_for
+
     host = state.cache.host()
+
+    def files_for(caps: Tuple[str, ...]) -> DriverFiles:
+        return state.cache.driver_files(caps)  # type: ignore[no-any-return]
+
+    def volume_for(h: Host) -> str:
+        return str(state.ensure_driver_volume(h.driver_version).path)
+
+    return host, plan_for(host, request, volumes_dir=state.volumes_dir, files_for=files_for, volume_for=volume_for)
+
+
+def query_request(request: Request) -> PlanRequest:
+    """The plan request of a ``/v2/args`` query (no image: nothing to check requirements on)."""
+    _check_params(request, ARGS_PARAMS)
     gpus, nv_gpu = request.param("gpus"), request.param("nv_gpu")
     if gpus is not None and nv_gpu is not None:
         raise UsageError("give gpus or nv_gpu, not both")
-    if gpus is not None:
-        spec = gpus[len("device="):] if gpus.startswith("device=") else gpus
-        return select_gpus(host.gpus, spec, source="gpus")
-    if nv_gpu is not None:
-        return select_gpus(host.gpus, nv_gpu, source="NV_GPU", nv_gpu=True)
-    return Selection(host.gpus, (), "devices", "default", "all")
+    return PlanRequest(gpus=gpus, capabilities=request.param("capabilities") or None,
+                       process_env=(("NV_GPU", nv_gpu),) if nv_gpu is not None else (),
+                       driver_files=request.param("driver_files") or "bind", require=False)
 
 
 def plan_for(state: Any, request: Request) -> Dict[str, Any]:
     """The ``nvlow args --json`` document for the query of ``request``."""
-    _check_params(request, ARGS_PARAMS)
-    mode = request.param("driver_files") or "bind"
-    if mode not in DRIVER_FILE_MODES:
-        raise UsageError(f"invalid driver_files {mode!r}", hint="use bind, volume or plugin")
-    host = state.cache.host()
-    selection = _selection(state, request)
-    caps_text = request.param("capabilities")
-    capabilities = state.parse_capabilities(caps_text) if caps_text else state.default_capabilities
-    files = None
-    volume_path: Optional[str] = None
-    if not selection.is_void:
-        files = state.cache.driver_files(capabilities)
-        if mode == "volume":
-            volume_path = state.ensure_driver_volume(host.driver_version).path
-    plan = build_plan(host, selection, capabilities, files, mode=mode, volume_path=volume_path)
+    host, plan = plan_request(state, query_request(request))
     return plan_document(plan, host)
+
+
+def plan_post(state: Any, request: Request) -> Response:
+    """``POST /v2/plan``: a whole :class:`PlanRequest` as JSON -> the plan document."""
+    import json
+
+    _check_params(request, ())
+    try:
+        doc = json.loads(request.body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise UsageError("the plan request is not JSON") from None
+    host, plan = plan_request(state, request_from_dict(doc))
+    return json_response(plan_document(plan, host))
 
 
 def args(state: Any, request: Request) -> Response:
@@ -99,12 +119,19 @@ def healthz(state: Any, request: Request) -> Response:
 
 
 def error_response(exc: NvlowError) -> Response:
-    """An nvlow error as JSON: 400 for usage/selection errors, 500 otherwise."""
-    return json_error(400 if isinstance(exc, UsageError) else 500, str(exc), exc.hint)
+    """An nvlow error as JSON with its exit code: 400 usage/selection, 422 unmet requirements, 500 otherwise."""
+    status = 400 if isinstance(exc, UsageError) else 422 if isinstance(exc, RequirementError) else 500
+    response = json_error(status, str(exc), exc.hint)
+    import json
+
+    body = json.loads(response.body)
+    body["exit_code"] = exc.exit_code
+    return json_response(body, status)
 
 
 ROUTES: Dict[str, Handler] = {
     "/v2/args": args,
+    "/v2/plan": plan_post,
     "/v2/info": info,
     "/v2/status": status,
     "/healthz": healthz,

@@ -1,0 +1,204 @@
+"""The one decision: (host, :class:`~nvlow.request.PlanRequest`) -> :class:`~nvlow.plan.Plan`.
+
+Every path calls :func:`plan_for`: ``nvlow args``/``exec`` (local, and ``serve`` for a remote
+client, which sends its whole request), ``serve``'s v1 and v2 endpoints, ``nvlow list`` and the
+Python API. The steps, in order:
+
+1. the selection source, capabilities and driver-files mode are chosen from the request alone
+   (:mod:`nvlow.request`); a ``void`` selection stops here without touching the host, so
+   ``NVIDIA_VISIBLE_DEVICES=void`` works on a host without a driver, as with the toolkit;
+2. the selection is resolved against the host's GPUs (:func:`nvlow.select.resolve_choice`);
+3. the image requirements are evaluated on the container's final environment;
+4. the driver files of the capabilities are selected (the driver volume holds every capability);
+5. device nodes: control nodes, GPUs, DRM nodes with ``graphics``/``display``, MIG access nodes,
+   and the MIG config/monitor and IMEX channel nodes the environment asks for;
+6. :func:`nvlow.plan.build_plan` places files and merges ``PATH``/``LD_LIBRARY_PATH``.
+
+Example:
+    >>> import nvlow
+    >>> from nvlow.request import PlanRequest
+    >>> host = nvlow.load_host(simulate="dgx-a100")
+    >>> plan = plan_for(host, PlanRequest(image_env=(("NVIDIA_VISIBLE_DEVICES", "3"), ("NVIDIA_DRIVER_CAPABILITIES", "utility"))))
+    >>> [g.index for g in plan.selection.gpus], plan.capabilities
+    ([3], ('utility',))
+    >>> plan_for(lambda: 1 / 0, PlanRequest(gpus="void")).devices   # void never looks at the host
+    ()
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Mapping, Optional, Tuple, Union
+
+from .errors import HostError, SelectionError, UsageError
+from .model import DeviceNode, DriverFiles, Host
+from .plan import Plan, build_plan
+from .request import (DRIVER_FILE_MODES, PlanRequest, capabilities_choice, decision_env, requirement_env,
+                      selection_choice)
+from .root import HostRoot
+from .select import Selection, resolve_choice, select_gpus
+
+HostSource = Union[Host, Callable[[], Host]]
+_MIG_ADMIN = (("NVIDIA_MIG_CONFIG_DEVICES", "mig_config_node", "config"),
+              ("NVIDIA_MIG_MONITOR_DEVICES", "mig_monitor_node", "monitor"))
+_OFF = ("", "void", "none")
+
+
+def host_root(host: Host) -> HostRoot:
+    """The :class:`HostRoot` a host was discovered from (file reads only)."""
+    return HostRoot(host.root, simulated=host.simulated)
+
+
+def select_files(host: Host, capabilities: Tuple[str, ...]) -> DriverFiles:
+    """The driver files of ``capabilities`` (HostError when the driver version is unknown)."""
+    from .driverfiles import select_driver_files
+
+    if not host.driver_version:
+        raise HostError("the NVIDIA driver version is unknown, so its files cannot be selected",
+                        hint="check /proc/driver/nvidia/version ('nvlow doctor')")
+    return select_driver_files(host_root(host), host.driver_version, frozenset(capabilities))
+
+
+def check_requirements(host: Host, selection: Selection, env: Mapping[str, str],
+                       labels: Mapping[str, str]) -> Tuple[str, ...]:
+    """The unmet requirements of a container environment on this host and selection (sentences)."""
+    from .require import GpuFacts, HostFacts, check_image
+
+    gpus = list(selection.gpus)
+    parents = {g.index: g for g in host.gpus}
+    for m in selection.mig_devices:
+        parent = parents.get(m.parent_index)
+        if parent is not None and parent not in gpus:
+            gpus.append(parent)
+    facts = HostFacts(cuda_version=host.cuda_version, driver_version=host.driver_version,
+                      gpus=tuple(GpuFacts(arch=g.compute_capability, brand=g.brand, index=g.index) for g in gpus))
+    return tuple(check_image(env, labels, facts))
+
+
+def _mig_admin_nodes(host: Host, env: Mapping[str, str], privileged: Optional[bool]
+                     ) -> Tuple[List[DeviceNode], List[str]]:
+    """NVIDIA_MIG_CONFIG_DEVICES / NVIDIA_MIG_MONITOR_DEVICES: the listed GPUs' nodes and the
+    config/monitor capability node. The toolkit refuses them in an unprivileged container
+    ("cannot set MIG_CONFIG_DEVICES in non privileged container", nvidia-container-runtime-hook)."""
+    nodes: List[DeviceNode] = []
+    warnings: List[str] = []
+    for var, attr, what in _MIG_ADMIN:
+        value = env.get(var, "")
+        if value.strip().lower() in _OFF:
+            continue
+        if privileged is False:
+            raise UsageError(f"{var} is set but the container is not privileged: MIG {what} needs --privileged",
+                             hint=f"add --privileged to the engine command line, or unset {var}")
+        if privileged is None:
+            warnings.append(f"{var}: MIG {what} access works only in a privileged container (run --privileged)")
+        node: Optional[DeviceNode] = getattr(host, attr)
+        if node is None:
+            raise HostError(f"{var} is set but the MIG {what} capability node is missing "
+                            f"(/proc/driver/nvidia/capabilities/mig/{what} and its /dev/nvidia-caps node)",
+                            hint=f"create it with 'nvidia-modprobe -f /proc/driver/nvidia/capabilities/mig/{what}'")
+        sel = select_gpus(host.gpus, value, source=var)
+        nodes.extend(g.node for g in sel.gpus if g.node is not None)
+        nodes.append(node)
+    return nodes, warnings
+
+
+def _imex_nodes(host: Host, env: Mapping[str, str]) -> List[DeviceNode]:
+    """NVIDIA_IMEX_CHANNELS (``all`` or channel numbers): ``/dev/nvidia-caps-imex-channels/channelN``."""
+    value = env.get("NVIDIA_IMEX_CHANNELS", "")
+    if value.strip().lower() in _OFF:
+        return []
+    if value.strip().lower() == "all":
+        return list(host.imex_channels)
+    by_minor = {n.minor: n for n in host.imex_channels}
+    out: List[DeviceNode] = []
+    for token in (t.strip() for t in value.split(",")):
+        if not token:
+            continue
+        if not (token.isascii() and token.isdigit() and len(token) <= 10):
+            raise SelectionError(f"invalid IMEX channel {token!r} in NVIDIA_IMEX_CHANNELS",
+                                 hint="use all or channel numbers such as 0,1")
+        node = by_minor.get(int(token))
+        if node is None:
+            raise SelectionError(f"unknown IMEX channel {token}: /dev/nvidia-caps-imex-channels/channel{token} "
+                                 "does not exist", hint="create the channel with the IMEX daemon or nvidia-modprobe")
+        if node not in out:
+            out.append(node)
+    return out
+
+
+def _void_plan(request: PlanRequest, selection: Selection, caps: Tuple[str, ...]) -> Plan:
+    return Plan(driver_version=None, cuda_version=None, selection=selection, capabilities=caps,
+                driver_files_mode=request.driver_files, devices=(), mounts=(), env=())
+
+
+def _volume(host: Host, volumes_dir: Optional[str]) -> str:
+    from .volume import DEFAULT_VOLUMES_DIR, ensure_driver_volume
+
+    # one volume per driver version serves every container and `nvlow serve`'s plugin, so it
+    # holds every capability's files, as nvidia-docker 1.0's did
+    return ensure_driver_volume(host_root(host), host.driver_version or "", volumes_dir or DEFAULT_VOLUMES_DIR).path
+
+
+def plan_for(host: HostSource, request: PlanRequest, *, volumes_dir: Optional[str] = None,
+             selection: Optional[Selection] = None,
+             files_for: Optional[Callable[[Tuple[str, ...]], DriverFiles]] = None,
+             volume_for: Optional[Callable[[Host], str]] = None) -> Plan:
+    """The plan for ``request`` on ``host`` (a Host, or a callable that discovers it when needed).
+
+    ``selection`` replaces the request's selection sources with GPUs already resolved
+    (:func:`nvlow.make_plan` given a :class:`~nvlow.select.Selection`). ``files_for`` and
+    ``volume_for`` replace how driver files are selected and the driver volume is built
+    (``serve`` passes its cache and its one builder); the decision stays the same.
+
+    Raises :class:`~nvlow.errors.UsageError`/``SelectionError`` (exit 2) for bad input,
+    :class:`~nvlow.errors.RequirementError` (exit 3) for unmet image requirements and
+    :class:`~nvlow.errors.HostError` for what the host lacks.
+    """
+    from .capabilities import CAPABILITY_ORDER, parse_capabilities
+
+    if request.driver_files not in DRIVER_FILE_MODES:
+        raise UsageError(f"invalid driver-files mode {request.driver_files!r}", hint="use bind, volume or plugin")
+    parsed = parse_capabilities(capabilities_choice(request)[1])
+    caps = tuple(c for c in CAPABILITY_ORDER if c in parsed)
+    if selection is None:
+        choice = selection_choice(request)
+        if choice.void:
+            return _void_plan(request, Selection((), (), "void", choice.source, choice.spec), tuple(sorted(caps)))
+    elif selection.is_void:
+        return _void_plan(request, selection, tuple(sorted(caps)))
+    found = host() if callable(host) else host
+    if selection is None:
+        selection = resolve_choice(found.gpus, choice)
+    env = requirement_env(request)
+    if request.require:
+        failures = check_requirements(found, selection, env, dict(request.image_labels))
+        if failures:
+            from .require import requirement_error
+
+            raise requirement_error(failures)
+    files = files_for(caps) if files_for is not None else select_files(found, caps)
+    volume_path: Optional[str] = None
+    if request.driver_files == "volume":
+        volume_path = volume_for(found) if volume_for is not None else _volume(found, volumes_dir)
+    denv = decision_env(request)
+    extra, warnings = _mig_admin_nodes(found, denv, request.privileged)
+    extra.extend(_imex_nodes(found, denv))
+    warnings.extend(_missing_mig_caps(found, selection))
+    explicit = dict(request.container_env or ())
+    image_env: Optional[Dict[str, str]] = dict(request.image_env) if request.image_env is not None else None
+    plan = build_plan(found, selection, caps, files, mode=request.driver_files, volume_path=volume_path,
+                      image_env=image_env, explicit_env=explicit, extra_devices=tuple(extra))
+    if warnings:
+        from dataclasses import replace
+
+        plan = replace(plan, warnings=plan.warnings + tuple(warnings))
+    return plan
+
+
+def _missing_mig_caps(host: Host, selection: Selection) -> List[str]:
+    """MIG devices ``all`` had to leave out because their /dev/nvidia-caps access nodes are missing."""
+    if selection.spec.strip().lower() != "all":
+        return []
+    missing = [m.uuid or m.name_for_index for g in selection.gpus for m in g.mig_devices if not m.cap_nodes]
+    if not missing:
+        return []
+    return [f"MIG device(s) {', '.join(missing)} left out: no /dev/nvidia-caps access nodes "
+            "(create them with 'nvidia-modprobe -f /proc/driver/nvidia/capabilities/...')"]
