@@ -71,7 +71,8 @@ def plan_document(plan: Plan, host: Optional[Host] = None) -> Dict[str, Any]:
         "env": plan.env_dict(),
         "args": docker_args(plan),
         "warnings": list(plan.warnings),
-        "simulated": host.simulated if host else None,
+        # a void plan is decided without looking at the host (nvlow.decide), so it names none
+        "simulated": host.simulated if host and not plan.selection.is_void else None,
     }
 
 

@@ -148,6 +148,7 @@ def run_exec(opts: PlanOptions, env: Mapping[str, str]) -> int:
     argv = _engine_argv(opts)
     er = request_from_argv(argv, env, base=base_request(opts, env), image_hint=opts.image)
     final: List[str]
+    document: Optional[Dict[str, Any]] = None
     if not er.command.injectable:
         final = list(argv)
     else:
@@ -156,10 +157,13 @@ def run_exec(opts: PlanOptions, env: Mapping[str, str]) -> int:
         cmd = er.command
         image = None if cmd.rootfs else cmd.image
         request = with_image(er.request, image, argv[:cmd.command_index], cmd.engine, env)
-        final = er.rewrite(prepare(opts, env, request).args)
+        prepared = prepare(opts, env, request)
+        document = prepared.document
+        final = er.rewrite(prepared.args)
     if opts.dry_run:
         if opts.json:
-            sys.stdout.write(_json_dumps({"schema_version": 1, "argv": final}) + "\n")
+            # the plan document too (as 'nvlow args --json' prints it); null when nothing was injected
+            sys.stdout.write(_json_dumps({"schema_version": 1, "argv": final, "plan": document}) + "\n")
         else:
             sys.stdout.write(shell_line(final) + "\n")
         return 0
