@@ -130,11 +130,11 @@ def _void_plan(request: PlanRequest, selection: Selection, caps: Tuple[str, ...]
 
 
 def _volume(host: Host, volumes_dir: Optional[str]) -> str:
-    from .volume import DEFAULT_VOLUMES_DIR, ensure_driver_volume
+    from .volume import ensure_driver_volume
 
     # one volume per driver version serves every container and `nvlow serve`'s plugin, so it
-    # holds every capability's files, as nvidia-docker 1.0's did
-    return ensure_driver_volume(host_root(host), host.driver_version or "", volumes_dir or DEFAULT_VOLUMES_DIR).path
+    # holds every capability's files, as nvidia-docker 1.0's did (nvlow.volume: one definition)
+    return ensure_driver_volume(host_root(host), host.driver_version, volumes_dir).path
 
 
 def plan_for(host: HostSource, request: PlanRequest, *, volumes_dir: Optional[str] = None,

@@ -158,3 +158,48 @@ def test_write_spec(tmp_path):
     spec = write_spec(str(tmp_path / "plugins"), "/run/nvlow/nvlow.sock")
     assert open(spec).read() == "unix:///run/nvlow/nvlow.sock\n"
     assert write_spec(str(tmp_path / "plugins"), "/run/nvlow/nvlow.sock") == spec
+
+
+def _inodes(path):
+    return {os.path.join(d, n): os.lstat(os.path.join(d, n)).st_ino
+            for d, dirs, names in os.walk(path) for n in names + dirs}
+
+
+def test_mount_reuses_the_volume_the_cli_built(tmp_path):
+    with running_server(tmp_path, plugin=True) as (server, state, log):
+        built = vol.ensure_driver_volume(state.cache.root, "550.54.15", state.volumes_dir)
+        before = _inodes(built.path)
+        assert plugin_call(server.plugin_socket, "/VolumeDriver.Mount", {"Name": NAME}) == (
+            200, {"Mountpoint": built.path, "Err": ""})
+        assert _inodes(built.path) == before
+        assert not any("driver volume" in line for line in log.lines)
+
+
+def test_cli_reuses_the_volume_the_plugin_built(tmp_path):
+    with running_server(tmp_path, plugin=True) as (server, state, log):
+        status, answer = plugin_call(server.plugin_socket, "/VolumeDriver.Create", {"Name": NAME})
+        assert (status, answer) == (200, {"Err": ""})
+        path = vol.volume_path(state.volumes_dir, "550.54.15")
+        assert any(line.startswith("nvlow serve: built driver volume") for line in log.lines)
+        before = _inodes(path)
+        again = vol.ensure_driver_volume(state.cache.root, "550.54.15", state.volumes_dir)
+        assert not again.created and _inodes(path) == before
+        # lib/ has the 32-bit libraries (nvidia-docker 1.0's layout), whoever built it
+        assert "libcuda.so.550.54.15" in os.listdir(os.path.join(path, "lib"))
+
+
+def test_mount_rebuilds_a_stale_volume(tmp_path):
+    from nvlow.driverfiles import select_driver_files
+
+    with running_server(tmp_path, plugin=True) as (server, state, log):
+        # what nvlow serve built before the one definition: 4 capabilities, no compat32, no manifest
+        old = select_driver_files(state.cache.root, "550.54.15", ("compute", "graphics", "utility", "video"))
+        path = vol.ensure_volume(old, "550.54.15", state.volumes_dir).path
+        os.unlink(os.path.join(path, vol.MANIFEST_NAME))
+        assert os.listdir(os.path.join(path, "lib")) == []
+        assert plugin_call(server.plugin_socket, "/VolumeDriver.Mount", {"Name": NAME}) == (
+            200, {"Mountpoint": path, "Err": ""})
+        assert "libcuda.so.550.54.15" in os.listdir(os.path.join(path, "lib"))
+        assert vol.read_manifest(path) is not None
+        assert any(line.startswith("nvlow serve: rebuilt driver volume") for line in log.lines)
+        assert sorted(os.listdir(os.path.dirname(path))) == ["550.54.15"]

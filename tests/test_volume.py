@@ -105,3 +105,300 @@ def test_unwritable_volumes_dir(tmp_path, files):
     blocker.write_text("x")
     with pytest.raises(HostError, match="cannot create volume directory"):
         vol.ensure_volume(files, "550.54.15", str(blocker / "v"))
+
+
+# --- one driver volume for the CLI, `nvlow serve` and the plugin, with a manifest --------------------
+
+import json  # noqa: E402
+
+from nvlow.simulate.hosttree import simulated_host  # noqa: E402
+from nvlow.simulate.presets import get_preset  # noqa: E402
+
+NAMES = {"dgx-a100": "550.54.15", "workstation": "560.35.03"}
+
+
+def _cli(preset, volumes):
+    """What `nvlow args --driver-files volume` does (make_plan -> the volume)."""
+    import nvlow
+
+    host = nvlow.load_host(simulate=preset)
+    plan = nvlow.make_plan(host, "all", "utility", driver_files_mode="volume", volumes_dir=volumes)
+    (path,) = [m.host_path for m in plan.mounts if m.container_path == "/usr/local/nvidia"]
+    return path
+
+
+def _direct(preset, volumes):
+    """The call make_plan makes: ensure_driver_volume(root, version, volumes_dir)."""
+    root, _opener = simulated_host(preset)
+    return vol.ensure_driver_volume(root, get_preset(preset).driver_version, volumes).path
+
+
+def _state(preset, volumes):
+    from nvlow.serve.cache import DiscoveryCache
+    from nvlow.serve.server import ServeState
+
+    root, opener = simulated_host(preset)
+    return ServeState(DiscoveryCache(root, opener, load_uvm=False), volumes_dir=volumes, stream=_Quiet())
+
+
+class _Quiet:
+    def __init__(self):
+        self.lines = []
+
+    def write(self, text):
+        self.lines.extend(t for t in text.splitlines() if t)
+
+    def flush(self):
+        pass
+
+
+def _serve(preset, volumes):
+    """`nvlow serve`'s /v2/args?driver_files=volume path."""
+    state = _state(preset, volumes)
+    return state.ensure_driver_volume(state.cache.host().driver_version).path
+
+
+def _plugin(preset, volumes):
+    """dockerd's VolumeDriver.Mount on the plugin."""
+    from nvlow.serve import volume_plugin
+
+    state = _state(preset, volumes)
+    name = f"nvidia_driver_{state.cache.host().driver_version}"
+    answer = volume_plugin.mount(state, {"Name": name})
+    assert answer["Err"] == ""
+    return answer["Mountpoint"]
+
+
+BUILDERS = {"cli": _cli, "direct": _direct, "serve": _serve, "plugin": _plugin}
+
+
+def _tree(path):
+    """{relative path: ("link", target) or ("file", size)} of a volume, manifest excluded."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(path):
+        for n in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            p = os.path.join(dirpath, n)
+            rel = os.path.relpath(p, path)
+            if rel in (vol.MANIFEST_NAME, vol.COMPLETE_MARKER):
+                continue
+            out[rel] = ("link", os.readlink(p)) if os.path.islink(p) else ("file", os.path.getsize(p))
+    return out
+
+
+@pytest.mark.parametrize("preset", sorted(NAMES))
+@pytest.mark.parametrize("first,second", [(a, b) for a in BUILDERS for b in BUILDERS if a != b])
+def test_whoever_builds_first_the_volume_holds_the_same_files(tmp_path, preset, first, second):
+    volumes = str(tmp_path / "v")
+    path = BUILDERS[first](preset, volumes)
+    before = _tree(path)
+    ino = os.stat(path).st_ino
+    manifest_stat = os.stat(os.path.join(path, vol.MANIFEST_NAME))
+    assert BUILDERS[second](preset, volumes) == path
+    # the second caller found exactly what it would have built: nothing was rebuilt
+    assert os.stat(path).st_ino == ino
+    after = os.stat(os.path.join(path, vol.MANIFEST_NAME))
+    assert (after.st_ino, after.st_mtime_ns) == (manifest_stat.st_ino, manifest_stat.st_mtime_ns)
+    assert _tree(path) == before
+    # and it is the volume of every capability, compat32 included
+    root, _o = simulated_host(preset)
+    files = vol.driver_volume_files(root, NAMES[preset])
+    assert {f"lib/{f.names[0]}" for f in files.libraries32} <= set(before)
+    assert {f"lib64/{f.names[0]}" for f in files.libraries64} <= set(before)
+
+
+def test_cli_and_serve_trees_are_identical(tmp_path):
+    a = _tree(_cli("dgx-a100", str(tmp_path / "a")))
+    b = _tree(_serve("dgx-a100", str(tmp_path / "b")))
+    c = _tree(_plugin("dgx-a100", str(tmp_path / "c")))
+    assert a == b == c
+    files = vol.driver_volume_files(simulated_host("dgx-a100")[0], "550.54.15")
+    want = {f"bin/{f.names[0]}" for f in files.binaries} | {f"lib64/{f.names[0]}" for f in files.libraries64} | {
+        f"lib/{f.names[0]}" for f in files.libraries32}
+    assert {k for k, v in a.items() if v[0] == "file"} == want
+    assert files.libraries32 and len(want) >= 26  # 26 on this preset when the one definition was written
+
+
+def _elf_class(path):
+    with open(path, "rb") as fh:
+        head = fh.read(5)
+    assert head[:4] == b"\x7fELF"
+    return {1: 32, 2: 64}[head[4]]
+
+
+def test_lib_holds_the_32bit_libraries_1_0_put_there(tmp_path):
+    # nvidia-docker 1.0 (src/nvidia/volumes.go, 1.0 branch) filled lib/ with the ld.so.cache's 32-bit
+    # matches of its library list: libcuda, libnvidia-ml, -ptxjitcompiler, -opencl, the GL ones, ...
+    path = _direct("workstation", str(tmp_path / "v"))
+    lib = os.path.join(path, "lib")
+    v = NAMES["workstation"]
+    for stem in ("libcuda.so", "libnvidia-ml.so", "libnvidia-ptxjitcompiler.so", "libnvidia-opencl.so",
+                 "libnvidia-glcore.so", "libGLX_nvidia.so", "libEGL_nvidia.so"):
+        real = os.path.join(lib, f"{stem}.{v}")
+        assert os.path.isfile(real) and not os.path.islink(real), stem
+        assert _elf_class(real) == 32
+    assert os.readlink(os.path.join(lib, "libcuda.so.1")) == f"libcuda.so.{v}"
+    assert os.readlink(os.path.join(lib, "libcuda.so")) == f"libcuda.so.{v}"
+    assert os.readlink(os.path.join(lib, "libnvidia-ml.so.1")) == f"libnvidia-ml.so.{v}"
+    for name in os.listdir(os.path.join(path, "lib64")):
+        p = os.path.join(path, "lib64", name)
+        if not os.path.islink(p):
+            assert _elf_class(p) == 64
+
+
+def test_manifest_contents(tmp_path):
+    path = _direct("dgx-a100", str(tmp_path / "v"))
+    with open(os.path.join(path, vol.MANIFEST_NAME)) as fh:
+        doc = json.load(fh)
+    assert doc["schema"] == vol.MANIFEST_SCHEMA and doc["driver_version"] == "550.54.15"
+    files = [tuple(e) for e in doc["files"]]
+    assert files == sorted(files) and len(files) >= 26
+    for rel, src, size, mtime in files:
+        st = os.stat(src)
+        assert os.path.realpath(src) == src and (st.st_size, st.st_mtime_ns) == (size, mtime)
+        assert os.path.getsize(os.path.join(path, rel)) == size
+    links = [tuple(e) for e in doc["links"]]
+    assert links == sorted(links) and ("lib64/libcuda.so", "libcuda.so.550.54.15") in links
+    assert vol.read_manifest(path) == vol.volume_manifest(vol.driver_volume_files(
+        simulated_host("dgx-a100")[0], "550.54.15"), "550.54.15")
+
+
+def _legacy_volume(volumes, files):
+    """What nvlow before the manifest (or nvlow serve's old 4-capability selection) left on disk."""
+    path = vol.ensure_volume(files, "550.54.15", volumes).path
+    os.unlink(os.path.join(path, vol.MANIFEST_NAME))
+    assert vol.is_complete(path) and vol.read_manifest(path) is None
+    return path
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
+@pytest.mark.parametrize("stale", ["legacy", "other-selection", "foreign-manifest", "missing-file"])
+def test_stale_volume_is_rebuilt(tmp_path, monkeypatch, exchange, stale):
+    from nvlow.driverfiles import select_driver_files
+
+    swaps = []
+    real_exchange = vol._exchange
+    monkeypatch.setattr(vol, "_exchange", lambda a, b: swaps.append(exchange and real_exchange(a, b)) or swaps[-1])
+    volumes = str(tmp_path / "v")
+    root, _o = simulated_host("dgx-a100")
+    old_files = select_driver_files(root, "550.54.15", ("compute", "graphics", "utility", "video"))
+    if stale == "legacy":
+        path = _legacy_volume(volumes, old_files)
+    else:
+        path = vol.ensure_volume(old_files, "550.54.15", volumes).path
+    if stale == "foreign-manifest":
+        path = _direct("dgx-a100", volumes)
+        with open(os.path.join(path, vol.MANIFEST_NAME), "w") as fh:
+            json.dump({"schema": 99, "files": []}, fh)
+    elif stale == "missing-file":
+        path = _direct("dgx-a100", volumes)
+        os.unlink(os.path.join(path, "lib", "libcuda.so.550.54.15"))
+    assert os.listdir(os.path.join(path, "lib")) == [] or stale in ("foreign-manifest", "missing-file")
+    swaps.clear()
+    res = vol.ensure_driver_volume(root, "550.54.15", volumes)
+    assert res.created and res.replaced and res.path == path
+    assert swaps == [exchange]  # one swap: atomic where renameat2 works, else rename away + rename in
+    assert "libcuda.so.550.54.15" in os.listdir(os.path.join(path, "lib"))
+    assert vol.read_manifest(path) is not None
+    # nothing else is left next to it, and a second call reuses it
+    assert os.listdir(os.path.dirname(path)) == ["550.54.15"]
+    assert not vol.ensure_driver_volume(root, "550.54.15", volumes).created
+
+
+def test_identical_volume_is_reused_untouched(tmp_path, monkeypatch):
+    volumes = str(tmp_path / "v")
+    root, _o = simulated_host("dgx-a100")
+    first = vol.ensure_driver_volume(root, "550.54.15", volumes)
+    assert first.created and not first.replaced
+    snap = {rel: os.lstat(os.path.join(first.path, rel)) for rel in _tree(first.path)}
+    dir_stat = os.stat(first.path)
+
+    def no_build(*a, **k):
+        raise AssertionError("rebuilt an identical volume")
+
+    monkeypatch.setattr(vol, "_build", no_build)
+    again = vol.ensure_driver_volume(root, "550.54.15", volumes)
+    assert (again.created, again.replaced, again.path) == (False, False, first.path)
+    assert (os.stat(first.path).st_ino, os.stat(first.path).st_mtime_ns) == (dir_stat.st_ino, dir_stat.st_mtime_ns)
+    for rel, st in snap.items():
+        now = os.lstat(os.path.join(first.path, rel))
+        assert (now.st_ino, now.st_mtime_ns) == (st.st_ino, st.st_mtime_ns), rel
+
+
+def test_changed_source_file_rebuilds(tmp_path, files):
+    volumes = str(tmp_path / "v")
+    first = vol.ensure_volume(files, "550.54.15", volumes)
+    src = files.libraries64[0].host_path
+    st = os.stat(src)
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # reinstalled driver file, same version
+    again = vol.ensure_volume(files, "550.54.15", volumes)
+    assert again.created and again.replaced and again.path == first.path
+    assert (src, st.st_mtime_ns + 10**9) in {(e[1], e[3]) for e in vol.read_manifest(again.path).files}
+
+
+def test_old_nvlow_marker_is_still_written(tmp_path, files):
+    # nvlow before the manifest reused any directory with .nvlow-complete; keep it so that an older
+    # `nvlow serve` still running does not tear down a new volume
+    path = vol.ensure_volume(files, "550.54.15", str(tmp_path / "v")).path
+    with open(os.path.join(path, vol.COMPLETE_MARKER)) as fh:
+        assert fh.read().splitlines() == sorted(
+            f"{e[0]}\t{e[1]}" for e in vol.read_manifest(path).files)
+
+
+def test_unknown_driver_version(tmp_path):
+    root, _o = simulated_host("dgx-a100")
+    with pytest.raises(HostError, match="driver version is unknown"):
+        vol.ensure_driver_volume(root, None, str(tmp_path))
+
+
+def test_default_volumes_dir(monkeypatch, files):
+    seen = []
+    monkeypatch.setattr(vol, "volume_manifest", lambda f, v: seen.append(v) or (_ for _ in ()).throw(OSError(1, "x")))
+    monkeypatch.setattr(vol.os, "makedirs", lambda *a, **k: seen.append(a[0]))
+    with pytest.raises(HostError, match="/var/lib/nvlow/volumes/nvidia_driver/550.54.15"):
+        vol.ensure_volume(files, "550.54.15", None)
+    assert seen[0] == "/var/lib/nvlow/volumes/nvidia_driver"
+
+
+def test_remove_volume_renames_first(tmp_path, files):
+    volumes = str(tmp_path / "v")
+    path = vol.ensure_volume(files, "550.54.15", volumes).path
+    assert vol.remove_volume(volumes, "550.54.15")
+    assert os.listdir(os.path.dirname(path)) == []
+    assert not vol.remove_volume(volumes, "550.54.15")
+
+
+def _race_replace(args):
+    volumes, exchange = args
+    if not exchange:
+        vol._exchange = lambda a, b: False
+    root, _o = simulated_host("dgx-a100")
+    res = vol.ensure_driver_volume(root, "550.54.15", volumes)
+    return res.path, res.created
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
+def test_parallel_rebuilds_of_a_stale_volume_agree(tmp_path, exchange):
+    from nvlow.driverfiles import select_driver_files
+
+    volumes = str(tmp_path / "v")
+    root, _o = simulated_host("dgx-a100")
+    _legacy_volume(volumes, select_driver_files(root, "550.54.15", ("utility",)))
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(6) as pool:
+        results = pool.map(_race_replace, [(volumes, exchange)] * 12)
+    path = vol.volume_path(volumes, "550.54.15")
+    assert {p for p, _c in results} == {path} and any(c for _p, c in results)
+    assert sorted(os.listdir(os.path.dirname(path))) == ["550.54.15"]
+    want = vol.volume_manifest(vol.driver_volume_files(root, "550.54.15"), "550.54.15")
+    assert vol._holds(path, want)
+
+
+def test_exchange_swaps_directories(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    (a / "x").write_text("a")
+    (b / "y").write_text("b")
+    if not vol._exchange(str(a), str(b)):
+        pytest.skip("renameat2(RENAME_EXCHANGE) is not available here")
+    assert os.listdir(a) == ["y"] and os.listdir(b) == ["x"]

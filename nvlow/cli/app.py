@@ -7,7 +7,7 @@ from typing import Callable, List, Optional
 
 import typer
 
-from .options import CommonOptions, PlanOptions
+from .options import ENV_OPTIONS, EXEC_ENV_OPTIONS, CommonOptions, PlanOptions
 
 app = typer.Typer(
     name="nvlow",
@@ -17,9 +17,12 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-ROOT = typer.Option("/", "--root", help="Host root for /proc, /dev, ld.so.cache and driver files.", envvar="NVLOW_ROOT")
+# An option given on the command line beats its environment variable (click's envvar); the fast parser
+# (nvlow.cli.fast) applies the same ENV_OPTIONS table the same way.
+ROOT = typer.Option("/", "--root", help="Host root for /proc, /dev, ld.so.cache and driver files.",
+                    envvar=ENV_OPTIONS["root"])
 SIMULATE = typer.Option(None, "--simulate", help="Run on a built-in simulated host: dgx-a100, dgx-h100-mig, "
-                        "workstation, no-gpu, no-driver.", envvar="NVLOW_SIMULATE")
+                        "workstation, no-gpu, no-driver.", envvar=ENV_OPTIONS["simulate"])
 NO_NVML = typer.Option(False, "--no-nvml", help="Do not load NVML; use /proc and /dev only.")
 DEBUG = typer.Option(False, "--debug", help="Show tracebacks on errors.")
 JSON = typer.Option(False, "--json", help="Print JSON (schema_version 1) to stdout.")
@@ -73,7 +76,10 @@ def args_cmd(
     _run(debug, lambda: run_args(opts, os.environ))
 
 
-@app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
+# Options end at the first engine word, with or without "--" (as in the fast parser): in
+# `nvlow exec docker run --gpus 1 IMAGE` the --gpus belongs to docker, not to nvlow.
+@app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": False,
+                                       "allow_interspersed_args": False})
 def exec_cmd(
     engine_argv: List[str] = typer.Argument(None, help="The engine command line after --, e.g. docker run IMAGE."),
     root: str = ROOT, simulate: Optional[str] = SIMULATE, no_nvml: bool = NO_NVML, debug: bool = DEBUG,
@@ -82,7 +88,7 @@ def exec_cmd(
     image: Optional[str] = IMAGE, no_require: bool = NO_REQUIRE, host: Optional[str] = HOST,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the final command instead of running it."),
     docker: Optional[str] = typer.Option(None, "--docker", help="Engine command to use (split like a shell).",
-                                         envvar="NV_DOCKER"),
+                                         envvar=EXEC_ENV_OPTIONS["docker"]),
 ) -> None:
     """Run the engine with GPU arguments injected: nvlow exec -- docker run --rm IMAGE CMD."""
     from .plancmd import run_exec

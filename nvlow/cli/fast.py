@@ -6,9 +6,10 @@ instead, so users always get typer's usage messages.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Sequence
+from typing import AbstractSet, Dict, List, Mapping, Sequence, Set
 
-from .options import ARGS_VALUES, EXEC_FLAGS, EXEC_VALUES, FAST_FLAGS, FAST_VALUES, PlanOptions
+from .options import (ARGS_VALUES, ENV_OPTIONS, EXEC_ENV_OPTIONS, EXEC_FLAGS, EXEC_VALUES, FAST_FLAGS, FAST_VALUES,
+                      PlanOptions)
 
 
 class Fallback(Exception):
@@ -26,6 +27,7 @@ def parse(argv: Sequence[str], env: Mapping[str, str]) -> PlanOptions:
     else:
         values.update(ARGS_VALUES)
     opts = PlanOptions()
+    given: Set[str] = set()  # attributes set on the command line: their environment variables do not apply
     rest: List[str] = list(argv[1:])
     i = 0
     while i < len(rest):
@@ -55,17 +57,23 @@ def parse(argv: Sequence[str], env: Mapping[str, str]) -> PlanOptions:
                 value = rest[i + 1]
                 i += 2
             setattr(opts, values[name], value)
+            given.add(values[name])
             continue
         raise Fallback()
-    apply_env_defaults(opts, env)
+    apply_env_defaults(opts, env, given, command)
     return opts
 
 
-def apply_env_defaults(opts: PlanOptions, env: Mapping[str, str]) -> None:
-    """Fill options that have environment-variable defaults (both parsers use this)."""
-    if opts.root == "/" and env.get("NVLOW_ROOT"):
-        opts.root = env["NVLOW_ROOT"]
-    if opts.simulate is None and env.get("NVLOW_SIMULATE"):
-        opts.simulate = env["NVLOW_SIMULATE"]
-    if opts.docker is None and env.get("NV_DOCKER"):
-        opts.docker = env["NV_DOCKER"]
+def apply_env_defaults(opts: PlanOptions, env: Mapping[str, str], given: AbstractSet[str] = frozenset(),
+                       command: str = "exec") -> None:
+    """Fill the options not in ``given`` from their environment variables, as click's ``envvar`` does.
+
+    An option given on the command line wins even when its value equals the
+    default (``--root /`` beats ``NVLOW_ROOT``); an empty variable counts as
+    unset. ``NV_DOCKER`` belongs to ``exec`` only (``args`` has no ``--docker``).
+    """
+    table = {**ENV_OPTIONS, **EXEC_ENV_OPTIONS} if command == "exec" else ENV_OPTIONS
+    for attr, var in table.items():
+        value = env.get(var)
+        if attr not in given and value:
+            setattr(opts, attr, value)

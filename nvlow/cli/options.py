@@ -2,8 +2,9 @@
 
 ``args`` and ``exec`` run on every ``docker run`` a user wraps, so they are
 parsed by :mod:`nvlow.cli.fast` without importing typer/click (≈45 ms).
-The typer app declares the same options for ``--help``; a test checks both
-agree with :data:`FAST_FLAGS` / :data:`FAST_VALUES`.
+The typer app declares the same options for ``--help``; tests check both
+agree with :data:`FAST_FLAGS` / :data:`FAST_VALUES` and parse every command
+line (environment variables included) to the same values.
 """
 from __future__ import annotations
 
@@ -32,6 +33,10 @@ FAST_VALUES: Dict[str, str] = {
 }
 ARGS_VALUES: Dict[str, str] = {"--format": "format"}
 EXEC_VALUES: Dict[str, str] = {"--docker": "docker"}
+#: environment variables that stand in for an option not given on the command line (click's
+#: ``envvar``: an explicit option always wins, an unset or empty variable counts as absent) -> attribute
+ENV_OPTIONS: Dict[str, str] = {"root": "NVLOW_ROOT", "simulate": "NVLOW_SIMULATE"}
+EXEC_ENV_OPTIONS: Dict[str, str] = {"docker": "NV_DOCKER"}
 
 
 @dataclass

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..errors import NvlowError, UsageError
-from ..volume import DEFAULT_VOLUMES_DIR, VolumeResult, ensure_volume
+from ..volume import VOLUME_CAPABILITIES as VOLUME_CAPABILITIES
+from ..volume import DEFAULT_VOLUMES_DIR, VolumeResult
+from ..volume import ensure_driver_volume as build_driver_volume
 from . import api_v1, api_v2, volume_plugin
 from .cache import DiscoveryCache
 # The HTTP layer lives in .httpd; its limits stay importable from here as before.
@@ -36,8 +38,6 @@ DEFAULT_SPEC_DIR = "/etc/docker/plugins"
 SOCKET_NAME = "nvlow.sock"
 SPEC_NAME = "nvlow.spec"
 MAX_CONNECTIONS = 256
-#: the driver volume holds what 1.0's did: compute, utility, video and graphics libraries and binaries
-VOLUME_CAPABILITIES = ("compute", "graphics", "utility", "video")
 
 
 def _default_parse_capabilities(text: str) -> Tuple[str, ...]:
@@ -82,16 +82,15 @@ class ServeState:
                 pass
 
     def ensure_driver_volume(self, version: Optional[str]) -> VolumeResult:
-        """Build (once) the driver volume of the running driver (one build at a time in this process)."""
-        if not version:
-            from ..errors import HostError
-
-            raise HostError("the NVIDIA driver version is unknown, so no driver volume can be built")
-        files = self.cache.driver_files(VOLUME_CAPABILITIES)
+        """The driver volume of the running driver, built or rebuilt by the same function as the CLI's
+        (:func:`nvlow.volume.ensure_driver_volume`) from the cached file selection; one build at a time
+        in this process."""
         with self._build_lock:
-            result = ensure_volume(files, version, self.volumes_dir)
+            result = build_driver_volume(self.cache.root, version, self.volumes_dir,
+                                         select=lambda _root, _version, caps: self.cache.driver_files(caps))
         if result.created:
-            self.log(f"built driver volume {result.path} ({result.linked} linked, {result.copied} copied)")
+            verb = "rebuilt" if result.replaced else "built"
+            self.log(f"{verb} driver volume {result.path} ({result.linked} linked, {result.copied} copied)")
         return result
 
 
@@ -103,8 +102,9 @@ def dispatch(state: ServeState, request: Request) -> Response:
     handler = ROUTES.get(request.path)
     if handler is None:
         return text_error(404, "404 page not found")
-    if request.method != "GET":
-        return Response(405, b"method not allowed\n", headers=(("Allow", "GET"),))
+    allowed = "POST" if request.path in api_v2.POST_ROUTES else "GET"
+    if request.method != allowed:
+        return Response(405, b"method not allowed\n", headers=(("Allow", allowed),))
     try:
         return handler(state, request)
     except NvlowError as exc:

@@ -3,9 +3,11 @@
 dockerd POSTs JSON to ``/Plugin.Activate`` and ``/VolumeDriver.*`` with
 ``Accept: application/vnd.docker.plugins.v1.x+json``; errors travel in
 ``{"Err": "..."}`` with status 200, as in nvidia-docker-plugin 1.0. The volume
-is built with :func:`nvlow.volume.ensure_volume` (atomic rename of a complete
+is built by the server's ``ensure_driver_volume``, i.e. the CLI's own
+:func:`nvlow.volume.ensure_driver_volume` (atomic rename of a complete
 temporary directory), so a build killed midway never leaves a volume that
-Mount or List would return; Mount rebuilds a missing volume of the running
+Mount or List would return, and the volume holds the same files whoever built
+it. Mount rebuilds a missing or stale (manifest differs) volume of the running
 driver instead of failing with 1.0's ``no such volume`` after a cleanup.
 
 Example:
@@ -79,13 +81,15 @@ def remove(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def mount(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
+    """The running driver's volume is checked against its manifest (and rebuilt when stale or
+    missing) on every Mount; another version's volume is only looked up."""
     name = q["Name"]
     _base, version = parse_volume_name(name)
+    if version == _current_version(state):
+        return {"Mountpoint": _ensure(state, name, version), "Err": ""}
     path = find_volume(state.volumes_dir, version)
     if path is None:
-        if version != _current_version(state):
-            raise VolumeError(f"no such volume: {name}")
-        path = _ensure(state, name, version)
+        raise VolumeError(f"no such volume: {name}")
     return {"Mountpoint": path, "Err": ""}
 
 
