@@ -16,7 +16,15 @@ from nvlow.cli import cdicmd
 from nvlow.model import DriverFile, DriverFiles, Host
 from nvlow.root import HostRoot
 
+from nvlow.cdi import layout
+
 from test_cdi_spec import GOLDEN, V, make_files, make_host  # tests/ is on sys.path (no package)
+
+
+@pytest.fixture(autouse=True)
+def x86_64_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The specs below are those of an x86-64 host, whatever machine runs the tests."""
+    monkeypatch.setattr(layout, "native_arch", lambda: "x86-64")
 
 
 def make_app() -> typer.Typer:
@@ -80,7 +88,7 @@ def test_generate_json_by_extension_and_format(fake: str, tmp_path: Any) -> None
     assert out == ""
     text = open(out_file).read()
     assert json.loads(text)["kind"] == "nvidia.com/gpu"
-    assert err == f"nvlow: wrote {out_file} (7 devices of nvidia.com/gpu, cdiVersion 0.5.0)\n"
+    assert err == f"nvlow: wrote {out_file} (5 devices of nvidia.com/gpu, cdiVersion 0.5.0)\n"
     # --format wins over the extension
     code, _out, err = invoke("cdi", "generate", "--root", fake, "-o", out_file, "--format", "yaml")
     assert code == 0
@@ -96,18 +104,18 @@ def test_generate_output_dir_and_options(fake: str, tmp_path: Any) -> None:
     assert code == 0, err
     doc = read_spec(str(d / "nvidia.json"))
     assert doc["kind"] == "example.org/accel"
-    assert [x["name"] for x in doc["devices"]] == ["gpu0", "mig0:0", "gpu1"]
+    assert [x["name"] for x in doc["devices"]] == ["mig0:0", "gpu1"]
 
 
 def test_generate_write_if_changed(fake: str) -> None:
     target = os.path.join(fake, "var/run/cdi/nvidia.yaml")
     code, _out, err = invoke("cdi", "generate", "--root", fake, "--write")
     assert code == 0, err
-    assert err == f"nvlow: wrote {target} (7 devices of nvidia.com/gpu, cdiVersion 0.5.0)\n"
+    assert err == f"nvlow: wrote {target} (5 devices of nvidia.com/gpu, cdiVersion 0.5.0)\n"
     before = os.stat(target)
     code, _out, err = invoke("cdi", "generate", "--root", fake, "--write", "--if-changed")
     assert code == 0
-    assert err == f"nvlow: {target} unchanged (driver {V}, 7 devices)\n"
+    assert err == f"nvlow: {target} unchanged (driver {V}, 5 devices)\n"
     assert os.stat(target).st_ino == before.st_ino
     # a driver upgrade changes the mounted files: the spec is rewritten
     new = "560.35.03"
@@ -127,10 +135,10 @@ def test_generate_warns_about_other_specs_of_the_kind(fake: str) -> None:
     os.makedirs(os.path.dirname(other))
     with open(other, "w") as fh:
         json.dump({"cdiVersion": "0.5.0", "kind": "nvidia.com/gpu",
-                   "devices": [{"name": n, "containerEdits": {"env": ["A=1"]}} for n in ("0", "1", "all", "9")]}, fh)
+                   "devices": [{"name": n, "containerEdits": {"env": ["A=1"]}} for n in ("0:0", "1", "all", "9")]}, fh)
     code, _out, err = invoke("cdi", "generate", "--root", fake, "--write")
     assert code == 0
-    assert err.splitlines()[0] == (f"nvlow: warning: {other} also defines nvidia.com/gpu devices (nvidia.com/gpu=0, "
+    assert err.splitlines()[0] == (f"nvlow: warning: {other} also defines nvidia.com/gpu devices (nvidia.com/gpu=0:0, "
                                    "nvidia.com/gpu=1, nvidia.com/gpu=all): the spec in /var/run/cdi takes "
                                    "precedence over /etc/cdi")
     same_dir = os.path.join(fake, "var/run/cdi/nvidia.json")
@@ -274,7 +282,7 @@ def test_validate_stale_spec_and_json(tmp_path: Any, driver: None) -> None:
     code, out, _err = invoke("cdi", "validate", "--json", path)
     assert code == 1
     assert json.loads(out) == {"schema_version": 1, "driver_version": V, "valid": False, "files": [
-        {"path": path, "valid": False, "devices": 1, "problems": [
+        {"path": path, "valid": False, "devices": 1, "notes": [], "problems": [
             f"mount hostPath {root}/gone does not exist",
             f"stale: mounts libcuda.so.535.104.05 but the running driver is {V}"]}]}
 
@@ -319,9 +327,106 @@ def test_simulated_presets_generate_valid_specs(preset: str, sim_env: str, monke
     assert "stale: mounts " in out
 
 
+GOLDEN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
+
+
+@pytest.mark.parametrize("preset, caps", [("dgx-h100-mig", "compute,utility"),
+                                          ("workstation", "compute,utility,compat32")])
+def test_simulated_spec_golden(preset: str, caps: str, sim_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole spec of a preset, with the simulated tree's location as ``$ROOT``: MIG GPUs without
+    devices of their own, libraries in the loader's default directories, no PATH/LD_LIBRARY_PATH.
+    Regenerate after a deliberate change with ``NVLOW_UPDATE_GOLDEN=1 pytest tests/test_cdi_cli.py``."""
+    monkeypatch.setenv("NVLOW_CACHE_DIR", sim_env)
+    code, out, err = invoke("cdi", "generate", "--simulate", preset, "--capabilities", caps, "--format", "json")
+    assert code == 0, err
+    from nvlow.simulate.hosttree import simulated_host
+
+    root, _opener = simulated_host(preset, {"NVLOW_CACHE_DIR": sim_env})
+    text = out.replace(root.path.rstrip("/"), "$ROOT")
+    path = os.path.join(GOLDEN_DIR, f"cdi-{preset}--{caps.replace(',', '+')}.json")
+    if os.environ.get("NVLOW_UPDATE_GOLDEN") == "1" or not os.path.exists(path):
+        with open(path, "w") as fh:
+            fh.write(text)
+        if os.environ.get("NVLOW_UPDATE_GOLDEN") != "1":
+            pytest.fail(f"golden file {path} was missing and has been written; rerun")
+    with open(path) as fh:
+        assert text == fh.read(), f"output differs from {path} (NVLOW_UPDATE_GOLDEN=1 rewrites it)"
+    doc = json.loads(text)
+    assert doc["containerEdits"]["env"] == ["NVIDIA_VISIBLE_DEVICES=void"]
+    assert not any(m["containerPath"].startswith("/usr/local/nvidia") for m in doc["containerEdits"]["mounts"])
+
+
 def test_simulated_host_without_gpus(sim_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NVLOW_CACHE_DIR", sim_env)
     code, out, err = invoke("cdi", "generate", "--simulate", "no-gpu")
     assert code == 1
     assert out == ""
     assert "nvlow: error: " in err
+
+
+def test_validate_accepts_a_v_prefixed_version(tmp_path: Any, driver: None) -> None:
+    root = str(tmp_path)
+    doc = _spec("0")
+    doc["cdiVersion"] = "v0.5.0"
+    good = _write(root, "/v.json", doc)
+    doc["cdiVersion"] = "v0.4.0"
+    low = _write(root, "/v4.json", doc)
+    code, out, err = invoke("cdi", "validate", good, low)
+    assert code == 1
+    assert out.splitlines() == [
+        f"{good}: ok (1 device)",
+        f'{low}: cdiVersion: version v0.4.0 is below 0.5.0, which device name "0" (starts with a digit) needs']
+    # valid, but engines with a CDI library before v0.5.4 (podman 4.3) reject it: a note, not a problem
+    note = ("the leading 'v' is read by the CDI library since v0.5.4; engines with an older one (podman 4.3) "
+            "reject the spec; write ")
+    assert err.splitlines() == [f"nvlow: {good}: cdiVersion 'v0.5.0': {note}'0.5.0'",
+                                f"nvlow: {low}: cdiVersion 'v0.4.0': {note}'0.4.0'"]
+    code, out, err = invoke("cdi", "validate", "--json", good)
+    assert code == 0 and err == ""
+    assert json.loads(out)["files"][0]["notes"] == [f"cdiVersion 'v0.5.0': {note}'0.5.0'"]
+
+
+# ---------------------------------------------------------------- --driver-files volume
+
+def _materialize(files: DriverFiles) -> None:
+    for f in files.all():
+        os.makedirs(os.path.dirname(f.host_path), exist_ok=True)
+        with open(f.host_path, "w") as fh:
+            fh.write(f"#{f.names[0]}\n")
+
+
+def test_generate_volume_mode(fake: str, tmp_path: Any) -> None:
+    state = cdicmd._state  # type: ignore[attr-defined]
+    ipc = state["files"].ipcs
+    state["files"] = DriverFiles(libraries64=state["files"].libraries64, binaries=state["files"].binaries)
+    _materialize(state["files"])
+    volumes = str(tmp_path / "volumes")
+    code, out, err = invoke("cdi", "generate", "--root", fake, "--driver-files", "volume", "--volumes-dir", volumes,
+                            "--format", "json")
+    assert code == 0, err
+    assert err == ""
+    vol = f"{volumes}/nvidia_driver/{V}"
+    doc = json.loads(out)
+    assert doc["containerEdits"]["env"] == ["NVIDIA_VISIBLE_DEVICES=void"]
+    assert [(m["hostPath"], m["containerPath"]) for m in doc["containerEdits"]["mounts"]] == [
+        (vol, "/usr/local/nvidia"),
+        (f"{vol}/bin/nvidia-smi", "/usr/bin/nvidia-smi"),
+        (f"{vol}/lib64/libcuda.so.{V}", "/usr/lib/x86_64-linux-gnu/libcuda.so.1"),
+        (f"{vol}/lib64/libcuda.so.{V}", "/usr/lib/x86_64-linux-gnu/libcuda.so"),
+        (f"{vol}/lib64/libcuda.so.{V}", "/usr/lib64/libcuda.so.1"),
+        (f"{vol}/lib64/libcuda.so.{V}", "/usr/lib64/libcuda.so"),
+    ]
+    assert validate_document(doc) == []
+    # the volume is the one shared driver volume: a new driver file rebuilds it, and the spec binds the copy
+    extra = DriverFile(f"{fake}/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.{V}", "lib64", "utility",
+                       (f"libnvidia-ml.so.{V}", "libnvidia-ml.so.1"), "libnvidia-ml.so.1")
+    state["files"] = DriverFiles(libraries64=state["files"].libraries64 + (extra,), ipcs=ipc)
+    _materialize(DriverFiles(libraries64=(extra,)))
+    code, out, err = invoke("cdi", "generate", "--root", fake, "--driver-files", "volume", "--volumes-dir", volumes,
+                            "--format", "json")
+    assert code == 0, err
+    assert err == ""
+    hosts = {m["containerPath"]: m["hostPath"] for m in json.loads(out)["containerEdits"]["mounts"]}
+    assert hosts["/usr/lib64/libnvidia-ml.so.1"] == f"{vol}/lib64/libnvidia-ml.so.{V}"
+    assert hosts["/usr/lib64/libcuda.so.1"] == f"{vol}/lib64/libcuda.so.{V}"
+    assert hosts[ipc[0].path] == ipc[0].host_path  # sockets stay binds of the host's own files

@@ -6,7 +6,8 @@ from typing import Any, Callable, Dict, List
 
 import pytest
 
-from nvlow.cdi.validate import driver_version_of, host_problems, required_version, validate_document
+from nvlow.cdi.validate import (compatibility_notes, driver_version_of, host_problems, required_version,
+                                validate_document)
 
 V = "550.54.15"
 
@@ -60,7 +61,8 @@ RULES: List[Any] = [
     ("version empty", lambda d: None, lambda d: d.update(cdiVersion=""), ["spec: invalid (empty) cdiVersion"]),
     ("version type", lambda d: None, lambda d: d.update(cdiVersion=0.5), ["spec.cdiVersion: must be a string, not a number"]),
     ("version unknown", lambda d: d.update(cdiVersion="1.1.0"), lambda d: d.update(cdiVersion="0.9.0"),
-     ["cdiVersion: invalid version '0.9.0' (known: 0.1.0, 0.2.0, 0.3.0, 0.4.0, 0.5.0, 0.6.0, 0.7.0, 0.8.0, 1.0.0, 1.1.0)"]),
+     ["cdiVersion: invalid version '0.9.0' (known: 0.1.0, 0.2.0, 0.3.0, 0.4.0, 0.5.0, 0.6.0, 0.7.0, 0.8.0, 1.0.0, 1.1.0; "
+      "a leading 'v' is allowed)"]),
     ("numeric name needs 0.5.0", lambda d: (d.update(cdiVersion="0.4.0"), dev0(d).update(name="gpu0"),
                                             common(d)["deviceNodes"][0].pop("hostPath")),
      lambda d: (d.update(cdiVersion="0.4.0"), common(d)["deviceNodes"][0].pop("hostPath")),
@@ -186,6 +188,121 @@ def test_rule(rule: Any) -> None:
     assert validate_document(edit(good)) == []
     if bad is not None:
         assert validate_document(edit(bad)) == expected
+
+
+KNOWN = "known: 0.1.0, 0.2.0, 0.3.0, 0.4.0, 0.5.0, 0.6.0, 0.7.0, 0.8.0, 1.0.0, 1.1.0; a leading 'v' is allowed"
+
+# cdiVersion as the CDI library reads it: one optional leading "v" (specs-go/version.go newVersion), then a
+# known version at least the one the content needs (cases of specs-go/version_test.go TestValidateVersion).
+VERSIONS = [
+    ("current version", "1.1.0", []),
+    ("optional v prefix", "v1.1.0", []),
+    ("v prefix on what nvlow emits", "v0.5.0", []),
+    ("earliest supported version", "0.3.0", []),
+    ("known but unsupported v0.1.0", "0.1.0", ["cdiVersion: version 0.1.0 is below 0.3.0, which the baseline needs"]),
+    ("known but unsupported v0.2.0", "v0.2.0",
+     ["cdiVersion: version v0.2.0 is below 0.3.0, which the baseline needs"]),
+    ("unknown version", "1.2.0", [f"cdiVersion: invalid version '1.2.0' ({KNOWN})"]),
+    ("unknown version with v", "v0.9.0", [f"cdiVersion: invalid version 'v0.9.0' ({KNOWN})"]),
+    ("malformed version", "not-a-version", [f"cdiVersion: invalid version 'not-a-version' ({KNOWN})"]),
+    ("only one v is trimmed", "vv0.5.0", [f"cdiVersion: invalid version 'vv0.5.0' ({KNOWN})"]),
+    ("capital V is no prefix", "V0.5.0", [f"cdiVersion: invalid version 'V0.5.0' ({KNOWN})"]),
+    ("bare v", "v", [f"cdiVersion: invalid version 'v' ({KNOWN})"]),
+]
+
+
+@pytest.mark.parametrize("case", VERSIONS, ids=[v[0] for v in VERSIONS])
+def test_cdi_version(case: Any) -> None:
+    _id, version, expected = case
+    doc = {"cdiVersion": version, "kind": "nvidia.com/gpu",
+           "devices": [{"name": "gpu0", "containerEdits": {"env": ["A=1"]}}]}
+    assert validate_document(doc) == expected
+
+
+@pytest.mark.parametrize("version, ok", [("v0.4.0", False), ("0.4.0", False), ("v0.5.0", True), ("0.5.0", True),
+                                         ("v0.6.0", True)])
+def test_v_prefixed_version_is_compared_like_the_bare_one(version: str, ok: bool) -> None:
+    doc = edit(lambda d: d.update(cdiVersion=version))  # the base needs 0.5.0 (hostPath, device "0")
+    problems = validate_document(doc)
+    assert (problems == []) is ok
+    if not ok:
+        assert problems == [f"cdiVersion: version {version} is below 0.5.0, which a device node 'hostPath' "
+                            "(containerEdits) needs"]
+
+
+@pytest.mark.parametrize("version, noted", [("v0.5.0", True), ("v1.1.0", True), ("0.5.0", False),
+                                            ("v0.9.0", False), ("vv0.5.0", False), (None, False)])
+def test_v_prefix_is_noted_for_older_engines(version: Any, noted: bool) -> None:
+    notes = compatibility_notes({"cdiVersion": version})
+    assert bool(notes) is noted
+    if noted:
+        assert notes == [f"cdiVersion {version!r}: the leading 'v' is read by the CDI library since v0.5.4; engines "
+                         f"with an older one (podman 4.3) reject the spec; write {version[1:]!r}"]
+
+
+# intelRdt.closID as the CDI library checks it (pkg/cdi/container-edits.go IntelRdt.Validate; the cases of
+# container-edits_test.go "valid/invalid rdt config"): a Linux file name, or "/" for the root CLOS.
+CLOS_IDS = [
+    ("valid rdt config", "foo.bar", True),
+    ("valid rdt config, root clos", "/", True),
+    ("empty (unset)", "", True),
+    ("4095 bytes", "a" * 4095, True),
+    ("dots inside", "..a.", True),
+    ("invalid closID (slash)", "foo/bar", False),
+    ("invalid closID (dot)", ".", False),
+    ("invalid closID (double dot)", "..", False),
+    ("invalid closID (newline)", "foo\nbar", False),
+    ("slash and more", "//", False),
+    ("4096 bytes", "a" * 4096, False),
+    ("4096 bytes of UTF-8", "\u00e9" * 2048, False),
+]
+
+
+@pytest.mark.parametrize("case", CLOS_IDS, ids=[c[0] for c in CLOS_IDS])
+def test_intel_rdt_clos_id(case: Any) -> None:
+    _id, clos, ok = case
+    def dev0_edits(d: Dict[str, Any]) -> Dict[str, Any]:
+        return dev0(d)["containerEdits"]  # type: ignore[no-any-return]
+
+    for where, target in (("containerEdits", common), ("devices[0].containerEdits", dev0_edits)):
+        def with_clos(d: Dict[str, Any]) -> None:
+            d.update(cdiVersion="0.7.0")
+            target(d).update(intelRdt={"closID": clos})
+
+        doc = edit(with_clos)
+        expected = [] if ok else [
+            f"{where}.intelRdt.closID: invalid closID {clos!r} (a file name: no '/' or newline, not '.' or '..', "
+            "under 4096 bytes; or '/' for the root CLOS)"]
+        assert validate_document(doc) == expected
+
+
+# The fields that raise the minimum version count only when set, as in the CDI library (a nil pointer,
+# an empty list or map, an empty string or false sets nothing).
+REQUIRED: List[Any] = [
+    ("no annotations", {"annotations": {}}, None, "0.3.0"),
+    ("annotations", {"annotations": {"a": "b"}}, None, "0.6.0"),
+    ("null intelRdt", None, {"intelRdt": None}, "0.3.0"),
+    ("empty intelRdt", None, {"intelRdt": {}}, "0.7.0"),
+    ("schemata, even empty", None, {"intelRdt": {"schemata": []}}, "1.1.0"),
+    ("monitoring off", None, {"intelRdt": {"enableMonitoring": False}}, "0.7.0"),
+    ("monitoring on", None, {"intelRdt": {"enableMonitoring": True}}, "1.1.0"),
+    ("no additionalGids", None, {"additionalGids": []}, "0.3.0"),
+    ("additionalGids", None, {"additionalGids": [44]}, "0.7.0"),
+    ("no netDevices", None, {"netDevices": []}, "0.3.0"),
+    ("netDevices", None, {"netDevices": [{"hostInterfaceName": "e", "name": "n"}]}, "1.1.0"),
+    ("empty mount type", None, {"mounts": [{"hostPath": "/a", "containerPath": "/a", "type": ""}]}, "0.3.0"),
+    ("mount type", None, {"mounts": [{"hostPath": "/a", "containerPath": "/a", "type": "bind"}]}, "0.4.0"),
+    ("empty hostPath", None, {"deviceNodes": [{"path": "/dev/x", "hostPath": ""}]}, "0.3.0"),
+    ("hostPath", None, {"deviceNodes": [{"path": "/dev/x", "hostPath": "/dev/y"}]}, "0.5.0"),
+]
+
+
+@pytest.mark.parametrize("case", REQUIRED, ids=[r[0] for r in REQUIRED])
+def test_required_version_counts_set_fields(case: Any) -> None:
+    _id, top, edits, version = case
+    doc: Dict[str, Any] = {"kind": "nvidia.com/gpu", "devices": [{"name": "gpu0", "containerEdits": edits or {}}]}
+    doc.update(top or {})
+    assert required_version(doc)[0] == version
 
 
 @pytest.mark.parametrize("doc, expected", [

@@ -3,7 +3,9 @@
 ``nvlow cdi generate`` writes one spec of kind ``nvidia.com/gpu`` that podman
 (4.1+), Docker (25+ with CDI enabled), containerd and CRI-O understand:
 ``podman run --device nvidia.com/gpu=0 IMAGE``. See :mod:`nvlow.cdi.spec`
-(building), :mod:`nvlow.cdi.rules` and :mod:`nvlow.cdi.field_rules` (the CDI
+(building), :mod:`nvlow.cdi.layout` (where driver files go in the container:
+the loader's default directories and /usr/bin, so the spec sets no PATH or
+LD_LIBRARY_PATH), :mod:`nvlow.cdi.rules` and :mod:`nvlow.cdi.field_rules` (the CDI
 rules), :mod:`nvlow.cdi.validate` (host checks: stale or missing files),
 :mod:`nvlow.cdi.store` (spec directories, atomic writes) and
 :mod:`nvlow.cdi.yaml` (YAML without a dependency).

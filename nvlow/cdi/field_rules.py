@@ -135,7 +135,11 @@ class FieldChecker:
                     self.integer({"gid": gids[i]}, "gid", f"{where}.additionalGids[{i}]", unsigned=True)
         rdt = e.get("intelRdt")
         if rdt is not None and self.fields(rdt, _RDT_FIELDS, f"{where}.intelRdt"):
-            for key in ("closID", "l3CacheSchema", "memBwSchema"):
+            clos = self.string(rdt, "closID", f"{where}.intelRdt")
+            if clos is not None and not valid_clos_id(clos):
+                self.add(f"{where}.intelRdt.closID", f"invalid closID {clos!r} (a file name: no '/' or newline, "
+                                                     "not '.' or '..', under 4096 bytes; or '/' for the root CLOS)")
+            for key in ("l3CacheSchema", "memBwSchema"):
                 self.string(rdt, key, f"{where}.intelRdt")
             self.string_list(rdt, "schemata", f"{where}.intelRdt")
 
@@ -185,6 +189,20 @@ class FieldChecker:
             return
         self.string(d, "hostInterfaceName", where, required=True, what="host interface name")
         self.string(d, "name", where, required=True, what="network device name")
+
+
+def valid_clos_id(clos: str) -> bool:
+    """The CDI library's ``closID`` rule (``pkg/cdi/container-edits.go``, IntelRdt.Validate): a valid
+    Linux file name (the CLOS is a resctrl directory), or ``/`` for the root CLOS; empty is allowed.
+
+    Example:
+        >>> [valid_clos_id(c) for c in ("foo.bar", "/", "", "foo/bar", ".", "..", "foo\\nbar")]
+        [True, True, True, False, False, False, False]
+    """
+    if clos == "/":
+        return True
+    return (len(clos.encode("utf-8", "surrogatepass")) < 4096 and clos not in (".", "..")
+            and "/" not in clos and "\n" not in clos)
 
 
 def type_name(value: Any) -> str:

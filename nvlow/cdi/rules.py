@@ -35,6 +35,17 @@ def _vkey(version: str) -> Tuple[int, ...]:
     return tuple(int(p) for p in version.split("."))
 
 
+def spec_version(version: str) -> str:
+    """``cdiVersion`` without one optional leading ``v``, as the CDI library reads it
+    (``specs-go/version.go`` newVersion: ``strings.TrimPrefix(v, "v")``; since library v0.5.4).
+
+    Example:
+        >>> spec_version("v0.5.0"), spec_version("0.5.0"), spec_version("vv0.5.0")
+        ('0.5.0', '0.5.0', 'v0.5.0')
+    """
+    return version[1:] if version.startswith("v") else version
+
+
 def required_version(doc: Dict[str, Any]) -> Tuple[str, str]:
     """The lowest ``cdiVersion`` whose rules allow ``doc``, and the first field that needs it.
 
@@ -49,28 +60,30 @@ def required_version(doc: Dict[str, Any]) -> Tuple[str, str]:
         if _vkey(version) > _vkey(best[0]):
             best = (version, reason)
 
+    # As the CDI library decides (specs-go/version.go, requiresV040 ... requiresV110): a field
+    # counts when it is set, i.e. not null, not an empty string or list, not false.
     def edits(e: Any, where: str) -> None:
         if not isinstance(e, dict):
             return
         for m in as_list(e.get("mounts")):
-            if isinstance(m, dict) and "type" in m:
+            if isinstance(m, dict) and m.get("type"):
                 need("0.4.0", f"a mount 'type' ({where})")
         for n in as_list(e.get("deviceNodes")):
-            if isinstance(n, dict) and "hostPath" in n:
+            if isinstance(n, dict) and n.get("hostPath"):
                 need("0.5.0", f"a device node 'hostPath' ({where})")
-        if "intelRdt" in e:
+        rdt = e.get("intelRdt")
+        if rdt is not None:
             need("0.7.0", f"'intelRdt' ({where})")
-            rdt = e.get("intelRdt")
-            if isinstance(rdt, dict) and ("schemata" in rdt or "enableMonitoring" in rdt):
+            if isinstance(rdt, dict) and (rdt.get("schemata") is not None or rdt.get("enableMonitoring") is True):
                 need("1.1.0", f"'intelRdt' schemata/enableMonitoring ({where})")
-        if "additionalGids" in e:
+        if e.get("additionalGids"):
             need("0.7.0", f"'additionalGids' ({where})")
-        if "netDevices" in e:
+        if e.get("netDevices"):
             need("1.1.0", f"'netDevices' ({where})")
 
     if not isinstance(doc, dict):
         return best
-    if "annotations" in doc:
+    if doc.get("annotations"):
         need("0.6.0", "spec 'annotations'")
     kind = doc.get("kind")
     if isinstance(kind, str) and "." in kind.partition("/")[2]:
@@ -82,10 +95,32 @@ def required_version(doc: Dict[str, Any]) -> Tuple[str, str]:
         name = dev.get("name")
         if isinstance(name, str) and name[:1].isdigit():
             need("0.5.0", f"device name {name!r} (starts with a digit)".replace("'", '"'))
-        if "annotations" in dev:
+        if dev.get("annotations"):
             need("0.6.0", f"'annotations' (devices[{i}])")
         edits(dev.get("containerEdits"), f"devices[{i}]")
     return best
+
+
+#: the first CDI library release that reads a leading "v" in cdiVersion (container-device-interface commit
+#: 42cb494, "Refactor version checks", 2022-11; podman 4.3 as Debian 12 ships it has an older one)
+V_PREFIX_SINCE = "v0.5.4"
+
+
+def compatibility_notes(doc: Any) -> List[str]:
+    """What a valid spec relies on that older engines reject (notes, not problems).
+
+    Example:
+        >>> compatibility_notes({"cdiVersion": "v0.5.0"})  # doctest: +NORMALIZE_WHITESPACE
+        ["cdiVersion 'v0.5.0': the leading 'v' is read by the CDI library since v0.5.4; engines with an
+         older one (podman 4.3) reject the spec; write '0.5.0'"]
+        >>> compatibility_notes({"cdiVersion": "0.5.0"})
+        []
+    """
+    version = doc.get("cdiVersion") if isinstance(doc, dict) else None
+    if isinstance(version, str) and version.startswith("v") and spec_version(version) in KNOWN_VERSIONS:
+        return [f"cdiVersion {version!r}: the leading 'v' is read by the CDI library since {V_PREFIX_SINCE}; "
+                f"engines with an older one (podman 4.3) reject the spec; write {spec_version(version)!r}"]
+    return []
 
 
 def as_list(value: Any) -> List[Any]:
@@ -115,12 +150,14 @@ def validate_document(doc: Any) -> List[str]:
     if not c.fields(doc, _SPEC_FIELDS, "spec"):
         return c.problems
     version = c.string(doc, "cdiVersion", "spec", required=True, what="cdiVersion")
-    if version is not None and version:
-        if version not in KNOWN_VERSIONS:
-            c.add("cdiVersion", f"invalid version {version!r} (known: {', '.join(KNOWN_VERSIONS)})")
+    if version:
+        bare = spec_version(version)
+        if bare not in KNOWN_VERSIONS:
+            c.add("cdiVersion", f"invalid version {version!r} (known: {', '.join(KNOWN_VERSIONS)}; "
+                                "a leading 'v' is allowed)")
         else:
             needed, reason = required_version(doc)
-            if _vkey(version) < _vkey(needed):
+            if _vkey(bare) < _vkey(needed):
                 c.add("cdiVersion", f"version {version} is below {needed}, which {reason} needs")
     kind = c.string(doc, "kind", "spec", required=True, what="kind")
     if kind:

@@ -2,17 +2,18 @@
 
 One spec of kind ``vendor/class`` (default ``nvidia.com/gpu``) holds a device
 per GPU and per MIG device under every chosen naming strategy, plus ``all``.
+A GPU in MIG mode is no device of its own, only its MIG devices are (as with
+nvidia-ctk); ``all`` holds every GPU node and every MIG device's nodes.
 The spec-wide ``containerEdits`` carry the control nodes, the driver files
-and the environment, so a container gets them once whatever it requests.
-There are no hooks: nothing on the host runs when a container starts.
-
-Driver files are placed exactly as ``nvlow args`` places them
-(:func:`nvlow.plan.driver_file_mounts`), under ``/usr/local/nvidia``.
+and ``NVIDIA_VISIBLE_DEVICES=void``, so a container gets them once whatever
+it requests. There are no hooks: nothing on the host runs when a container
+starts.
 
 CDI ``env`` entries *replace* the image's value (the CDI library sets the
-variable in the OCI spec), so ``PATH`` is the standard default PATH plus
-``/usr/local/nvidia/bin``; an image with an unusual PATH loses its own
-entries. ``nvlow args --image`` merges with the image instead.
+variable in the OCI spec), so the spec sets neither ``PATH`` nor
+``LD_LIBRARY_PATH``: :mod:`nvlow.cdi.layout` binds libraries into the
+directories glibc searches by default and binaries into ``/usr/bin``
+(docs/cdi.md).
 
 Example:
     >>> from nvlow.model import DeviceNode, Gpu, Host
@@ -22,19 +23,22 @@ Example:
     >>> spec = build_spec(host, None, capabilities=("utility",))
     >>> [d["name"] for d in spec.document["devices"]], spec.document["cdiVersion"]
     (['0', 'GPU-1111', 'all'], '0.5.0')
+    >>> spec.document["containerEdits"]["env"]
+    ['NVIDIA_VISIBLE_DEVICES=void']
 """
 from __future__ import annotations
 
 import json
+import os
 import re
-from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 from ..errors import HostError, UsageError
 from ..model import DeviceNode, DriverFiles, Gpu, Host, MigDevice
-from ..plan import (DEFAULT_PATH, LD_LIBRARY_PATH_ADDITIONS, NVIDIA_DIR, PATH_ADDITIONS, Mount,
-                    device_mappings, driver_file_mounts, merge_search_path)
+from ..plan import NVIDIA_DIR, Mount, device_mappings
 from ..select import select_gpus
+from .layout import driver_mounts, volume_source
 
 DEFAULT_VENDOR = "nvidia.com"
 DEFAULT_CLASS = "gpu"
@@ -140,6 +144,8 @@ def _known_nodes(host: Host) -> Dict[str, DeviceNode]:
     for g in host.gpus:
         if g.node is not None:
             nodes[g.node.host_path] = g.node
+        for n in getattr(g, "drm_nodes", ()):  # /dev/dri nodes, where discovery finds them
+            nodes[n.host_path] = n
         for m in g.mig_devices:
             for n in m.cap_nodes:
                 nodes[n.host_path] = n
@@ -152,10 +158,82 @@ def _mount_dict(m: Mount) -> Dict[str, Any]:
 
 
 def spec_env() -> List[str]:
-    """The spec-wide environment: no legacy hook injection, and the /usr/local/nvidia search paths."""
-    path = merge_search_path(DEFAULT_PATH, PATH_ADDITIONS) or DEFAULT_PATH
-    ld_path = merge_search_path(None, LD_LIBRARY_PATH_ADDITIONS) or ""
-    return ["NVIDIA_VISIBLE_DEVICES=void", f"PATH={path}", f"LD_LIBRARY_PATH={ld_path}"]
+    """The spec-wide environment: only ``NVIDIA_VISIBLE_DEVICES=void``, so a legacy NVIDIA hook, if an
+    engine still has one, does not inject the GPUs a second time. No ``PATH`` or ``LD_LIBRARY_PATH``:
+    CDI sets variables, so either would replace the image's own value (:mod:`nvlow.cdi.layout`)."""
+    return ["NVIDIA_VISIBLE_DEVICES=void"]
+
+
+@dataclass
+class _Devices:
+    """The named devices of a spec being built, the nodes of ``all`` and the warnings."""
+
+    strategies: Sequence[str]
+    devices: List[Dict[str, Any]] = field(default_factory=list)
+    seen_names: Dict[str, str] = field(default_factory=dict)
+    all_nodes: List[Dict[str, Any]] = field(default_factory=list)
+    warnings: List[str] = field(default_factory=list)
+
+    def add_nodes_to_all(self, nodes: List[Dict[str, Any]]) -> None:
+        known = {n["path"] for n in self.all_nodes}
+        self.all_nodes.extend(n for n in nodes if n["path"] not in known)
+
+    def add_named(self, item: Union[Gpu, MigDevice], label: str, nodes: List[Dict[str, Any]]) -> None:
+        for name in device_names(item, self.strategies):
+            if not _NAME_RE.match(name) or name == "all":
+                self.warnings.append(f"{label}: name {name!r} is not a valid CDI device name; skipped")
+            elif name in self.seen_names:
+                self.warnings.append(f"{label}: device name {name!r} already used by {self.seen_names[name]}; "
+                                     "skipped")
+            else:
+                self.seen_names[name] = label
+                self.devices.append({"name": name, "containerEdits": {"deviceNodes": [dict(n) for n in nodes]}})
+
+
+def _collect_devices(host: Host, caps: Tuple[str, ...], strategies: Sequence[str],
+                     common_paths: Set[str]) -> _Devices:
+    """A device per GPU and MIG device under each naming strategy, and the nodes ``all`` gets.
+
+    A GPU in MIG mode is not a device of its own (nvidia-ctk leaves it out
+    too: with MIG enabled, CUDA runs only on its MIG devices), but ``all``
+    still holds its node, and its MIG devices are named as usual.
+    """
+    known = _known_nodes(host)
+    out = _Devices(strategies)
+    for gpu in sorted(host.gpus, key=lambda g: g.index):
+        items: List[Tuple[str, Union[Gpu, MigDevice]]] = [(str(gpu.index), gpu)]
+        items += [(m.name_for_index, m) for m in sorted(gpu.mig_devices, key=lambda m: m.index)]
+        for token, item in items:
+            label = f"MIG device {token}" if isinstance(item, MigDevice) else f"GPU {token}"
+            try:
+                maps = device_mappings(host, select_gpus(host.gpus, token), caps)
+            except (HostError, UsageError) as exc:
+                out.warnings.append(f"{label} left out of the CDI spec: {exc}")
+                continue
+            nodes = [_node_dict(m.container_path, m.host_path, known.get(m.host_path))
+                     for m in maps if m.container_path not in common_paths]
+            out.add_nodes_to_all(nodes)
+            if isinstance(item, MigDevice) or not item.mig_enabled:
+                out.add_named(item, label, nodes)
+            elif not item.mig_devices:
+                out.warnings.append(f"GPU {token} is in MIG mode but has no MIG devices: only the 'all' "
+                                    "device holds it")
+    return out
+
+
+def _driver_mounts(files: Optional[DriverFiles], driver_files: str, volume_path: Optional[str],
+                   arch: Optional[str], exists: Callable[[str], bool]) -> Tuple[List[Mount], List[str]]:
+    """The mounts of the driver files for ``--driver-files bind`` or ``volume``, and warnings."""
+    if files is None:
+        return [], []
+    if driver_files != "volume":
+        return driver_mounts(files, arch=arch)
+    if volume_path is None:
+        raise HostError("--driver-files volume needs a built driver volume")
+    # The 1.0 volume stays at /usr/local/nvidia for images that look there (their own
+    # LD_LIBRARY_PATH/PATH name it); its files are also bound where every image looks.
+    mounts, warnings = driver_mounts(files, arch=arch, source=volume_source(volume_path, exists))
+    return [Mount(volume_path, NVIDIA_DIR)] + mounts, warnings
 
 
 def build_spec(
@@ -169,13 +247,18 @@ def build_spec(
     driver_files: str = "bind",
     volume_path: Optional[str] = None,
     include_all: bool = True,
+    arch: Optional[str] = None,
+    exists: Callable[[str], bool] = os.path.isfile,
 ) -> GeneratedSpec:
     """The CDI spec for every GPU and MIG device of ``host``.
 
     ``files`` are the selected driver files (None: no mounts). ``driver_files``
-    is ``bind`` (per-file read-only binds) or ``volume`` (``volume_path``, a
-    built driver volume, mounted at /usr/local/nvidia). A GPU without a usable
-    device node is left out with a warning; a host without any is an error.
+    is ``bind`` (read-only binds of the host's files) or ``volume`` (binds of
+    the copies in ``volume_path``, a built driver volume, which is also
+    mounted at /usr/local/nvidia; ``exists`` checks the volume's files). Files
+    go where :mod:`nvlow.cdi.layout` places them for ``arch`` (an ld.so.cache
+    arch name, default this machine's). A GPU without a usable device node is
+    left out with a warning; a host without any is an error.
     """
     from .validate import required_version
 
@@ -185,55 +268,19 @@ def build_spec(
         raise UsageError(f"invalid --driver-files {driver_files!r} for a CDI spec", hint="use bind or volume")
     known = _known_nodes(host)
     common_maps = device_mappings(host, select_gpus(host.gpus, "none"), caps)  # control nodes only
-    common_paths = {m.container_path for m in common_maps}
-    warnings: List[str] = []
-    devices: List[Dict[str, Any]] = []
-    seen_names: Dict[str, str] = {}
-    all_nodes: List[Dict[str, Any]] = []
-    all_paths: Set[str] = set()
-
-    items: List[Tuple[str, Union[Gpu, MigDevice]]] = []
-    for gpu in sorted(host.gpus, key=lambda g: g.index):
-        items.append((str(gpu.index), gpu))
-        for mig in sorted(gpu.mig_devices, key=lambda m: m.index):
-            items.append((mig.name_for_index, mig))
-    for token, item in items:
-        label = f"MIG device {token}" if isinstance(item, MigDevice) else f"GPU {token}"
-        try:
-            maps = device_mappings(host, select_gpus(host.gpus, token), caps)
-        except (HostError, UsageError) as exc:
-            warnings.append(f"{label} left out of the CDI spec: {exc}")
-            continue
-        nodes = [_node_dict(m.container_path, m.host_path, known.get(m.host_path))
-                 for m in maps if m.container_path not in common_paths]
-        for n in nodes:
-            if n["path"] not in all_paths:
-                all_paths.add(n["path"])
-                all_nodes.append(n)
-        for name in device_names(item, strategies):
-            if not _NAME_RE.match(name) or name == "all":
-                warnings.append(f"{label}: name {name!r} is not a valid CDI device name; skipped")
-                continue
-            if name in seen_names:
-                warnings.append(f"{label}: device name {name!r} already used by {seen_names[name]}; skipped")
-                continue
-            seen_names[name] = label
-            devices.append({"name": name, "containerEdits": {"deviceNodes": [dict(n) for n in nodes]}})
+    found = _collect_devices(host, caps, strategies, {m.container_path for m in common_maps})
+    devices = found.devices
     if not devices:
+        in_mig = [g for g in host.gpus if g.mig_enabled and not g.mig_devices]
+        if in_mig:
+            raise HostError(f"GPU {in_mig[0].index} is in MIG mode but has no MIG devices, and no other GPU can "
+                            "be a CDI device", hint="create MIG devices (nvidia-smi mig -cgi ... -C) or turn MIG "
+                                                    "mode off (nvidia-smi -mig 0)")
         raise HostError("no GPU with a usable device node was found: a CDI spec needs at least one device",
                         hint="'nvlow info' lists the GPUs; 'nvlow doctor' checks the device nodes")
     if include_all:
-        devices.append({"name": "all", "containerEdits": {"deviceNodes": all_nodes}})
-
-    mounts: List[Mount] = []
-    if files is not None:
-        if driver_files == "volume":
-            if volume_path is None:
-                raise HostError("--driver-files volume needs a built driver volume")
-            mounts.append(Mount(volume_path, NVIDIA_DIR))
-            mounts.extend(driver_file_mounts(files, include_nvidia_dir=False))
-        else:
-            mounts = driver_file_mounts(files)
+        devices.append({"name": "all", "containerEdits": {"deviceNodes": found.all_nodes}})
+    mounts, mount_warnings = _driver_mounts(files, driver_files, volume_path, arch, exists)
     edits: Dict[str, Any] = {
         "env": spec_env(),
         "deviceNodes": [_node_dict(m.container_path, m.host_path, known.get(m.host_path)) for m in common_maps],
@@ -245,7 +292,7 @@ def build_spec(
     if tuple(map(int, version.split("."))) > tuple(map(int, MAX_EMITTED_VERSION.split("."))):
         raise UsageError(f"the spec would need cdiVersion {version} for {reason}, which podman 4.x rejects")
     document["cdiVersion"] = version
-    return GeneratedSpec(document, tuple(warnings))
+    return GeneratedSpec(document, tuple(found.warnings + mount_warnings))
 
 
 def spec_header(driver_version: Optional[str]) -> List[str]:
@@ -255,7 +302,7 @@ def spec_header(driver_version: Optional[str]) -> List[str]:
     return [
         f"Generated by nvlow {__version__} for NVIDIA driver {driver_version or 'unknown'}; do not edit.",
         "Regenerate after a driver or GPU change: nvlow cdi generate --write --if-changed",
-        "The env entries replace the image's PATH and LD_LIBRARY_PATH (CDI sets, it does not merge).",
+        "Driver files sit in the loader's default directories and /usr/bin; PATH and LD_LIBRARY_PATH stay the image's.",
     ]
 
 

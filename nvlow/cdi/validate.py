@@ -7,6 +7,7 @@ toolkit #450, #692, #856). :func:`driver_version_of` reads the driver
 version out of a file name.
 
 The pure CDI rules (:func:`validate_document`, :func:`required_version`,
+:func:`compatibility_notes`,
 :data:`KNOWN_VERSIONS`, :data:`BASE_VERSION`, :data:`HOOK_NAMES`,
 :data:`NODE_TYPES`) live in :mod:`nvlow.cdi.rules` and
 :mod:`nvlow.cdi.field_rules`; they stay importable from here.
@@ -27,11 +28,12 @@ import re
 from typing import Any, Callable, Dict, List, Optional
 
 from .field_rules import HOOK_NAMES, NODE_TYPES
-from .rules import BASE_VERSION, KNOWN_VERSIONS, as_list, required_version, validate_document
+from .rules import (BASE_VERSION, KNOWN_VERSIONS, as_list, compatibility_notes, required_version,
+                    validate_document)
 
 __all__ = [
-    "BASE_VERSION", "HOOK_NAMES", "KNOWN_VERSIONS", "NODE_TYPES", "driver_version_of", "host_problems",
-    "required_version", "validate_document",
+    "BASE_VERSION", "HOOK_NAMES", "KNOWN_VERSIONS", "NODE_TYPES", "compatibility_notes", "driver_version_of",
+    "host_problems", "required_version", "validate_document",
 ]
 
 # A driver file: lib*.so.<3-digit major>.<minor>[.<patch>] (drivers 390 … 580+)

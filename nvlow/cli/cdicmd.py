@@ -69,9 +69,11 @@ def run_generate(opts: CommonOptions, env: Mapping[str, str], *, output: Optiona
     files = select_driver_files(root, host.driver_version, caps)
     volume_path = None
     if driver_files == "volume":
-        from ..volume import DEFAULT_VOLUMES_DIR, ensure_volume
+        # the one driver volume of this driver (every capability's files), shared with nvlow args and serve;
+        # the spec binds the files of its own capabilities out of it
+        from ..volume import ensure_driver_volume
 
-        volume_path = ensure_volume(files, host.driver_version, volumes_dir or DEFAULT_VOLUMES_DIR).path
+        volume_path = ensure_driver_volume(root, host.driver_version, volumes_dir).path
     spec = build_spec(host, files, capabilities=caps, vendor=vendor, class_=class_, strategies=names,
                       driver_files=driver_files, volume_path=volume_path, include_all=not no_all_device)
     for w in spec.warnings:
@@ -129,46 +131,50 @@ def _running_driver(opts: CommonOptions, env: Mapping[str, str]) -> Optional[str
 
 
 def validate_files(paths: Sequence[str], driver_version: Optional[str], *,
-                   host_checks: bool = True) -> List[Tuple[str, List[str], int]]:
-    """``(path, problems, device count)`` for each spec file."""
+                   host_checks: bool = True) -> List[Tuple[str, List[str], int, List[str]]]:
+    """``(path, problems, device count, compatibility notes)`` for each spec file."""
     from ..cdi.store import read_spec
-    from ..cdi.validate import host_problems, validate_document
+    from ..cdi.validate import compatibility_notes, host_problems, validate_document
 
-    results: List[Tuple[str, List[str], int]] = []
+    results: List[Tuple[str, List[str], int, List[str]]] = []
     for path in paths:
         try:
             doc = read_spec(path)
         except HostError as exc:
             msg = str(exc)
-            results.append((path, [msg[len(path) + 2:] if msg.startswith(path + ": ") else msg], 0))
+            results.append((path, [msg[len(path) + 2:] if msg.startswith(path + ": ") else msg], 0, []))
             continue
         problems = validate_document(doc)
         if host_checks:
             problems += host_problems(doc, driver_version)
         count = len(doc.get("devices") or []) if isinstance(doc, dict) and isinstance(doc.get("devices"), list) else 0
-        results.append((path, problems, count))
+        results.append((path, problems, count, compatibility_notes(doc)))
     return results
 
 
 def run_validate(opts: CommonOptions, env: Mapping[str, str], paths: Sequence[str], host_checks: bool) -> int:
-    """``nvlow cdi validate FILE...``: one line per problem; exit 1 when any."""
+    """``nvlow cdi validate FILE...``: one line per problem; exit 1 when any. Notes on what older
+    engines reject (a valid spec's) go to stderr and do not change the exit status."""
     if not paths:
         raise UsageError("nvlow cdi validate needs at least one spec file",
                          hint="nvlow cdi validate /var/run/cdi/nvidia.yaml")
     driver = _running_driver(opts, env) if host_checks else None
     results = validate_files(paths, driver, host_checks=host_checks)
-    bad = any(problems for _p, problems, _n in results)
+    bad = any(problems for _p, problems, _n, _notes in results)
     if opts.json:
         doc: Dict[str, Any] = {"schema_version": 1, "driver_version": driver, "valid": not bad,
-                               "files": [{"path": p, "valid": not probs, "devices": n, "problems": probs}
-                                         for p, probs, n in results]}
+                               "files": [{"path": p, "valid": not probs, "devices": n, "problems": probs,
+                                          "notes": notes}
+                                         for p, probs, n, notes in results]}
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     else:
-        for path, problems, count in results:
+        for path, problems, count, notes in results:
             for problem in problems:
                 sys.stdout.write(f"{path}: {problem}\n")
             if not problems:
                 sys.stdout.write(f"{path}: ok ({count} device{'s' if count != 1 else ''})\n")
+            for line in notes:
+                note(f"{path}: {line}")
     if host_checks and driver is None:
         note("no running NVIDIA driver found: staleness was not checked")
     return 1 if bad else 0
@@ -201,8 +207,9 @@ def _build() -> typer.Typer:
                                              "(repeatable or comma-separated; default index,uuid)."),
         capabilities: Optional[str] = typer.Option(None, "--capabilities", help="Driver capabilities whose files "
                                                    "and nodes the spec holds (default: all)."),
-        driver_files: str = typer.Option("bind", "--driver-files", help="bind (a read-only bind per file) or "
-                                         "volume (the 1.0 driver volume at /usr/local/nvidia)."),
+        driver_files: str = typer.Option("bind", "--driver-files", help="bind (read-only binds of the host's "
+                                         "files) or volume (binds of the 1.0 driver volume's copies, which is "
+                                         "also mounted at /usr/local/nvidia)."),
         volumes_dir: Optional[str] = VOLUMES_DIR,
         vendor: str = typer.Option("nvidia.com", "--vendor", help="CDI vendor (kind = vendor/class)."),
         class_: str = typer.Option("gpu", "--class", help="CDI class (kind = vendor/class)."),

@@ -7,7 +7,7 @@
 # Everything lives under WORKDIR: a dockerd with its own socket, data root, exec root and
 # pidfile (no bridge, no iptables), and podman with private containers.conf/storage.conf
 # (runc, cgroupfs, file events, netns none). A system daemon, if any, is never touched.
-# Images are imported from a busybox-static rootfs; nothing is ever pulled.
+# Images are imported from a busybox-static rootfs plus the host's glibc loader and libc; nothing is ever pulled.
 # Recipe and its reasons: container-engines-ci.md (crun rejects hybrid cgroups -> runc;
 # no CAP_SYS_RESOURCE -> container ulimits must not exceed our hard limits).
 #
@@ -70,7 +70,29 @@ build_rootfs() {
     printf 'root:x:0:\nnogroup:x:65534:\n' >"$r/etc/group"
     printf '#!/bin/sh\necho nvlow-image-tool\n' >"$r/opt/nvlow-image/bin/nvlow-image-tool"
     chmod 1777 "$r/tmp"; chmod 755 "$r/opt/nvlow-image/bin/nvlow-image-tool"
+    add_glibc "$r"
     tar -C "$r" -cf "$W/rootfs.tar" .
+}
+
+# The host's glibc dynamic loader and libc.so.6 (copied, never pulled) plus an ld.so.cache that lists only
+# them, so a dynamically linked test program runs in the image with the image's own loader, which must find
+# driver libraries without a cache entry (tests/engine/test_engine_cdi.py). Paths are the host's, as ldd
+# prints them for a binary linked only against libc (on x86-64 Debian /lib64/ld-linux-x86-64.so.2 and
+# /lib/x86_64-linux-gnu/libc.so.6).
+add_glibc() {
+    local r=$1 bin deps loader libc
+    for bin in /usr/bin/env /bin/sh; do
+        deps=$(LC_ALL=C ldd "$bin" 2>/dev/null) || continue
+        loader=$(printf '%s\n' "$deps" | awk '$1 ~ /^\// { print $1; exit }')
+        libc=$(printf '%s\n' "$deps" | awk '$1 == "libc.so.6" && $2 == "=>" { print $3; exit }')
+        [ -n "$loader" ] && [ -n "$libc" ] && break
+    done
+    [ -n "${loader:-}" ] && [ -n "${libc:-}" ] || die "cannot find the host's glibc loader and libc.so.6 with ldd"
+    mkdir -p "$r$(dirname "$loader")" "$r$(dirname "$libc")"
+    cp -L "$loader" "$r$loader"
+    cp -L "$libc" "$r$libc"
+    command -v ldconfig >/dev/null || PATH=$PATH:/sbin:/usr/sbin
+    ldconfig -r "$r" || die "ldconfig -r $r failed"
 }
 
 # Dockerfile-style change lines shared by both engines; $1 = NVIDIA_REQUIRE_CUDA value.

@@ -3,12 +3,15 @@
 The spec is generated for the fake host root, written to ``/var/run/cdi`` under a name of
 this test session (podman 4.3 reads only /etc/cdi and /var/run/cdi) and removed afterwards.
 Containers request ``--device <kind>=0`` / ``=all``; what they see is read with a probe script.
+The spec sets no PATH or LD_LIBRARY_PATH: the image keeps its own, its glibc loader finds the driver
+libraries in its default directories and its PATH finds the binaries in /usr/bin (docs/cdi.md).
 Deliberately broken specs must be rejected by ``nvlow cdi validate`` and by podman alike.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from typing import Any, Dict, Iterator, List, Tuple
 
@@ -16,15 +19,20 @@ import pytest
 
 from . import requires_engines, requires_root
 from .fakehost import FakeHost, host_has_nvidia_driver
-from .helpers import IMAGE, Engine, NvlowRunner, Section, probe_script, sections
+from nvlow.cdi.layout import library_dirs
+from nvlow.ldcache import native_arch
+
+from .helpers import IMAGE, IMAGE_PATH, Engine, NvlowRunner, Section, probe_script, sections
 
 pytestmark = [pytest.mark.engine, requires_engines, requires_root]
 
 SPEC_DIR = "/var/run/cdi"
 STATIC_DIR = "/etc/cdi"
-NVIDIA_LIB64 = "/usr/local/nvidia/lib64"
-NVIDIA_BIN = "/usr/local/nvidia/bin"
+#: where the spec binds the 64-bit libraries: the multiarch directory (Debian/Ubuntu) and /usr/lib64 (RHEL)
+MULTIARCH_LIB, LIB64 = library_dirs(native_arch())
 BROKEN_KIND = "nvlow-broken.example/gpu"
+#: where the test binds the NVML test program (linked against the fake libnvidia-ml.so.1) into containers
+NVML_PROBE = "/opt/nvml-probe"
 
 
 def _kinds_in_spec_dirs(exclude: Tuple[str, ...] = ()) -> List[str]:
@@ -75,9 +83,10 @@ PROBE = {
     "gpus": "ls /dev | grep '^nvidia[0-9]' | sort",
     "stat": "stat -c '%n|%F|%t:%T' /dev/nvidiactl /dev/nvidia-uvm /dev/nvidia-uvm-tools",
     "open": "cat /dev/nvidia0",
-    "md5": f"md5sum {NVIDIA_LIB64}/libcuda.so.1",
-    "readonly": f"touch {NVIDIA_LIB64}/libcuda.so.1",
+    "md5": f"md5sum {MULTIARCH_LIB}/libcuda.so.1 {MULTIARCH_LIB}/libcuda.so {LIB64}/libcuda.so.1",
+    "readonly": f"touch {MULTIARCH_LIB}/libcuda.so.1",
     "smi": "nvidia-smi",
+    "which": "command -v nvidia-smi; command -v nvlow-image-tool",
     "env": "env | grep -E '^(PATH|LD_LIBRARY_PATH|NVIDIA_VISIBLE_DEVICES)=' | sort",
 }
 
@@ -113,20 +122,70 @@ def test_one_gpu(cdi_spec: Tuple[str, str], podman_engine: Engine, fake_host: Fa
         f"/dev/{n}|character special file|{nodes[n].hex}" for n in ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools")]
     # the node is allowed by the devices cgroup, and there is no driver behind it
     assert s["open"].rc != 0 and "No such device or address" in s["open"].out
-    assert s["md5"].out.split()[0] == fake_host.md5(fake_host.libraries["libcuda.so.1"])
+    md5 = fake_host.md5(fake_host.libraries["libcuda.so.1"])
+    assert [line.split()[0] for line in s["md5"].out.splitlines()] == [md5, md5, md5]
     assert s["readonly"].rc != 0 and "Read-only file system" in s["readonly"].out
     assert (s["smi"].rc, s["smi"].out) == (0, fake_host.marker("nvidia-smi"))
 
 
-def test_env_replaces_image_path(cdi_spec: Tuple[str, str], podman_engine: Engine) -> None:
+def test_env_keeps_image_path(cdi_spec: Tuple[str, str], podman_engine: Engine) -> None:
     kind, _path = cdi_spec
-    env = probe(podman_engine, f"{kind}=0")["env"].out.splitlines()
-    assert env == [
-        "LD_LIBRARY_PATH=/usr/local/nvidia/lib64:/usr/local/nvidia/lib",
-        "NVIDIA_VISIBLE_DEVICES=void",
-        # CDI sets the variable: the image's own /opt/nvlow-image/bin is gone (documented in nvlow.cdi.spec)
-        f"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:{NVIDIA_BIN}",
-    ]
+    s = probe(podman_engine, f"{kind}=0")
+    # no LD_LIBRARY_PATH, and the image's PATH (with /opt/nvlow-image/bin first) is untouched
+    assert s["env"].out.splitlines() == ["NVIDIA_VISIBLE_DEVICES=void", f"PATH={IMAGE_PATH}"]
+    assert IMAGE_PATH.startswith("/opt/nvlow-image/bin:")
+    # the image's own tool and the driver's binary are both found through that PATH
+    assert s["which"].out.splitlines() == ["/usr/bin/nvidia-smi", "/opt/nvlow-image/bin/nvlow-image-tool"]
+
+
+@pytest.fixture(scope="module")
+def nvml_probe(fake_host: FakeHost, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A C program linked against the fake host's libnvidia-ml.so.1 (DT_NEEDED by SONAME, no RUNPATH)."""
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        pytest.skip("gcc is missing")
+    lib = fake_host.host(fake_host.libraries["libnvidia-ml.so.1"])
+    # the one function each fake library exports is named after its file (tests/engine/fakehost.py)
+    symbol = "nvlow_fake_" + "".join(c if c.isalnum() else "_" for c in os.path.basename(lib))
+    work = tmp_path_factory.mktemp("nvml-probe")
+    src, out = str(work / "probe.c"), str(work / "nvml-probe")
+    with open(src, "w", encoding="ascii") as fh:
+        fh.write(f'#include <stdio.h>\nint {symbol}(void);\n'
+                 f'int main(void) {{ printf("nvml-probe %d\\n", {symbol}()); return 0; }}\n')
+    subprocess.run([cc, "-o", out, src, lib], check=True, capture_output=True, timeout=120)
+    dynamic = subprocess.run(["readelf", "-d", out], check=True, capture_output=True, text=True).stdout
+    assert "Shared library: [libnvidia-ml.so.1]" in dynamic
+    assert "RUNPATH" not in dynamic and "RPATH" not in dynamic
+    os.chmod(out, 0o755)
+    return out
+
+
+NVML_SCRIPT = probe_script({
+    "ld_library_path": 'echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH-unset}"',
+    # ldd's own trick: the loader prints how it resolved each DT_NEEDED instead of running the program
+    "resolved": f"LD_TRACE_LOADED_OBJECTS=1 {NVML_PROBE} | grep libnvidia-ml",
+    "run": NVML_PROBE,
+})
+
+
+@pytest.mark.parametrize("with_spec", [True, False], ids=["cdi-device", "no-device"])
+def test_image_loader_finds_the_library_without_ld_library_path(
+        with_spec: bool, cdi_spec: Tuple[str, str], podman_engine: Engine, nvml_probe: str) -> None:
+    """The image's own glibc loader (from setup_engines.sh) finds libnvidia-ml.so.1 in its default
+    directories, though the image's ld.so.cache does not list it and no LD_LIBRARY_PATH is set."""
+    kind, _path = cdi_spec
+    device = ("--device", f"{kind}=0") if with_spec else ()
+    proc = podman_engine.cli("run", "--rm", "--pull", "never", "--network", "none", *device,
+                             "-v", f"{nvml_probe}:{NVML_PROBE}:ro", IMAGE, "sh", "-c", NVML_SCRIPT, check=False)
+    assert proc.returncode == 0, proc.stderr
+    s = sections(proc.stdout)
+    assert s["ld_library_path"].out == "LD_LIBRARY_PATH=unset"
+    if with_spec:
+        assert s["resolved"].out.split()[:3] == ["libnvidia-ml.so.1", "=>", f"{MULTIARCH_LIB}/libnvidia-ml.so.1"]
+        assert s["run"] == Section(0, "nvml-probe 42")
+    else:  # the control: without the spec the image has no such library
+        assert s["run"].rc != 0
+        assert "libnvidia-ml.so.1: cannot open shared object file" in s["run"].out
 
 
 @pytest.mark.parametrize("name", ["all", "uuid1"])
@@ -226,17 +285,54 @@ def test_volume_mode(fake_host: FakeHost, podman_engine: Engine, nvlow: NvlowRun
                      "--class", "gpuvol", "--capabilities", "compute,utility", "--driver-files", "volume",
                      "--volumes-dir", volumes, "--output", path)
         assert proc.returncode == 0, proc.stderr
-        mounts = json.load(open(path))["containerEdits"]["mounts"]
+        spec = json.load(open(path))
+        mounts = spec["containerEdits"]["mounts"]
         assert mounts[0]["containerPath"] == "/usr/local/nvidia"
         assert mounts[0]["hostPath"].startswith(volumes)
+        assert spec["containerEdits"]["env"] == ["NVIDIA_VISIBLE_DEVICES=void"]
+        # every driver binary and library is a bind of the volume's copy
+        assert all(m["hostPath"].startswith(volumes) for m in mounts
+                   if m["containerPath"].startswith(("/usr/bin/", MULTIARCH_LIB + "/", LIB64 + "/")))
         out = podman_engine.cli("run", "--rm", "--pull", "never", "--network", "none", "--device", f"{kind}=0",
                                 IMAGE, "sh", "-c", probe_script(PROBE), check=False)
         assert out.returncode == 0, out.stderr
         s = sections(out.stdout)
         assert s["gpus"].out.splitlines() == ["nvidia0"]
-        assert s["md5"].out.split()[0] == fake_host.md5(fake_host.libraries["libcuda.so.1"])
+        md5 = fake_host.md5(fake_host.libraries["libcuda.so.1"])
+        assert [line.split()[0] for line in s["md5"].out.splitlines()] == [md5, md5, md5]
         assert s["readonly"].rc != 0 and "Read-only file system" in s["readonly"].out
         assert (s["smi"].rc, s["smi"].out) == (0, fake_host.marker("nvidia-smi"))
+        assert s["env"].out.splitlines() == ["NVIDIA_VISIBLE_DEVICES=void", f"PATH={IMAGE_PATH}"]
     finally:
         if os.path.exists(path):
             os.unlink(path)
+
+
+
+def _podman_version(engine: Engine) -> Tuple[int, ...]:
+    out = engine.cli("version", "--format", "{{.Client.Version}}").stdout.strip()
+    return tuple(int(p) for p in out.split("-")[0].split(".")[:2] if p.isdigit())
+
+
+def test_v_prefixed_version(cdi_spec: Tuple[str, str], podman_engine: Engine, fake_host: FakeHost,
+                            nvlow: NvlowRunner) -> None:
+    """``cdiVersion: v0.5.0`` is valid for the CDI library since v0.5.4: nvlow accepts it with a note,
+    because podman 4.3 (Debian 12; an older CDI library) rejects it (measured here)."""
+    if BROKEN_KIND in _kinds_in_spec_dirs():
+        pytest.skip(f"another spec of this machine defines {BROKEN_KIND}")
+    path = os.path.join(SPEC_DIR, f"nvlow-broken-{os.getpid()}.json")
+    run = ("run", "--rm", "--pull", "never", "--network", "none", "--device", f"{BROKEN_KIND}=0", IMAGE, "true")
+    doc = _good_broken_base(fake_host)
+    doc["cdiVersion"] = "v0.5.0"
+    try:
+        with open(path, "w") as fh:
+            json.dump(doc, fh)
+        proc = nvlow("cdi", "validate", "--root", fake_host.root, path)
+        assert (proc.returncode, proc.stdout) == (0, f"{path}: ok (1 device)\n")
+        assert f"{path}: cdiVersion 'v0.5.0': the leading 'v' is read by the CDI library since v0.5.4" in proc.stderr
+        engine = podman_engine.cli(*run, check=False)
+        if _podman_version(podman_engine) == (4, 3):
+            assert engine.returncode != 0
+            assert f"unresolvable CDI devices {BROKEN_KIND}=0" in engine.stderr
+    finally:
+        os.unlink(path)
