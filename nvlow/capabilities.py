@@ -1,8 +1,9 @@
 """Driver capabilities (``NVIDIA_DRIVER_CAPABILITIES``) and the driver files each one needs.
 
-The lists follow libnvidia-container ``src/nvc_info.c`` (see the reference
-``driver-files.md`` §1). Library names are *prefixes* of ld.so.cache keys:
-``libcuda.so`` matches ``libcuda.so.1``.
+The lists follow libnvidia-container ``src/nvc_info.c``, completed with what
+the NVIDIA Container Toolkit mounts on top (``internal/discover/graphics.go``,
+``pkg/nvcdi/driver-nvml.go``; see ``docs/host-devices.md``). Library names are
+*prefixes* of ld.so.cache keys: ``libcuda.so`` matches ``libcuda.so.1``.
 
 Example:
     >>> sorted(parse_capabilities("compute, utility"))
@@ -12,7 +13,7 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Dict, FrozenSet, Set, Tuple
+from typing import Dict, FrozenSet, Optional, Set, Tuple
 
 from .errors import UsageError
 
@@ -36,6 +37,9 @@ GRAPHICS_LIBS = (
     # GLVND vendor libraries (the default driver install)
     "libGLX_nvidia.so", "libEGL_nvidia.so", "libGLESv2_nvidia.so", "libGLESv1_CM_nvidia.so",
     "libnvidia-glvkspirv.so", "libnvidia-cbl.so",
+    # the toolkit's graphics mounts: the GBM backend (gbm/nvidia-drm_gbm.so links to it) and the
+    # Vulkan producer of older drivers (internal/discover/graphics.go)
+    "libnvidia-allocator.so", "libnvidia-vulkan-producer.so",
     # non-GLVND installs: taken only when DT_NEEDED names libnvidia-glcore/eglcore
     "libGL.so", "libEGL.so", "libGLESv1_CM.so", "libGLESv2.so",
 )
@@ -44,8 +48,37 @@ NGX_LIBS = ("libnvidia-ngx.so",)
 #: loaders that may belong to Mesa/GLVND; kept only when they need NVIDIA's core library
 GL_COMPAT_LOADERS = ("libGL.so", "libEGL.so", "libGLESv1_CM.so", "libGLESv2.so")
 GL_CORE_NEEDED = ("libnvidia-glcore.so", "libnvidia-eglcore.so")
-#: "display libraries are not needed" (nvc_info.c): never taken, not even by the version sweep
-NEVER_LIBS = ("libnvidia-gtk2.so", "libnvidia-gtk3.so", "libnvidia-wfb.so", "nvidia_drv.so", "libglx.so")
+#: "display libraries are not needed" (nvc_info.c): never taken as libraries, not even by the version
+#: sweep; the X.Org modules nvidia_drv.so and libglxserver_nvidia.so are mounted at their host
+#: paths instead (XORG_MODULES)
+NEVER_LIBS = ("libnvidia-gtk2.so", "libnvidia-gtk3.so", "libnvidia-wfb.so", "nvidia_drv.so", "libglx.so",
+              "libglxserver_nvidia.so")
+#: listed libraries that only some drivers ship: not reported missing
+OPTIONAL_LIBS = ("libnvidia-vulkan-producer.so",)
+
+#: libraries with their own version instead of the driver's (``libnvidia-egl-gbm.so.1.1.2``): taken
+#: from ld.so.cache (or the library directories) whatever that version, like the toolkit's
+#: ``libnvidia-egl-*.so.*.*`` graphics mounts (internal/discover/graphics.go); never reported missing
+OWN_VERSION_LIBS: Dict[str, Tuple[str, ...]] = {
+    "graphics": ("libnvidia-egl-gbm.so", "libnvidia-egl-wayland.so", "libnvidia-egl-wayland2.so",
+                 "libnvidia-egl-xcb.so", "libnvidia-egl-xlib.so"),
+}
+#: libraries taken from the directory of the driver's libcuda whatever their file version: the legacy
+#: NVVM of R575+ (``libnvidia-nvvm70.so.4``) that PTX JIT of pre-CUDA-12 programs loads (toolkit
+#: pkg/nvcdi/driver-nvml.go ``libnvidia-nvvm70.so.*``, toolkit #1875); never reported missing
+DRIVER_DIR_LIBS: Dict[str, Tuple[str, ...]] = {
+    "compute": ("libnvidia-nvvm70.so",),
+}
+#: the GBM backend link, relative to a driver library directory; with ``graphics`` it is mounted at its
+#: host path as the real libnvidia-allocator (the toolkit creates ``gbm/nvidia-drm_gbm.so ->
+#: ../libnvidia-allocator.so.1`` next to the allocator, internal/discover/graphics.go)
+GBM_BACKEND = "gbm/nvidia-drm_gbm.so"
+#: X.Org driver modules mounted at their host paths with ``graphics`` (``{version}``: the driver's),
+#: and the link name each also gets (the toolkit's create-symlinks hook)
+XORG_MODULES: Tuple[Tuple[str, Optional[str]], ...] = (
+    ("nvidia_drv.so", None),
+    ("libglxserver_nvidia.so.{version}", "libglxserver_nvidia.so"),
+)
 
 LIBRARIES: Dict[str, Tuple[str, ...]] = {
     "compute": COMPUTE_LIBS,
@@ -67,8 +100,12 @@ SWEEP_EXTRAS: Dict[str, str] = {
 }
 
 BINARIES: Dict[str, Tuple[str, ...]] = {
-    "utility": ("nvidia-smi", "nvidia-debugdump", "nvidia-persistenced", "nv-fabricmanager"),
+    # nvidia-imex(-ctl): the IMEX daemon and its client, in the toolkit's driver binaries (pkg/nvcdi/driver-nvml.go)
+    "utility": ("nvidia-smi", "nvidia-debugdump", "nvidia-persistenced", "nv-fabricmanager", "nvidia-imex",
+                "nvidia-imex-ctl"),
     "compute": ("nvidia-cuda-mps-control", "nvidia-cuda-mps-server"),
+    # the toolkit's graphics mounts (internal/discover/graphics.go)
+    "graphics": ("nvidia-xconfig",),
 }
 
 #: (host path, capability) of ICD/vendor files; every existing one is taken (deduplicated by real path)
@@ -87,7 +124,13 @@ CONFIG_FILES: Tuple[Tuple[str, str], ...] = (
     ("/usr/share/vulkan/icd.d/nvidia_layers.json", "graphics"),
     ("/usr/share/vulkan/implicit_layer.d/nvidia_layers.json", "graphics"),
     ("/etc/vulkan/implicit_layer.d/nvidia_layers.json", "graphics"),
+    ("/usr/share/vulkan/icd.d/nvidia_icd.aarch64.json", "graphics"),
     ("/usr/share/nvidia/nvoptix.bin", "graphics"),
+    # X.Org configuration of the driver (toolkit internal/discover/graphics.go)
+    ("/usr/share/X11/xorg.conf.d/10-nvidia.conf", "graphics"),
+    ("/etc/X11/xorg.conf.d/10-nvidia.conf", "graphics"),
+    ("/usr/share/X11/xorg.conf.d/nvidia-drm-outputclass.conf", "graphics"),
+    ("/etc/X11/xorg.conf.d/nvidia-drm-outputclass.conf", "graphics"),
 )
 
 #: (host path, capability) of IPC endpoints
@@ -104,6 +147,7 @@ EXTRA_LINKS: Dict[str, Tuple[str, ...]] = {
     "libcuda.so": ("libcuda.so",),  # nvidia-docker #103: apps dlopen the dev name
     "libGLX_nvidia.so": ("libGLX_indirect.so.0",),  # GLVND indirect GLX
     "libnvidia-opticalflow.so": ("libnvidia-opticalflow.so",),  # the driver ships no such link
+    "libnvidia-vulkan-producer.so": ("libnvidia-vulkan-producer.so",),  # the toolkit's create-symlinks hook
 }
 
 

@@ -3,7 +3,9 @@
 The scanner alone is enough (``use_nvml=False`` or NVML not loadable): it
 yields GPUs, minors, UUIDs, bus ids, models, MIG caps and the driver version.
 When a driver library is available its richer records are merged in, and
-minors and bus ids are cross-checked against procfs.
+minors and bus ids are cross-checked against procfs. Device nodes always come
+from the scanner: a GPU's ``/dev/nvidiaN`` and DRM nodes (matched by bus id),
+the MIG config/monitor cap nodes and the IMEX channel nodes.
 
 Example:
     >>> from nvlow.simulate.hosttree import simulated_host
@@ -69,6 +71,7 @@ def _gpus_from_records(records: Sequence[GpuRecord], scan: ProcScan) -> List[Gpu
             memory_total=rec.memory_total, persistence_mode=rec.persistence_mode,
             mig_enabled=rec.mig_enabled, mig_devices=migs,
             node=nodes_by_minor.get(minor) if minor is not None else None,
+            drm_nodes=proc.drm_nodes if proc else (),
         ))
     return gpus
 
@@ -90,7 +93,7 @@ def _gpus_from_procfs(scan: ProcScan) -> Tuple[List[Gpu], List[str]]:
         )
         gpus.append(Gpu(
             index=index, minor=pg.minor, uuid=pg.uuid, bus_id=pg.bus_id, name=pg.model,
-            mig_enabled=True if migs else None, mig_devices=migs, node=pg.node,
+            mig_enabled=True if migs else None, mig_devices=migs, node=pg.node, drm_nodes=pg.drm_nodes,
         ))
     return gpus, warnings
 
@@ -174,5 +177,8 @@ def discover(
         warnings=tuple(warnings),
         simulated=root.simulated,
         library_paths=paths,
+        mig_config_node=scan.config_cap,
+        mig_monitor_node=scan.monitor_cap,
+        imex_channels=scan.imex_channels,
     )
 

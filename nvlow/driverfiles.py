@@ -17,6 +17,16 @@ Rules (reference ``driver-files.md`` §§1-5, libnvidia-container
 5. The lists are unioned with a sweep of ``lib*.so.<version>`` in the
    directories holding libcuda/libnvidia-ml (and their ``vdpau/``), because
    either source alone has missed libraries (toolkit #1875, #1908).
+6. Libraries whose file carries their own version instead of the driver's are
+   taken as the toolkit takes them: the EGL platform libraries
+   (``libnvidia-egl-gbm.so.1.1.2``, graphics) from the cache whatever the
+   version, and the legacy NVVM (``libnvidia-nvvm70.so.4``, compute) only from
+   the directory of the driver's libcuda. A name that does carry another driver
+   version is still a stale copy.
+7. With ``graphics`` (or ``display``) the GBM backend link
+   ``<libdir>/gbm/nvidia-drm_gbm.so`` (to the driver's libnvidia-allocator) and
+   the X.Org modules ``nvidia_drv.so``/``libglxserver_nvidia.so.<version>``
+   become config files: mounted at their host path, ``host_path`` the real file.
 
 ``DriverFile.capability`` names the list a file came from (``compute`` for
 libcuda even when only ``video`` asked for it).
@@ -31,9 +41,10 @@ import os
 from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
 from .capabilities import (ALL_CAPABILITIES, BINARIES, CAPABILITY_ORDER, CONFIG_FILES,  # noqa: F401
-                           DEFAULT_CAPABILITIES, DEFAULT_MPS_PIPE_DIR, EXTRA_LINKS, GL_COMPAT_LOADERS,
-                           GL_CORE_NEEDED, IPC_PATHS, LIBRARIES, NEVER_LIBS, SWEEP_EXTRAS,
-                           library_capabilities, parse_capabilities)
+                           DEFAULT_CAPABILITIES, DEFAULT_MPS_PIPE_DIR, DRIVER_DIR_LIBS, EXTRA_LINKS, GBM_BACKEND,
+                           GL_COMPAT_LOADERS, GL_CORE_NEEDED, IPC_PATHS, LIBRARIES, NEVER_LIBS, OPTIONAL_LIBS,
+                           OWN_VERSION_LIBS, SWEEP_EXTRAS, XORG_MODULES, library_capabilities,
+                           parse_capabilities)
 from .elf import ElfInfo, try_read_elf
 from .errors import HostError
 from .ldcache import LdCache, compat32_arch, native_arch, read_ldcache
@@ -57,6 +68,14 @@ FALLBACK_LIB_DIRS: Dict[str, Tuple[str, ...]] = {
                 "/usr/lib/powerpc64le-linux-gnu/nvidia/current", "/lib64", "/usr/lib"),
 }
 FIRMWARE_DIRS = ("/lib/firmware", "/usr/lib/firmware")
+#: X.Org module directories under a driver library directory, then the fixed ones, searched in this order
+#: (toolkit internal/discover/graphics.go ``buildXOrgSearchPathsAtRoot``)
+XORG_LIBDIR_SUBDIRS = ("nvidia/xorg", "xorg/modules/drivers", "xorg/modules/extensions",
+                       "xorg/modules/updates/drivers", "xorg/modules/updates/extensions")
+XORG_FIXED_DIRS = tuple(f"{base}/{sub}" for base in ("/usr/lib/xorg", "/usr/lib64/xorg", "/usr/X11R6/lib",
+                                                      "/usr/X11R6/lib64")
+                        for sub in ("modules/drivers", "modules/extensions", "modules/updates/drivers",
+                                    "modules/updates/extensions"))
 NEW_TLS_ABI = (2, 3, 99)
 
 Candidates = Callable[[str], List[Tuple[str, str]]]  # prefix -> [(key, host path)]
@@ -101,14 +120,32 @@ class _Collector:
             self.skip(path, str(exc))
             return None
 
-    def check_library(self, prefix: str, real: str, arch: str) -> Tuple[Optional[str], Optional[ElfInfo]]:
+    def version_reason(self, base: str, prefix: str, own_version: bool) -> Optional[str]:
+        """Why the file name ``base`` is not of the running driver (None when it is).
+
+        With ``own_version`` any all-numeric suffix after ``prefix`` passes, unless it is another
+        driver's version.
+        """
+        other = _version_of(base)
+        if own_version:
+            tail = base[len(prefix) + 1:] if base.startswith(prefix + ".") else ""
+            if not tail or not all(p.isdigit() for p in tail.split(".")):
+                return f"not a {prefix} library file"
+            if other is not None and other != self.version:
+                return f"stale copy from driver {other} (running {self.version})"
+            return None
+        if base.endswith("." + self.version):
+            return None
+        if other is not None:
+            return f"stale copy from driver {other} (running {self.version})"
+        return f"not a driver {self.version} file"
+
+    def check_library(self, prefix: str, real: str, arch: str, *,
+                      own_version: bool = False) -> Tuple[Optional[str], Optional[ElfInfo]]:
         """(reason to reject, ELF info) for the real file of a library candidate."""
-        base = os.path.basename(real)
-        if not base.endswith("." + self.version):
-            other = _version_of(base)
-            if other is not None:
-                return f"stale copy from driver {other} (running {self.version})", None
-            return f"not a driver {self.version} file", None
+        reason = self.version_reason(os.path.basename(real), prefix, own_version)
+        if reason is not None:
+            return reason, None
         if not self.root.is_file(real):
             return "listed in ld.so.cache but not a file", None
         elf = try_read_elf(self.root, real)
@@ -173,48 +210,69 @@ def _sweep_capability(name: str) -> Optional[str]:
     return "compute"
 
 
-def _select_libraries(col: _Collector, caps: Tuple[str, ...], arch: str, kind: str,
-                      find: Candidates, missing_suffix: str,
-                      report_missing: Optional[Set[str]] = None) -> Tuple[DriverFile, ...]:
-    chosen: Dict[str, DriverFile] = {}
+def _listed(col: _Collector, caps: Tuple[str, ...], arch: str, kind: str, find: Candidates,
+            chosen: Dict[str, DriverFile]) -> List[str]:
+    """Rules 1-4 for every listed prefix; returns the prefixes nothing passed for."""
     missing: List[str] = []
+    seen: Set[str] = set()
     for cap in caps:
         for prefix in LIBRARIES[cap]:
-            winner: Optional[str] = None
-            tried: Set[str] = set()
-            for key, value in find(prefix):
-                real = col.realpath(value)
-                if real is None or real in tried:
-                    continue
-                tried.add(real)
-                reason, elf = col.check_library(prefix, real, arch)
-                if reason is not None or elf is None:
-                    col.skip(real, reason or "rejected")
-                elif winner is None:
-                    winner = real
-                    if real not in chosen:
-                        chosen[real] = _library_file(col, real, key, elf, kind, cap)
-                elif real != winner:
-                    col.skip(real, f"duplicate of {winner} (the first in ld.so.cache order wins)")
-            if winner is None:
+            if prefix in seen:  # in two lists (libnvidia-allocator): the first capability names it
+                continue
+            seen.add(prefix)
+            if _first_passing(col, prefix, arch, kind, cap, find(prefix), chosen) is None:
                 missing.append(prefix)
+    return missing
 
-    # The *.so.<version> sweep of the libcuda / libnvidia-ml directories.
+
+def _first_passing(col: _Collector, prefix: str, arch: str, kind: str, cap: str,
+                   candidates: Iterable[Tuple[str, str]], chosen: Dict[str, DriverFile],
+                   own_version: bool = False) -> Optional[str]:
+    """The real file of the first candidate that passes the checks (added to ``chosen``), or None;
+    later passing files are reported as duplicates."""
+    winner: Optional[str] = None
+    tried: Set[str] = set()
+    for key, value in candidates:
+        real = col.realpath(value)
+        if real is None or real in tried:
+            continue
+        tried.add(real)
+        reason, elf = col.check_library(prefix, real, arch, own_version=own_version)
+        if reason is not None or elf is None:
+            col.skip(real, reason or "rejected")
+        elif winner is None:
+            winner = real
+            if real not in chosen:
+                chosen[real] = _library_file(col, real, key, elf, kind, cap)
+        elif real != winner:
+            col.skip(real, f"duplicate of {winner} (the first in ld.so.cache order wins)")
+    return winner
+
+
+def _driver_dirs(chosen: Dict[str, DriverFile], stems: Tuple[str, ...]) -> List[str]:
+    """Directories (host paths) of the chosen libraries whose real name starts with one of ``stems``."""
     dirs: List[str] = []
     for f in chosen.values():
-        if f.names and f.names[0].startswith(("libcuda.so.", "libnvidia-ml.so.")) and f.path:
+        if f.names and f.names[0].startswith(stems) and f.path:
             d = os.path.dirname(f.path)
-            for cand in (d, d + "/vdpau"):
-                if cand not in dirs:
-                    dirs.append(cand)
+            if d not in dirs:
+                dirs.append(d)
+    return dirs
+
+
+def _sweep(col: _Collector, caps: Tuple[str, ...], arch: str, kind: str, chosen: Dict[str, DriverFile],
+           missing: List[str]) -> None:
+    """Rule 5: the ``*.so.<version>`` sweep of the libcuda / libnvidia-ml directories and their vdpau/."""
+    dirs: List[str] = []
+    for d in _driver_dirs(chosen, ("libcuda.so.", "libnvidia-ml.so.")):
+        dirs += [c for c in (d, d + "/vdpau") if c not in dirs]
     for d in dirs:
         for name in col.root.listdir(d):
             if not (name.startswith("lib") and name.endswith(".so." + col.version)):
                 continue
-            swept_cap = _sweep_capability(name)
-            if swept_cap is None or swept_cap not in caps:
+            cap = _sweep_capability(name)
+            if cap is None or cap not in caps:
                 continue
-            cap = swept_cap
             real = col.realpath(f"{d}/{name}")
             if real is None or real in chosen:
                 continue
@@ -226,9 +284,34 @@ def _select_libraries(col: _Collector, caps: Tuple[str, ...], arch: str, kind: s
             chosen[real] = _library_file(col, real, name, elf, kind, cap)
             if prefix in missing:
                 missing.remove(prefix)
+
+
+def _own_version(col: _Collector, caps: Tuple[str, ...], arch: str, kind: str, find: Candidates,
+                 chosen: Dict[str, DriverFile]) -> None:
+    """Rule 6: own-version libraries from the cache, and the libcuda directory's own-version libraries."""
+    for cap in caps:
+        for prefix in OWN_VERSION_LIBS.get(cap, ()):
+            found = [(k, v) for k, v in find(prefix) if k.startswith(prefix + ".")]
+            _first_passing(col, prefix, arch, kind, cap, found, chosen, own_version=True)
+    libcuda_dirs = _driver_dirs(chosen, ("libcuda.so.",))
+    for cap in caps:
+        for prefix in DRIVER_DIR_LIBS.get(cap, ()):
+            found = [(n, f"{d}/{n}") for d in libcuda_dirs for n in col.root.listdir(d)
+                     if n.startswith(prefix + ".")]
+            _first_passing(col, prefix, arch, kind, cap, found, chosen, own_version=True)
+
+
+def _select_libraries(col: _Collector, caps: Tuple[str, ...], arch: str, kind: str,
+                      find: Candidates, missing_suffix: str,
+                      report_missing: Optional[Set[str]] = None) -> Tuple[DriverFile, ...]:
+    chosen: Dict[str, DriverFile] = {}
+    missing = _listed(col, caps, arch, kind, find, chosen)
+    _sweep(col, caps, arch, kind, chosen, missing)
+    _own_version(col, caps, arch, kind, find, chosen)
     if any(f.names[0].startswith("libGLX_nvidia.so.") for f in chosen.values()):
         # A GLVND install has no NVIDIA libGL/libEGL; not finding them is normal.
         missing = [m for m in missing if m not in GL_COMPAT_LOADERS]
+    missing = [m for m in missing if m not in OPTIONAL_LIBS]
     if report_missing is not None:
         missing = [m for m in missing if m in report_missing]
     col.missing += [m + missing_suffix for m in missing]
@@ -311,6 +394,54 @@ def _firmware(col: _Collector, caps: FrozenSet[str]) -> Tuple[DriverFile, ...]:
     return tuple(out)
 
 
+def _gbm_backend(col: _Collector, libs: Tuple[DriverFile, ...], arch: str) -> List[DriverFile]:
+    """Rule 7: ``<libdir>/gbm/nvidia-drm_gbm.so`` in the directories of the chosen libraries, when it
+    resolves to the running driver's libnvidia-allocator."""
+    out: List[DriverFile] = []
+    for d in _driver_dirs({f.host_path: f for f in libs}, ("lib",)):
+        link = f"{d}/{GBM_BACKEND}"
+        if not col.root.exists(link):
+            continue
+        real = col.realpath(link)
+        if real is None:
+            continue
+        if not col.root.is_file(real):
+            col.skip(link, "dangling link")
+            continue
+        if not os.path.basename(real).startswith("libnvidia-allocator.so."):
+            col.skip(link, "not a link to the driver's libnvidia-allocator")
+            continue
+        reason, _elf = col.check_library("libnvidia-allocator.so", real, arch)
+        if reason is not None:
+            col.skip(real, reason)
+            continue
+        out.append(DriverFile(host_path=col.root.host(real), kind="config", capability="graphics",
+                              names=(os.path.basename(link),), path=link))
+    return out
+
+
+def _xorg_modules(col: _Collector, libs: Tuple[DriverFile, ...], arch: str) -> List[DriverFile]:
+    """Rule 7: each X.Org module from the first directory holding it (the driver library directories'
+    X.Org subdirectories first), at its host path, plus its link name."""
+    dirs = [f"{d}/{sub}" for d in _driver_dirs({f.host_path: f for f in libs}, ("lib",))
+            for sub in XORG_LIBDIR_SUBDIRS] + list(XORG_FIXED_DIRS)
+    out: List[DriverFile] = []
+    for pattern, link_name in XORG_MODULES:
+        name = pattern.format(version=col.version)
+        path = next((f"{d}/{name}" for d in dirs if col.root.exists(f"{d}/{name}")), None)
+        real = col.realpath(path) if path is not None else None
+        if path is None or real is None:
+            continue
+        elf = try_read_elf(col.root, real) if col.root.is_file(real) else None
+        if elf is None or elf.machine != arch:
+            col.skip(real, "not a readable ELF file" if elf is None else f"ELF machine {elf.machine}, wanted {arch}")
+            continue
+        for target in (name,) + ((link_name,) if link_name else ()):
+            out.append(DriverFile(host_path=col.root.host(real), kind="config", capability="graphics",
+                                  names=(target,), path=f"{os.path.dirname(path)}/{target}"))
+    return out
+
+
 def select_driver_files(
     root: HostRoot,
     driver_version: str,
@@ -368,6 +499,8 @@ def select_driver_files(
     binaries = _binaries(col, caps, search_path)
     config_caps: Set[str] = {c for c in ("compute", "graphics") if c in lib_caps}
     configs = _present(col, CONFIG_FILES, config_caps, "config")
+    if "graphics" in lib_caps:
+        configs += tuple(_gbm_backend(col, libs64, arch)) + tuple(_xorg_modules(col, libs64, arch))
     ipc_caps: Set[str] = {c for c in ("utility", "compute") if c in caps}
     ipcs = _present(col, IPC_PATHS, ipc_caps, "ipc") + _present(
         col, ((mps_pipe_dir, "compute"),), ipc_caps, "ipc", want_dir=True)

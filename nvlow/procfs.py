@@ -294,6 +294,49 @@ def parse_mig_cap_name(name: str) -> Optional[Tuple[int, int, Optional[int]]]:
     return int(m.group(1)), int(m.group(2)), int(ci) if ci is not None else None
 
 
+#: the largest minor a Linux ``dev_t`` holds (20 bits, ``MINORMASK`` in include/linux/kdev_t.h)
+MAX_MINOR = (1 << 20) - 1
+
+# DRM minors are named "card%d" (primary) and "renderD%d" (render) after the minor number itself
+# (drivers/gpu/drm/drm_sysfs.c); "controlD%d" (legacy control nodes) is not a node a container needs.
+_DRM_NODE = re.compile(r"^(card|renderD)(0|[1-9][0-9]{0,6})$")
+_IMEX_CHANNEL = re.compile(r"^channel(0|[1-9][0-9]{0,6})$")
+
+
+def parse_drm_node_name(name: str) -> Optional[Tuple[str, int]]:
+    """(``card`` or ``renderD``, minor) of an entry of ``/sys/bus/pci/devices/<bus>/drm/``.
+
+    The node is ``/dev/dri/<name>`` with major 226 and the number in the name as
+    its minor (``renderD128`` is 226:128). Other entries (``controlD64``), names
+    with leading zeros and minors above 20 bits are None.
+
+    Example:
+        >>> parse_drm_node_name("card1"), parse_drm_node_name("renderD128"), parse_drm_node_name("controlD64")
+        (('card', 1), ('renderD', 128), None)
+    """
+    m = _DRM_NODE.match(name)
+    if m is None:
+        return None
+    minor = int(m.group(2))
+    return (m.group(1), minor) if minor <= MAX_MINOR else None
+
+
+def parse_imex_channel_name(name: str) -> Optional[int]:
+    """Channel number (= minor) of a ``/dev/nvidia-caps-imex-channels/channel<N>`` entry, or None.
+
+    The toolkit accepts channel ids up to 2**20-1, the largest minor (``pkg/nvcdi/lib-imex.go``).
+
+    Example:
+        >>> [parse_imex_channel_name(n) for n in ("channel0", "channel2047", "channel01")]
+        [0, 2047, None]
+    """
+    m = _IMEX_CHANNEL.match(name)
+    if m is None:
+        return None
+    n = int(m.group(1))
+    return n if n <= MAX_MINOR else None
+
+
 def parse_params(text: str) -> Dict[str, str]:
     """``/proc/driver/nvidia/params`` as key -> value text (first line wins).
 

@@ -144,6 +144,10 @@ class HostRoot:
     def is_dir(self, path: str) -> bool:
         return os.path.isdir(self.host(path))
 
+    def is_link(self, path: str) -> bool:
+        """True when the host path itself is a symbolic link (not followed)."""
+        return os.path.islink(self.host(path))
+
     def read_bytes(self, path: str, *, limit: Optional[int] = None) -> bytes:
         """Read a host file; a missing or unreadable file is a :class:`HostError` naming it."""
         real = self.host(path)

@@ -6,6 +6,12 @@ refuses mismatches as ``invalid device node``); a node that fails is reported
 in ``warnings`` and not used. The MIG capability nodes are read by
 :mod:`nvlow.migcaps` through the same node checks.
 
+Nodes found by listing a directory -- a GPU's DRM nodes (named by
+``/sys/bus/pci/devices/<bus>/drm/``) and the IMEX channels under
+``/dev/nvidia-caps-imex-channels`` -- must be character devices themselves:
+a symbolic link there is not followed (as the toolkit's char-device locator,
+which uses ``lstat``, ``internal/devices/devices.go``).
+
 Example:
     >>> import tempfile
     >>> from nvlow.root import file_node_reader
@@ -21,14 +27,15 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from .errors import DriverNotLoaded, HostError
 from .migcaps import MigCap as MigCap  # noqa: F401 - re-exported for ``from nvlow.scan import MigCap``
 from .migcaps import scan_mig_caps
 from .model import DeviceNode
-from .procfs import normalize_bus_id, parse_bus_id, parse_devices, parse_driver_version, parse_gpu_information
+from .procfs import (normalize_bus_id, parse_bus_id, parse_devices, parse_driver_version, parse_drm_node_name,
+                     parse_gpu_information, parse_imex_channel_name)
 from .records import GpuRecord
 from .root import HostRoot
 
@@ -38,6 +45,9 @@ Runner = Callable[[List[str]], int]
 NVIDIA_MAJOR = 195
 CTL_MINOR = 255
 MODESET_MINOR = 254
+#: the DRM char major, fixed (include/uapi/linux/major.h ``DRM_MAJOR``); used when /proc/devices lacks ``drm``
+DRM_MAJOR = 226
+IMEX_CHANNELS_DIR = "/dev/nvidia-caps-imex-channels"
 UVM_MISSING = ("{path} is missing: CUDA will fail in containers; run 'nvidia-modprobe -u -c=0' "
                "as root or load nvidia-uvm")
 _EXTRA_PATH = "/usr/bin:/usr/sbin:/bin:/sbin:/usr/local/bin:/usr/local/sbin"
@@ -55,6 +65,8 @@ class ProcGpu:
     excluded: Optional[bool]
     firmware: Optional[str]
     node: Optional[DeviceNode]
+    #: ``/dev/dri/cardN`` then ``/dev/dri/renderDN``, from ``/sys/bus/pci/devices/<bus>/drm/``
+    drm_nodes: Tuple[DeviceNode, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,8 @@ class ProcScan:
     warnings: Tuple[str, ...] = ()
     #: every checked /dev/nvidiaN node, by minor order (also those procfs gave no minor for)
     gpu_nodes: Tuple[DeviceNode, ...] = ()
+    #: checked ``/dev/nvidia-caps-imex-channels/channelN`` nodes, by channel number
+    imex_channels: Tuple[DeviceNode, ...] = ()
 
     def major(self, name: str) -> Optional[int]:
         """Char major for an exact /proc/devices name."""
@@ -92,9 +106,24 @@ class _Scanner:
             self.warnings.append(str(exc))
             return None
 
-    def node(self, path: str, major: Optional[int], minor: int, kind: str) -> Optional[DeviceNode]:
-        """The checked node at ``path``, or None (with a warning when it is wrong)."""
+    def listdir(self, path: str) -> List[str]:
+        """Sorted names in a host directory; empty (with a warning when unreadable) otherwise."""
+        try:
+            return self.root.listdir(path)
+        except HostError as exc:
+            self.warnings.append(str(exc))
+            return []
+
+    def node(self, path: str, major: Optional[int], minor: int, kind: str, *,
+             allow_link: bool = True) -> Optional[DeviceNode]:
+        """The checked node at ``path``, or None (with a warning when it is wrong).
+
+        With ``allow_link=False`` a symbolic link at ``path`` is rejected instead of followed.
+        """
         real = self.root.host(path)
+        if not allow_link and self.root.is_link(path):
+            self.warnings.append(f"{real} is a symbolic link, not a character device; not used")
+            return None
         info = self.root.node(path)
         if info is None:
             self.missing.add(path)
@@ -162,6 +191,52 @@ def _gpus(sc: _Scanner, nvidia_major: int) -> Tuple[List[ProcGpu], List[DeviceNo
     return gpus, gpu_nodes
 
 
+def scan_drm_nodes(sc: _Scanner, bus: str, drm_major: int) -> Tuple[DeviceNode, ...]:
+    """The checked DRM nodes of the GPU at PCI ``bus`` (procfs spelling): every ``cardN`` and
+    ``renderDN`` entry of ``/sys/bus/pci/devices/<bus>/drm/`` names ``/dev/dri/<entry>``, char
+    ``drm_major``:N -- the toolkit's rule (``internal/info/drm/drm_devices.go``). Cards first, then
+    render nodes, by minor. No sysfs directory (nvidia-drm not loaded, no /sys under the root) is
+    no nodes and no warning; a listed node that is missing or wrong is a warning."""
+    sysdir = f"/sys/bus/pci/devices/{bus}/drm"
+    entries: List[Tuple[Tuple[str, int], str]] = []
+    for name in sc.listdir(sysdir):
+        parsed = parse_drm_node_name(name)
+        if parsed is not None:
+            entries.append((parsed, name))
+    out: List[DeviceNode] = []
+    for (_, minor), name in sorted(entries):
+        path = f"/dev/dri/{name}"
+        node = sc.node(path, drm_major, minor, "drm", allow_link=False)
+        if node is not None:
+            out.append(node)
+        elif path in sc.missing:
+            sc.warnings.append(f"{sc.root.host(path)} is missing for GPU {bus} "
+                               f"({sc.root.host(sysdir)} lists {name})")
+    return tuple(out)
+
+
+def scan_imex_channels(sc: _Scanner, imex_major: Optional[int]) -> Tuple[DeviceNode, ...]:
+    """The checked ``/dev/nvidia-caps-imex-channels/channelN`` nodes (char ``imex_major``:N, the major
+    of the exact /proc/devices name ``nvidia-caps-imex-channels``; "minor number is same as channel",
+    open-gpu-kernel-modules ``nv-caps-imex.c``), by N -- the toolkit's ``all`` (``pkg/nvcdi/lib-imex.go``).
+    The module only registers the major; the nodes exist where an administrator, the module option
+    ``NVreg_CreateImexChannel0`` or libnvidia-container made them."""
+    numbered: List[Tuple[int, str]] = []
+    for name in sc.listdir(IMEX_CHANNELS_DIR):
+        channel = parse_imex_channel_name(name)
+        if channel is not None:
+            numbered.append((channel, name))
+    numbered.sort()
+    if not numbered:
+        return ()
+    if imex_major is None:
+        sc.warnings.append(f"/proc/devices has no 'nvidia-caps-imex-channels' device; the IMEX channel nodes "
+                           f"under {sc.root.host(IMEX_CHANNELS_DIR)} are not used")
+        return ()
+    nodes = (sc.node(f"{IMEX_CHANNELS_DIR}/{name}", imex_major, n, "imex", allow_link=False) for n, name in numbered)
+    return tuple(n for n in nodes if n is not None)
+
+
 def _modprobe_allowed(root: HostRoot) -> Optional[str]:
     """Host path of an nvidia-modprobe we may run (root, or setuid), else None."""
     path = root.which("nvidia-modprobe", (os.environ.get("PATH") or "") + ":" + _EXTRA_PATH)
@@ -222,6 +297,8 @@ def scan_host(root: HostRoot, *, load_uvm: bool = True, runner: Optional[Runner]
     major = nvidia_major if nvidia_major is not None else NVIDIA_MAJOR
 
     gpus, gpu_nodes = _gpus(sc, major)
+    drm_major = majors.get("drm", DRM_MAJOR)
+    gpus = [replace(g, drm_nodes=scan_drm_nodes(sc, g.bus_id, drm_major)) for g in gpus]
     if version is None and nvidia_major is None and not gpus:
         raise HostError(f"no usable NVIDIA driver information under {root.path}: {root.host(version_path)} "
                         "is malformed and /proc/devices lists no nvidia device",
@@ -252,12 +329,14 @@ def scan_host(root: HostRoot, *, load_uvm: bool = True, runner: Optional[Runner]
     control += [n for n in (ctl, uvm, tools, modeset) if n is not None]
 
     caps, config, monitor = scan_mig_caps(sc, majors.get("nvidia-caps"))
+    channels = scan_imex_channels(sc, majors.get("nvidia-caps-imex-channels"))
     return ProcScan(
         driver_version=version.version if version else None,
         open_module=version.open_module if version else None,
         majors=tuple(sorted(majors.items())),
         gpus=tuple(gpus), control_nodes=tuple(control), mig_caps=tuple(caps),
         config_cap=config, monitor_cap=monitor, warnings=tuple(sc.warnings), gpu_nodes=tuple(gpu_nodes),
+        imex_channels=channels,
     )
 
 

@@ -262,7 +262,7 @@ def test_binaries_along_path(fake: Fake) -> None:
          fake.path + "/usr/local/bin/nvidia-persistenced"),
     ]
     assert [m for m in df.missing if not m.startswith("lib")] == [
-        "nvidia-cuda-mps-server", "nvidia-debugdump", "nv-fabricmanager"]
+        "nvidia-cuda-mps-server", "nvidia-debugdump", "nv-fabricmanager", "nvidia-imex", "nvidia-imex-ctl"]
 
 
 def test_binary_renamed_by_link(fake: Fake) -> None:
@@ -451,9 +451,21 @@ def test_drivertree_selection_workstation_graphics(tmp_path) -> None:  # type: i
     assert {x.names[0] for x in df.libraries32} >= {"libcuda.so.560.35.03", "libGLX_nvidia.so.560.35.03"}
     assert [x.path for x in df.configs] == [
         "/etc/OpenCL/vendors/nvidia.icd", "/usr/share/glvnd/egl_vendor.d/10_nvidia.json",
+        "/usr/share/egl/egl_external_platform.d/15_nvidia_gbm.json",
+        "/usr/share/egl/egl_external_platform.d/10_nvidia_wayland.json",
         "/usr/share/vulkan/icd.d/nvidia_icd.json", "/usr/share/vulkan/implicit_layer.d/nvidia_layers.json",
-        "/usr/share/nvidia/nvoptix.bin"]
+        "/usr/share/nvidia/nvoptix.bin", "/usr/share/X11/xorg.conf.d/nvidia-drm-outputclass.conf",
+        f"{L64}/gbm/nvidia-drm_gbm.so", "/usr/lib/xorg/modules/drivers/nvidia_drv.so",
+        "/usr/lib/xorg/modules/extensions/libglxserver_nvidia.so.560.35.03",
+        "/usr/lib/xorg/modules/extensions/libglxserver_nvidia.so"]
+    gbm = df.configs[8]
+    assert (gbm.host_path, gbm.names, gbm.capability) == (
+        f"{tmp_path}{L64}/libnvidia-allocator.so.560.35.03", ("nvidia-drm_gbm.so",), "graphics")
+    assert {x.names[0] for x in df.libraries64} >= {
+        "libnvidia-nvvm70.so.4", "libnvidia-egl-gbm.so.1.1.2", "libnvidia-egl-wayland.so.1.1.17"}
+    assert [x.path for x in df.binaries if x.capability == "graphics"] == ["/usr/bin/nvidia-xconfig"]
     assert "libGL.so" not in df.missing  # a GLVND install: no NVIDIA libGL expected
+    assert len(df.missing) == len(set(df.missing))  # libnvidia-allocator is in two lists, reported once
 
 
 @pytest.mark.skipif(shutil.which("ldconfig") is None, reason="ldconfig not installed")
@@ -464,3 +476,226 @@ def test_drivertree_cache_read_by_ldconfig(tmp_path) -> None:  # type: ignore[no
     with open(path, "rb") as fh:
         assert render_ldconfig_p(parse_ldcache(fh.read()), path) == real
     assert "libcuda.so.1 (libc6) => /usr/lib/i386-linux-gnu/libcuda.so.1" in real
+
+
+# ------------------------------------------------------------------ what the toolkit adds
+
+NVVM70 = "libnvidia-nvvm70.so"
+STALE = "535.104.05"
+
+
+def _nvvm70_unversioned(f: Fake) -> None:
+    f.lib(L64, f"{NVVM70}.4")  # R575+: the real file carries no driver version
+
+
+def _nvvm70_versioned(f: Fake) -> None:
+    f.lib(L64, f"{NVVM70}.{V}", f"{NVVM70}.4")  # a driver that names it like the others
+
+
+def _nvvm70_stale(f: Fake) -> None:
+    f.lib(L64, f"{NVVM70}.{STALE}", f"{NVVM70}.4")
+
+
+def _nvvm70_elsewhere(f: Fake) -> None:
+    f.lib("/opt/other/lib", f"{NVVM70}.4")  # in ld.so.cache, but not next to the driver's libcuda
+
+
+def _nvvm70_wrong_machine(f: Fake) -> None:
+    f.lib(L64, f"{NVVM70}.4", machine="i386", cache=False)
+
+
+def _nvvm70_not_a_library(f: Fake) -> None:
+    f.write(f"{L64}/{NVVM70}.4.txt", b"notes\n")
+
+
+@pytest.mark.parametrize("setup,caps,selected,skipped", [
+    (_nvvm70_unversioned, "compute", [f"{L64}/{NVVM70}.4"], []),
+    (_nvvm70_unversioned, "video", [f"{L64}/{NVVM70}.4"], []),  # video implies the compute libraries
+    (_nvvm70_unversioned, "utility", [], []),
+    (_nvvm70_unversioned, "graphics", [], []),
+    (_nvvm70_versioned, "compute", [f"{L64}/{NVVM70}.{V}"], []),
+    (_nvvm70_stale, "compute", [], [(f"{L64}/{NVVM70}.{STALE}", f"stale copy from driver {STALE} (running {V})")]),
+    (_nvvm70_elsewhere, "compute", [], []),
+    (_nvvm70_wrong_machine, "compute", [], [(f"{L64}/{NVVM70}.4", "ELF machine i386, wanted x86-64")]),
+    (_nvvm70_not_a_library, "compute", [], [(f"{L64}/{NVVM70}.4.txt", f"not a {NVVM70} library file")]),
+    (lambda f: None, "compute", [], []),
+], ids=["unversioned", "video", "utility-only", "graphics-only", "versioned", "stale", "other-dir",
+        "wrong-machine", "not-a-library", "absent"])
+def test_legacy_nvvm_next_to_libcuda(fake: Fake, setup, caps: str, selected: List[str],  # type: ignore[no-untyped-def]
+                                     skipped: List[Tuple[str, str]]) -> None:
+    basic(fake)
+    setup(fake)
+    fake.finish()
+    df = fake.select(caps)
+    nvvm = [x for x in df.libraries64 if x.names[0].startswith(NVVM70 + ".")]
+    assert paths(nvvm) == selected
+    if nvvm:
+        assert nvvm[0].capability == "compute" and nvvm[0].names[-1] == f"{NVVM70}.4"
+        assert nvvm[0].host_path == fake.path + selected[0]
+    assert [s for s in df.skipped if NVVM70 in s[0]] == skipped
+    assert not any(NVVM70 in m for m in df.missing)  # older drivers have none: never "missing"
+
+
+def test_legacy_nvvm_not_from_a_stale_libcuda_directory(fake: Fake) -> None:
+    basic(fake)
+    fake.lib("/usr/local/lib", f"libcuda.so.{STALE}", "libcuda.so.1")
+    fake.lib("/usr/local/lib", f"{NVVM70}.4")
+    fake.finish()
+    df = fake.select("compute")
+    assert not any(x.names[0].startswith(NVVM70) for x in df.libraries64)
+
+
+EGL_GBM = "libnvidia-egl-gbm.so"
+
+
+def test_egl_platform_libraries_carry_their_own_version(fake: Fake) -> None:
+    basic(fake)
+    fake.lib(L64, f"{EGL_GBM}.1.1.2", f"{EGL_GBM}.1")
+    fake.lib("/opt/old", f"{EGL_GBM}.1.0.9", f"{EGL_GBM}.1")  # later in cache order: a duplicate
+    fake.lib(L64, "libnvidia-egl-wayland2.so.1.0.0", "libnvidia-egl-wayland2.so.1")
+    fake.lib(L64, "libnvidia-egl-xcb.so.1.0.1", "libnvidia-egl-xcb.so.1", machine="i386", cache=False)
+    fake.finish()
+    df = fake.select("graphics")
+    egl = [(x.path, x.names, x.capability) for x in df.libraries64 if x.names[0].startswith("libnvidia-egl-")]
+    assert egl == [
+        (f"{L64}/{EGL_GBM}.1.1.2", (f"{EGL_GBM}.1.1.2", f"{EGL_GBM}.1"), "graphics"),
+        (f"{L64}/libnvidia-egl-wayland2.so.1.0.0",
+         ("libnvidia-egl-wayland2.so.1.0.0", "libnvidia-egl-wayland2.so.1"), "graphics"),
+    ]
+    assert (f"/opt/old/{EGL_GBM}.1.0.9",
+            f"duplicate of {L64}/{EGL_GBM}.1.1.2 (the first in ld.so.cache order wins)") in df.skipped
+    assert not any(m.startswith("libnvidia-egl-") for m in df.missing)
+    assert not any(x.names[0].startswith("libnvidia-egl-") for x in fake.select("compute,utility").libraries64)
+
+
+def test_egl_platform_library_named_with_another_driver_version_is_stale(fake: Fake) -> None:
+    basic(fake)
+    fake.lib(L64, f"{EGL_GBM}.{STALE}", f"{EGL_GBM}.1")
+    fake.finish()
+    df = fake.select("graphics")
+    assert (f"{L64}/{EGL_GBM}.{STALE}", f"stale copy from driver {STALE} (running {V})") in df.skipped
+
+
+GBM_LINK = f"{L64}/gbm/nvidia-drm_gbm.so"
+ALLOCATOR = f"libnvidia-allocator.so.{V}"
+
+
+def _gbm_link(f: Fake) -> None:
+    f.symlink(GBM_LINK, "../libnvidia-allocator.so.1")
+
+
+def _gbm_absolute_link(f: Fake) -> None:
+    f.symlink(GBM_LINK, f"{L64}/{ALLOCATOR}")  # absolute: resolved inside the root
+
+
+def _gbm_stale(f: Fake) -> None:
+    f.lib("/opt/old", f"libnvidia-allocator.so.{STALE}", "libnvidia-allocator.so.1", cache=False)
+    f.symlink(GBM_LINK, f"/opt/old/libnvidia-allocator.so.{STALE}")
+
+
+def _gbm_regular_file(f: Fake) -> None:
+    f.write(GBM_LINK, make_elf_so("nvidia-drm_gbm.so"))
+
+
+def _gbm_dangling(f: Fake) -> None:
+    f.symlink(GBM_LINK, "../libnvidia-allocator.so.9")
+
+
+@pytest.mark.parametrize("setup,caps,selected,skipped", [
+    (_gbm_link, "graphics", True, []),
+    (_gbm_link, "display", True, []),  # display implies the graphics files
+    (_gbm_absolute_link, "graphics", True, []),
+    (_gbm_link, "compute,utility", False, []),
+    (_gbm_stale, "graphics", False, [(f"/opt/old/libnvidia-allocator.so.{STALE}",
+                                      f"stale copy from driver {STALE} (running {V})")]),
+    (_gbm_regular_file, "graphics", False, [(GBM_LINK, "not a link to the driver's libnvidia-allocator")]),
+    (_gbm_dangling, "graphics", False, [(GBM_LINK, "dangling link")]),
+    (lambda f: None, "graphics", False, []),
+], ids=["link", "display", "absolute-link", "compute-only", "stale", "regular-file", "dangling", "absent"])
+def test_gbm_backend_link(fake: Fake, setup, caps: str, selected: bool,  # type: ignore[no-untyped-def]
+                          skipped: List[Tuple[str, str]]) -> None:
+    basic(fake)
+    fake.lib(L64, ALLOCATOR, "libnvidia-allocator.so.1")
+    setup(fake)
+    fake.finish()
+    df = fake.select(caps)
+    gbm = [x for x in df.configs if x.path == GBM_LINK]
+    if selected:
+        assert [(x.kind, x.capability, x.names, x.host_path) for x in gbm] == [
+            ("config", "graphics", ("nvidia-drm_gbm.so",), f"{fake.path}{L64}/{ALLOCATOR}")]
+    else:
+        assert gbm == []
+    assert [s for s in df.skipped if "allocator" in s[0] or "gbm" in s[0]] == skipped
+    if "graphics" in caps or "display" in caps:  # the allocator is in the graphics list too
+        assert f"{L64}/{ALLOCATOR}" in paths(df.libraries64)
+
+
+def test_gbm_backend_found_next_to_the_allocator_without_libcuda(fake: Fake) -> None:
+    fake.lib(L64, ALLOCATOR, "libnvidia-allocator.so.1")
+    _gbm_link(fake)
+    fake.finish()
+    df = fake.select("graphics")
+    assert [x.path for x in df.configs] == [GBM_LINK]
+
+
+XORG = "/usr/lib/xorg/modules"
+
+
+def test_xorg_modules_at_their_host_paths(fake: Fake) -> None:
+    basic(fake)
+    fake.write(f"{XORG}/drivers/nvidia_drv.so", make_elf_so("nvidia_drv.so"))
+    fake.write(f"{XORG}/extensions/libglxserver_nvidia.so.{V}", make_elf_so(f"libglxserver_nvidia.so.{V}"))
+    fake.write(f"{XORG}/extensions/libglxserver_nvidia.so.{STALE}", make_elf_so("old"))
+    fake.finish()
+    df = fake.select("graphics")
+    real_glx = f"{fake.path}{XORG}/extensions/libglxserver_nvidia.so.{V}"
+    assert [(x.path, x.names, x.host_path) for x in df.configs] == [
+        (f"{XORG}/drivers/nvidia_drv.so", ("nvidia_drv.so",), f"{fake.path}{XORG}/drivers/nvidia_drv.so"),
+        (f"{XORG}/extensions/libglxserver_nvidia.so.{V}", (f"libglxserver_nvidia.so.{V}",), real_glx),
+        # the link name X.Org loads, made by the toolkit's create-symlinks hook
+        (f"{XORG}/extensions/libglxserver_nvidia.so", ("libglxserver_nvidia.so",), real_glx),
+    ]
+    assert all(x.kind == "config" and x.capability == "graphics" for x in df.configs)
+    assert fake.select("compute,utility").configs == ()
+
+
+def test_xorg_module_in_the_driver_library_directory_wins(fake: Fake) -> None:
+    basic(fake)
+    fake.write(f"{L64}/nvidia/xorg/nvidia_drv.so", make_elf_so("nvidia_drv.so"))
+    fake.write(f"{XORG}/drivers/nvidia_drv.so", make_elf_so("nvidia_drv.so"))
+    fake.finish()
+    assert [x.path for x in fake.select("graphics,utility").configs] == [f"{L64}/nvidia/xorg/nvidia_drv.so"]
+
+
+def test_xorg_module_that_is_not_elf_is_skipped(fake: Fake) -> None:
+    basic(fake)
+    fake.write(f"{XORG}/drivers/nvidia_drv.so", b"not elf\n")
+    fake.write(f"{XORG}/extensions/libglxserver_nvidia.so.{V}", make_elf_so("x", machine="aarch64"))
+    fake.finish()
+    df = fake.select("graphics")
+    assert df.configs == ()
+    assert df.skipped == ((f"{XORG}/drivers/nvidia_drv.so", "not a readable ELF file"),
+                          (f"{XORG}/extensions/libglxserver_nvidia.so.{V}", "ELF machine aarch64, wanted x86-64"))
+
+
+def test_toolkit_binaries_and_configs(fake: Fake) -> None:
+    basic(fake)
+    for name in ("nvidia-imex", "nvidia-imex-ctl", "nvidia-xconfig"):
+        fake.write(f"/usr/bin/{name}", make_script("echo"), 0o755)
+    fake.write("/etc/X11/xorg.conf.d/10-nvidia.conf", b'Section "OutputClass"\nEndSection\n')
+    fake.finish()
+    util = fake.select("utility")
+    assert [x.names[0] for x in util.binaries] == ["nvidia-imex", "nvidia-imex-ctl"]
+    graphics = fake.select("graphics")
+    assert [(x.capability, x.names[0]) for x in graphics.binaries] == [("graphics", "nvidia-xconfig")]
+    assert [x.path for x in graphics.configs] == ["/etc/X11/xorg.conf.d/10-nvidia.conf"]
+
+
+def test_vulkan_producer_is_optional_and_gets_its_link(fake: Fake) -> None:
+    basic(fake)
+    fake.finish()
+    assert "libnvidia-vulkan-producer.so" not in fake.select("graphics").missing
+    fake.lib(L64, f"libnvidia-vulkan-producer.so.{V}")
+    fake.finish()
+    prod = [x for x in fake.select("graphics").libraries64 if x.names[0].startswith("libnvidia-vulkan-producer")]
+    assert [x.names for x in prod] == [(f"libnvidia-vulkan-producer.so.{V}", "libnvidia-vulkan-producer.so")]

@@ -8,7 +8,8 @@ import pytest
 
 from nvlow.procfs import (
     DriverVersion, normalize_bus_id, parse_bus_id, parse_cap_access, parse_devices, parse_driver_version,
-    parse_gpu_information, parse_mig_cap_name, parse_mig_minors, parse_params,
+    parse_drm_node_name, parse_gpu_information, parse_imex_channel_name, parse_mig_cap_name, parse_mig_minors,
+    parse_params,
 )
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "proc")
@@ -222,3 +223,45 @@ def test_parse_params_sample() -> None:
     assert params["DeviceFileGID"] == "44" and int(params["DeviceFileMode"]) == 0o660
     assert params["RegistryDwords"] == '""' and params["ModifyDeviceFiles"] == "1"
     assert parse_params("no colon\n: empty key\n") == {}
+
+
+# ------------------------------------------------------------------ DRM and IMEX node names
+
+@pytest.mark.parametrize("name, parsed", [
+    ("card0", ("card", 0)),
+    ("card1", ("card", 1)),
+    ("card12", ("card", 12)),
+    ("renderD128", ("renderD", 128)),
+    ("renderD191", ("renderD", 191)),
+    ("renderD1048575", ("renderD", 1048575)),  # the largest 20-bit minor
+    ("renderD1048576", None),
+    ("controlD64", None),  # legacy control node
+    ("card0-DP-1", None),  # a connector (lives under drm/card0/, never directly under drm/)
+    ("card", None),
+    ("card01", None),
+    ("Card0", None),
+    ("renderd128", None),
+    ("card-1", None),
+    (" card0", None),
+    ("version", None),
+    ("", None),
+])
+def test_parse_drm_node_name(name: str, parsed: Optional[Tuple[str, int]]) -> None:
+    assert parse_drm_node_name(name) == parsed
+
+
+@pytest.mark.parametrize("name, channel", [
+    ("channel0", 0),
+    ("channel1", 1),
+    ("channel2047", 2047),
+    ("channel1048575", 1048575),
+    ("channel1048576", None),
+    ("channel01", None),
+    ("channel", None),
+    ("channel-1", None),
+    ("Channel0", None),
+    ("channel0.bak", None),
+    ("0", None),
+])
+def test_parse_imex_channel_name(name: str, channel: Optional[int]) -> None:
+    assert parse_imex_channel_name(name) == channel

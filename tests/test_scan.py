@@ -163,7 +163,8 @@ def test_real_character_devices(tmp_path: object) -> None:
     d = str(tmp_path)
     write_proc_dev_tree(d, get_preset("workstation"))
     for path, major, minor in (("dev/nvidia0", 195, 0), ("dev/nvidiactl", 195, 255), ("dev/nvidia-uvm", 234, 0),
-                               ("dev/nvidia-uvm-tools", 234, 1), ("dev/nvidia-modeset", 195, 200)):
+                               ("dev/nvidia-uvm-tools", 234, 1), ("dev/nvidia-modeset", 195, 200),
+                               ("dev/dri/card0", 226, 0), ("dev/dri/renderD128", 226, 128)):
         os.unlink(os.path.join(d, path))
         os.mknod(os.path.join(d, path), stat.S_IFCHR | 0o666, os.makedev(major, minor))
     root = HostRoot(d)  # the real stat-based node reader
@@ -171,6 +172,8 @@ def test_real_character_devices(tmp_path: object) -> None:
     assert scan.gpus[0].node == DeviceNode(f"{d}/dev/nvidia0", "/dev/nvidia0", 195, 0, "gpu")
     assert [n.kind for n in scan.control_nodes] == ["ctl", "uvm", "uvm-tools"]
     assert scan.warnings == (f"{d}/dev/nvidia-modeset is 195:200, expected 195:254 from /proc/devices; not used",)
+    assert [(n.container_path, n.major, n.minor) for n in scan.gpus[0].drm_nodes] == [
+        ("/dev/dri/card0", 226, 0), ("/dev/dri/renderD128", 226, 128)]
 
 
 # ------------------------------------------------------------------ UVM loading

@@ -7,7 +7,11 @@ valid ELF files (:mod:`nvlow.simulate.elfgen`) with the SONAMEs and
 ``libcuda.so.535.104.05`` under ``/usr/local/lib`` exercises the
 stale-version rule, and Mesa/GLVND's ``libGL.so.1`` the GL loader rule.
 Graphics libraries, 32-bit GL and the ICD JSONs are written only for presets
-with a display (server presets look like a headless install).
+with a display (server presets look like a headless install), with what the
+toolkit mounts on top: the GBM backend link ``gbm/nvidia-drm_gbm.so``, the EGL
+platform libraries with their own versions (``libnvidia-egl-gbm.so.1.1.2``), the
+X.Org modules and configuration. ``preset.nvvm70`` adds the legacy NVVM
+``libnvidia-nvvm70.so.4`` (no driver version in its name) next to libcuda.
 
 Output is deterministic: same preset, same bytes.
 
@@ -73,6 +77,14 @@ _COMPUTE32 = ("libcuda.so", "libnvidia-ml.so", "libnvidia-ptxjitcompiler.so", "l
 _GRAPHICS32 = ("libnvidia-glcore.so", "libnvidia-tls.so", "libGLX_nvidia.so", "libEGL_nvidia.so",
                "libnvidia-eglcore.so")
 
+#: EGL external platform libraries: (stem, own version, SONAME, platform JSON)
+_EGL_PLATFORMS = (
+    ("libnvidia-egl-gbm.so", "1.1.2", "libnvidia-egl-gbm.so.1", "15_nvidia_gbm.json"),
+    ("libnvidia-egl-wayland.so", "1.1.17", "libnvidia-egl-wayland.so.1", "10_nvidia_wayland.json"),
+)
+XORG_DRIVERS = "/usr/lib/xorg/modules/drivers"
+XORG_EXTENSIONS = "/usr/lib/xorg/modules/extensions"
+
 _BINARIES = ("nvidia-smi", "nvidia-debugdump", "nvidia-cuda-mps-control", "nvidia-cuda-mps-server")
 
 
@@ -121,6 +133,10 @@ def _libraries(t: _Tree, preset: Preset, v: str) -> None:
         t.library(LIB64, "libnvidia-nscq.so", v, "libnvidia-nscq.so.2", (), "x86-64", FLAGS_X86_64)
     # The development link some installers create; programs dlopen it (nvidia-docker #103).
     t.link(f"{LIB64}/libcuda.so", "libcuda.so.1")
+    if preset.nvvm70:  # R575+: the legacy NVVM for PTX JIT of pre-CUDA-12 programs, unversioned file name
+        t.library(LIB64, "libnvidia-nvvm70.so", "4", None, (), "x86-64", FLAGS_X86_64)
+    if graphics:
+        _graphics_extras(t, v)
     # VDPAU drivers live outside the ld.so.conf directories: only the sweep finds them.
     t.library(f"{LIB64}/vdpau", "libvdpau_nvidia.so", v, "libvdpau_nvidia.so.1", (), "x86-64",
               FLAGS_X86_64, in_cache=False)
@@ -138,6 +154,26 @@ def _libraries(t: _Tree, preset: Preset, v: str) -> None:
     for d, flags in ((LIB64, FLAGS_X86_64), (LIB32, FLAGS_I386)):
         t.write(f"{d}/libc.so.6", make_elf_so("libc.so.6", machine="x86-64" if d == LIB64 else "i386"), 0o755)
         t.cache.append(("libc.so.6", f"{d}/libc.so.6", flags))
+
+
+def _graphics_extras(t: _Tree, v: str) -> None:
+    """What the toolkit's graphics discoverer mounts beyond the libnvidia-container lists."""
+    # The GBM backend Mesa's libgbm loads: a link to the allocator (the .run and distro packages).
+    t.link(f"{LIB64}/gbm/nvidia-drm_gbm.so", "../libnvidia-allocator.so.1")
+    for stem, own, soname, platform_json in _EGL_PLATFORMS:
+        t.library(LIB64, stem, own, soname, (), "x86-64", FLAGS_X86_64)
+        t.write(f"/usr/share/egl/egl_external_platform.d/{platform_json}", (json.dumps(
+            {"file_format_version": "1.0.0", "ICD": {"library_path": soname}}, indent=4, sort_keys=True)
+            + "\n").encode())
+    t.write(f"{XORG_DRIVERS}/nvidia_drv.so", make_elf_so("nvidia_drv.so", ["libc.so.6"]), 0o644)
+    t.write(f"{XORG_EXTENSIONS}/libglxserver_nvidia.so.{v}",
+            make_elf_so(f"libglxserver_nvidia.so.{v}", ["libc.so.6"]), 0o644)
+    t.link(f"{XORG_EXTENSIONS}/libglxserver_nvidia.so", f"libglxserver_nvidia.so.{v}")
+    t.write("/usr/share/X11/xorg.conf.d/nvidia-drm-outputclass.conf",
+            b'Section "OutputClass"\n    Identifier "nvidia"\n    MatchDriver "nvidia-drm"\n'
+            b'    Driver "nvidia"\n    Option "AllowEmptyInitialConfiguration"\n'
+            b'    ModulePath "/usr/lib/x86_64-linux-gnu/nvidia/xorg"\nEndSection\n')
+    t.write("/usr/bin/nvidia-xconfig", make_script(f"# nvlow simulated nvidia-xconfig (driver {v})"), 0o755)
 
 
 def _binaries(t: _Tree, preset: Preset, v: str) -> None:

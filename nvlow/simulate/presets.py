@@ -98,6 +98,15 @@ class Preset:
     caps_major: int = 511
     libraries_present: bool = True
     arch: str = "x86_64"
+    #: nvidia-drm loaded: each GPU has /dev/dri/card<drm_first_card + index> and
+    #: /dev/dri/renderD<128 + index>, listed under /sys/bus/pci/devices/<bus>/drm/
+    drm: bool = False
+    #: DRM cards taken before the GPUs' (a server BMC's VGA, which has no render node, is card0)
+    drm_first_card: int = 0
+    #: IMEX channel nodes /dev/nvidia-caps-imex-channels/channel0..N-1
+    imex_channels: int = 0
+    #: the driver ships libnvidia-nvvm70.so.4 next to libcuda (R575+; simulated on older versions too)
+    nvvm70: bool = False
 
 
 # nvmlBrandType_t and nvmlDeviceArchitecture_t values (nvml.h, API 12)
@@ -126,6 +135,7 @@ def _dgx_a100() -> Preset:
         name="dgx-a100", description="8x A100-SXM4-40GB, driver 550.54.15, CUDA 12.4",
         driver_loaded=True, driver_version="550.54.15", cuda_version=12040,
         nvml_version="12.550.54.15", gpus=gpus, uvm_major=510, caps_major=511,
+        drm=True, drm_first_card=1,
     )
 
 
@@ -160,6 +170,7 @@ def _dgx_h100_mig() -> Preset:
         description="8x H100 80GB, GPUs 0 and 1 in MIG mode, driver 550.90.07, CUDA 12.4",
         driver_loaded=True, driver_version="550.90.07", cuda_version=12040,
         nvml_version="12.550.90.07", gpus=gpus, uvm_major=509, caps_major=237,
+        drm=True, drm_first_card=1, imex_channels=2,
     )
 
 
@@ -176,7 +187,7 @@ def _workstation() -> Preset:
         name="workstation", description="1x GeForce RTX 4090 with a display, open kernel module 560.35.03, CUDA 12.6",
         driver_loaded=True, driver_version="560.35.03", cuda_version=12060,
         nvml_version="12.560.35.03", gpus=(gpu,), open_kernel_module=True, display=True,
-        uvm_major=234, caps_major=509,
+        uvm_major=234, caps_major=509, drm=True, nvvm70=True,
     )
 
 

@@ -1,9 +1,12 @@
-"""The /proc and /dev part of a simulated host tree.
+"""The /proc, /sys and /dev part of a simulated host tree.
 
 Writes what the NVIDIA kernel module would show for a preset, in the exact
 formats of ``nv-procfs.c``/``nv-caps.c``. Device nodes are regular files
 holding ``nvlow-simulated-char MAJOR:MINOR`` (read by
-:func:`nvlow.root.file_node_reader`), so no privileges are needed.
+:func:`nvlow.root.file_node_reader`), so no privileges are needed. With
+nvidia-drm (``preset.drm``) each GPU's PCI device gets its ``drm/cardN`` and
+``drm/renderDN`` sysfs directories, reached like on a real host through the
+``/sys/bus/pci/devices/<bus>`` symlink into ``/sys/devices``.
 
 Example:
     >>> import tempfile
@@ -23,6 +26,9 @@ from ..root import SIMULATED_NODE_PREFIX
 from .presets import ARCH_HOPPER, Preset, SimGpu
 
 NVIDIA_MAJOR = 195
+DRM_MAJOR = 226
+#: the PCI device of a server BMC's VGA (ast), which takes the DRM cards before the GPUs'
+BMC_VGA_BUS = "0000:03:00.0"
 CAP_CONFIG_MINOR = 1
 CAP_MONITOR_MINOR = 2
 CAP_FABRIC_IMEX_MINOR = 4323
@@ -159,6 +165,39 @@ def _node(dest: str, path: str, major: int, minor: int, mode: int = 0o666) -> No
            SIMULATED_NODE_PREFIX.decode() + f"{major}:{minor}\n", mode)
 
 
+def drm_card_minor(preset: Preset, gpu: SimGpu) -> int:
+    """N of the GPU's ``/dev/dri/cardN``."""
+    return preset.drm_first_card + gpu.index
+
+
+def drm_render_minor(gpu: SimGpu) -> int:
+    """N of the GPU's ``/dev/dri/renderDN`` (render minors start at 128)."""
+    return 128 + gpu.index
+
+
+def _sysfs_drm(dest: str, bus: str, names: Tuple[str, ...], minors: Tuple[int, ...]) -> None:
+    """``/sys/devices/pci0000:00/<bus>/drm/<name>/dev`` plus the ``/sys/bus/pci/devices/<bus>`` link."""
+    device = f"sys/devices/pci0000:00/{bus}"
+    for name, minor in zip(names, minors):
+        _write(os.path.join(dest, device, "drm", name, "dev"), f"{DRM_MAJOR}:{minor}\n")
+    link = os.path.join(dest, "sys/bus/pci/devices", bus)
+    os.makedirs(os.path.dirname(link), exist_ok=True)
+    if os.path.lexists(link):
+        os.unlink(link)
+    os.symlink(f"../../../devices/pci0000:00/{bus}", link)
+
+
+def _drm(dest: str, preset: Preset) -> None:
+    for card in range(preset.drm_first_card):  # the BMC's VGA: a card, no render node, not an NVIDIA GPU
+        _sysfs_drm(dest, BMC_VGA_BUS, (f"card{card}",), (card,))
+        _node(dest, f"/dev/dri/card{card}", DRM_MAJOR, card, 0o660)
+    for gpu in preset.gpus:
+        card, render = drm_card_minor(preset, gpu), drm_render_minor(gpu)
+        _sysfs_drm(dest, procfs_bus(gpu), (f"card{card}", f"renderD{render}"), (card, render))
+        _node(dest, f"/dev/dri/card{card}", DRM_MAJOR, card, 0o660)
+        _node(dest, f"/dev/dri/renderD{render}", DRM_MAJOR, render, 0o666)
+
+
 def _mig_caps(preset: Preset) -> Dict[str, Tuple[int, int]]:
     """capabilities-tree path -> (cap minor, mode) for every created GPU/compute instance."""
     caps: Dict[str, Tuple[int, int]] = {}
@@ -208,9 +247,10 @@ def write_proc_dev_tree(dest: str, preset: Preset) -> None:
     _node(dest, "/dev/nvidia-uvm-tools", preset.uvm_major, 1)
     if preset.display:
         _node(dest, "/dev/nvidia-modeset", NVIDIA_MAJOR, 254)
-        for gpu in preset.gpus:
-            _node(dest, f"/dev/dri/card{gpu.index}", 226, gpu.index, 0o660)
-            _node(dest, f"/dev/dri/renderD{128 + gpu.index}", 226, 128 + gpu.index, 0o666)
+    if preset.drm:
+        _drm(dest, preset)
+    for channel in range(preset.imex_channels):
+        _node(dest, f"/dev/nvidia-caps-imex-channels/channel{channel}", imex_major(preset), channel)
     caps = _mig_caps(preset)
     if caps:
         # nvidia-modprobe creates the cap nodes (libnvidia-container asks it to): config 0400, others 0444.

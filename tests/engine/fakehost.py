@@ -11,6 +11,12 @@
   links, a stale ``libcuda.so.535.104.05`` in ``/opt/old-driver/lib64``, shell-script binaries in
   ``/usr/bin``, and ``/etc/ld.so.cache`` built by ``ldconfig -r``.
 
+With ``build_fake_host(dest, mig=True)`` GPU 0 is in MIG mode (``MIG_INSTANCES``): the fake root also gets
+``nvidia-caps`` in /proc/devices (C, another major the host kernel does not use), the capabilities tree
+``/proc/driver/nvidia/capabilities/{mig/config,mig/monitor,gpu0/mig/gi<G>/access,gpu0/mig/gi<G>/ci<C>/access}``
+(``DeviceFileMinor: N`` files), ``/proc/driver/nvidia-caps/mig-minors``, and ``/dev/nvidia-caps/nvidia-capN``
+nodes (C:N) for config, monitor and every GI/CI access; procfs-only discovery turns them into MIG devices.
+
 The libraries export no NVML/CUDA symbols, so nvlow cannot use NVML from this root and falls back to procfs.
 Building needs root (mknod, ldconfig's chroot) and gcc.
 """
@@ -59,6 +65,23 @@ GPUS: Tuple[Tuple[str, int, str, str], ...] = (
     ("0000:01:00.0", 0, "NVIDIA A100-SXM4-40GB", "GPU-6f7a1c2e-0000-4000-8000-000000000001"),
     ("0000:02:00.0", 1, "NVIDIA A100-SXM4-40GB", "GPU-6f7a1c2e-0000-4000-8000-000000000002"),
 )
+
+#: (GPU minor, GI, CI) of the MIG devices of the ``mig`` variant, in nvlow's order (GPU 0 only)
+MIG_INSTANCES: Tuple[Tuple[int, int, int], ...] = ((0, 1, 0), (0, 2, 0))
+#: nv-caps minors of the MIG config and monitor capabilities (the driver's fixed table)
+CAP_CONFIG_MINOR = 1
+CAP_MONITOR_MINOR = 2
+
+
+def cap_gi_minor(gpu_minor: int, gi: int) -> int:
+    """nv-caps minor of GI access in the driver's table (``/proc/driver/nvidia-caps/mig-minors``)."""
+    return 3 + 135 * gpu_minor + 9 * gi
+
+
+def cap_ci_minor(gpu_minor: int, gi: int, ci: int) -> int:
+    """nv-caps minor of CI access."""
+    return cap_gi_minor(gpu_minor, gi) + 1 + ci
+
 
 # Majors the kernel assigns dynamically are handed out from 511 downwards (and 234-254); any major
 # not listed in the host's /proc/devices is free.
@@ -132,6 +155,10 @@ class FakeHost:
     #: binary name -> host path
     binaries: Dict[str, str] = field(default_factory=dict)
     stale_library: str = f"{STALE_LIB_DIR}/libcuda.so.{STALE_VERSION}"
+    #: the ``nvidia-caps`` major of the ``mig`` variant (None: no MIG)
+    caps_major: Optional[int] = None
+    #: (GPU minor, GI, CI) of the MIG devices (empty: no MIG)
+    mig_instances: Tuple[Tuple[int, int, int], ...] = ()
 
     def host(self, path: str) -> str:
         """Real path of host path ``path`` under the fake root."""
@@ -149,7 +176,24 @@ class FakeHost:
         out["nvidia-modeset"] = FakeNode("/dev/nvidia-modeset", NVIDIA_MAJOR, 254)
         out["nvidia-uvm"] = FakeNode("/dev/nvidia-uvm", self.uvm_major, 0)
         out["nvidia-uvm-tools"] = FakeNode("/dev/nvidia-uvm-tools", self.uvm_major, 1)
+        out.update(self.cap_nodes)
         return out
+
+    @property
+    def cap_nodes(self) -> Dict[str, FakeNode]:
+        """``nvidia-capN`` -> node, for config, monitor and every GI/CI access (empty without MIG)."""
+        if self.caps_major is None:
+            return {}
+        minors = {CAP_CONFIG_MINOR, CAP_MONITOR_MINOR}
+        for gpu, gi, ci in self.mig_instances:
+            minors |= {cap_gi_minor(gpu, gi), cap_ci_minor(gpu, gi, ci)}
+        return {f"nvidia-cap{m}": FakeNode(f"/dev/nvidia-caps/nvidia-cap{m}", self.caps_major, m)
+                for m in sorted(minors)}
+
+    def mig_cap_nodes(self, gpu: int, gi: int, ci: int) -> Tuple[FakeNode, FakeNode]:
+        """The GI access node, then the CI access node, of one MIG device (what its container needs)."""
+        nodes = self.cap_nodes
+        return nodes[f"nvidia-cap{cap_gi_minor(gpu, gi)}"], nodes[f"nvidia-cap{cap_ci_minor(gpu, gi, ci)}"]
 
     def md5(self, path: str) -> str:
         """md5 hex digest of host file ``path`` (symlinks followed), to compare with busybox md5sum."""
@@ -166,10 +210,12 @@ def _write(path: str, text: str, mode: int = 0o644) -> None:
     os.chmod(path, mode)
 
 
-def proc_devices_text(uvm_major: int) -> str:
+def proc_devices_text(uvm_major: int, caps_major: Optional[int] = None) -> str:
     """/proc/devices of the fake host (``%3d %s`` lines, char section then block section)."""
     chars = [(1, "mem"), (4, "tty"), (5, "/dev/tty"), (10, "misc"), (136, "pts"),
              (NVIDIA_MAJOR, "nvidia"), (NVIDIA_MAJOR, "nvidiactl"), (226, "drm"), (uvm_major, "nvidia-uvm")]
+    if caps_major is not None:
+        chars.append((caps_major, "nvidia-caps"))
     lines = ["Character devices:"] + [f"{m:3d} {n}" for m, n in sorted(chars, key=lambda c: c[0])]
     lines += ["", "Block devices:", "  7 loop", "259 blkext"]
     return "\n".join(lines) + "\n"
@@ -189,8 +235,37 @@ def information_text(bus: str, minor: int, model: str, uuid: str) -> str:
             "GPU Excluded:\t No\n")
 
 
-def _write_proc(root: str, uvm_major: int) -> None:
-    _write(os.path.join(root, "proc/devices"), proc_devices_text(uvm_major))
+def _access_text(minor: int, mode: int) -> str:
+    """A capabilities file as nv-caps.c prints it (the mode in decimal: 256 = 0400, 292 = 0444)."""
+    return f"DeviceFileMinor: {minor}\nDeviceFileMode: {mode}\nDeviceFileModify: 1\n"
+
+
+def mig_minors_text(gpus: int = len(GPUS)) -> str:
+    """``/proc/driver/nvidia-caps/mig-minors`` for ``gpus`` GPU minors (GI 0-14, CI 0-7)."""
+    lines = [f"config {CAP_CONFIG_MINOR}", f"monitor {CAP_MONITOR_MINOR}"]
+    for n in range(gpus):
+        for g in range(15):
+            lines.append(f"gpu{n}/gi{g}/access {cap_gi_minor(n, g)}")
+            lines += [f"gpu{n}/gi{g}/ci{c}/access {cap_ci_minor(n, g, c)}" for c in range(8)]
+    return "\n".join(lines) + "\n"
+
+
+def _write_mig_proc(root: str, instances: Tuple[Tuple[int, int, int], ...]) -> None:
+    caps = os.path.join(root, "proc/driver/nvidia/capabilities")
+    _write(os.path.join(caps, "mig/config"), _access_text(CAP_CONFIG_MINOR, 256), 0o400)
+    _write(os.path.join(caps, "mig/monitor"), _access_text(CAP_MONITOR_MINOR, 292), 0o444)
+    for gpu, gi, ci in instances:
+        _write(os.path.join(caps, f"gpu{gpu}/mig/gi{gi}/access"), _access_text(cap_gi_minor(gpu, gi), 292), 0o444)
+        _write(os.path.join(caps, f"gpu{gpu}/mig/gi{gi}/ci{ci}/access"),
+               _access_text(cap_ci_minor(gpu, gi, ci), 292), 0o444)
+    _write(os.path.join(root, "proc/driver/nvidia-caps/mig-minors"), mig_minors_text())
+
+
+def _write_proc(root: str, uvm_major: int, caps_major: Optional[int] = None,
+                mig_instances: Tuple[Tuple[int, int, int], ...] = ()) -> None:
+    _write(os.path.join(root, "proc/devices"), proc_devices_text(uvm_major, caps_major))
+    if mig_instances:
+        _write_mig_proc(root, mig_instances)
     _write(os.path.join(root, "proc/driver/nvidia/version"), version_text())
     _write(os.path.join(root, "proc/driver/nvidia/params"),
            "ModifyDeviceFiles: 1\nDeviceFileUID: 0\nDeviceFileGID: 0\nDeviceFileMode: 438\n")
@@ -203,10 +278,13 @@ def _make_nodes(host: FakeHost) -> None:
     os.makedirs(host.host("/dev"), exist_ok=True)
     for node in host.nodes.values():
         real = host.host(node.path)
+        os.makedirs(os.path.dirname(real), exist_ok=True)
         if os.path.lexists(real):
             os.unlink(real)
-        os.mknod(real, stat.S_IFCHR | 0o666, os.makedev(node.major, node.minor))
-        os.chmod(real, 0o666)  # mknod honours the umask
+        # nvidia-modprobe makes cap nodes 0400 (config) or 0444 (monitor, access); the others are 0666
+        mode = 0o666 if node.major != host.caps_major else 0o400 if node.minor == CAP_CONFIG_MINOR else 0o444
+        os.mknod(real, stat.S_IFCHR | mode, os.makedev(node.major, node.minor))
+        os.chmod(real, mode)  # mknod honours the umask
 
 
 def _compile_library(workdir: str, out: str, soname: str, cc: str) -> None:
@@ -262,11 +340,14 @@ def _build_ld_cache(root: str, ldconfig: str) -> None:
 
 
 def build_fake_host(dest: str, *, uvm_major: Optional[int] = None,
-                    host_proc_devices: Optional[str] = None) -> FakeHost:
+                    host_proc_devices: Optional[str] = None, mig: bool = False,
+                    caps_major: Optional[int] = None) -> FakeHost:
     """Write the fake host under ``dest`` (created if missing) and describe it.
 
     ``uvm_major`` defaults to a major free on this kernel (``host_proc_devices`` defaults to
-    the real /proc/devices). Raises ``PermissionError`` when not root, ``FileNotFoundError``
+    the real /proc/devices). With ``mig`` GPU 0 is in MIG mode with ``MIG_INSTANCES`` and the
+    MIG capability files and nodes exist; ``caps_major`` (the ``nvidia-caps`` major) defaults to
+    another free major. Raises ``PermissionError`` when not root, ``FileNotFoundError``
     when gcc or ldconfig is missing, ``subprocess.CalledProcessError`` when either fails.
     """
     if os.geteuid() != 0:
@@ -277,19 +358,25 @@ def build_fake_host(dest: str, *, uvm_major: Optional[int] = None,
     ldconfig = shutil.which("ldconfig") or ("/sbin/ldconfig" if os.path.exists("/sbin/ldconfig") else None)
     if ldconfig is None:
         raise FileNotFoundError("ldconfig")
+    if host_proc_devices is None and (uvm_major is None or (mig and caps_major is None)):
+        with open("/proc/devices", encoding="ascii", errors="replace") as fh:
+            host_proc_devices = fh.read()
     if uvm_major is None:
-        if host_proc_devices is None:
-            with open("/proc/devices", encoding="ascii", errors="replace") as fh:
-                host_proc_devices = fh.read()
-        uvm_major = pick_free_major(host_proc_devices)
+        uvm_major = pick_free_major(host_proc_devices or "")
+    if mig and caps_major is None:
+        caps_major = pick_free_major(host_proc_devices or "", avoid=(NVIDIA_MAJOR, uvm_major))
+    if not mig:
+        caps_major = None
+    instances = MIG_INSTANCES if mig else ()
     root = os.path.abspath(dest)
     os.makedirs(root, exist_ok=True)
-    skeleton = FakeHost(root=root, uvm_major=uvm_major)
-    _write_proc(root, uvm_major)
+    skeleton = FakeHost(root=root, uvm_major=uvm_major, caps_major=caps_major, mig_instances=instances)
+    _write_proc(root, uvm_major, caps_major, instances)
     _make_nodes(skeleton)
     libraries, binaries = _write_driver(skeleton, cc)
     _build_ld_cache(root, ldconfig)
-    return FakeHost(root=root, uvm_major=uvm_major, libraries=libraries, binaries=binaries)
+    return FakeHost(root=root, uvm_major=uvm_major, libraries=libraries, binaries=binaries,
+                    caps_major=caps_major, mig_instances=instances)
 
 
 def ld_cache_entries(host: FakeHost, ldconfig: str = "ldconfig") -> Sequence[str]:
