@@ -216,10 +216,10 @@ def evaluate(req: Requirement, facts: HostFacts) -> Tuple[bool, Optional[str]]:
 
 # -- image check ---------------------------------------------------------------------
 def require_disabled(value: Optional[str]) -> bool:
-    """Whether an ``NVIDIA_DISABLE_REQUIRE`` value turns the checks off (non-empty, not 0/false)."""
-    if not value:
-        return False
-    return value.strip().lower() not in ("0", "false")
+    """Whether an ``NVIDIA_DISABLE_REQUIRE`` value turns the checks off: a true value of Go's
+    ``strconv.ParseBool`` (``1 t T TRUE true True``), as the toolkit reads it
+    (``internal/config/image/cuda_image.go``, ``HasDisableRequire``); anything else keeps them on."""
+    return value in ("1", "t", "T", "TRUE", "true", "True")
 
 
 def legacy_cuda_version(value: str) -> str:

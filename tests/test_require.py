@@ -200,8 +200,10 @@ def test_parse_condition() -> None:
 
 # -- check_image ---------------------------------------------------------------------------
 @pytest.mark.parametrize("value, disabled", [
+    # Go's strconv.ParseBool, as the toolkit's HasDisableRequire: a value it cannot parse is false
     (None, False), ("", False), ("0", False), ("false", False), ("FALSE", False), (" 0 ", False),
-    ("1", True), ("true", True), ("yes", True), ("anything", True),
+    ("1", True), ("true", True), ("t", True), ("T", True), ("TRUE", True), ("True", True),
+    ("yes", False), ("anything", False), (" 1", False), ("tRuE", False),
 ])
 def test_disable_flag(value: Optional[str], disabled: bool) -> None:
     assert require_disabled(value) is disabled

@@ -240,3 +240,34 @@ def test_args_output_works_in_a_plain_run(nvlow: NvlowRunner, engine: Engine, fa
     assert "/dev/nvidia1" in container_paths and "/dev/nvidia0" not in container_paths
     run = engine.run(*args, IMAGE, "sh", "-c", CONTAINER_LISTING)
     assert visible_gpu_nodes(run.stdout) == ["nvidia1"]
+
+
+# ---------------------------------------------------------------- MIG: all gets the access nodes
+
+@pytest.fixture(scope="module")
+def mig_host(tmp_path_factory: pytest.TempPathFactory) -> FakeHost:
+    """The fake host with GPU 0 in MIG mode (two MIG devices, mknod'd /dev/nvidia-caps nodes)."""
+    from .fakehost import build_fake_host
+
+    return build_fake_host(str(tmp_path_factory.mktemp("mighost")), mig=True)
+
+
+def test_mig_all_gets_every_access_node(podman_engine: Engine, mig_host: FakeHost, nvlow: NvlowRunner) -> None:
+    """``all`` on a MIG host (the default, and NVIDIA_VISIBLE_DEVICES=all) gives the container each MIG
+    device's /dev/nvidia-caps access nodes, as libnvidia-container does; GPU 0 by index gives none."""
+    from .fakehost import cap_ci_minor, cap_gi_minor
+
+    if host_has_nvidia_driver():
+        pytest.skip(REAL_DRIVER_REASON)
+    want = sorted(f"nvidia-cap{m}" for g, gi, ci in mig_host.mig_instances
+                  for m in (cap_gi_minor(g, gi), cap_ci_minor(g, gi, ci)))
+    listing = "ls /dev/nvidia-caps 2>/dev/null | sort; stat -c '%n|%F' /dev/nvidia-caps/* 2>/dev/null; true"
+    for run_args in ((), ("-e", "NVIDIA_VISIBLE_DEVICES=all")):
+        out = ok(nvlow_exec(nvlow, podman_engine, mig_host, "--capabilities", "utility", run_args=run_args,
+                            command=("sh", "-c", listing)))
+        names = [line for line in out.splitlines() if line.startswith("nvidia-cap")]
+        assert names == want, out
+        assert out.count("character special file") == len(want), out
+    out = ok(nvlow_exec(nvlow, podman_engine, mig_host, "--capabilities", "utility",
+                        run_args=("-e", "NVIDIA_VISIBLE_DEVICES=0"), command=("sh", "-c", listing)))
+    assert not [line for line in out.splitlines() if line.startswith("nvidia-cap")], out
