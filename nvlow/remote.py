@@ -6,11 +6,14 @@ HTTP port is mandatory (``10.0.0.1:``, ``ssh://foo@10.0.0.1:22:80``); nvlow
 also accepts a bare host (``http://gpu1``, ``ssh://gpu1``). Defaults: host
 ``localhost``, ssh port 22, HTTP port 3476.
 
-``DOCKER_HOST`` (used when ``NV_HOST`` is unset): ``unix://``, ``fd://`` and
-``npipe://`` mean local mode; ``tcp://host:port`` means the plugin is at
-``host:3476`` over HTTP (as in 1.0); ``ssh://[user@]host[:port]`` (Docker's
-grammar, the port is ssh's) means the plugin is on that host's loopback,
-reached through ssh.
+``DOCKER_HOST`` (used when ``NV_HOST`` is unset, and only with the opt-in
+``NVLOW_PLUGIN_ON_DOCKER_HOST=1``): ``unix://``, ``fd://`` and ``npipe://``
+mean local mode; ``tcp://host:port`` means the plugin is at ``host:3476`` over
+HTTP (as in 1.0; refused when ``DOCKER_TLS_VERIFY`` is set);
+``ssh://[user@]host[:port]`` (Docker's grammar, the port is ssh's) means the
+plugin is on that host's loopback, reached through ssh. What a remote host
+answers is data, checked item by item (:mod:`nvlow.remoteplan`); one deadline
+bounds the whole exchange.
 
 HTTP targets are sent the whole plan request (``POST /v2/plan`` of a remote
 ``nvlow serve``, which decides it exactly as a local run would), falling back to
@@ -31,7 +34,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from .errors import NvlowError, RemoteError, RequirementError, SelectionError
@@ -39,7 +42,9 @@ from .request import PlanRequest, requirement_env, selection_choice
 
 DEFAULT_HTTP_PORT = 3476
 DEFAULT_SSH_PORT = 22
-DEFAULT_TIMEOUT = 10.0  # seconds, 1.0's client timeout
+DEFAULT_TIMEOUT = 10.0  # seconds for the whole exchange, 1.0's client timeout
+#: set to 1 to let a TCP/SSH DOCKER_HOST name the plugin's host, as nvidia-docker 1.0 did
+DOCKER_HOST_OPT_IN = "NVLOW_PLUGIN_ON_DOCKER_HOST"
 MAX_RESPONSE = 4 * 1024 * 1024
 _SCHEME_RE = re.compile(r"^[a-z0-9+.-]+://")
 _ADDR_RE = re.compile(r"^(\[[0-9a-fA-F.:]+\]|[0-9A-Za-z.\-_]+)?(:\d+)?:(\d+)?$")
@@ -134,8 +139,12 @@ def _docker_host_target(value: str) -> Optional[RemoteTarget]:
 
 
 def resolve_remote(env: Mapping[str, str], host_opt: Optional[str]) -> Optional[RemoteTarget]:
-    """The remote target named by ``--host``, ``NV_HOST`` or a TCP/SSH ``DOCKER_HOST``; None = local.
+    """The remote target the user named with ``--host`` or ``NV_HOST``; None = local.
 
+    A TCP/SSH ``DOCKER_HOST`` names the plugin's host (as in 1.0) only with the opt-in
+    :data:`DOCKER_HOST_OPT_IN` = 1: an engine address alone is no reason to trust what answers on
+    its port 3476. Then ``DOCKER_TLS_VERIFY`` (or an ``https://`` DOCKER_HOST) refuses the plain-HTTP
+    plugin API instead of silently dropping the encryption the user asked for.
     ``RemoteTarget.warnings`` carries 1.0's ``NV_HOST is set but DOCKER_HOST is not``.
     """
     if host_opt:
@@ -145,43 +154,100 @@ def resolve_remote(env: Mapping[str, str], host_opt: Optional[str]) -> Optional[
     if nv_host:
         target = parse_host(nv_host, source="NV_HOST")
         if not docker_host:
-            from dataclasses import replace
-
             target = replace(target, warnings=("NV_HOST is set but DOCKER_HOST is not: containers run on the "
                                                "local engine with devices from the remote host",))
         return target
-    if docker_host:
-        return _docker_host_target(docker_host)
+    if docker_host and env.get(DOCKER_HOST_OPT_IN) == "1":
+        derived = _docker_host_target(docker_host)
+        tls = env.get("DOCKER_TLS_VERIFY") or docker_host.startswith("https://")
+        if derived is not None and derived.scheme == "http" and tls:
+            raise RemoteError(f"DOCKER_TLS_VERIFY is set, but the GPU plugin API on {derived.host}:{derived.http_port} "
+                              "is plain HTTP: nvlow does not send the request unencrypted",
+                              hint=f"accept plain HTTP by naming it (--host http://{derived.host}:{derived.http_port}),"
+                                   " or reach it through ssh (DOCKER_HOST=ssh://...)")
+        return derived
     return None
+
+
+def docker_host_note(env: Mapping[str, str]) -> Optional[str]:
+    """A note for a remote ``DOCKER_HOST`` that nvlow does not follow (no opt-in): GPUs come from here."""
+    docker_host = env.get("DOCKER_HOST", "")
+    if not docker_host or env.get(DOCKER_HOST_OPT_IN) == "1" or env.get("NV_HOST"):
+        return None
+    try:
+        target = _docker_host_target(docker_host)
+    except RemoteError:
+        return None
+    if target is None or target.host.strip("[]") in ("localhost", "127.0.0.1", "::1"):
+        return None
+    return (f"DOCKER_HOST names the engine on {target.host}, but the GPUs are planned from this machine; "
+            f"to ask that host's plugin pass --host, or set {DOCKER_HOST_OPT_IN}=1")
 
 
 # --- transports -------------------------------------------------------------
 
-def _http_get(target: RemoteTarget, path: str, timeout: float, body: Optional[bytes] = None) -> Tuple[int, bytes]:
-    import http.client
-    import socket
+def _request_bytes(target: RemoteTarget, path: str, body: Optional[bytes]) -> bytes:
+    """One HTTP/1.0 request (the connection closes after the answer), GET or POST with a JSON body."""
+    method = "GET" if body is None else "POST"
+    extra = "" if body is None else f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    return (f"{method} {path} HTTP/1.0\r\nHost: {target.host}:{target.http_port}\r\nUser-Agent: nvlow\r\n"
+            f"Accept: */*\r\n{extra}Connection: close\r\n\r\n").encode("ascii") + (body or b"")
 
-    conn = http.client.HTTPConnection(target.host.strip("[]"), target.http_port, timeout=timeout)
+
+def _complete(raw: bytes) -> bool:
+    """Whether ``raw`` holds the whole answer (headers and Content-Length bytes of body)."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == b"content-length" and value.strip().isdigit() and len(value.strip()) < 12:
+            return len(body) >= int(value.strip())
+    return False
+
+
+def _http_get(target: RemoteTarget, path: str, timeout: float, body: Optional[bytes] = None) -> Tuple[int, bytes]:
+    """The exchange over TCP under one deadline for connect, send and the whole answer (a server that
+    drips a byte a second cannot hold nvlow longer than ``timeout``)."""
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout
+
+    def left() -> float:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise socket.timeout()
+        return remaining
+
+    where = f"{target.url} ({target.source})"
+    chunks: List[bytes] = []
     try:
-        headers = {"User-Agent": "nvlow", "Accept": "*/*"}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        conn.request("GET" if body is None else "POST", path, body=body, headers=headers)
-        resp = conn.getresponse()
-        body = resp.read(MAX_RESPONSE + 1)
-        return resp.status, body
+        with socket.create_connection((target.host.strip("[]"), target.http_port), timeout=left()) as sock:
+            sock.settimeout(left())
+            sock.sendall(_request_bytes(target, path, body))
+            size = 0
+            while True:
+                sock.settimeout(left())
+                data = sock.recv(65536)
+                if not data:
+                    break
+                chunks.append(data)
+                size += len(data)
+                if size > MAX_RESPONSE + 64 * 1024:
+                    raise RemoteError(f"{where} answered more than {MAX_RESPONSE // (1024 * 1024)} MiB")
+                if _complete(b"".join(chunks)):
+                    break
     except ConnectionRefusedError:
-        raise RemoteError(f"cannot connect to {target.url} ({target.source}): connection refused",
-                          hint="start 'nvlow serve' there (or nvidia-docker-plugin), or unset NV_HOST/DOCKER_HOST"
-                          ) from None
+        raise RemoteError(f"cannot connect to {where}: connection refused",
+                          hint="start 'nvlow serve' there (or nvidia-docker-plugin), or unset NV_HOST") from None
     except socket.gaierror as exc:
         raise RemoteError(f"cannot resolve {target.host} ({target.source}): {exc.strerror}") from None
     except (socket.timeout, TimeoutError):
-        raise RemoteError(f"{target.url} ({target.source}) did not answer within {timeout:g} s") from None
-    except (OSError, http.client.HTTPException) as exc:
-        raise RemoteError(f"request to {target.url}{path} failed: {exc or type(exc).__name__}") from None
-    finally:
-        conn.close()
+        raise RemoteError(f"{where} did not answer within {timeout:.2g} s") from None
+    except OSError as exc:
+        raise RemoteError(f"request to {target.url}{path} failed: {exc.strerror or type(exc).__name__}") from None
+    return _parse_raw_response(b"".join(chunks), where)
 
 
 def ssh_command(target: RemoteTarget, env: Mapping[str, str], timeout: float) -> List[str]:
@@ -202,14 +268,23 @@ def ssh_command(target: RemoteTarget, env: Mapping[str, str], timeout: float) ->
 def _parse_raw_response(raw: bytes, where: str) -> Tuple[int, bytes]:
     head, sep, body = raw.partition(b"\r\n\r\n")
     status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-    m = re.match(r"^HTTP/\d\.\d (\d{3})", status_line)
+    m = re.match(r"^HTTP/\d\.\d ([0-9]{3})(?: |$)", status_line)
     if not sep or not m:
         raise RemoteError(f"{where} did not answer HTTP" + (f" (got {status_line[:60]!r})" if status_line else ""))
+    lengths = []
     for line in head.split(b"\r\n")[1:]:
         key, _, value = line.decode("latin-1").partition(":")
-        if key.strip().lower() == "content-length" and value.strip().isdigit():
-            body = body[:int(value.strip())]
-    return int(m.group(1)), body
+        if key.strip().lower() == "content-length":
+            lengths.append(value.strip())
+    if lengths:
+        if len(lengths) > 1 or not (lengths[0].isascii() and lengths[0].isdigit() and len(lengths[0]) < 12):
+            raise RemoteError(f"{where} answered an invalid Content-Length")
+        body = body[:int(lengths[0])]
+    status = int(m.group(1))
+    if 300 <= status < 400:
+        raise RemoteError(f"{where} answered a redirect (HTTP {status}), which nvlow does not follow",
+                          hint="name the plugin's own address with --host or NV_HOST")
+    return status, body
 
 
 def _ssh_get(target: RemoteTarget, path: str, timeout: float, env: Mapping[str, str],
@@ -218,10 +293,7 @@ def _ssh_get(target: RemoteTarget, path: str, timeout: float, env: Mapping[str, 
     import threading
 
     argv = ssh_command(target, env, timeout)
-    method = "GET" if body is None else "POST"
-    extra = "" if body is None else f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-    request = (f"{method} {path} HTTP/1.0\r\nHost: localhost:{target.http_port}\r\nUser-Agent: nvlow\r\n"
-               f"{extra}Connection: close\r\n\r\n").encode("ascii") + (body or b"")
+    request = _request_bytes(replace(target, host="localhost"), path, body)
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 env=dict(env))
@@ -339,27 +411,49 @@ def remote_plan(host_url: Union[str, RemoteTarget], request: PlanRequest, *, env
     the same :func:`nvlow.decide.plan_for` as a local run; else ask an nvidia-docker-plugin
     (``/v1.0/docker/cli``) and check the image requirements here against its driver versions.
     """
+    import time
+
     target = host_url if isinstance(host_url, RemoteTarget) else parse_host(host_url)
+    deadline = time.monotonic() + timeout  # one budget for the whole exchange, fallback included
     payload = json.dumps(request.to_dict()).encode("utf-8")
-    status, body = http_get(target, "/v2/plan", timeout=timeout, env=env, body=payload)
+    status, body = http_get(target, "/v2/plan", timeout=_left(deadline, target, timeout), env=env, body=payload)
     if status == 200:
+        from .remoteplan import checked_args
+
         try:
             doc = json.loads(body)
-            args = doc["args"]
-            if not (isinstance(args, list) and all(isinstance(a, str) for a in args)):
+            if not isinstance(doc, dict):
                 raise ValueError
-        except (ValueError, KeyError, TypeError):
-            raise RemoteError(f"{target.url}/v2/plan answered a document without an 'args' list") from None
+        except ValueError:
+            raise RemoteError(f"{target.url}/v2/plan answered something that is not a plan document") from None
+        # the plan is data: devices, mounts and env are checked one by one and the arguments are
+        # rebuilt here; the server's own "args" never reach the engine
+        args = checked_args(doc, f"{target.url} ({target.source})")
+        doc["args"] = args
         warnings = doc.get("warnings") or ()
-        return RemotePlan(tuple(args), doc.get("driver_version"), doc.get("cuda_version"), "v2", doc,
-                          tuple(str(w) for w in warnings) if isinstance(warnings, list) else ())
+        return RemotePlan(tuple(args), _text_field(doc, "driver_version"), _text_field(doc, "cuda_version"), "v2",
+                          doc, tuple(str(w)[:300] for w in warnings) if isinstance(warnings, list) else ())
     if status not in (404, 405, 501):  # an nvidia-docker-plugin has no /v2/plan
         raise _server_error(target, status, body)
-    return _remote_plan_v1(target, request, env, timeout)
+    return _remote_plan_v1(target, request, env, deadline, timeout)
+
+
+def _text_field(doc: Dict[str, Any], key: str) -> Optional[str]:
+    value = doc.get(key)
+    return value[:64] if isinstance(value, str) else None
+
+
+def _left(deadline: float, target: RemoteTarget, timeout: float) -> float:
+    import time
+
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise RemoteError(f"{target.url} ({target.source}) did not answer within {timeout:.2g} s")
+    return remaining
 
 
 def _remote_plan_v1(target: RemoteTarget, request: PlanRequest, env: Mapping[str, str],
-                    timeout: float) -> RemotePlan:
+                    deadline: float, timeout: float) -> RemotePlan:
     warnings: List[str] = []
     if request.capabilities:
         warnings.append(f"{target.url} is an nvidia-docker-plugin: capabilities {request.capabilities!r} ignored "
@@ -367,20 +461,24 @@ def _remote_plan_v1(target: RemoteTarget, request: PlanRequest, env: Mapping[str
     if request.driver_files == "volume":
         warnings.append(f"{target.url} is an nvidia-docker-plugin: driver files come from its volume plugin")
     dev = _v1_devices(request)
-    status, body = http_get(target, f"/v1.0/docker/cli?vol=nvidia_driver&dev={dev}", timeout=timeout, env=env)
+    status, body = http_get(target, f"/v1.0/docker/cli?vol=nvidia_driver&dev={dev}",
+                            timeout=_left(deadline, target, timeout), env=env)
     if status == 404:
         raise RemoteError(f"{target.url} ({target.source}) is neither 'nvlow serve' nor nvidia-docker-plugin "
                           "(/v2/plan and /v1.0/docker/cli are missing)")
     if status != 200:
         raise RemoteError(f"{target.url} ({target.source}) refused the request: HTTP {status}: {_error_text(body)}")
+    from .remoteplan import check_v1_args
+
     text = body.decode("utf-8", "replace").strip()
     args = tuple(a for a in text.split(" ") if a)
     if not args or not all(a.startswith("--") for a in args):
         raise RemoteError(f"{target.url}/v1.0/docker/cli answered something that is not docker options: "
                           f"{text[:80]!r}")
+    check_v1_args(args, f"{target.url} ({target.source})")
     driver = cuda = None
     try:
-        istatus, ibody = http_get(target, "/v1.0/gpu/info/json", timeout=timeout, env=env)
+        istatus, ibody = http_get(target, "/v1.0/gpu/info/json", timeout=_left(deadline, target, timeout), env=env)
         if istatus == 200:
             version = json.loads(ibody).get("Version") or {}
             driver, cuda = version.get("Driver") or None, version.get("CUDA") or None

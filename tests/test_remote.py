@@ -51,13 +51,22 @@ def test_invalid_nv_host(value):
         parse_host(value, source="NV_HOST")
 
 
+OPT_IN = {"NVLOW_PLUGIN_ON_DOCKER_HOST": "1"}
+
+
 @pytest.mark.parametrize("env,opt,expected", [
     ({}, None, None),
     ({"DOCKER_HOST": "unix:///var/run/docker.sock"}, None, None),
-    ({"DOCKER_HOST": "tcp://10.0.0.5:2376"}, None, ("http", "10.0.0.5", 3476, 22, None)),
-    ({"DOCKER_HOST": "10.0.0.5:2375"}, None, ("http", "10.0.0.5", 3476, 22, None)),
-    ({"DOCKER_HOST": "ssh://me@gpu1:2200"}, None, ("ssh", "gpu1", 3476, 2200, "me")),
-    ({"DOCKER_HOST": "ssh://gpu1"}, None, ("ssh", "gpu1", 3476, 22, None)),
+    # a DOCKER_HOST alone never names the plugin's host: the user opts in
+    ({"DOCKER_HOST": "tcp://10.0.0.5:2376"}, None, None),
+    ({"DOCKER_HOST": "ssh://me@gpu1:2200"}, None, None),
+    ({"DOCKER_HOST": "tcp://10.0.0.5:2376", "NVLOW_PLUGIN_ON_DOCKER_HOST": "yes"}, None, None),
+    ({"DOCKER_HOST": "tcp://10.0.0.5:2376", **OPT_IN}, None, ("http", "10.0.0.5", 3476, 22, None)),
+    ({"DOCKER_HOST": "10.0.0.5:2375", **OPT_IN}, None, ("http", "10.0.0.5", 3476, 22, None)),
+    ({"DOCKER_HOST": "ssh://me@gpu1:2200", **OPT_IN}, None, ("ssh", "gpu1", 3476, 2200, "me")),
+    ({"DOCKER_HOST": "ssh://gpu1", **OPT_IN}, None, ("ssh", "gpu1", 3476, 22, None)),
+    # TLS asked for: ssh is fine, plain HTTP is refused (below)
+    ({"DOCKER_HOST": "ssh://gpu1", "DOCKER_TLS_VERIFY": "1", **OPT_IN}, None, ("ssh", "gpu1", 3476, 22, None)),
     ({"DOCKER_HOST": "tcp://a:1", "NV_HOST": "b:99"}, None, ("http", "b", 99, 22, None)),
     ({"NV_HOST": "", "DOCKER_HOST": "unix:///x"}, None, None),
     ({"NV_HOST": "b:99"}, "http://c:7", ("http", "c", 7, 22, None)),
@@ -75,7 +84,25 @@ def test_nv_host_without_docker_host_warns():
 
 def test_bad_docker_host_scheme():
     with pytest.raises(RemoteError, match="invalid remote host URI in DOCKER_HOST"):
-        resolve_remote({"DOCKER_HOST": "gopher://x:1"}, None)
+        resolve_remote({"DOCKER_HOST": "gopher://x:1", **OPT_IN}, None)
+
+
+@pytest.mark.parametrize("env", [{"DOCKER_HOST": "tcp://10.0.0.5:2376", "DOCKER_TLS_VERIFY": "1"},
+                                 {"DOCKER_HOST": "https://10.0.0.5:2376"}])
+def test_tls_is_not_silently_dropped(env):
+    with pytest.raises(RemoteError, match="DOCKER_TLS_VERIFY is set, but the GPU plugin API on 10.0.0.5:3476 is "
+                                          "plain HTTP") as info:
+        resolve_remote({**env, **OPT_IN}, None)
+    assert "--host http://10.0.0.5:3476" in (info.value.hint or "")
+
+
+def test_remote_docker_host_without_opt_in_is_a_note():
+    from nvlow.remote import docker_host_note
+
+    assert "planned from this machine" in docker_host_note({"DOCKER_HOST": "tcp://10.0.0.5:2376"})
+    assert docker_host_note({"DOCKER_HOST": "tcp://127.0.0.1:2375"}) is None
+    assert docker_host_note({"DOCKER_HOST": "tcp://10.0.0.5:2376", **OPT_IN}) is None
+    assert docker_host_note({"DOCKER_HOST": "unix:///run/docker.sock"}) is None
 
 
 @pytest.fixture(scope="module")

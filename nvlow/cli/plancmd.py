@@ -55,9 +55,13 @@ def with_image(request: PlanRequest, image: Optional[str], engine_argv: Sequence
 
 
 def _remote_wanted(opts: PlanOptions, env: Mapping[str, str]) -> bool:
-    # checked without importing nvlow.remote: the local path stays lean
-    return not opts.simulate and bool(opts.host or env.get("NV_HOST")
-                                      or (env.get("DOCKER_HOST") or "").startswith("tcp://"))
+    # checked without importing nvlow.remote: the local path stays lean. A DOCKER_HOST alone names
+    # a remote plugin only with the opt-in (nvlow.remote.DOCKER_HOST_OPT_IN).
+    if opts.simulate:
+        return False
+    docker_host = env.get("DOCKER_HOST") or ""
+    return bool(opts.host or env.get("NV_HOST") or (
+        env.get("NVLOW_PLUGIN_ON_DOCKER_HOST") == "1" and docker_host.startswith(("tcp://", "ssh://", "http"))))
 
 
 def prepare_local(opts: PlanOptions, env: Mapping[str, str], request: PlanRequest) -> Prepared:
@@ -102,6 +106,12 @@ def prepare(opts: PlanOptions, env: Mapping[str, str], request: PlanRequest) -> 
         remote = prepare_remote(opts, env, request)
         if remote is not None:
             return remote
+    elif not opts.simulate and (env.get("DOCKER_HOST") or "").startswith(("tcp://", "ssh://")):
+        from ..remote import docker_host_note
+
+        text = docker_host_note(env)
+        if text:
+            note(text)
     return prepare_local(opts, env, request)
 
 
