@@ -63,8 +63,13 @@ def test_serve_simulated_rest_and_plugin(tmp_path):
     assert not os.path.exists(sockdir / "nvlow.sock")
 
 
-def test_non_loopback_listen_warns(tmp_path):
-    proc, _addr, lines = _start(["--simulate", "workstation", "--listen", "0.0.0.0:0", "--no-plugin"], tmp_path)
+def test_non_loopback_listen_needs_confirmation(tmp_path):
+    r = subprocess.run([sys.executable, "-c", LAUNCH, "serve", "--simulate", "workstation", "--listen", "0.0.0.0:0",
+                        "--no-plugin"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--listen 0.0.0.0:0 would serve the API beyond this machine" in r.stderr
+    assert "--allow-remote-clients" in r.stderr
+    proc, _addr, lines = _start(["--simulate", "workstation", "--listen", "0.0.0.0:0", "--allow-remote-clients",
+                                 "--no-plugin"], tmp_path)
     code, _err = _stop(proc)
     assert code == 0
     assert any("warning: listening on 0.0.0.0:" in line and "no authentication" in line for line in lines)

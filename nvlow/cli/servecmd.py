@@ -11,7 +11,7 @@ from .options import CommonOptions
 
 def run_serve(opts: CommonOptions, env: Mapping[str, str], *, listen: str, plugin_socket_dir: Optional[str],
               plugin_spec_dir: Optional[str], volumes_dir: Optional[str], no_plugin: bool,
-              verbose: bool) -> int:
+              verbose: bool, allow_remote_clients: bool = False) -> int:
     """Start both servers and block until SIGTERM/SIGINT."""
     from ..serve.cache import DiscoveryCache
     from ..serve.server import (DEFAULT_SOCKET_DIR, DEFAULT_SPEC_DIR, NvlowServer, ServeState, is_loopback,
@@ -20,6 +20,11 @@ def run_serve(opts: CommonOptions, env: Mapping[str, str], *, listen: str, plugi
     from .session import open_root, warn
 
     host, port = parse_listen(listen)
+    if not is_loopback(host) and not allow_remote_clients:
+        from ..errors import UsageError
+
+        raise UsageError(f"--listen {listen} would serve the API beyond this machine, and it has no authentication",
+                         hint="add --allow-remote-clients to confirm (and firewall the port), or listen on 127.0.0.1")
     root, opener = open_root(opts, env)
     cache = DiscoveryCache(root, opener, use_nvml=not opts.no_nvml, load_uvm=not opts.no_uvm_load)
     state = ServeState(cache, volumes_dir=volumes_dir or DEFAULT_VOLUMES_DIR, verbose=verbose)
@@ -61,7 +66,9 @@ def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve_cmd(
         listen: str = typer.Option("127.0.0.1:3476", "--listen", help="REST address HOST:PORT. Loopback by "
-                                   "default; other addresses print a warning (the API has no authentication)."),
+                                   "default; other addresses need --allow-remote-clients (no authentication)."),
+        allow_remote_clients: bool = typer.Option(False, "--allow-remote-clients", help="Confirm a non-loopback "
+                                                  "--listen: anyone who reaches it reads the GPU inventory."),
         plugin_socket_dir: Optional[str] = typer.Option(None, "--plugin-socket-dir", help="Root-only directory "
                                                         "for the volume plugin socket nvlow.sock (default /run/nvlow)."),
         plugin_spec_dir: Optional[str] = typer.Option(None, "--plugin-spec-dir", help="Where to write nvlow.spec "
@@ -78,4 +85,5 @@ def register(app: typer.Typer) -> None:
         opts = _common(root, simulate, no_nvml, debug, False, no_uvm_load)
         _run(debug, lambda: run_serve(opts, os.environ, listen=listen, plugin_socket_dir=plugin_socket_dir,
                                       plugin_spec_dir=plugin_spec_dir, volumes_dir=volumes_dir,
-                                      no_plugin=no_plugin, verbose=verbose))
+                                      no_plugin=no_plugin, verbose=verbose,
+                                      allow_remote_clients=allow_remote_clients))

@@ -6,8 +6,11 @@ Content-Length, headers and body in one write. It enforces the limits:
 request lines over :data:`MAX_LINE` bytes get 414, bodies over
 :data:`MAX_BODY` 413, chunked bodies 411, malformed requests 400; a client
 that stalls for :data:`CLIENT_TIMEOUT` seconds (nvidia-docker-plugin's
-read/write timeout) is dropped. The servers run a thread per connection,
-refuse connections beyond their cap with a 503, and track which connections
+read/write timeout) is dropped, and so is one that has not sent a whole request
+within :data:`REQUEST_DEADLINE` seconds (however slowly it trickles); two
+Content-Length headers are a 400. The servers run a thread per connection,
+refuse connections beyond their cap, or beyond :data:`MAX_PER_CLIENT` from one
+address, with a 503, and track which connections
 are busy so that a graceful stop can finish in-flight requests and close the
 idle keep-alive ones. Routing is not done here: each server is given a
 ``route`` function (:func:`nvlow.serve.server.dispatch` or
@@ -31,6 +34,11 @@ if TYPE_CHECKING:
     from .server import ServeState
 
 CLIENT_TIMEOUT = 5.0  # seconds, nvidia-docker-plugin's read/write timeout
+#: seconds a client has for a whole request (line, headers, body): a per-read timeout alone lets a
+#: client that sends one byte every few seconds hold its connection slot forever
+REQUEST_DEADLINE = 10.0
+#: connections one client address may hold at once, so a few clients cannot take every slot
+MAX_PER_CLIENT = 64
 MAX_LINE = 8192
 MAX_BODY = 64 * 1024
 
@@ -104,6 +112,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def handle_one_request(self) -> None:
         try:
+            self.server.arm(self)
             self.raw_requestline = self.rfile.readline(MAX_LINE + 1)
             self.server.track(self, busy=True)
             self._started = time.monotonic()
@@ -126,14 +135,20 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.track(self, busy=False)
 
     def _serve(self) -> None:
-        length_text = self.headers.get("Content-Length")
+        lengths = self.headers.get_all("Content-Length") or []
+        if len(lengths) > 1:
+            # two lengths are a request-smuggling shape (RFC 9112 section 6.3): refuse, do not pick one
+            self.send_error(400, "more than one Content-Length")
+            return
+        length_text = lengths[0] if lengths else None
         if self.headers.get("Transfer-Encoding"):
             self.send_error(411, "chunked bodies are not accepted; send Content-Length")
             return
         try:
-            length = int(length_text) if length_text is not None else 0
-            if length < 0:
+            text = (length_text or "0").strip()
+            if not (text.isascii() and text.isdigit() and len(text) <= 12):
                 raise ValueError
+            length = int(text)
         except ValueError:
             self.send_error(400, "invalid Content-Length")
             return
@@ -144,6 +159,7 @@ class _Handler(BaseHTTPRequestHandler):
         if len(body) < length:
             self.close_connection = True
             return
+        self.server.disarm(self)
         parts = urlsplit(self.path)
         try:
             query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False, max_num_fields=64)
@@ -176,6 +192,33 @@ class _ServerMixin(socketserver.ThreadingMixIn):
         self._conns: Dict[_Handler, bool] = {}
         self._conns_lock = threading.Lock()
         self._live_threads: Set[threading.Thread] = set()
+        self._deadlines: Dict[_Handler, float] = {}
+        self._per_client: Dict[str, int] = {}
+        self.request_deadline = REQUEST_DEADLINE
+        self.max_per_client = MAX_PER_CLIENT
+        threading.Thread(target=self._reap, name="nvlow-deadlines", daemon=True).start()
+
+    def arm(self, handler: _Handler) -> None:
+        """Start the deadline of the next request on ``handler``'s connection."""
+        with self._conns_lock:
+            self._deadlines[handler] = time.monotonic() + self.request_deadline
+
+    def disarm(self, handler: _Handler) -> None:
+        """The request is read: the handler runs without a read deadline."""
+        with self._conns_lock:
+            self._deadlines.pop(handler, None)
+
+    def _reap(self) -> None:
+        # closes connections whose request is not read by its deadline; shutdown() makes the
+        # handler's blocked read return, and the handler thread ends normally
+        while not self.stopping.wait(0.25):
+            now = time.monotonic()
+            with self._conns_lock:
+                late = [h for h, when in self._deadlines.items() if when < now]
+                for h in late:
+                    self._deadlines.pop(h, None)
+            for h in late:
+                self._close_idle(h)
 
     def track(self, handler: _Handler, busy: bool) -> None:
         with self._conns_lock:
@@ -186,6 +229,7 @@ class _ServerMixin(socketserver.ThreadingMixIn):
     def untrack(self, handler: _Handler) -> None:
         with self._conns_lock:
             self._conns.pop(handler, None)
+            self._deadlines.pop(handler, None)
 
     @staticmethod
     def _close_idle(handler: _Handler) -> None:
@@ -200,14 +244,45 @@ class _ServerMixin(socketserver.ThreadingMixIn):
         for h in idle:
             self._close_idle(h)
 
+    @staticmethod
+    def _client_key(client_address: Any) -> str:
+        return str(client_address[0]) if isinstance(client_address, tuple) and client_address else ""
+
+    def _refuse(self, request: Any) -> None:
+        try:
+            request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+                            b"Content-Length: 12\r\nConnection: close\r\n\r\nserver busy\n")
+        except OSError:
+            pass
+        self.shutdown_request(request)  # type: ignore[attr-defined]
+
+    def _admit(self, client: str) -> bool:
+        """Count a connection of ``client`` (unix sockets have none and no per-client cap)."""
+        if not client:
+            return True
+        with self._conns_lock:
+            if self._per_client.get(client, 0) >= self.max_per_client:
+                return False
+            self._per_client[client] = self._per_client.get(client, 0) + 1
+        return True
+
+    def _leave(self, client: str) -> None:
+        if client:
+            with self._conns_lock:
+                left = self._per_client.get(client, 1) - 1
+                if left > 0:
+                    self._per_client[client] = left
+                else:
+                    self._per_client.pop(client, None)
+
     def process_request(self, request: Any, client_address: Any) -> None:
-        if self.stopping.is_set() or not self._slots.acquire(blocking=False):
-            try:
-                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
-                                b"Content-Length: 12\r\nConnection: close\r\n\r\nserver busy\n")
-            except OSError:
-                pass
-            self.shutdown_request(request)  # type: ignore[attr-defined]
+        client = self._client_key(client_address)
+        if self.stopping.is_set() or not self._admit(client):
+            self._refuse(request)
+            return
+        if not self._slots.acquire(blocking=False):
+            self._leave(client)
+            self._refuse(request)
             return
         t = threading.Thread(target=self.process_request_thread, args=(request, client_address), daemon=True)
         with self._conns_lock:
@@ -218,6 +293,7 @@ class _ServerMixin(socketserver.ThreadingMixIn):
         try:
             super().process_request_thread(request, client_address)
         finally:
+            self._leave(self._client_key(client_address))
             self._slots.release()
             with self._conns_lock:
                 self._live_threads.discard(threading.current_thread())
