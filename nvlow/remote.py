@@ -37,7 +37,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
-from .errors import NvlowError, RemoteError, RequirementError, SelectionError
+from .errors import NvlowError, RemoteError, RequirementError, SelectionError, UsageError
 from .request import PlanRequest, requirement_env, selection_choice
 
 DEFAULT_HTTP_PORT = 3476
@@ -104,7 +104,7 @@ def parse_host(value: str, *, source: str = "--host") -> RemoteTarget:
     if scheme == "tcp":
         scheme = "http"
     if scheme not in ("http", "ssh"):
-        raise RemoteError(f"invalid remote host URI in {source}: {value}", hint=_HINT)
+        raise UsageError(f"invalid remote host URI in {source}: {value}", hint=_HINT)
     host, sport, hport = "localhost", DEFAULT_SSH_PORT, DEFAULT_HTTP_PORT
     m = _ADDR_RE.match(authority)
     if m:
@@ -116,9 +116,9 @@ def parse_host(value: str, *, source: str = "--host") -> RemoteTarget:
     elif authority and _BARE_RE.match(authority):
         host = authority
     else:
-        raise RemoteError(f"invalid remote host URI in {source}: {value}", hint=_HINT)
+        raise UsageError(f"invalid remote host URI in {source}: {value}", hint=_HINT)
     if not (0 < hport < 65536 and 0 < sport < 65536):
-        raise RemoteError(f"invalid port in {source}: {value}", hint=_HINT)
+        raise UsageError(f"invalid port in {source}: {value}", hint=_HINT)
     return RemoteTarget(scheme, host, hport, sport, user if scheme == "ssh" else None, source)
 
 
@@ -134,7 +134,7 @@ def _docker_host_target(value: str) -> Optional[RemoteTarget]:
     if scheme == "ssh":
         sport = int(port) if port else DEFAULT_SSH_PORT
         return RemoteTarget("ssh", host, DEFAULT_HTTP_PORT, sport, user, source="DOCKER_HOST")
-    raise RemoteError(f"invalid remote host URI in DOCKER_HOST: {value}",
+    raise UsageError(f"invalid remote host URI in DOCKER_HOST: {value}",
                       hint="use unix://, tcp://host:port or ssh://[user@]host[:port]")
 
 

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from nvlow.errors import RemoteError, SelectionError
+from nvlow.errors import RemoteError, SelectionError, UsageError
 from nvlow.remote import RemoteTarget, parse_host, remote_plan as _remote_plan, resolve_remote, ssh_command
 from nvlow.request import PlanRequest, process_pairs
 from test_serve_support import running_server
@@ -47,8 +47,9 @@ def test_nv_host_grammar(value, expected):
 
 @pytest.mark.parametrize("value", ["ftp://x:", "http://a b:", "ssh://host:port:", "http://h:99999", "x:y:z"])
 def test_invalid_nv_host(value):
-    with pytest.raises(RemoteError, match="invalid"):
+    with pytest.raises(UsageError, match="invalid") as info:  # a usage error: exit 2
         parse_host(value, source="NV_HOST")
+    assert info.value.exit_code == 2
 
 
 OPT_IN = {"NVLOW_PLUGIN_ON_DOCKER_HOST": "1"}
@@ -83,7 +84,7 @@ def test_nv_host_without_docker_host_warns():
 
 
 def test_bad_docker_host_scheme():
-    with pytest.raises(RemoteError, match="invalid remote host URI in DOCKER_HOST"):
+    with pytest.raises(UsageError, match="invalid remote host URI in DOCKER_HOST"):
         resolve_remote({"DOCKER_HOST": "gopher://x:1", **OPT_IN}, None)
 
 
