@@ -108,12 +108,12 @@ KILLED_BUILD = textwrap.dedent("""
     files = select_driver_files(root, "550.54.15", ("compute", "graphics", "utility", "video"))
     real_place = volume._place
     count = [0]
-    def slow_place(src, dst):
+    def slow_place(src, dst, *rest):
         count[0] += 1
         if count[0] == 3:
             print("midway", flush=True)
             time.sleep(60)  # killed here
-        return real_place(src, dst)
+        return real_place(src, dst, *rest)
     volume._place = slow_place
     volume.ensure_volume(files, "550.54.15", sys.argv[2])
 """)
@@ -202,4 +202,155 @@ def test_mount_rebuilds_a_stale_volume(tmp_path):
         assert "libcuda.so.550.54.15" in os.listdir(os.path.join(path, "lib"))
         assert vol.read_manifest(path) is not None
         assert any(line.startswith("nvlow serve: rebuilt driver volume") for line in log.lines)
-        assert sorted(os.listdir(os.path.dirname(path))) == ["550.54.15"]
+        assert sorted(n for n in os.listdir(os.path.dirname(path)) if not n.startswith(".lock-")) == ["550.54.15"]
+
+
+# --- names: one strict check before any filesystem call; paths proven inside the volumes dir ------------
+
+NAMED_ENDPOINTS = ("/VolumeDriver.Create", "/VolumeDriver.Remove", "/VolumeDriver.Mount", "/VolumeDriver.Unmount",
+                   "/VolumeDriver.Path", "/VolumeDriver.Get")
+BAD_NAMES = ["nvidia_driver_..", "nvidia_driver_.", "nvidia_driver_550.54.15\n", "nvidia_driver_550.54.15/..",
+             "nvidia_driver_../../etc", "nvidia_driver_1..2", "nvidia_driver_.550", "nvidia_driver_550.",
+             "nvidia_driver_", "nvidia_driver_" + "1" * 33, "nvidia_driver_\u0665\u0665\u0660",
+             "nvidia_driver_550.54.15\x00", "nvidia_driver_ 550", "nvidia_driver_550 .54"]
+
+
+def _snapshot(top):
+    return sorted((os.path.relpath(os.path.join(d, n), top), os.lstat(os.path.join(d, n)).st_ino)
+                  for d, dirs, names in os.walk(top) for n in dirs + names)
+
+
+def test_bad_names_are_refused_before_touching_the_volumes_dir(plugin):
+    sock, state, _l = plugin
+    assert plugin_call(sock, "/VolumeDriver.Create", {"Name": NAME}) == (200, {"Err": ""})
+    before = _snapshot(state.volumes_dir)
+    wrong = []
+    for name in BAD_NAMES:
+        for endpoint in NAMED_ENDPOINTS:
+            status, answer = plugin_call(sock, endpoint, {"Name": name, "ID": "x"})
+            if (status, answer) != (200, {"Err": f"bad volume format: {vol.show_name(name)}"}):
+                wrong.append((endpoint, name, status, answer))
+    assert wrong == []
+    assert _snapshot(state.volumes_dir) == before
+    assert vol.is_complete(vol.volume_path(state.volumes_dir, "550.54.15"))
+
+
+def test_bad_name_creates_nothing(tmp_path):
+    with running_server(tmp_path, plugin=True) as (server, state, _log):
+        for endpoint in NAMED_ENDPOINTS:
+            plugin_call(server.plugin_socket, endpoint, {"Name": "nvidia_driver_..", "ID": "x"})
+        assert not os.path.exists(state.volumes_dir)
+
+
+def test_remove_with_a_trailing_newline_keeps_the_volume(plugin):
+    # `$` matches before a trailing newline: the old check read this as 550.54.15 and removed it
+    sock, state, _l = plugin
+    assert plugin_call(sock, "/VolumeDriver.Create", {"Name": NAME}) == (200, {"Err": ""})
+    assert plugin_call(sock, "/VolumeDriver.Remove", {"Name": NAME + "\n"}) == (
+        200, {"Err": "bad volume format: 'nvidia_driver_550.54.15\\n'"})
+    assert vol.is_complete(vol.volume_path(state.volumes_dir, "550.54.15"))
+
+
+def _outside_copy(tmp_path, state):
+    """A complete volume outside the volumes dir (built there, then moved away)."""
+    path = vol.ensure_driver_volume(state.cache.root, "550.54.15", state.volumes_dir).path
+    outside = str(tmp_path / "outside")
+    os.rename(path, outside)
+    return path, outside
+
+
+@pytest.mark.parametrize("endpoint", ["/VolumeDriver.Mount", "/VolumeDriver.Path", "/VolumeDriver.Get",
+                                      "/VolumeDriver.Remove", "/VolumeDriver.Create"])
+def test_a_symlinked_volume_is_refused(tmp_path, endpoint):
+    with running_server(tmp_path, plugin=True) as (server, state, _log):
+        path, outside = _outside_copy(tmp_path, state)
+        os.symlink(outside, path)
+        status, answer = plugin_call(server.plugin_socket, endpoint, {"Name": NAME, "ID": "x"})
+        assert status == 200 and answer.keys() == {"Err"}
+        assert answer["Err"] == (f"driver volume {path} is a symlink; nvlow does not follow symlinks there: {NAME}")
+        assert os.path.islink(path) and vol.is_complete(outside)
+        assert plugin_call(server.plugin_socket, "/VolumeDriver.List")[1] == {"Volumes": [], "Err": ""}
+
+
+def test_a_symlinked_volumes_base_is_refused(tmp_path):
+    with running_server(tmp_path, plugin=True) as (server, state, _log):
+        path = vol.ensure_driver_volume(state.cache.root, "550.54.15", state.volumes_dir).path
+        base = os.path.dirname(path)
+        moved = str(tmp_path / "outside-base")
+        os.rename(base, moved)
+        os.symlink(moved, base)
+        for endpoint in ("/VolumeDriver.Mount", "/VolumeDriver.Get", "/VolumeDriver.Remove", "/VolumeDriver.List"):
+            status, answer = plugin_call(server.plugin_socket, endpoint, {"Name": NAME})
+            assert status == 200 and answer["Err"].startswith(
+                f"volume directory {base} is a symlink; nvlow does not follow symlinks there"), endpoint
+        assert vol.is_complete(os.path.join(moved, "550.54.15"))
+
+
+# --- mounts are counted; Remove refuses a mounted volume --------------------------------------------------
+
+def test_remove_refuses_a_mounted_volume(plugin):
+    sock, state, _l = plugin
+    path = vol.volume_path(state.volumes_dir, "550.54.15")
+    for caller in ("a", "b", "a"):
+        assert plugin_call(sock, "/VolumeDriver.Mount", {"Name": NAME, "ID": caller}) == (
+            200, {"Mountpoint": path, "Err": ""})
+    in_use = f"volume is in use: {NAME} (mounted 3 times; stop the containers using it first)"
+    assert plugin_call(sock, "/VolumeDriver.Remove", {"Name": NAME}) == (200, {"Err": in_use})
+    assert plugin_call(sock, "/VolumeDriver.Unmount", {"Name": NAME, "ID": "a"}) == (200, {"Err": ""})
+    assert plugin_call(sock, "/VolumeDriver.Unmount", {"Name": NAME, "ID": "b"}) == (200, {"Err": ""})
+    assert plugin_call(sock, "/VolumeDriver.Unmount", {"Name": NAME, "ID": "b"}) == (200, {"Err": ""})  # no-op
+    assert plugin_call(sock, "/VolumeDriver.Remove", {"Name": NAME}) == (
+        200, {"Err": f"volume is in use: {NAME} (mounted 1 time; stop the containers using it first)"})
+    assert vol.is_complete(path)
+    assert plugin_call(sock, "/VolumeDriver.Unmount", {"Name": NAME, "ID": "a"}) == (200, {"Err": ""})
+    assert plugin_call(sock, "/VolumeDriver.Remove", {"Name": NAME}) == (200, {"Err": ""})
+    assert not os.path.exists(path)
+
+
+# --- the socket directory ----------------------------------------------------------------------------------
+
+def test_prepare_socket_dir_refuses_a_symlink(tmp_path):
+    from nvlow.errors import UsageError
+    from nvlow.serve.server import prepare_socket_dir
+
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    os.chmod(target, 0o755)
+    link = tmp_path / "sockdir"
+    link.symlink_to(target)
+    with pytest.raises(UsageError, match=f"plugin socket directory {link} is a symlink; nvlow does not follow it"):
+        prepare_socket_dir(str(link))
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o755  # not chmod-ed through the link
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(UsageError, match="is a symlink"):
+        prepare_socket_dir(str(dangling))
+    assert not os.path.exists(tmp_path / "nowhere")
+
+
+def test_prepare_socket_dir_on_a_read_only_filesystem_says_so(tmp_path, monkeypatch):
+    import errno
+
+    from nvlow.errors import UsageError
+    from nvlow.serve import server
+
+    def read_only(path, *a, **k):
+        raise OSError(errno.EROFS, "Read-only file system", path)
+
+    monkeypatch.setattr(server.os, "makedirs", read_only)
+    with pytest.raises(UsageError, match="cannot create plugin socket directory .*: Read-only file system") as info:
+        server.prepare_socket_dir(str(tmp_path / "sockdir"))
+    assert info.value.hint == "the directory is read-only: choose another --plugin-socket-dir"
+
+
+def test_write_spec_does_not_write_through_a_symlinked_temp_file(tmp_path):
+    from nvlow.serve.server import write_spec
+
+    spec_dir = tmp_path / "plugins"
+    spec_dir.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("keep\n")
+    (spec_dir / f"nvlow.spec.tmp-{os.getpid()}").symlink_to(victim)
+    spec = write_spec(str(spec_dir), "/run/nvlow/nvlow.sock")
+    assert open(spec).read() == "unix:///run/nvlow/nvlow.sock\n" and victim.read_text() == "keep\n"
+    assert not os.path.islink(spec)

@@ -12,6 +12,11 @@ from nvlow.errors import HostError
 from nvlow.model import DriverFile, DriverFiles
 
 
+def _entries(base):
+    """What a volumes base dir holds, without the lock files (``.lock-<version>``, kept on purpose)."""
+    return sorted(n for n in os.listdir(base) if not n.startswith(".lock-"))
+
+
 @pytest.fixture()
 def files(tmp_path):
     src = tmp_path / "host"
@@ -67,7 +72,7 @@ def test_failed_build_leaves_nothing(tmp_path, files):
     volumes = str(tmp_path / "v")
     with pytest.raises(HostError, match="cannot build driver volume .*550.54.15"):
         vol.ensure_volume(bad, "550.54.15", volumes)
-    assert os.listdir(os.path.join(volumes, "nvidia_driver")) == []
+    assert _entries(os.path.join(volumes, "nvidia_driver")) == []
     assert vol.find_volume(volumes, "550.54.15") is None
 
 
@@ -96,7 +101,7 @@ def test_parallel_builders_agree(tmp_path, files):
     with ctx.Pool(6) as pool:
         paths = pool.map(_race, [(files, volumes)] * 12)
     assert set(paths) == {os.path.join(volumes, "nvidia_driver", "550.54.15")}
-    assert sorted(os.listdir(os.path.join(volumes, "nvidia_driver"))) == ["550.54.15"]
+    assert _entries(os.path.join(volumes, "nvidia_driver")) == ["550.54.15"]
     assert vol.is_complete(paths[0])
 
 
@@ -300,7 +305,7 @@ def test_stale_volume_is_rebuilt(tmp_path, monkeypatch, exchange, stale):
     assert "libcuda.so.550.54.15" in os.listdir(os.path.join(path, "lib"))
     assert vol.read_manifest(path) is not None
     # nothing else is left next to it, and a second call reuses it
-    assert os.listdir(os.path.dirname(path)) == ["550.54.15"]
+    assert _entries(os.path.dirname(path)) == ["550.54.15"]
     assert not vol.ensure_driver_volume(root, "550.54.15", volumes).created
 
 
@@ -363,7 +368,7 @@ def test_remove_volume_renames_first(tmp_path, files):
     volumes = str(tmp_path / "v")
     path = vol.ensure_volume(files, "550.54.15", volumes).path
     assert vol.remove_volume(volumes, "550.54.15")
-    assert os.listdir(os.path.dirname(path)) == []
+    assert _entries(os.path.dirname(path)) == []
     assert not vol.remove_volume(volumes, "550.54.15")
 
 
@@ -388,7 +393,7 @@ def test_parallel_rebuilds_of_a_stale_volume_agree(tmp_path, exchange):
         results = pool.map(_race_replace, [(volumes, exchange)] * 12)
     path = vol.volume_path(volumes, "550.54.15")
     assert {p for p, _c in results} == {path} and any(c for _p, c in results)
-    assert sorted(os.listdir(os.path.dirname(path))) == ["550.54.15"]
+    assert _entries(os.path.dirname(path)) == ["550.54.15"]
     want = vol.volume_manifest(vol.driver_volume_files(root, "550.54.15"), "550.54.15")
     assert vol._holds(path, want)
 
@@ -402,3 +407,132 @@ def test_exchange_swaps_directories(tmp_path):
     if not vol._exchange(str(a), str(b)):
         pytest.skip("renameat2(RENAME_EXCHANGE) is not available here")
     assert os.listdir(a) == ["y"] and os.listdir(b) == ["x"]
+
+
+# --- names and paths: one strict check; nothing outside the volumes directory ------------------------------
+
+BAD_VERSIONS = ["..", ".", "", "550.54.15\n", "550.54.15/..", "../x", "1..2", ".550", "550.", "5 5", "1" * 33,
+                "\u0665\u0665\u0660", "550.54.15\x00", "550\\54", "+1", "1e3"]
+
+
+def test_version_and_name_checks():
+    for good in ("550.54.15", "560.35.03", "390.157", "1", "1.0", "1" * 32):
+        assert vol.is_valid_version(good) and vol.volume_name_version(f"nvidia_driver_{good}") == good
+    for bad in BAD_VERSIONS:
+        assert not vol.is_valid_version(bad), ascii(bad)
+        assert vol.volume_name_version(f"nvidia_driver_{bad}") is None, ascii(bad)
+    for other in ("nvidia_driver", "nvidia_driver550", "other_550.54.15", "NVIDIA_DRIVER_550", None, 550):
+        assert vol.volume_name_version(other) is None
+
+
+@pytest.mark.parametrize("bad", BAD_VERSIONS, ids=ascii)
+def test_every_entry_point_refuses_a_bad_version_and_touches_nothing(tmp_path, files, bad):
+    volumes = tmp_path / "v"
+    (volumes / "nvidia_driver" / "keep").mkdir(parents=True)
+    calls = [lambda: vol.ensure_volume(files, bad, str(volumes)),
+             lambda: vol.remove_volume(str(volumes), bad),
+             lambda: vol.find_volume(str(volumes), bad),
+             lambda: vol.volume_path(str(volumes), bad),
+             lambda: vol.volume_exists(str(volumes), bad)]
+    for call in calls:
+        with pytest.raises(HostError, match="invalid driver version .* for a driver volume"):
+            call()
+    with pytest.raises(HostError, match="invalid driver version"):
+        with vol.volume_lock(str(volumes), bad):
+            pass
+    assert sorted(os.listdir(volumes)) == ["nvidia_driver"] and os.listdir(volumes / "nvidia_driver") == ["keep"]
+
+
+def test_a_symlink_in_place_of_the_volume_is_refused(tmp_path, files):
+    volumes = str(tmp_path / "v")
+    path = vol.ensure_volume(files, "550.54.15", volumes).path
+    outside = str(tmp_path / "outside")
+    os.rename(path, outside)
+    os.symlink(outside, path)
+    for call in (lambda: vol.ensure_volume(files, "550.54.15", volumes), lambda: vol.find_volume(volumes, "550.54.15"),
+                 lambda: vol.remove_volume(volumes, "550.54.15")):
+        with pytest.raises(HostError, match=f"driver volume {path} is a symlink; nvlow does not follow"):
+            call()
+    assert vol.list_volumes(volumes) == [] and vol.is_complete(outside) and os.path.islink(path)
+    assert not vol.is_complete(path)  # never through the link
+
+
+def test_a_symlinked_manifest_is_not_read(tmp_path, files):
+    path = vol.ensure_volume(files, "550.54.15", str(tmp_path / "v")).path
+    real = os.path.join(str(tmp_path), "manifest.json")
+    os.rename(os.path.join(path, vol.MANIFEST_NAME), real)
+    os.symlink(real, os.path.join(path, vol.MANIFEST_NAME))
+    assert vol.read_manifest(path) is None
+    os.unlink(os.path.join(path, vol.COMPLETE_MARKER))
+    assert not vol.is_complete(path)
+
+
+def test_a_path_out_of_the_volumes_dir_is_refused(tmp_path):
+    with pytest.raises(HostError, match="outside the driver volumes directory"):
+        vol._inside(str(tmp_path), str(tmp_path / "nvidia_driver" / ".." / "x"))
+    assert vol._inside(str(tmp_path), str(tmp_path / "nvidia_driver" / "1.0")).endswith("/1.0")
+
+
+def test_driver_file_names_that_leave_the_volume_are_refused(tmp_path, files):
+    bad = DriverFiles(libraries64=(DriverFile(files.libraries64[0].host_path, "lib64", "compute", ("../../x.so",)),))
+    with pytest.raises(HostError, match=r"refusing driver file name \.\./\.\./x\.so"):
+        vol.ensure_volume(bad, "550.54.15", str(tmp_path / "v"))
+    link = DriverFiles(libraries64=(DriverFile(files.libraries64[0].host_path, "lib64", "compute",
+                                               ("libcuda.so.550.54.15", ".."), ".."),))
+    with pytest.raises(HostError, match="refusing driver file name"):
+        vol.volume_manifest(link, "550.54.15")
+
+
+def test_read_only_volumes_dir_hint(monkeypatch, files, tmp_path):
+    def read_only(path, *a, **k):
+        raise OSError(errno.EROFS, "Read-only file system", path)
+
+    monkeypatch.setattr(vol.os, "makedirs", read_only)
+    with pytest.raises(HostError, match="cannot create volume directory .*: Read-only file system") as info:
+        vol.ensure_volume(files, "550.54.15", str(tmp_path / "v"))
+    assert info.value.hint == "the directory is read-only: choose another --volumes-dir DIR"
+
+
+def test_no_pid_liveness_test_is_left():
+    import inspect
+
+    source = inspect.getsource(vol)
+    assert "_pid_alive" not in source and "os.kill" not in source
+
+
+# --- the lock --------------------------------------------------------------------------------------------------
+
+def test_volume_lock_serializes_threads_and_is_reentrant(tmp_path):
+    import threading
+
+    volumes = str(tmp_path / "v")
+    inside, overlaps = [0], []
+
+    def worker():
+        for _ in range(20):
+            with vol.volume_lock(volumes, "550.54.15"):
+                with vol.volume_lock(volumes, "550.54.15"):  # re-entrant in a thread
+                    inside[0] += 1
+                    if inside[0] != 1:
+                        overlaps.append(inside[0])
+                    inside[0] -= 1
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert overlaps == []
+    assert os.listdir(os.path.join(volumes, "nvidia_driver")) == [".lock-550.54.15"]
+
+
+def test_a_symlinked_lock_file_is_refused(tmp_path):
+    volumes = tmp_path / "v"
+    (volumes / "nvidia_driver").mkdir(parents=True)
+    target = tmp_path / "target"
+    target.write_text("x")
+    (volumes / "nvidia_driver" / ".lock-550.54.15").symlink_to(target)
+    with pytest.raises(HostError, match="lock file .* is a symlink"):
+        with vol.volume_lock(str(volumes), "550.54.15"):
+            pass
+    assert target.read_text() == "x"

@@ -12,6 +12,8 @@ and the connection-tracking servers live in :mod:`nvlow.serve.httpd`.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import stat
 import sys
@@ -64,8 +66,9 @@ class ServeState:
     default_capabilities_fn: Callable[[], Tuple[str, ...]] = _default_capabilities
     requests: int = 0
     errors: int = 0
+    #: the volume plugin's Mount/Unmount counts per volume and caller ID (Remove refuses a mounted one)
+    plugin_mounts: volume_plugin.MountTable = field(default_factory=volume_plugin.MountTable)
     _log_lock: threading.Lock = field(default_factory=threading.Lock)
-    _build_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def default_capabilities(self) -> Tuple[str, ...]:
@@ -83,11 +86,12 @@ class ServeState:
 
     def ensure_driver_volume(self, version: Optional[str]) -> VolumeResult:
         """The driver volume of the running driver, built or rebuilt by the same function as the CLI's
-        (:func:`nvlow.volume.ensure_driver_volume`) from the cached file selection; one build at a time
-        in this process."""
-        with self._build_lock:
-            result = build_driver_volume(self.cache.root, version, self.volumes_dir,
-                                         select=lambda _root, _version, caps: self.cache.driver_files(caps))
+        (:func:`nvlow.volume.ensure_driver_volume`) from the cached file selection. Builds of a version
+        are serialized by that function's volume lock, across this process's threads and other
+        processes alike (no lock of this process's own: the plugin holds the volume lock around
+        Mount, and taking a second lock here in the other order could deadlock)."""
+        result = build_driver_volume(self.cache.root, version, self.volumes_dir,
+                                     select=lambda _root, _version, caps: self.cache.driver_files(caps))
         if result.created:
             verb = "rebuilt" if result.replaced else "built"
             self.log(f"{verb} driver volume {result.path} ({result.linked} linked, {result.copied} copied)")
@@ -161,44 +165,91 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _socket_dir_error(path: str, exc: OSError) -> UsageError:
+    if exc.errno == errno.EROFS:
+        hint = "the directory is read-only: choose another --plugin-socket-dir"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        hint = "run as root, or choose a directory of your own with --plugin-socket-dir"
+    else:
+        hint = "choose another directory with --plugin-socket-dir"
+    return UsageError(f"cannot create plugin socket directory {path}: {exc.strerror}", hint=hint)
+
+
 def prepare_socket_dir(path: str) -> str:
-    """Create the plugin socket directory root-only (0700, owned by us); the socket path."""
+    """Create the plugin socket directory root-only (0700, owned by us); the socket path.
+
+    A symlink is refused, not followed: the directory is opened with ``O_NOFOLLOW | O_DIRECTORY``
+    and its mode is fixed with ``fchmod`` on that descriptor, so the check and the chmod act on the
+    same directory.
+    """
+    symlink = UsageError(f"plugin socket directory {path} is a symlink; nvlow does not follow it",
+                         hint="pass a real directory with --plugin-socket-dir")
+    try:
+        if stat.S_ISLNK(os.lstat(path).st_mode):
+            raise symlink
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise _socket_dir_error(path, exc) from None
     try:
         os.makedirs(path, mode=0o700, exist_ok=True)
-        st = os.stat(path)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise symlink from None
+        if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+            raise UsageError(f"plugin socket directory {path} is not a directory",
+                             hint="remove it, or pass another directory with --plugin-socket-dir") from None
+        raise _socket_dir_error(path, exc) from None
+    try:
+        st = os.fstat(fd)
         if st.st_uid != os.geteuid():
             raise UsageError(f"plugin socket directory {path} belongs to uid {st.st_uid}, not to this user",
                              hint="use a directory of your own with --plugin-socket-dir")
         if stat.S_IMODE(st.st_mode) & 0o077:
-            os.chmod(path, 0o700)
+            os.fchmod(fd, 0o700)
     except OSError as exc:
-        raise UsageError(f"cannot create plugin socket directory {path}: {exc.strerror}",
-                         hint="run as root or pass --plugin-socket-dir DIR") from None
+        raise _socket_dir_error(path, exc) from None
+    finally:
+        os.close(fd)
     sock = os.path.join(path, SOCKET_NAME)
     try:
         if stat.S_ISSOCK(os.lstat(sock).st_mode):
             os.unlink(sock)  # a stale socket of a previous run
     except FileNotFoundError:
         pass
+    except OSError as exc:
+        raise _socket_dir_error(path, exc) from None
     return sock
 
 
 def write_spec(spec_dir: str, socket_path: str) -> str:
-    """Write ``<spec_dir>/nvlow.spec`` pointing dockerd at the socket (atomically); its path."""
+    """Write ``<spec_dir>/nvlow.spec`` pointing dockerd at the socket (atomically); its path.
+
+    OSError when it cannot (the caller warns). The temporary file is created exclusively and never
+    through a symlink."""
     os.makedirs(spec_dir, mode=0o755, exist_ok=True)
     spec = os.path.join(spec_dir, SPEC_NAME)
     content = f"unix://{socket_path}\n"
     try:
-        with open(spec) as fh:
+        with open(os.open(spec, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)) as fh:
             if fh.read() == content:
                 return spec
-    except OSError:
+    except (OSError, ValueError):
         pass
     tmp = f"{spec}.tmp-{os.getpid()}"
-    with open(tmp, "w") as fh:
-        fh.write(content)
-    os.chmod(tmp, 0o644)
-    os.rename(tmp, spec)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # left by an earlier process with this pid
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        with open(fd, "w") as fh:
+            fh.write(content)
+            os.fchmod(fh.fileno(), 0o644)
+        os.rename(tmp, spec)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     return spec
 
 

@@ -10,6 +10,15 @@ Mount or List would return, and the volume holds the same files whoever built
 it. Mount rebuilds a missing or stale (manifest differs) volume of the running
 driver instead of failing with 1.0's ``no such volume`` after a cleanup.
 
+Safety: every endpoint that takes a ``Name`` checks it with
+:func:`nvlow.volume.volume_name_version` (``nvidia_driver_`` + ASCII digits and
+dots, full match) before any filesystem call, and :mod:`nvlow.volume` proves
+every path inside the volumes directory. Create, Mount and Remove of a volume
+hold its lock (:func:`nvlow.volume.volume_lock`, an ``flock`` shared with the
+CLI). Mounts are counted per volume and caller ``ID`` as the protocol expects
+(Mount +1, Unmount -1), and Remove refuses a mounted volume; the counts live in
+this ``nvlow serve`` process.
+
 Example:
     >>> parse_volume_name("nvidia_driver_550.54.15")
     ('nvidia_driver', '550.54.15')
@@ -18,15 +27,18 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from typing import Any, Dict, Optional, Tuple
 
 from ..errors import NvlowError
-from ..volume import VOLUME_BASE, find_volume, list_volumes, remove_volume, volume_path
+from ..volume import (VOLUME_BASE, find_volume, list_volumes, remove_volume, show_name, volume_exists,
+                      volume_lock, volume_name_version, volume_path)
 from .wire import Request, Response, go_json_response, text_error
 
 PLUGIN_CONTENT_TYPE = "application/vnd.docker.plugins.v1+json"
 ACCEPTED = ("application/vnd.docker.plugins.v1.1+json", "application/vnd.docker.plugins.v1.2+json")
-_NAME_RE = re.compile(r"^([a-zA-Z0-9_.-]+)_([0-9.]+)$")
+#: only to word the error for a name that failed the strict check: another driver's volume or no volume name
+_OTHER_VOLUME_RE = re.compile(r"([A-Za-z0-9_.-]+)_([0-9.]+)", re.ASCII)
 
 
 class VolumeError(Exception):
@@ -34,13 +46,64 @@ class VolumeError(Exception):
 
 
 def parse_volume_name(name: str) -> Tuple[str, str]:
-    """``(base, version)`` of a volume name; VolumeError for other names."""
-    m = _NAME_RE.match(name)
-    if not m:
-        raise VolumeError(f"bad volume format: {name}")
-    if m.group(1) != VOLUME_BASE:
-        raise VolumeError(f"unsupported volume: {name}")
-    return m.group(1), m.group(2)
+    """``(base, version)`` of a volume name; VolumeError for any name but ``nvidia_driver_<version>``
+    (:func:`nvlow.volume.volume_name_version`: digits and dots, full match, bounded length)."""
+    version = volume_name_version(name)
+    if version is None:
+        other = _OTHER_VOLUME_RE.fullmatch(name) if isinstance(name, str) else None
+        if other is not None and other.group(1) != VOLUME_BASE:
+            raise VolumeError(f"unsupported volume: {show_name(name)}")
+        raise VolumeError(f"bad volume format: {show_name(name)}")
+    return VOLUME_BASE, version
+
+
+class MountTable:
+    """Mounts per volume version and caller ``ID`` (Docker sends one ID per container mount)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Dict[str, Dict[str, int]] = {}
+
+    def mount(self, version: str, caller: str) -> None:
+        with self._lock:
+            ids = self._counts.setdefault(version, {})
+            ids[caller] = ids.get(caller, 0) + 1
+
+    def unmount(self, version: str, caller: str) -> bool:
+        """False when ``caller`` had no mount of ``version`` (nothing changes)."""
+        with self._lock:
+            ids = self._counts.get(version, {})
+            if not ids.get(caller):
+                return False
+            ids[caller] -= 1
+            if not ids[caller]:
+                del ids[caller]
+            if not ids:
+                self._counts.pop(version, None)
+            return True
+
+    def count(self, version: str) -> int:
+        with self._lock:
+            return sum(self._counts.get(version, {}).values())
+
+
+def mounts(state: Any) -> MountTable:
+    """The server's mount table (``ServeState.plugin_mounts``)."""
+    table: MountTable = state.plugin_mounts
+    return table
+
+
+def _name(q: Dict[str, Any]) -> Tuple[str, str]:
+    """(name, version) of the request's volume; VolumeError unless the strict check passes."""
+    name = q.get("Name")
+    if not isinstance(name, str):
+        raise VolumeError("bad volume format: (no Name)")
+    return name, parse_volume_name(name)[1]
+
+
+def _caller(q: Dict[str, Any]) -> str:
+    caller = q.get("ID", "")
+    return caller if isinstance(caller, str) else ""
 
 
 def _reply(obj: Dict[str, Any]) -> Response:
@@ -68,28 +131,41 @@ def activate(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def create(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
-    name = q["Name"]
-    _base, version = parse_volume_name(name)
-    _ensure(state, name, version)
+    name, version = _name(q)
+    _check_version(state, name, version)
+    with volume_lock(state.volumes_dir, version):
+        _ensure(state, name, version)
     return {"Err": ""}
 
 
 def remove(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
-    _base, version = parse_volume_name(q["Name"])
-    remove_volume(state.volumes_dir, version)
+    """Refused while the volume is mounted (Docker checks its own references first; this covers the
+    plugin's own view, e.g. a Remove racing a Mount)."""
+    name, version = _name(q)
+    if not volume_exists(state.volumes_dir, version):
+        return {"Err": ""}
+    with volume_lock(state.volumes_dir, version):
+        count = mounts(state).count(version)
+        if count:
+            raise VolumeError(f"volume is in use: {name} (mounted {count} time{'s' if count > 1 else ''}; "
+                              "stop the containers using it first)")
+        remove_volume(state.volumes_dir, version)
     return {"Err": ""}
 
 
 def mount(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
     """The running driver's volume is checked against its manifest (and rebuilt when stale or
-    missing) on every Mount; another version's volume is only looked up."""
-    name = q["Name"]
-    _base, version = parse_volume_name(name)
-    if version == _current_version(state):
-        return {"Mountpoint": _ensure(state, name, version), "Err": ""}
-    path = find_volume(state.volumes_dir, version)
-    if path is None:
+    missing) on every Mount; another version's volume is only looked up. Counted per caller ID
+    until its Unmount, under the volume's lock, so a racing Remove cannot delete it meanwhile."""
+    name, version = _name(q)
+    current = version == _current_version(state)
+    if not current and find_volume(state.volumes_dir, version) is None:
         raise VolumeError(f"no such volume: {name}")
+    with volume_lock(state.volumes_dir, version):
+        path = _ensure(state, name, version) if current else find_volume(state.volumes_dir, version)
+        if path is None:
+            raise VolumeError(f"no such volume: {name}")
+        mounts(state).mount(version, _caller(q))
     return {"Mountpoint": path, "Err": ""}
 
 
@@ -103,16 +179,20 @@ def _existing(state: Any, name: str) -> str:
 
 
 def path_(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
-    return {"Mountpoint": _existing(state, q["Name"]), "Err": ""}
+    name, _version = _name(q)
+    return {"Mountpoint": _existing(state, name), "Err": ""}
 
 
 def unmount(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
-    parse_volume_name(q["Name"])
+    """One mount of the caller ID less (an Unmount without a matching Mount changes nothing)."""
+    name, version = _name(q)
+    if not mounts(state).unmount(version, _caller(q)) and state.verbose:
+        state.log(f"plugin: Unmount of {name} by {show_name(_caller(q))} without a Mount")
     return {"Err": ""}
 
 
 def get(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
-    name = q["Name"]
+    name, _version = _name(q)
     return {"Volume": {"Name": name, "Mountpoint": _existing(state, name)}, "Err": ""}
 
 
@@ -139,7 +219,9 @@ ENDPOINTS = {
 
 
 def handle(state: Any, request: Request) -> Response:
-    """Answer one plugin request (the server has already checked the method)."""
+    """Answer one plugin request (the server has already checked the method).
+
+    A ``Name`` is checked here, before the endpoint runs, for every endpoint that takes one."""
     endpoint = ENDPOINTS.get(request.path)
     if endpoint is None:
         return text_error(404, "404 page not found")
@@ -158,10 +240,13 @@ def handle(state: Any, request: Request) -> Response:
             return text_error(400, "malformed JSON body: expected an object")
     if needs_name and not isinstance(q.get("Name"), str):
         return text_error(400, "request needs a \"Name\" string")
+    shown = show_name(q.get("Name", "")) if needs_name else ""
     try:
+        if needs_name:
+            _name(q)
         return _reply(fn(state, q))
     except VolumeError as exc:
         return _reply({"Err": str(exc)})
     except NvlowError as exc:
-        state.log(f"plugin: {request.path} {q.get('Name', '')}: {exc}")
-        return _reply({"Err": f"{exc}: {q.get('Name', '')}"})
+        state.log(f"plugin: {request.path} {shown}: {exc}")
+        return _reply({"Err": f"{exc}: {shown}"})
