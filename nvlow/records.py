@@ -39,6 +39,29 @@ class MigRecord:
     memory_total: Optional[int] = None  # bytes
 
 
+#: nvmlGpuTopologyLevel_t values: the closest common ancestor of two GPUs on the PCIe tree
+TOPOLOGY_INTERNAL, TOPOLOGY_SINGLE, TOPOLOGY_MULTIPLE, TOPOLOGY_HOSTBRIDGE, TOPOLOGY_NODE, TOPOLOGY_SYSTEM = (
+    0, 10, 20, 30, 40, 50)
+
+
+@dataclass(frozen=True)
+class PeerLink:
+    """How one GPU reaches another (a ``GpuRecord.peers`` entry).
+
+    ``topology`` is the nvmlGpuTopologyLevel_t of the pair (0 same board ... 50
+    across CPU sockets); ``p2p`` whether peer-to-peer access works between them
+    (``cuDeviceCanAccessPeer``, else NVML's P2P read status), over PCIe or
+    NVLink; ``nvlinks`` how many active NVLinks join them, directly or through
+    NVSwitches (0: none).
+    """
+
+    index: int  # the peer's NVML index
+    bus_id: Optional[str]  # the peer's bus id, NVML spelling
+    topology: Optional[int] = None
+    p2p: Optional[bool] = None
+    nvlinks: Optional[int] = None
+
+
 @dataclass(frozen=True)
 class GpuRecord:
     """Static facts about one GPU from NVML (and libcuda where NVML lacks them)."""
@@ -65,6 +88,16 @@ class GpuRecord:
     pcie_max_generation: Optional[int] = None
     pcie_max_width: Optional[int] = None
     bar1_total: Optional[int] = None  # bytes
+    # what nvidia-docker 1.0 read through cudaGetDeviceProperties (libcuda device attributes, NVML fallbacks)
+    ecc_enabled: Optional[bool] = None
+    global_memory: Optional[int] = None  # bytes, cuDeviceTotalMem (NVML's total also counts reserved memory)
+    shared_memory_per_sm: Optional[int] = None  # bytes
+    constant_memory: Optional[int] = None  # bytes
+    l2_cache: Optional[int] = None  # bytes
+    memory_clock: Optional[int] = None  # peak memory clock, kHz
+    memory_bus_width: Optional[int] = None  # bits
+    #: every other GPU, in index order (empty when unknown)
+    peers: Tuple[PeerLink, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,6 +128,11 @@ class GpuStatus:
     pcie_rx: Optional[int] = None  # KB/s
     pcie_tx: Optional[int] = None
     processes: Tuple[ProcessRecord, ...] = field(default_factory=tuple)
+    bar1_used: Optional[int] = None  # bytes
+    # uncorrected ECC errors since the driver loaded (NVML's volatile counters), per location
+    ecc_errors_l1: Optional[int] = None
+    ecc_errors_l2: Optional[int] = None
+    ecc_errors_device: Optional[int] = None
 
 
 class DriverLibrary(Protocol):

@@ -4,11 +4,13 @@ from __future__ import annotations
 import pytest
 
 from nvlow.errors import LibraryError
-from nvlow.records import DriverLibrary, GpuRecord, MigRecord, ProcessRecord, SystemInfo
+from nvlow.records import DriverLibrary, GpuRecord, MigRecord, PeerLink, ProcessRecord, SystemInfo
 from nvlow.simulate.fakelib import (
     ARCH_NAMES, BRAND_NAMES, SimulatedLibrary, arch_name, brand_name, cuda_version_text, open_simulated_library,
 )
-from nvlow.simulate.presets import PRESET_NAMES, Preset, get_preset, scaled_preset
+from nvlow.simulate.presets import (
+    PRESET_NAMES, Preset, get_preset, nvlink_count, p2p_supported, scaled_preset, topology_level,
+)
 
 LOADABLE = [n for n in PRESET_NAMES if get_preset(n).libraries_present and get_preset(n).driver_loaded]
 
@@ -43,8 +45,14 @@ def _check_against_preset(preset: Preset, lib: DriverLibrary) -> None:
             mig_devices=tuple(MigRecord(m.slot, m.uuid, m.gi, m.ci, f"{g.name} MIG {m.profile}", m.memory_total)
                               for m in g.migs),
             power_limit=g.power_limit, max_clocks_sm=g.max_clock_sm, max_clocks_memory=g.max_clock_memory,
-            multiprocessor_count=g.multiprocessor_count, numa_node=g.numa_node, pcie_max_generation=g.pcie_gen,
-            pcie_max_width=g.pcie_width, bar1_total=None)
+            multiprocessor_count=None if g.mig_mode else g.multiprocessor_count, numa_node=g.numa_node,
+            pcie_max_generation=g.pcie_gen, pcie_max_width=g.pcie_width, bar1_total=g.bar1_total,
+            ecc_enabled=g.ecc is True, global_memory=None if g.mig_mode else g.memory_total,
+            shared_memory_per_sm=None if g.mig_mode else g.shared_memory_per_sm,
+            constant_memory=None if g.mig_mode else g.constant_memory, l2_cache=None if g.mig_mode else g.l2_cache,
+            memory_clock=g.memory_clock, memory_bus_width=g.memory_bus_width,
+            peers=tuple(PeerLink(o.index, o.bus_id, topology_level(g, o), p2p_supported(g, o), nvlink_count(g, o))
+                        for o in preset.gpus if o.index != g.index))
     statuses = lib.status()
     assert [s.index for s in statuses] == [g.index for g in preset.gpus]
     for st, g in zip(statuses, preset.gpus):
@@ -54,6 +62,10 @@ def _check_against_preset(preset: Preset, lib: DriverLibrary) -> None:
         want_util = (None, None) if g.mig_mode else (g.utilization_gpu, g.utilization_memory)
         assert (st.utilization_gpu, st.utilization_memory) == want_util
         assert st.processes == tuple(ProcessRecord(p.pid, p.name, p.used_memory) for p in g.processes)
+        want_ecc = g.ecc_errors if g.ecc else (None, None, None)
+        assert (st.ecc_errors_l1, st.ecc_errors_l2, st.ecc_errors_device) == want_ecc
+        assert (st.bar1_used, st.pcie_rx, st.pcie_tx, st.utilization_encoder) == (
+            g.bar1_used, g.pcie_rx, g.pcie_tx, g.utilization_encoder)
 
 
 @pytest.mark.parametrize("name", LOADABLE)
@@ -78,6 +90,26 @@ def test_specific_values() -> None:
     assert ws.loaded_paths == ("/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.560.35.03",
                                "/usr/lib/x86_64-linux-gnu/libcuda.so.560.35.03")
     assert open_simulated_library(get_preset("no-gpu")).gpus() == ()
+
+
+def _p2p_peers(lib: SimulatedLibrary) -> list:
+    return [[p.index for p in r.peers if p.p2p] for r in lib.gpus()]
+
+
+def test_dgx_topology() -> None:
+    """NVLink through the NVSwitches joins every pair of a DGX; PCIe levels follow the switches and sockets."""
+    a100 = SimulatedLibrary(get_preset("dgx-a100"))
+    assert _p2p_peers(a100) == [[j for j in range(8) if j != i] for i in range(8)]
+    g0 = a100.gpus()[0]
+    assert [(p.index, p.topology, p.nvlinks) for p in g0.peers] == [
+        (1, 20, 12), (2, 40, 12), (3, 40, 12), (4, 50, 12), (5, 50, 12), (6, 50, 12), (7, 50, 12)]
+    assert g0.peers[0].bus_id == "00000000:0F:00.0"
+    # MIG mode turns peer-to-peer off for GPUs 0 and 1; the others keep their 18 NVLinks
+    h100 = SimulatedLibrary(get_preset("dgx-h100-mig"))
+    assert _p2p_peers(h100) == [[], []] + [[j for j in range(2, 8) if j != i] for i in range(2, 8)]
+    assert {p.nvlinks for p in h100.gpus()[3].peers} == {0, 18}
+    # one PCIe GPU: nobody to talk to
+    assert SimulatedLibrary(get_preset("workstation")).gpus()[0].peers == ()
 
 
 def test_scaled_presets() -> None:

@@ -236,3 +236,60 @@ def test_module_constants_match_the_cdef() -> None:
     for const in ("NOT_SUPPORTED", "NOT_FOUND", "INSUFFICIENT_SIZE", "DRIVER_NOT_LOADED", "FUNCTION_NOT_FOUND",
                   "LIB_RM_VERSION_MISMATCH", "ARGUMENT_VERSION_MISMATCH", "NO_PERMISSION", "UNINITIALIZED"):
         assert getattr(nvml_mod, const) == ffi.integer_const("NVML_ERROR_" + const)
+
+
+def test_ecc_calls(fake_driver) -> None:
+    text = ("driver 550.54.15\ngpu 0\nname A\necc 1\neccerrors 1 2 -1\ngpu 1\nname B\necc 0\neccerrors 5 5 5\n"
+            "gpu 2\nname C\n")
+    with Nvml.open(NOWHERE, fake_driver(text).env) as nv:
+        a, b, c = nv.handle(0), nv.handle(1), nv.handle(2)
+        assert nv.ecc_mode(a) == (True, True) and nv.ecc_mode(b) == (False, False)
+        assert (nv.memory_error_count(a, "l1"), nv.memory_error_count(a, "l2")) == (1, 2)
+        assert nv.memory_error_count(a, "l1", corrected=True) == 0 and nv.memory_error_count(a, "sram") == 0
+        assert nv.total_ecc_errors(a) == 3
+        with pytest.raises(NvmlNotSupported):
+            nv.memory_error_count(a, "device")  # -1 in the scenario
+        for h in (b, c):  # ECC off, or no ECC at all: counters are not supported
+            with pytest.raises(NvmlNotSupported):
+                nv.memory_error_count(h, "l1")
+            with pytest.raises(NvmlNotSupported):
+                nv.total_ecc_errors(h)
+        with pytest.raises(NvmlNotSupported):
+            nv.ecc_mode(c)
+
+
+def test_p2p_and_nvlink_calls(fake_driver) -> None:
+    text = ("driver 550.54.15\ngpu 0\nname A\nbus 00000000:07:00.0\nnvlink 2\nbuswidth 5120\n"
+            "gpu 1\nname B\nbus 00000000:0F:00.0\nnvlink 4\n"
+            "gpu 2\nname C\nbus 00000000:87:00.0\nnvlinkpeer 00000000:0f:00.0\n"
+            "gpu 3\nname D\nbus 00000000:90:00.0\n"
+            "link 0 1 20 1\nlink 1 2 50 1\nlink 0 2 50 0\n")
+    with Nvml.open(NOWHERE, fake_driver(text).env) as nv:
+        a, b, c, d = (nv.handle(i) for i in range(4))
+        assert nv.memory_bus_width(a) == 5120
+        with pytest.raises(NvmlNotSupported):
+            nv.memory_bus_width(b)
+        assert nv.topology_common_ancestor(a, b) == nv.topology_common_ancestor(b, a) == 20
+        assert nv.topology_common_ancestor(b, c) == 50
+        assert [nv.p2p_status(a, b, cap) for cap in ("read", "write", "nvlink", "atomics", "pci")] == [0] * 5
+        assert nv.p2p_status(a, c) == 5  # NVML_P2P_STATUS_NOT_SUPPORTED
+        assert nv.p2p_status(b, c, "nvlink") == 0 and nv.p2p_status(c, d) == 5
+        assert nv.nvlinks(a) == [(0, "00000000:C0:00.0", 2), (1, "00000000:C0:00.0", 2)]
+        assert [(n, kind) for n, _bus, kind in nv.nvlinks(b)] == [(0, 2), (1, 2), (2, 2), (3, 2)]
+        assert nv.nvlinks(c) == [(0, "00000000:0f:00.0", 0)]
+        assert nv.nvlinks(d) == []  # no NVLink: every link answers NOT_SUPPORTED
+        with pytest.raises(NvmlError) as err:
+            nv.nvlink_active(a, 36)
+        assert err.value.name == "NVML_ERROR_INVALID_ARGUMENT"
+
+
+def test_new_calls_missing_from_an_older_driver(fake_driver) -> None:
+    drop = ["nvmlDeviceGetNvLinkState", "nvmlDeviceGetP2PStatus", "nvmlDeviceGetMemoryErrorCounter"]
+    with Nvml.open(NOWHERE, fake_driver(get_preset("dgx-a100"), drop=drop).env) as nv:
+        h = nv.handle(0)
+        for call in (lambda: nv.nvlinks(h), lambda: nv.p2p_status(h, nv.handle(1)),
+                     lambda: nv.memory_error_count(h, "l1")):
+            with pytest.raises(NvmlNotSupported) as err:
+                call()
+            assert err.value.name == "NVML_ERROR_FUNCTION_NOT_FOUND"
+        assert nv.total_ecc_errors(h) == 0  # the calls still exported keep working

@@ -1,9 +1,11 @@
 """The CUDA driver API (``libcuda.so.1``) through cffi's out-of-line ABI mode.
 
 nvlow needs little from libcuda: the driver's CUDA version (``cuDriverGetVersion``
-works before ``cuInit``, so it is cheap) and, for ``info``, per-device facts NVML
-lacks (multiprocessor count). Errors go through one funnel, :meth:`Cuda._check`,
-raising :class:`CudaError` named with ``cuGetErrorName``.
+works before ``cuInit``, so it is cheap) and per-device facts NVML lacks: the
+multiprocessor count and the memory attributes and peer access nvidia-docker 1.0
+reported (device attributes and ``cuDeviceCanAccessPeer`` need ``cuInit`` but no
+context). Errors go through one funnel, :meth:`Cuda._check`, raising
+:class:`CudaError` named with ``cuGetErrorName``.
 
 Example:
     >>> cuda_version_string(12040), cuda_version_string(11080), cuda_version_string(12120)
@@ -21,12 +23,31 @@ ffi: Any = _ffi  # cffi ships no type information
 
 REQUIRED: Tuple[str, ...] = ("cuDriverGetVersion",)
 
+INVALID_VALUE = 1
 STUB_LIBRARY = 34
 NO_DEVICE = 100
+INVALID_DEVICE = 101
 
+ATTR_TOTAL_CONSTANT_MEMORY = 9
 ATTR_MULTIPROCESSOR_COUNT = 16
+ATTR_ECC_ENABLED = 32
+ATTR_MEMORY_CLOCK_RATE = 36
+ATTR_GLOBAL_MEMORY_BUS_WIDTH = 37
+ATTR_L2_CACHE_SIZE = 38
 ATTR_COMPUTE_CAPABILITY_MAJOR = 75
 ATTR_COMPUTE_CAPABILITY_MINOR = 76
+ATTR_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR = 81
+
+#: nvlow's name -> CUdevice_attribute, for :meth:`Cuda.attributes`
+MEMORY_ATTRIBUTES: Dict[str, int] = {
+    "ecc_enabled": ATTR_ECC_ENABLED,  # 0/1
+    "shared_memory_per_multiprocessor": ATTR_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR,  # bytes
+    "total_constant_memory": ATTR_TOTAL_CONSTANT_MEMORY,  # bytes
+    "l2_cache_size": ATTR_L2_CACHE_SIZE,  # bytes
+    "memory_clock_rate": ATTR_MEMORY_CLOCK_RATE,  # peak, kHz
+    "memory_bus_width": ATTR_GLOBAL_MEMORY_BUS_WIDTH,  # bits
+    "multiprocessor_count": ATTR_MULTIPROCESSOR_COUNT,
+}
 
 
 def cuda_version_string(version: int) -> str:
@@ -172,3 +193,28 @@ class Cuda:
         buf = ffi.new("char[]", 64)
         self._call("cuDeviceGetPCIBusId", buf, 64, dev)
         return str(ffi.string(buf).decode("ascii", "replace"))
+
+    def device_by_bus_id(self, bus_id: str) -> int:
+        """The CUdevice at a PCI address, any spelling CUDA takes ("00000000:07:00.0", "0000:07:00.0")."""
+        out = ffi.new("CUdevice *")
+        self._call("cuDeviceGetByPCIBusId", out, bus_id.encode("ascii"))
+        return int(out[0])
+
+    def can_access_peer(self, dev: int, peer: int) -> bool:
+        """cuDeviceCanAccessPeer: whether ``dev`` can map ``peer``'s memory (PCIe or NVLink P2P)."""
+        out = ffi.new("int *")
+        self._call("cuDeviceCanAccessPeer", out, dev, peer)
+        return int(out[0]) != 0
+
+    def attributes(self, dev: int, names: Optional[Tuple[str, ...]] = None) -> Dict[str, Optional[int]]:
+        """:data:`MEMORY_ATTRIBUTES` of ``dev`` by name (``names`` to ask fewer); an attribute the
+        driver does not know (CUDA_ERROR_INVALID_VALUE) is None, any other failure raises."""
+        out: Dict[str, Optional[int]] = {}
+        for name in names or tuple(MEMORY_ATTRIBUTES):
+            try:
+                out[name] = self.attribute(dev, MEMORY_ATTRIBUTES[name])
+            except CudaError as exc:
+                if exc.code != INVALID_VALUE:
+                    raise
+                out[name] = None
+        return out

@@ -34,6 +34,7 @@ REQUIRED: Tuple[str, ...] = ("nvmlInit_v2", "nvmlShutdown", "nvmlDeviceGetCount_
 
 SUCCESS = 0
 UNINITIALIZED = 1
+INVALID_ARGUMENT = 2
 NOT_SUPPORTED = 3
 NO_PERMISSION = 4
 NOT_FOUND = 6
@@ -49,6 +50,21 @@ _EXTRA_NAMES = {30: "NVML_ERROR_RESET_TYPE_NOT_SUPPORTED"}
 _VALUE_NOT_AVAILABLE = 0xFFFFFFFFFFFFFFFF  # NVML_VALUE_NOT_AVAILABLE as unsigned long long
 
 _CLOCKS = {"graphics": 0, "sm": 1, "mem": 2, "memory": 2, "video": 3}
+
+#: nvmlMemoryLocation_t by nvlow's name (nvidia-docker 1.0 reported l1, l2 and device memory)
+_MEMORY_LOCATIONS = {"l1": 0, "l2": 1, "device": 2, "register": 3, "texture": 4, "shared": 5, "cbu": 6,
+                     "sram": 7}
+#: nvmlGpuP2PCapsIndex_t by nvlow's name
+_P2P_CAPS = {"read": 0, "write": 1, "nvlink": 2, "atomics": 3, "pci": 4}
+
+#: NVML_P2P_STATUS_OK: the pair can do what was asked
+P2P_OK = 0
+#: NVML_NVLINK_MAX_LINKS of the newest header (13.5: 36; 12.9: 18). Links past a driver's own
+#: maximum answer INVALID_ARGUMENT, which ends the scan.
+NVLINK_MAX_LINKS = 36
+#: nvmlIntNvLinkDeviceType_t values
+NVLINK_DEVICE_GPU = 0
+NVLINK_DEVICE_SWITCH = 2
 
 
 class NvmlError(LibraryError):
@@ -430,3 +446,84 @@ class Nvml:
         mask = ffi.new("unsigned long[]", words)
         self._call("nvmlDeviceGetCpuAffinity", h, words, mask)
         return tuple(w * bits + b for w in range(words) for b in range(bits) if (mask[w] >> b) & 1)
+
+    # -- nvidia-docker 1.0's remaining fields: ECC, memory bus, P2P, NVLink --------
+    def ecc_mode(self, h: Handle) -> Tuple[bool, bool]:
+        """(current, pending) ECC mode; NOT_SUPPORTED on GPUs without ECC (GeForce)."""
+        cur, pend = ffi.new("nvmlEnableState_t *"), ffi.new("nvmlEnableState_t *")
+        self._call("nvmlDeviceGetEccMode", h, cur, pend)
+        return int(cur[0]) == 1, int(pend[0]) == 1
+
+    def memory_error_count(self, h: Handle, location: str, *, corrected: bool = False,
+                           aggregate: bool = False) -> int:
+        """ECC errors at ``location`` (l1, l2, device, register, texture, shared, cbu, sram).
+
+        The default is what nvidia-docker 1.0 reported: uncorrected (double bit) errors since
+        the driver loaded (volatile).
+        """
+        out = ffi.new("unsigned long long *")
+        self._call("nvmlDeviceGetMemoryErrorCounter", h, int(not corrected), int(aggregate),
+                   _MEMORY_LOCATIONS[location], out)
+        return int(out[0])
+
+    def total_ecc_errors(self, h: Handle, *, corrected: bool = False, aggregate: bool = False) -> int:
+        """ECC errors over every memory location (uncorrected and volatile by default)."""
+        out = ffi.new("unsigned long long *")
+        self._call("nvmlDeviceGetTotalEccErrors", h, int(not corrected), int(aggregate), out)
+        return int(out[0])
+
+    def memory_bus_width(self, h: Handle) -> int:
+        """Memory bus width in bits."""
+        return self._uint("nvmlDeviceGetMemoryBusWidth", h)
+
+    def p2p_status(self, h1: Handle, h2: Handle, capability: str = "read") -> int:
+        """nvmlGpuP2PStatus_t of ``capability`` (read, write, nvlink, atomics, pci) between two GPUs;
+        :data:`P2P_OK` when the pair supports it."""
+        out = ffi.new("nvmlGpuP2PStatus_t *")
+        self._call("nvmlDeviceGetP2PStatus", h1, h2, _P2P_CAPS[capability], out)
+        return int(out[0])
+
+    def nvlink_active(self, h: Handle, link: int) -> bool:
+        return self._uint("nvmlDeviceGetNvLinkState", h, link, ctype="nvmlEnableState_t *") == 1
+
+    def nvlink_remote_bus_id(self, h: Handle, link: int) -> str:
+        """The bus id (NVML spelling) of the device at the far end of ``link``: a GPU or an NVSwitch."""
+        info = ffi.new("nvmlPciInfo_t *")
+        self._call("nvmlDeviceGetNvLinkRemotePciInfo_v2", h, link, info)
+        return str(ffi.string(info.busId).decode("ascii", "replace"))
+
+    def nvlink_remote_type(self, h: Handle, link: int) -> int:
+        """nvmlIntNvLinkDeviceType_t at the far end of ``link`` (:data:`NVLINK_DEVICE_GPU`,
+        :data:`NVLINK_DEVICE_SWITCH`, ...)."""
+        return self._uint("nvmlDeviceGetNvLinkRemoteDeviceType", h, link, ctype="nvmlIntNvLinkDeviceType_t *")
+
+    def nvlinks(self, h: Handle) -> List[Tuple[int, Optional[str], Optional[int]]]:
+        """(link, remote bus id, remote device type) of every active NVLink; empty without NVLink.
+
+        A link that does not exist answers NOT_SUPPORTED (skipped); a link number past the
+        driver's maximum answers INVALID_ARGUMENT (the end). The remote end's bus id and type
+        are None when the driver cannot tell them.
+        """
+        out: List[Tuple[int, Optional[str], Optional[int]]] = []
+        for link in range(NVLINK_MAX_LINKS):
+            try:
+                if not self.nvlink_active(h, link):
+                    continue
+            except NvmlError as exc:
+                if exc.code == NOT_SUPPORTED:
+                    continue
+                if exc.code == INVALID_ARGUMENT:
+                    break
+                raise
+            remote: Optional[str] = None
+            kind: Optional[int] = None
+            try:
+                remote = self.nvlink_remote_bus_id(h, link)
+            except NvmlNotSupported:
+                pass
+            try:
+                kind = self.nvlink_remote_type(h, link)
+            except NvmlNotSupported:
+                pass
+            out.append((link, remote, kind))
+        return out

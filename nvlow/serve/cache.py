@@ -7,6 +7,17 @@ procfs read) with the text the cached discovery was made under, and
 rediscovers when it differs. Live status is read on every request from the
 driver library kept open alongside the snapshot.
 
+nvidia-docker 1.0 also showed what only libcuda knows (memory attributes,
+peer-to-peer access) and NVML readings nvlow's probe does not take (ECC
+counters, every GPU pair's topology, NVLinks). :func:`complete_records` and
+:func:`complete_statuses` add them to a native library's records, once per
+discovery and on every status request; this is where ``nvlow serve`` calls
+``cuInit`` (no CUDA context is created, where 1.0 created one and reset it,
+but libcuda opens the device nodes, ``/dev/nvidia-uvm`` included, for the
+life of the process; a
+``DiscoveryCache`` made with ``use_cuda=False`` never calls it and takes the
+NVML answers where NVML has them). The simulated library fills them itself.
+
 Example:
     >>> from nvlow.root import HostRoot
     >>> cache = DiscoveryCache(HostRoot("/nonexistent-root"), None, load_uvm=False)
@@ -17,13 +28,15 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, Optional, Tuple
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar
 
 from ..errors import LibraryError, NvlowError
 from ..model import DriverFiles, Host
-from ..records import DriverLibrary, GpuRecord, GpuStatus
+from ..records import DriverLibrary, GpuRecord, GpuStatus, PeerLink
 from ..root import HostRoot
+
+T = TypeVar("T")
 
 VERSION_FILE = "/proc/driver/nvidia/version"
 LibraryOpener = Callable[[HostRoot], DriverLibrary]
@@ -68,8 +81,9 @@ class DiscoveryCache:
     def __init__(self, root: HostRoot, opener: Optional[LibraryOpener], *, use_nvml: bool = True,
                  load_uvm: bool = True, files_selector: Optional[FilesSelector] = None,
                  clock: Callable[[], float] = time.monotonic,
-                 discover_fn: Optional[Callable[..., Host]] = None) -> None:
+                 discover_fn: Optional[Callable[..., Host]] = None, use_cuda: bool = True) -> None:
         self.root = root
+        self._use_cuda = use_cuda
         self._discover_fn = discover_fn
         self._opener = opener
         self._use_nvml = use_nvml
@@ -139,7 +153,7 @@ class DiscoveryCache:
             host = discover(self.root, library=lib, use_nvml=lib is not None, load_uvm=self._load_uvm)
             if lib is not None and host.source == "nvml":
                 with self._lib_lock:
-                    records = tuple(lib.gpus())
+                    records = complete_records(lib, tuple(lib.gpus()), use_cuda=self._use_cuda)
         except BaseException:
             if lib is not None:
                 lib.close()
@@ -166,7 +180,7 @@ class DiscoveryCache:
         if snap.library is None:
             return snap, tuple(GpuStatus(index=g.index) for g in snap.host.gpus)
         with self._lib_lock:
-            return snap, tuple(snap.library.status())
+            return snap, complete_statuses(snap.library, tuple(snap.library.status()))
 
     def driver_files(self, capabilities: Iterable[str]) -> DriverFiles:
         """Driver files for ``capabilities`` under the running driver, selected once per driver."""
@@ -191,3 +205,208 @@ class DiscoveryCache:
         if snap is not None and snap.library is not None:
             with self._lib_lock:
                 snap.library.close()
+
+
+# --- nvidia-docker 1.0's remaining fields, from a native library ---------------
+
+def _native_parts(lib: Any) -> Optional[Tuple[Any, Any, List[str]]]:
+    """(Nvml, Cuda or None, problems list) of a native library; None for any other library
+    (the simulated one fills these fields itself)."""
+    nvml = getattr(lib, "nvml", None)
+    if nvml is None:
+        return None
+    from ..native.nvml import Nvml
+
+    if not isinstance(nvml, Nvml):
+        return None
+    problems = getattr(lib, "problems", None)
+    return nvml, getattr(lib, "cuda", None), problems if isinstance(problems, list) else []
+
+
+class _Asker:
+    """Field-by-field calls: "not supported" is None, anything else is also None but reported
+    in ``problems`` (one line each, as the probe's, and each line once: status is read on every
+    request), so one bad answer never costs the rest."""
+
+    def __init__(self, problems: List[str]) -> None:
+        self.problems = problems
+
+    def report(self, line: str) -> None:
+        if line not in self.problems:
+            self.problems.append(line)
+
+    def __call__(self, where: str, fn: Callable[..., T], *args: Any) -> Optional[T]:
+        from ..native.cuda import INVALID_DEVICE, INVALID_VALUE, CudaError
+        from ..native.nvml import FUNCTION_NOT_FOUND, NOT_FOUND, NOT_SUPPORTED, UNINITIALIZED, NvmlError
+
+        if any(a is None for a in args):
+            return None
+        try:
+            return fn(*args)
+        except NvmlError as exc:
+            if exc.code == UNINITIALIZED:
+                raise
+            if exc.code not in (NOT_SUPPORTED, NOT_FOUND, FUNCTION_NOT_FOUND):
+                self.report(f"{where} {exc.function}: {exc.name}")
+            return None
+        except CudaError as exc:
+            if exc.code not in (None, INVALID_VALUE, INVALID_DEVICE):  # missing symbol, unknown value, hidden GPU
+                self.report(f"{where} {exc.function}: {exc.name}")
+            return None
+
+
+def _cuda_devices(cuda: Any, records: Sequence[GpuRecord], ask: _Asker) -> Dict[int, int]:
+    """NVML index -> CUdevice, matched by PCI address as 1.0 did (empty when libcuda cannot help).
+
+    GPUs in MIG mode are left out: CUDA enumerates their MIG devices, whose attributes (SM count,
+    L2, bus width) are a slice's, not the GPU's.
+    """
+    from ..native.cuda import NO_DEVICE, CudaError
+
+    try:
+        cuda.init()
+    except CudaError as exc:
+        if exc.code != NO_DEVICE:
+            ask.report(f"cuda {exc.function}: {exc.name}")
+        return {}
+    out: Dict[int, int] = {}
+    for rec in records:
+        if rec.mig_enabled:
+            continue
+        dev = ask(f"GPU {rec.index}", cuda.device_by_bus_id, rec.bus_id)
+        if dev is not None:
+            out[rec.index] = dev
+    return out
+
+
+def _same_bus(a: Optional[str], b: Optional[str]) -> bool:
+    from ..procfs import parse_bus_id
+
+    return a is not None and b is not None and parse_bus_id(a) is not None and parse_bus_id(a) == parse_bus_id(b)
+
+
+NvLinks = List[Tuple[int, Optional[str], Optional[int]]]
+
+
+def _nvlinks_between(mine: Optional[NvLinks], theirs: Optional[NvLinks], their_bus: Optional[str],
+                     fabric_p2p: Optional[bool]) -> Optional[int]:
+    """Active NVLinks from one GPU to another: straight ones, else (when NVML says NVLink P2P works
+    between them) the links both have into the NVSwitch fabric."""
+    from ..native.nvml import NVLINK_DEVICE_GPU, NVLINK_DEVICE_SWITCH
+
+    if mine is None:
+        return None
+    direct = sum(1 for _l, remote, kind in mine if kind in (None, NVLINK_DEVICE_GPU) and _same_bus(remote, their_bus))
+    if direct or not fabric_p2p or theirs is None:
+        return direct
+    return min(sum(1 for _l, _r, kind in links if kind == NVLINK_DEVICE_SWITCH) for links in (mine, theirs))
+
+
+def complete_records(lib: DriverLibrary, records: Tuple[GpuRecord, ...], *, use_cuda: bool = True
+                     ) -> Tuple[GpuRecord, ...]:
+    """``records`` with what 1.0 showed and the probe leaves out, for a native library.
+
+    libcuda's device attributes (ECC, shared/constant memory, L2, memory clock and bus width,
+    multiprocessor count), ``cuDeviceTotalMem`` and ``cuDeviceCanAccessPeer`` when ``cuInit`` works; else NVML's ECC
+    mode, memory bus width, peak memory clock and P2P read status. Every pair's
+    ``nvmlDeviceGetTopologyCommonAncestor`` and NVLinks come from NVML. A value already in a
+    record is kept. Other libraries' records are returned as they are.
+    """
+    parts = _native_parts(lib)
+    if parts is None or not records:
+        return records
+    from ..native.nvml import P2P_OK
+
+    nv, cuda, problems = parts
+    ask = _Asker(problems)
+    handles = {r.index: ask(f"GPU {r.index}", nv.handle, r.index) for r in records}
+    devices = _cuda_devices(cuda, records, ask) if cuda is not None and use_cuda else {}
+    attrs: Dict[int, Dict[str, Optional[int]]] = {
+        i: ask(f"GPU {i}", cuda.attributes, dev) or {} for i, dev in devices.items()}
+    totals = {i: ask(f"GPU {i}", cuda.total_memory, dev) for i, dev in devices.items()}
+    links: Dict[int, Optional[NvLinks]] = {r.index: ask(f"GPU {r.index}", nv.nvlinks, handles[r.index])
+                                           for r in records}
+    peers: Dict[int, List[PeerLink]] = {r.index: [] for r in records}
+    ordered = sorted(records, key=lambda r: r.index)
+    for n, a in enumerate(ordered):
+        for b in ordered[n + 1:]:
+            where = f"GPU {a.index}/{b.index}"
+            ha, hb = handles[a.index], handles[b.index]
+            level = ask(where, nv.topology_common_ancestor, ha, hb)
+            p2p: Optional[bool]
+            if a.index in devices and b.index in devices:
+                p2p = ask(where, cuda.can_access_peer, devices[a.index], devices[b.index])
+            else:
+                status = ask(where, nv.p2p_status, ha, hb, "read")
+                p2p = None if status is None else status == P2P_OK
+            fabric: Optional[bool] = None
+            if links[a.index] and links[b.index]:
+                nvl_status = ask(where, nv.p2p_status, ha, hb, "nvlink")
+                fabric = None if nvl_status is None else nvl_status == P2P_OK
+            nvl_ab = _nvlinks_between(links[a.index], links[b.index], b.bus_id, fabric)
+            nvl_ba = _nvlinks_between(links[b.index], links[a.index], a.bus_id, fabric)
+            peers[a.index].append(PeerLink(b.index, b.bus_id, level, p2p, nvl_ab))
+            peers[b.index].append(PeerLink(a.index, a.bus_id, level, p2p, nvl_ba))
+
+    def keep(current: Optional[T], new: Optional[T]) -> Optional[T]:
+        return current if current is not None else new
+
+    out = []
+    for rec in records:
+        h, at = handles[rec.index], attrs.get(rec.index, {})
+        where = f"GPU {rec.index}"
+        ecc: Optional[bool] = None
+        if at.get("ecc_enabled") is not None:
+            ecc = bool(at["ecc_enabled"])
+        else:
+            mode = ask(where, nv.ecc_mode, h)
+            ecc = mode[0] if mode is not None else None
+        clock = at.get("memory_clock_rate")
+        if clock is None and rec.max_clocks_memory is not None:
+            clock = rec.max_clocks_memory * 1000  # NVML's peak memory clock, MHz
+        width = at.get("memory_bus_width")
+        if width is None:
+            width = ask(where, nv.memory_bus_width, h)
+        out.append(replace(
+            rec,
+            multiprocessor_count=keep(rec.multiprocessor_count, at.get("multiprocessor_count")),
+            ecc_enabled=keep(rec.ecc_enabled, ecc),
+            global_memory=keep(rec.global_memory, totals.get(rec.index)),
+            shared_memory_per_sm=keep(rec.shared_memory_per_sm, at.get("shared_memory_per_multiprocessor")),
+            constant_memory=keep(rec.constant_memory, at.get("total_constant_memory")),
+            l2_cache=keep(rec.l2_cache, at.get("l2_cache_size")),
+            memory_clock=keep(rec.memory_clock, clock),
+            memory_bus_width=keep(rec.memory_bus_width, width),
+            peers=rec.peers or tuple(peers[rec.index]),
+        ))
+    return tuple(out)
+
+
+def complete_statuses(lib: DriverLibrary, statuses: Tuple[GpuStatus, ...]) -> Tuple[GpuStatus, ...]:
+    """``statuses`` with BAR1 in use and the uncorrected volatile ECC counters (L1, L2, device
+    memory; the total over all locations when NVML cannot count device memory alone), for a
+    native library; other libraries' statuses are returned as they are."""
+    parts = _native_parts(lib)
+    if parts is None:
+        return statuses
+    nv, _cuda, problems = parts
+    ask = _Asker(problems)
+    out = []
+    for s in statuses:
+        where = f"GPU {s.index}"
+        h = ask(where, nv.handle, s.index)
+        bar1_used = s.bar1_used
+        if bar1_used is None:
+            bar1 = ask(where, nv.bar1_memory, h)
+            bar1_used = bar1[1] if bar1 is not None else None
+        l1, l2, device = s.ecc_errors_l1, s.ecc_errors_l2, s.ecc_errors_device
+        if l1 is None:
+            l1 = ask(where, nv.memory_error_count, h, "l1")
+        if l2 is None:
+            l2 = ask(where, nv.memory_error_count, h, "l2")
+        if device is None:
+            device = ask(where, nv.memory_error_count, h, "device")
+        if device is None:
+            device = ask(where, nv.total_ecc_errors, h)
+        out.append(replace(s, bar1_used=bar1_used, ecc_errors_l1=l1, ecc_errors_l2=l2, ecc_errors_device=device))
+    return tuple(out)

@@ -1,16 +1,33 @@
 """nvidia-docker-plugin 1.0's ``gpu/info`` and ``gpu/status`` documents, JSON and text.
 
 The JSON keeps 1.0's field names, order and units (Go structs encoded by
-``encoding/json``: ``null`` for unknown values, a trailing newline, ``<>&``
-escaped). The text forms reproduce 1.0's Go templates run through a Go
-``tabwriter`` (minwidth 0, tabwidth 4, padding 0, pad ' '), so scripts that
-scrape them keep working. The Family and Cores-per-SM tables continue past
-Pascal (1.0 stopped at 6.2, and read "10.0" as Tesla because it looked at the
-first character only); PCIe bandwidth continues past gen4.
+``encoding/json``: a trailing newline, ``<>&`` escaped). The text forms
+reproduce 1.0's Go templates run through a Go ``tabwriter`` (minwidth 0,
+tabwidth 4, padding 0, pad ' '), so scripts that scrape them keep working. The
+Family and Cores-per-SM tables continue past Pascal (1.0 stopped at 6.2, and
+read "10.0" as Tesla because it looked at the first character only); PCIe
+bandwidth continues past gen4.
+
+``null`` appears exactly where 1.0 could answer ``null`` (NVML said "not
+supported"). The fields 1.0 always filled (``Arch``, ``CPUAffinity`` and the
+whole ``Memory`` object, which came from ``cudaGetDeviceProperties``) are
+never ``null``: when nvlow cannot know them (procfs-only mode, no libcuda)
+they hold the zero value of 1.0's Go type, ``"0.0"`` for ``Arch`` (for which
+1.0's own tables give ``Family`` and ``Cores`` null). docs/nvidia-docker-1-fields.md
+lists every field and where it comes from.
+
+``Topology`` lists, in index order, the GPUs this one has peer-to-peer access
+to (1.0 asked ``cudaDeviceCanAccessPeer``), each with the PCIe relation NVML's
+``nvmlDeviceGetTopologyCommonAncestor`` gives, numbered as 1.0's ``P2PLinkType``
+(:data:`P2P_LINKS`). NVLink makes peer access work but has no code of its own
+in 1.0: NVIDIA's later libraries numbered it from 7 up, which 1.0 clients
+(KubeGPU) would read as "no link", so nvlow keeps 1.0's numbers.
 
 Example:
     >>> family("8.0"), cores_per_sm("9.0"), pcie_bandwidth(4, 16)
     ('Ampere', 128, 31504)
+    >>> memory_bandwidth(1215000, 5120), p2p_link(20), p2p_link(None)
+    (1555200, 4, 0)
     >>> go_tabwrite("\\ta:\\t1\\n\\tlong b:\\t2\\n")
     'a:     1\\nlong b:2\\n'
 """
@@ -20,9 +37,10 @@ import json
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..model import Gpu, Host
-from ..records import GpuRecord, GpuStatus
+from ..records import GpuRecord, GpuStatus, PeerLink
 
 MIB = 1024 * 1024
+KIB = 1024
 
 #: compute capability -> family. 1.0 keyed on the first digit and stopped at Pascal.
 _FAMILY_BY_MAJOR = {"1": "Tesla", "2": "Fermi", "3": "Kepler", "5": "Maxwell", "6": "Pascal"}
@@ -43,9 +61,14 @@ _CORES_PER_SM = {
 }
 #: MB/s per lane by PCIe generation (gen5 32 GT/s 128b/130b; gen6 64 GT/s FLIT 242/256)
 _PCIE_LANE_MBPS = {1: 250, 2: 500, 3: 985, 4: 1969, 5: 3938, 6: 7563}
-#: 1.0's P2P link names by JSON code
+#: 1.0's P2P link names by JSON code (nvidia-smi topo -m calls them SYS, NODE, PHB, PXB, PIX, and
+#: the on-board switch of a dual-GPU card PSB)
 P2P_LINKS = {0: "N/A", 1: "Cross CPU socket", 2: "Same CPU socket", 3: "Host PCI bridge",
              4: "Multiple PCI switches", 5: "Single PCI switch", 6: "Same board"}
+#: nvmlGpuTopologyLevel_t -> 1.0's P2PLinkType (1.0's GetP2PLink)
+_LINK_BY_LEVEL = {0: 6, 10: 5, 20: 4, 30: 3, 40: 2, 50: 1}
+#: what 1.0 showed for a GPU whose compute capability nvlow cannot know (procfs-only mode)
+UNKNOWN_ARCH = "0.0"
 
 
 def family(arch: Optional[str]) -> Optional[str]:
@@ -68,6 +91,27 @@ def pcie_bandwidth(generation: Optional[int], width: Optional[int]) -> Optional[
     if generation is None or width is None or generation not in _PCIE_LANE_MBPS:
         return None
     return _PCIE_LANE_MBPS[generation] * width
+
+
+def memory_bandwidth(clock_khz: Optional[int], bus_width: Optional[int]) -> Optional[int]:
+    """Peak memory bandwidth in MB/s as 1.0 computed it from the peak memory clock (kHz) and the
+    bus width (bits): 2 x MHz x bytes, in integers."""
+    if clock_khz is None or bus_width is None:
+        return None
+    return 2 * (clock_khz // 1000) * (bus_width // 8)
+
+
+def p2p_link(level: Optional[int]) -> int:
+    """1.0's ``P2PLinkType`` code of an nvmlGpuTopologyLevel_t (0, "N/A", when unknown)."""
+    return _LINK_BY_LEVEL.get(level, 0) if level is not None else 0
+
+
+def topology(peers: Sequence[PeerLink]) -> Optional[List[Dict[str, Any]]]:
+    """1.0's ``Topology``: ``{"BusID","Link"}`` of every peer-to-peer capable GPU, in index order;
+    None (Go's nil slice) when there is none."""
+    links = [{"BusID": nvml_bus_id(p.bus_id), "Link": p2p_link(p.topology)}
+             for p in sorted(peers, key=lambda p: p.index) if p.p2p]
+    return links or None
 
 
 def nvml_bus_id(bus_id: Optional[str]) -> str:
@@ -99,13 +143,21 @@ def _device_path(gpu: Gpu) -> str:
     return f"/dev/nvidia{gpu.minor}" if gpu.minor is not None else ""
 
 
+def _or0(value: Optional[int]) -> int:
+    return 0 if value is None else value
+
+
 def info_device(gpu: Gpu, rec: Optional[GpuRecord], numa_node: Optional[int]) -> Dict[str, Any]:
     """One ``Devices[]`` entry of ``/gpu/info/json`` (1.0 field order and units)."""
-    arch = gpu.compute_capability or (rec.compute_capability if rec else None)
+    arch = gpu.compute_capability or (rec.compute_capability if rec else None) or UNKNOWN_ARCH
     sms = rec.multiprocessor_count if rec else None
     per_sm = cores_per_sm(arch)
     power_limit = rec.power_limit if rec else None
     node = numa_node if numa_node is not None and numa_node >= 0 else 0  # 1.0: no NUMA -> node 0
+    # 1.0: CUDA's totalGlobalMem, a little less than NVML's total (which counts reserved memory)
+    memory_total = rec.global_memory if rec and rec.global_memory is not None else gpu.memory_total
+    if memory_total is None and rec:
+        memory_total = rec.memory_total
     return {
         "UUID": gpu.uuid or "",
         "Path": _device_path(gpu),
@@ -118,15 +170,17 @@ def info_device(gpu: Gpu, rec: Optional[GpuRecord], numa_node: Optional[int]) ->
             "Bandwidth": pcie_bandwidth(rec.pcie_max_generation, rec.pcie_max_width) if rec else None,
         },
         "Clocks": {"Cores": rec.max_clocks_sm if rec else None, "Memory": rec.max_clocks_memory if rec else None},
-        "Topology": None,  # peer-to-peer needs the CUDA runtime; nvlow does not create CUDA contexts
+        "Topology": topology(rec.peers) if rec else None,
         "Family": family(arch),
         "Arch": arch,
         "Cores": per_sm * sms if per_sm is not None and sms is not None else None,
-        "Memory": {
-            "ECC": None,
-            "Global": _div(gpu.memory_total if gpu.memory_total is not None else (rec.memory_total if rec else None),
-                           MIB),
-            "Shared": None, "Constant": None, "L2Cache": None, "Bandwidth": None,
+        "Memory": {  # 1.0 always filled these (cudaGetDeviceProperties): 0/false when unknown
+            "ECC": bool(rec.ecc_enabled) if rec else False,
+            "Global": _or0(_div(memory_total, MIB)),
+            "Shared": _or0(_div(rec.shared_memory_per_sm, KIB) if rec else None),
+            "Constant": _or0(_div(rec.constant_memory, KIB) if rec else None),
+            "L2Cache": _or0(_div(rec.l2_cache, KIB) if rec else None),
+            "Bandwidth": _or0(memory_bandwidth(rec.memory_clock, rec.memory_bus_width) if rec else None),
         },
     }
 
@@ -151,9 +205,11 @@ def status_device(status: Optional[GpuStatus]) -> Dict[str, Any]:
         "Utilization": {"GPU": s.utilization_gpu, "Memory": s.utilization_memory,
                         "Encoder": s.utilization_encoder, "Decoder": s.utilization_decoder},
         "Memory": {"GlobalUsed": _div(s.memory_used, MIB),
-                   "ECCErrors": {"L1Cache": None, "L2Cache": None, "Global": None}},
+                   "ECCErrors": {"L1Cache": s.ecc_errors_l1, "L2Cache": s.ecc_errors_l2,
+                                 "Global": s.ecc_errors_device}},
         "Clocks": {"Cores": s.clock_sm, "Memory": s.clock_memory},
-        "PCI": {"BAR1Used": None, "Throughput": {"RX": _div(s.pcie_rx, 1000), "TX": _div(s.pcie_tx, 1000)}},
+        "PCI": {"BAR1Used": _div(s.bar1_used, MIB),
+                "Throughput": {"RX": _div(s.pcie_rx, 1000), "TX": _div(s.pcie_tx, 1000)}},
         "Processes": procs or None,  # Go's nil slice
     }
 

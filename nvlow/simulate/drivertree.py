@@ -1,8 +1,12 @@
 """The driver userspace of a simulated host: libraries, binaries, configs, IPC, firmware, ld.so.cache.
 
 Written under a fake host root for ``--simulate``. Libraries are small but
-valid ELF files (:mod:`nvlow.simulate.elfgen`) with the SONAMEs and
-``DT_NEEDED`` the real driver has, laid out as a Debian/Ubuntu package install
+complete ELF shared objects (:mod:`nvlow.simulate.elfgen`: section headers,
+``.dynsym``/``.dynstr``, no code; glibc's ``dlopen`` loads them, ``readelf``
+and Go's ``debug/elf`` read them) with the SONAMEs and ``DT_NEEDED`` the real
+driver has; binaries are static x86-64 executables that print one line
+(``nvidia-smi: simulated host dgx-a100, driver 550.54.15``). The layout is a
+Debian/Ubuntu package install
 (``/usr/lib/x86_64-linux-gnu/libcuda.so.<version>`` + SONAME symlink). A stale
 ``libcuda.so.535.104.05`` under ``/usr/local/lib`` exercises the
 stale-version rule, and Mesa/GLVND's ``libGL.so.1`` the GL loader rule.
@@ -29,7 +33,7 @@ import json
 import os
 from typing import List, Optional, Sequence, Tuple
 
-from .elfgen import make_elf_so, make_script
+from .elfgen import make_elf_exec, make_elf_so
 from .ldcache_writer import FLAGS_I386, FLAGS_X86_64, build_ldcache
 from .presets import Preset
 
@@ -89,8 +93,9 @@ _BINARIES = ("nvidia-smi", "nvidia-debugdump", "nvidia-cuda-mps-control", "nvidi
 
 
 class _Tree:
-    def __init__(self, dest: str) -> None:
+    def __init__(self, dest: str, preset_name: str = "") -> None:
         self.dest = dest
+        self.preset_name = preset_name
         self.cache: List[Tuple[str, str, int]] = []
 
     def path(self, host_path: str) -> str:
@@ -116,7 +121,7 @@ class _Tree:
         real_name = f"{stem}.{version}"
         so = soname or real_name
         data = make_elf_so(so, [n.format(v=version) for n in needed] + ["libc.so.6"],
-                           machine=machine, abi_note=abi_note)
+                           machine=machine, abi_note=abi_note, loadable=True)
         self.write(f"{directory}/{real_name}", data, 0o755)
         if so != real_name:
             self.link(f"{directory}/{so}", real_name)
@@ -152,7 +157,8 @@ def _libraries(t: _Tree, preset: Preset, v: str) -> None:
         t.library(LIB64, "libGL.so", "1.7.0", "libGL.so.1", ("libGLdispatch.so.0", "libGLX.so.0"),
                   "x86-64", FLAGS_X86_64)
     for d, flags in ((LIB64, FLAGS_X86_64), (LIB32, FLAGS_I386)):
-        t.write(f"{d}/libc.so.6", make_elf_so("libc.so.6", machine="x86-64" if d == LIB64 else "i386"), 0o755)
+        t.write(f"{d}/libc.so.6", make_elf_so("libc.so.6", machine="x86-64" if d == LIB64 else "i386",
+                                              loadable=True), 0o755)
         t.cache.append(("libc.so.6", f"{d}/libc.so.6", flags))
 
 
@@ -165,28 +171,39 @@ def _graphics_extras(t: _Tree, v: str) -> None:
         t.write(f"/usr/share/egl/egl_external_platform.d/{platform_json}", (json.dumps(
             {"file_format_version": "1.0.0", "ICD": {"library_path": soname}}, indent=4, sort_keys=True)
             + "\n").encode())
-    t.write(f"{XORG_DRIVERS}/nvidia_drv.so", make_elf_so("nvidia_drv.so", ["libc.so.6"]), 0o644)
+    t.write(f"{XORG_DRIVERS}/nvidia_drv.so", make_elf_so("nvidia_drv.so", ["libc.so.6"], loadable=True), 0o644)
     t.write(f"{XORG_EXTENSIONS}/libglxserver_nvidia.so.{v}",
-            make_elf_so(f"libglxserver_nvidia.so.{v}", ["libc.so.6"]), 0o644)
+            make_elf_so(f"libglxserver_nvidia.so.{v}", ["libc.so.6"], loadable=True), 0o644)
     t.link(f"{XORG_EXTENSIONS}/libglxserver_nvidia.so", f"libglxserver_nvidia.so.{v}")
     t.write("/usr/share/X11/xorg.conf.d/nvidia-drm-outputclass.conf",
             b'Section "OutputClass"\n    Identifier "nvidia"\n    MatchDriver "nvidia-drm"\n'
             b'    Driver "nvidia"\n    Option "AllowEmptyInitialConfiguration"\n'
             b'    ModulePath "/usr/lib/x86_64-linux-gnu/nvidia/xorg"\nEndSection\n')
-    t.write("/usr/bin/nvidia-xconfig", make_script(f"# nvlow simulated nvidia-xconfig (driver {v})"), 0o755)
+    t.write("/usr/bin/nvidia-xconfig", _binary("nvidia-xconfig", t.preset_name, v), 0o755)
+
+
+def binary_line(name: str, preset_name: str, version: str) -> str:
+    """What the simulated binary ``name`` prints (whatever its arguments).
+
+    Example:
+        >>> binary_line("nvidia-smi", "dgx-a100", "550.54.15")
+        'nvidia-smi: simulated host dgx-a100, driver 550.54.15\\n'
+    """
+    return f"{name}: simulated host {preset_name}, driver {version}\n"
+
+
+def _binary(name: str, preset_name: str, version: str) -> bytes:
+    return make_elf_exec(binary_line(name, preset_name, version))
 
 
 def _binaries(t: _Tree, preset: Preset, v: str) -> None:
     for name in _BINARIES:
-        t.write(f"/usr/bin/{name}", make_script(
-            f"# nvlow simulated {name} ({preset.name}, driver {v})\n"
-            f"echo '{name}: simulated host {preset.name}, driver {v}'"), 0o755)
+        t.write(f"/usr/bin/{name}", _binary(name, preset.name, v), 0o755)
     # Debian's layout: /usr/bin/nvidia-persistenced -> /usr/lib/nvidia/current/... (absolute link)
-    t.write("/usr/lib/nvidia/current/nvidia-persistenced",
-            make_script(f"# nvlow simulated nvidia-persistenced (driver {v})"), 0o755)
+    t.write("/usr/lib/nvidia/current/nvidia-persistenced", _binary("nvidia-persistenced", preset.name, v), 0o755)
     t.link("/usr/bin/nvidia-persistenced", "/usr/lib/nvidia/current/nvidia-persistenced")
     if len(preset.gpus) >= 8:  # NVSwitch systems run the fabric manager
-        t.write("/usr/bin/nv-fabricmanager", make_script(f"# nvlow simulated nv-fabricmanager ({v})"), 0o755)
+        t.write("/usr/bin/nv-fabricmanager", _binary("nv-fabricmanager", preset.name, v), 0o755)
         t.write("/run/nvidia-fabricmanager/socket", b"nvlow-simulated-socket\n")
     if preset.gpus and any(g.persistence_mode for g in preset.gpus):
         t.write("/run/nvidia-persistenced/socket", b"nvlow-simulated-socket\n")
@@ -225,7 +242,7 @@ def write_driver_tree(dest: str, preset: Preset) -> None:
     v = preset.driver_version
     if not preset.libraries_present or not v:
         return
-    t = _Tree(dest)
+    t = _Tree(dest, preset.name)
     _libraries(t, preset, v)
     _binaries(t, preset, v)
     _configs(t, preset, v)

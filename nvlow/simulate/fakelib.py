@@ -3,7 +3,13 @@
 Implements :class:`nvlow.records.DriverLibrary` exactly as the native probe
 does, including the enum-to-token mapping (``BRAND_NAMES``/``ARCH_NAMES``,
 the single place these names are defined) and ``None`` for readings NVML
-does not support (utilization of a GPU in MIG mode).
+does not support (utilization of a GPU in MIG mode, ECC counters of a GPU
+without ECC). Records also carry what ``nvlow serve`` adds for nvidia-docker
+1.0's documents: BAR1, the libcuda memory attributes and every GPU pair's
+topology (PCIe level, peer-to-peer, NVLinks through the DGX NVSwitches;
+:func:`nvlow.simulate.presets.topology_level`); for a GPU in MIG mode the
+CUDA-only facts (SM count, shared and constant memory, L2) are None, as
+``nvlow serve`` leaves them.
 
 Example:
     >>> from nvlow.simulate.presets import get_preset
@@ -18,8 +24,8 @@ from __future__ import annotations
 from typing import Dict, Optional, Tuple
 
 from ..errors import LibraryError
-from ..records import GpuRecord, GpuStatus, MigRecord, ProcessRecord, SystemInfo
-from .presets import Preset, SimGpu
+from ..records import GpuRecord, GpuStatus, MigRecord, PeerLink, ProcessRecord, SystemInfo
+from .presets import Preset, SimGpu, nvlink_count, p2p_supported, topology_level
 
 #: nvmlBrandType_t value -> lower-case token (shared with the native helper)
 BRAND_NAMES: Dict[int, str] = {
@@ -66,7 +72,23 @@ def simulated_library_paths(preset: Preset) -> Tuple[str, ...]:
     return (f"{libdir}/libnvidia-ml.so.{version}", f"{libdir}/libcuda.so.{version}")
 
 
-def _record(gpu: SimGpu) -> GpuRecord:
+def peer_links(gpu: SimGpu, gpus: Tuple[SimGpu, ...]) -> Tuple[PeerLink, ...]:
+    """``gpu``'s :class:`PeerLink` to every other GPU of ``gpus``, in index order.
+
+    Example:
+        >>> from nvlow.simulate.presets import get_preset
+        >>> gpus = get_preset("dgx-a100").gpus
+        >>> [(p.index, p.topology, p.p2p, p.nvlinks) for p in peer_links(gpus[0], gpus)][:3]
+        [(1, 20, True, 12), (2, 40, True, 12), (3, 40, True, 12)]
+    """
+    return tuple(PeerLink(index=o.index, bus_id=o.bus_id, topology=topology_level(gpu, o),
+                          p2p=p2p_supported(gpu, o), nvlinks=nvlink_count(gpu, o))
+                 for o in sorted(gpus, key=lambda g: g.index) if o.index != gpu.index)
+
+
+def _record(gpu: SimGpu, gpus: Tuple[SimGpu, ...]) -> GpuRecord:
+    # In MIG mode the GPU is no CUDA device of its own: what only libcuda knows is unknown
+    cuda_only = None if gpu.mig_mode else gpu
     migs = tuple(
         MigRecord(index=m.slot, uuid=m.uuid, gpu_instance_id=m.gi, compute_instance_id=m.ci,
                   name=f"{gpu.name} MIG {m.profile}", memory_total=m.memory_total)
@@ -78,8 +100,15 @@ def _record(gpu: SimGpu) -> GpuRecord:
         compute_capability=f"{gpu.cc_major}.{gpu.cc_minor}", memory_total=gpu.memory_total,
         persistence_mode=gpu.persistence_mode, mig_enabled=gpu.mig_mode, mig_pending=gpu.mig_mode,
         mig_devices=migs, power_limit=gpu.power_limit, max_clocks_sm=gpu.max_clock_sm,
-        max_clocks_memory=gpu.max_clock_memory, multiprocessor_count=gpu.multiprocessor_count,
+        max_clocks_memory=gpu.max_clock_memory,
+        multiprocessor_count=cuda_only.multiprocessor_count if cuda_only else None,
         numa_node=gpu.numa_node, pcie_max_generation=gpu.pcie_gen, pcie_max_width=gpu.pcie_width,
+        bar1_total=gpu.bar1_total, ecc_enabled=gpu.ecc is True,
+        global_memory=cuda_only.memory_total if cuda_only else None,
+        shared_memory_per_sm=cuda_only.shared_memory_per_sm if cuda_only else None,
+        constant_memory=cuda_only.constant_memory if cuda_only else None,
+        l2_cache=cuda_only.l2_cache if cuda_only else None, memory_clock=gpu.memory_clock,
+        memory_bus_width=gpu.memory_bus_width, peers=peer_links(gpu, gpus),
     )
 
 
@@ -87,13 +116,16 @@ def _status(gpu: SimGpu) -> GpuStatus:
     # NVML answers NOT_SUPPORTED for whole-GPU utilization while MIG is on.
     util_gpu = None if gpu.mig_mode else gpu.utilization_gpu
     util_mem = None if gpu.mig_mode else gpu.utilization_memory
+    # ECC counters answer NOT_SUPPORTED unless ECC is on
+    ecc = gpu.ecc_errors if gpu.ecc else (None, None, None)
     return GpuStatus(
         index=gpu.index, power_usage=gpu.power_usage, power_limit=gpu.power_limit,
         temperature=gpu.temperature, utilization_gpu=util_gpu, utilization_memory=util_mem,
-        utilization_encoder=0, utilization_decoder=0, memory_used=gpu.memory_used,
-        memory_total=gpu.memory_total, clock_sm=gpu.clock_sm, clock_memory=gpu.clock_memory,
-        pcie_rx=0, pcie_tx=0,
+        utilization_encoder=gpu.utilization_encoder, utilization_decoder=gpu.utilization_decoder,
+        memory_used=gpu.memory_used, memory_total=gpu.memory_total, clock_sm=gpu.clock_sm,
+        clock_memory=gpu.clock_memory, pcie_rx=gpu.pcie_rx, pcie_tx=gpu.pcie_tx,
         processes=tuple(ProcessRecord(p.pid, p.name, p.used_memory) for p in gpu.processes),
+        bar1_used=gpu.bar1_used, ecc_errors_l1=ecc[0], ecc_errors_l2=ecc[1], ecc_errors_device=ecc[2],
     )
 
 
@@ -120,7 +152,8 @@ class SimulatedLibrary:
         """Every GPU in NVML index order."""
         self._check_open()
         if self._records is None:
-            self._records = tuple(_record(g) for g in sorted(self.preset.gpus, key=lambda g: g.index))
+            self._records = tuple(_record(g, self.preset.gpus)
+                                  for g in sorted(self.preset.gpus, key=lambda g: g.index))
         return self._records
 
     def status(self) -> Tuple[GpuStatus, ...]:

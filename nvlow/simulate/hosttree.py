@@ -37,12 +37,12 @@ def _fingerprint(preset: Preset) -> str:
     from .. import __version__
 
     # The writers' source is part of the key so that a changed writer never
-    # reuses a tree built by an older one (cheap: two small files).
+    # reuses a tree built by an older one (cheap: a few small files).
     import zlib
 
     here = os.path.dirname(__file__)
     crc = zlib.crc32(repr(preset).encode())
-    for mod in ("proctree.py", "drivertree.py", "hosttree.py"):
+    for mod in ("proctree.py", "drivertree.py", "elfgen.py", "hosttree.py"):
         try:
             with open(os.path.join(here, mod), "rb") as fh:
                 crc = zlib.crc32(fh.read(), crc)

@@ -79,6 +79,24 @@ class SimGpu:
     pcie_gen: int = 4
     pcie_width: int = 16
     processes: Tuple[SimProcess, ...] = ()
+    utilization_encoder: int = 0
+    utilization_decoder: int = 0
+    pcie_rx: int = 0  # KB/s
+    pcie_tx: int = 0
+    # what nvidia-docker 1.0 showed beyond the above (defaults: an A100-SXM4-40GB)
+    ecc: Optional[bool] = True  # None: the GPU has no ECC (NVML answers NOT_SUPPORTED, CUDA 0)
+    ecc_errors: Tuple[int, int, int] = (0, 0, 0)  # uncorrected, volatile: L1, L2, device memory
+    shared_memory_per_sm: int = 167936  # bytes
+    constant_memory: int = 65536  # bytes
+    l2_cache: int = 40 * 1024 ** 2  # bytes
+    memory_clock: int = 1215000  # peak, kHz
+    memory_bus_width: int = 5120  # bits
+    bar1_total: int = 64 * 1024 ** 3  # bytes
+    bar1_used: int = 2 * 1024 ** 2
+    #: active NVLinks, all to NVSwitches (DGX): every GPU with some reaches every other one
+    nvlinks: int = 0
+    #: GPUs with the same number sit under the same PCIe switch hierarchy (nvidia-smi topo: PXB)
+    pcie_switch: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +127,50 @@ class Preset:
     nvvm70: bool = False
 
 
+# nvmlGpuTopologyLevel_t values (nvml.h)
+TOPOLOGY_INTERNAL, TOPOLOGY_MULTIPLE, TOPOLOGY_HOSTBRIDGE, TOPOLOGY_NODE, TOPOLOGY_SYSTEM = 0, 20, 30, 40, 50
+
+
+def topology_level(a: SimGpu, b: SimGpu) -> int:
+    """nvmlDeviceGetTopologyCommonAncestor of two simulated GPUs: the same switch hierarchy
+    (PXB), else the same NUMA node (NODE), else across CPU sockets (SYS).
+
+    Example:
+        >>> g = get_preset("dgx-a100").gpus
+        >>> topology_level(g[0], g[1]), topology_level(g[0], g[2]), topology_level(g[0], g[4])
+        (20, 40, 50)
+    """
+    if a.index == b.index:
+        return TOPOLOGY_INTERNAL
+    if a.pcie_switch is not None and a.pcie_switch == b.pcie_switch:
+        return TOPOLOGY_MULTIPLE
+    if a.numa_node == b.numa_node:
+        return TOPOLOGY_NODE
+    return TOPOLOGY_SYSTEM
+
+
+def nvlink_count(a: SimGpu, b: SimGpu) -> int:
+    """NVLinks usable between two GPUs through the NVSwitches (none while either is in MIG mode,
+    where NVLink peer-to-peer is not supported)."""
+    if a.index == b.index or a.mig_mode or b.mig_mode:
+        return 0
+    return min(a.nvlinks, b.nvlinks)
+
+
+def p2p_supported(a: SimGpu, b: SimGpu) -> bool:
+    """Whether ``cuDeviceCanAccessPeer`` says yes: over NVLink, or over PCIe below a host bridge;
+    never in MIG mode.
+
+    Example:
+        >>> g = get_preset("dgx-h100-mig").gpus
+        >>> p2p_supported(g[2], g[7]), p2p_supported(g[0], g[7])
+        (True, False)
+    """
+    if a.index == b.index or a.mig_mode or b.mig_mode:
+        return False
+    return nvlink_count(a, b) > 0 or topology_level(a, b) <= TOPOLOGY_HOSTBRIDGE
+
+
 # nvmlBrandType_t and nvmlDeviceArchitecture_t values (nvml.h, API 12)
 BRAND_GEFORCE = 5
 BRAND_NVIDIA = 14
@@ -128,6 +190,7 @@ def _dgx_a100() -> Preset:
             bus_id=f"00000000:{bus}:00.0", pci_device_id=(0x20B0 << 16) | 0x10DE,
             brand=BRAND_NVIDIA, architecture=ARCH_AMPERE, cc_major=8, cc_minor=0,
             memory_total=40 * GiB, multiprocessor_count=108, numa_node=0 if i < 4 else 1,
+            nvlinks=12, pcie_switch=i // 2,
         )
         for i, bus in enumerate(_A100_BUSES)
     )
@@ -162,6 +225,9 @@ def _dgx_h100_mig() -> Preset:
             memory_total=80 * GiB, multiprocessor_count=132, power_limit=700000,
             numa_node=0 if i < 4 else 1, pcie_gen=5,
             mig_mode=i in layouts, migs=_h100_migs(i, layouts[i]) if i in layouts else (),
+            max_clock_sm=1980, max_clock_memory=2619, clock_memory=2619,
+            shared_memory_per_sm=233472, l2_cache=50 * 1024 ** 2, memory_clock=2619000,
+            bar1_total=128 * GiB, nvlinks=18, pcie_switch=i // 2,
         )
         for i, bus in enumerate(_H100_BUSES)
     )
@@ -182,6 +248,9 @@ def _workstation() -> Preset:
         memory_total=24 * GiB, multiprocessor_count=128, power_limit=450000,
         persistence_mode=False, temperature=41, utilization_gpu=3, memory_used=512 * 1024 ** 2,
         processes=(SimProcess(2210, "/usr/lib/xorg/Xorg", 310 * 1024 ** 2),),
+        max_clock_sm=3105, max_clock_memory=10501, clock_memory=405,
+        ecc=None, shared_memory_per_sm=102400, l2_cache=72 * 1024 ** 2, memory_clock=10501000,
+        memory_bus_width=384, bar1_total=256 * 1024 ** 2, bar1_used=7 * 1024 ** 2, pcie_rx=1000, pcie_tx=3000,
     )
     return Preset(
         name="workstation", description="1x GeForce RTX 4090 with a display, open kernel module 560.35.03, CUDA 12.6",
@@ -247,7 +316,7 @@ def scaled_preset(gpus: int, *, mig: bool = False) -> Preset:
         bus = f"00000000:{(i // 8) + 1:02X}:{i % 8:02X}.0"
         migs = _h100_migs(i, tuple((gi, 0, "1g.10gb", 10) for gi in range(7, 14))) if mig else ()
         out.append(replace(base, index=i, minor=i, uuid=_uuid(f"scaled:{i}"), bus_id=bus,
-                           mig_mode=mig, migs=migs))
+                           mig_mode=mig, migs=migs, pcie_switch=i // 2))
     return Preset(
         name=f"scaled-{gpus}{'-mig' if mig else ''}", description=f"{gpus} simulated GPUs",
         driver_loaded=True, driver_version="550.54.15", cuda_version=12040,

@@ -175,11 +175,15 @@ def drm_render_minor(gpu: SimGpu) -> int:
     return 128 + gpu.index
 
 
-def _sysfs_drm(dest: str, bus: str, names: Tuple[str, ...], minors: Tuple[int, ...]) -> None:
-    """``/sys/devices/pci0000:00/<bus>/drm/<name>/dev`` plus the ``/sys/bus/pci/devices/<bus>`` link."""
+def _sysfs_drm(dest: str, bus: str, names: Tuple[str, ...], minors: Tuple[int, ...],
+               numa_node: Optional[int] = None) -> None:
+    """``/sys/devices/pci0000:00/<bus>/drm/<name>/dev`` (and ``numa_node``) plus the
+    ``/sys/bus/pci/devices/<bus>`` link."""
     device = f"sys/devices/pci0000:00/{bus}"
     for name, minor in zip(names, minors):
         _write(os.path.join(dest, device, "drm", name, "dev"), f"{DRM_MAJOR}:{minor}\n")
+    if numa_node is not None:
+        _write(os.path.join(dest, device, "numa_node"), f"{numa_node}\n")
     link = os.path.join(dest, "sys/bus/pci/devices", bus)
     os.makedirs(os.path.dirname(link), exist_ok=True)
     if os.path.lexists(link):
@@ -193,7 +197,7 @@ def _drm(dest: str, preset: Preset) -> None:
         _node(dest, f"/dev/dri/card{card}", DRM_MAJOR, card, 0o660)
     for gpu in preset.gpus:
         card, render = drm_card_minor(preset, gpu), drm_render_minor(gpu)
-        _sysfs_drm(dest, procfs_bus(gpu), (f"card{card}", f"renderD{render}"), (card, render))
+        _sysfs_drm(dest, procfs_bus(gpu), (f"card{card}", f"renderD{render}"), (card, render), gpu.numa_node)
         _node(dest, f"/dev/dri/card{card}", DRM_MAJOR, card, 0o660)
         _node(dest, f"/dev/dri/renderD{render}", DRM_MAJOR, render, 0o666)
 

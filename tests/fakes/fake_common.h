@@ -15,7 +15,12 @@
 #define FAKE_MAX_MIG 8
 #define FAKE_MAX_PROCS 2048
 #define FAKE_MAX_RC 256
+#define FAKE_MAX_LINKS 8192
+#define FAKE_MAX_NVLINK 36
 #define FAKE_STR 128
+/* where a GPU's NVLinks to NVSwitches end (one switch address per link) */
+#define FAKE_SWITCH_BUS_FMT "00000000:%02X:00.0"
+#define FAKE_SWITCH_BUS_BASE 0xC0
 
 typedef struct {
     int used;
@@ -36,7 +41,17 @@ typedef struct {
     long long pcie_gen, pcie_width, pcie_rx, pcie_tx, bar1_total, bar1_used, numa;
     unsigned long long affinity;
     int has_affinity;
+    long long ecc, ecc_l1, ecc_l2, ecc_device, sharedmem, constmem, l2cache, memclock, buswidth;
+    int nvlink_switch; /* active NVLinks to NVSwitches: links 0..nvlink_switch-1 */
+    int nvlink_peers;  /* then this many straight to another GPU */
+    char nvlink_peer[FAKE_MAX_NVLINK][32];
 } fake_gpu;
+
+/* one GPU pair: "link A B LEVEL P2P" */
+typedef struct {
+    int a, b;
+    int level, p2p;
+} fake_link;
 
 typedef struct {
     int gpu;
@@ -55,10 +70,11 @@ typedef struct {
     int loaded;
     char driver[FAKE_STR], nvml[FAKE_STR];
     long long cuda;
-    int ngpus, nprocs, nrc;
+    int ngpus, nprocs, nrc, nlinks;
     fake_gpu gpus[FAKE_MAX_GPUS];
     fake_proc procs[FAKE_MAX_PROCS];
     fake_rc rcs[FAKE_MAX_RC];
+    fake_link links[FAKE_MAX_LINKS];
 } fake_scenario;
 
 static fake_scenario S;
@@ -73,6 +89,8 @@ static void fake_gpu_reset(fake_gpu *g) {
     g->power_usage = g->power_limit = g->temperature = g->util_gpu = g->util_mem = -1;
     g->encoder = g->decoder = g->clock_sm = g->clock_mem = g->max_clock_sm = g->max_clock_mem = -1;
     g->pcie_gen = g->pcie_width = g->pcie_rx = g->pcie_tx = g->bar1_total = g->bar1_used = g->numa = -1;
+    g->ecc = g->ecc_l1 = g->ecc_l2 = g->ecc_device = -1;
+    g->sharedmem = g->constmem = g->l2cache = g->memclock = g->buswidth = -1;
 }
 
 static void fake_copy(char *dst, const char *src) {
@@ -126,6 +144,10 @@ static int fake_load(void) {
             r->code = code;
             r->gpu = n == 3 ? gpu : -1;
             S.nrc++;
+        } else if (!strcmp(key, "link")) {
+            if (S.nlinks >= FAKE_MAX_LINKS) continue;
+            fake_link *l = &S.links[S.nlinks];
+            if (sscanf(a, "%d %d %d %d", &l->a, &l->b, &l->level, &l->p2p) == 4) S.nlinks++;
         } else if (g == NULL) {
             continue; /* device keys before the first "gpu" line are ignored */
         } else if (!strcmp(key, "name")) fake_copy(g->name, a);
@@ -166,6 +188,20 @@ static int fake_load(void) {
         else if (!strcmp(key, "bar1")) sscanf(a, "%lld %lld", &g->bar1_total, &g->bar1_used);
         else if (!strcmp(key, "numa")) g->numa = atoll(a);
         else if (!strcmp(key, "affinity")) { g->affinity = strtoull(a, NULL, 0); g->has_affinity = 1; }
+        else if (!strcmp(key, "ecc")) g->ecc = atoll(a);
+        else if (!strcmp(key, "eccerrors")) sscanf(a, "%lld %lld %lld", &g->ecc_l1, &g->ecc_l2, &g->ecc_device);
+        else if (!strcmp(key, "sharedmem")) g->sharedmem = atoll(a);
+        else if (!strcmp(key, "constmem")) g->constmem = atoll(a);
+        else if (!strcmp(key, "l2cache")) g->l2cache = atoll(a);
+        else if (!strcmp(key, "memclock")) g->memclock = atoll(a);
+        else if (!strcmp(key, "buswidth")) g->buswidth = atoll(a);
+        else if (!strcmp(key, "nvlink")) {
+            int n = atoi(a);
+            g->nvlink_switch = n < 0 ? 0 : n > FAKE_MAX_NVLINK ? FAKE_MAX_NVLINK : n;
+        } else if (!strcmp(key, "nvlinkpeer")) {
+            if (g->nvlink_switch + g->nvlink_peers < FAKE_MAX_NVLINK &&
+                sscanf(a, "%31s", g->nvlink_peer[g->nvlink_peers]) == 1) g->nvlink_peers++;
+        }
         else if (!strcmp(key, "process")) {
             if (S.nprocs >= FAKE_MAX_PROCS) continue;
             fake_proc *p = &S.procs[S.nprocs];
@@ -178,6 +214,15 @@ static int fake_load(void) {
     fclose(fh);
     S.loaded = 1;
     return 0;
+}
+
+/* The "link" line of GPUs a and b (either order), or NULL. */
+__attribute__((unused)) static const fake_link *fake_find_link(int a, int b) {
+    for (int i = 0; i < S.nlinks; i++) {
+        const fake_link *l = &S.links[i];
+        if ((l->a == a && l->b == b) || (l->a == b && l->b == a)) return l;
+    }
+    return NULL;
 }
 
 /* True when $NVLOW_FAKE_SCENARIO names another file than the one loaded (a new test). */

@@ -122,6 +122,13 @@ CUresult cuDeviceTotalMem_v2(size_t *bytes, CUdevice dev) {
     return CUDA_SUCCESS;
 }
 
+/* an attribute the scenario leaves out is one this "driver" does not know */
+static CUresult attr_value(int *pi, long long value) {
+    if (value < 0) return CUDA_ERROR_INVALID_VALUE;
+    *pi = (int)value;
+    return CUDA_SUCCESS;
+}
+
 CUresult cuDeviceGetAttribute(int *pi, CUdevice_attribute attrib, CUdevice dev) {
     DEVICE(dev);
     if (pi == NULL) return CUDA_ERROR_INVALID_VALUE;
@@ -134,8 +141,40 @@ CUresult cuDeviceGetAttribute(int *pi, CUdevice_attribute attrib, CUdevice dev) 
     case CU_DEVICE_ATTRIBUTE_PCI_BUS_ID: *pi = (int)bus; break;
     case CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID: *pi = (int)device; break;
     case CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID: *pi = (int)domain; break;
+    case CU_DEVICE_ATTRIBUTE_ECC_ENABLED: *pi = g->ecc == 1; break;
+    case CU_DEVICE_ATTRIBUTE_TOTAL_CONSTANT_MEMORY: return attr_value(pi, g->constmem);
+    case CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR: return attr_value(pi, g->sharedmem);
+    case CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE: return attr_value(pi, g->l2cache);
+    case CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE: return attr_value(pi, g->memclock);
+    case CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH: return attr_value(pi, g->buswidth);
     default: return CUDA_ERROR_INVALID_VALUE;
     }
+    return CUDA_SUCCESS;
+}
+
+CUresult cuDeviceGetByPCIBusId(CUdevice *dev, const char *pciBusId) {
+    sync_scenario();
+    if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+    INJECT(-1);
+    if (dev == NULL || pciBusId == NULL) return CUDA_ERROR_INVALID_VALUE;
+    unsigned int d1 = 0, b1 = 0, v1 = 0;
+    if (sscanf(pciBusId, "%x:%x:%x", &d1, &b1, &v1) != 3) return CUDA_ERROR_INVALID_VALUE;
+    for (int i = 0; i < S.ngpus; i++) {
+        unsigned int d2 = 0, b2 = 0, v2 = 0;
+        if (sscanf(S.gpus[i].bus, "%x:%x:%x", &d2, &b2, &v2) == 3 && d1 == d2 && b1 == b2 && v1 == v2) {
+            *dev = i;
+            return CUDA_SUCCESS;
+        }
+    }
+    return CUDA_ERROR_INVALID_DEVICE;
+}
+
+CUresult cuDeviceCanAccessPeer(int *canAccessPeer, CUdevice dev, CUdevice peerDev) {
+    DEVICE(dev);
+    if (canAccessPeer == NULL) return CUDA_ERROR_INVALID_VALUE;
+    if (peerDev < 0 || peerDev >= S.ngpus) return CUDA_ERROR_INVALID_DEVICE;
+    const fake_link *l = fake_find_link(dev, peerDev);
+    *canAccessPeer = dev != peerDev && l != NULL && l->p2p;
     return CUDA_SUCCESS;
 }
 

@@ -382,7 +382,9 @@ nvmlReturn_t nvmlDeviceGetTopologyCommonAncestor(nvmlDevice_t device1, nvmlDevic
     DEVICE(device1);
     if (device2 == NULL || device2->gpu < 0 || device2->gpu >= S.ngpus || pathInfo == NULL) return NVML_ERROR_INVALID_ARGUMENT;
     fake_gpu *g2 = &S.gpus[device2->gpu];
+    const fake_link *l = fake_find_link(device1->gpu, device2->gpu);
     if (device1->gpu == device2->gpu) *pathInfo = NVML_TOPOLOGY_INTERNAL;
+    else if (l != NULL) *pathInfo = (nvmlGpuTopologyLevel_t)l->level;
     else if (g->numa >= 0 && g->numa == g2->numa) *pathInfo = NVML_TOPOLOGY_NODE;
     else *pathInfo = NVML_TOPOLOGY_SYSTEM;
     return NVML_SUCCESS;
@@ -399,5 +401,124 @@ nvmlReturn_t nvmlDeviceGetCpuAffinity(nvmlDevice_t device, unsigned int cpuSetSi
     if (!g->has_affinity) return NVML_ERROR_NOT_SUPPORTED;
     memset(cpuSet, 0, cpuSetSize * sizeof(unsigned long));
     cpuSet[0] = (unsigned long)g->affinity;
+    return NVML_SUCCESS;
+}
+
+/* ---- ECC, memory bus, P2P and NVLink (nvidia-docker 1.0's fields) ---- */
+
+nvmlReturn_t nvmlDeviceGetEccMode(nvmlDevice_t device, nvmlEnableState_t *current, nvmlEnableState_t *pending) {
+    DEVICE(device);
+    if (current == NULL || pending == NULL) return NVML_ERROR_INVALID_ARGUMENT;
+    if (g->ecc < 0) return NVML_ERROR_NOT_SUPPORTED;
+    *current = *pending = g->ecc ? NVML_FEATURE_ENABLED : NVML_FEATURE_DISABLED;
+    return NVML_SUCCESS;
+}
+
+/* uncorrected errors per location from the scenario; corrected ones are 0; -1: unsupported */
+static long long ecc_count(const fake_gpu *g, nvmlMemoryErrorType_t type, nvmlMemoryLocation_t location) {
+    if (g->ecc != 1) return -1;
+    if (type == NVML_MEMORY_ERROR_TYPE_CORRECTED) return 0;
+    switch (location) {
+    case NVML_MEMORY_LOCATION_L1_CACHE: return g->ecc_l1;
+    case NVML_MEMORY_LOCATION_L2_CACHE: return g->ecc_l2;
+    case NVML_MEMORY_LOCATION_DEVICE_MEMORY: return g->ecc_device;
+    default: return 0;
+    }
+}
+
+nvmlReturn_t nvmlDeviceGetMemoryErrorCounter(nvmlDevice_t device, nvmlMemoryErrorType_t errorType,
+                                             nvmlEccCounterType_t counterType, nvmlMemoryLocation_t locationType,
+                                             unsigned long long *count) {
+    DEVICE(device);
+    if ((unsigned)errorType > 1 || (unsigned)counterType > 1 || (unsigned)locationType > 7) return NVML_ERROR_INVALID_ARGUMENT;
+    OUT_NUM(count, ecc_count(g, errorType, locationType));
+}
+
+nvmlReturn_t nvmlDeviceGetTotalEccErrors(nvmlDevice_t device, nvmlMemoryErrorType_t errorType,
+                                         nvmlEccCounterType_t counterType, unsigned long long *eccCounts) {
+    DEVICE(device);
+    if ((unsigned)errorType > 1 || (unsigned)counterType > 1) return NVML_ERROR_INVALID_ARGUMENT;
+    if (g->ecc != 1) return NVML_ERROR_NOT_SUPPORTED;
+    long long total = 0;
+    if (errorType == NVML_MEMORY_ERROR_TYPE_UNCORRECTED) {
+        const long long parts[3] = {g->ecc_l1, g->ecc_l2, g->ecc_device};
+        for (int i = 0; i < 3; i++) total += parts[i] > 0 ? parts[i] : 0;
+    }
+    OUT_NUM(eccCounts, total);
+}
+
+nvmlReturn_t nvmlDeviceGetMemoryBusWidth(nvmlDevice_t device, unsigned int *busWidth) {
+    DEVICE(device);
+    OUT_NUM(busWidth, g->buswidth);
+}
+
+static int same_bus(const char *x, const char *y) {
+    unsigned int d1 = 0, b1 = 0, v1 = 0, d2 = 0, b2 = 0, v2 = 0;
+    if (sscanf(x, "%x:%x:%x", &d1, &b1, &v1) != 3 || sscanf(y, "%x:%x:%x", &d2, &b2, &v2) != 3) return 0;
+    return d1 == d2 && b1 == b2 && v1 == v2;
+}
+
+static int nvlink_total(const fake_gpu *g) {
+    int n = g->nvlink_switch + g->nvlink_peers;
+    return n > FAKE_MAX_NVLINK ? FAKE_MAX_NVLINK : n;
+}
+
+/* NVLinks joining GPUs a and b: straight ones, else both sides' links into the NVSwitch fabric */
+static int nvlinks_between(int a, int b) {
+    const fake_gpu *ga = &S.gpus[a], *gb = &S.gpus[b];
+    int direct = 0, back = 0;
+    for (int i = 0; i < ga->nvlink_peers; i++) direct += same_bus(ga->nvlink_peer[i], gb->bus);
+    for (int i = 0; i < gb->nvlink_peers; i++) back += same_bus(gb->nvlink_peer[i], ga->bus);
+    if (direct || back) return direct > back ? direct : back;
+    if (ga->nvlink_switch > 0 && gb->nvlink_switch > 0)
+        return ga->nvlink_switch < gb->nvlink_switch ? ga->nvlink_switch : gb->nvlink_switch;
+    return 0;
+}
+
+nvmlReturn_t nvmlDeviceGetP2PStatus(nvmlDevice_t device1, nvmlDevice_t device2, nvmlGpuP2PCapsIndex_t p2pIndex,
+                                    nvmlGpuP2PStatus_t *p2pStatus) {
+    DEVICE(device1);
+    if (device2 == NULL || device2->gpu < 0 || device2->gpu >= S.ngpus || p2pStatus == NULL) return NVML_ERROR_INVALID_ARGUMENT;
+    if ((unsigned)p2pIndex >= NVML_P2P_CAPS_INDEX_UNKNOWN || device1->gpu == device2->gpu) return NVML_ERROR_INVALID_ARGUMENT;
+    if (m || device2->slot >= 0) return NVML_ERROR_NOT_SUPPORTED;
+    const fake_link *l = fake_find_link(device1->gpu, device2->gpu);
+    int ok = l != NULL && l->p2p;
+    if (p2pIndex == NVML_P2P_CAPS_INDEX_NVLINK) ok = ok && nvlinks_between(device1->gpu, device2->gpu) > 0;
+    *p2pStatus = ok ? NVML_P2P_STATUS_OK : NVML_P2P_STATUS_NOT_SUPPORTED;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetNvLinkState(nvmlDevice_t device, unsigned int link, nvmlEnableState_t *isActive) {
+    DEVICE(device);
+    if (isActive == NULL || link >= FAKE_MAX_NVLINK) return NVML_ERROR_INVALID_ARGUMENT;
+    if (m || (int)link >= nvlink_total(g)) return NVML_ERROR_NOT_SUPPORTED;
+    *isActive = NVML_FEATURE_ENABLED;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetNvLinkRemotePciInfo_v2(nvmlDevice_t device, unsigned int link, nvmlPciInfo_t *pci) {
+    DEVICE(device);
+    if (pci == NULL || link >= FAKE_MAX_NVLINK) return NVML_ERROR_INVALID_ARGUMENT;
+    if (m || (int)link >= nvlink_total(g)) return NVML_ERROR_NOT_SUPPORTED;
+    char bus[32];
+    if ((int)link < g->nvlink_switch) snprintf(bus, sizeof(bus), FAKE_SWITCH_BUS_FMT, FAKE_SWITCH_BUS_BASE + link / 2);
+    else snprintf(bus, sizeof(bus), "%s", g->nvlink_peer[link - (unsigned int)g->nvlink_switch]);
+    unsigned int domain = 0, b = 0, dev = 0;
+    sscanf(bus, "%x:%x:%x", &domain, &b, &dev);
+    memset(pci, 0, sizeof(*pci));
+    snprintf(pci->busIdLegacy, sizeof(pci->busIdLegacy), "%04X:%02X:%02X.0", domain & 0xffff, b, dev);
+    fake_strout(pci->busId, sizeof(pci->busId), bus);
+    pci->domain = domain;
+    pci->bus = b;
+    pci->device = dev;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetNvLinkRemoteDeviceType(nvmlDevice_t device, unsigned int link,
+                                                 nvmlIntNvLinkDeviceType_t *pNvLinkDeviceType) {
+    DEVICE(device);
+    if (pNvLinkDeviceType == NULL || link >= FAKE_MAX_NVLINK) return NVML_ERROR_INVALID_ARGUMENT;
+    if (m || (int)link >= nvlink_total(g)) return NVML_ERROR_NOT_SUPPORTED;
+    *pNvLinkDeviceType = (int)link < g->nvlink_switch ? NVML_NVLINK_DEVICE_TYPE_SWITCH : NVML_NVLINK_DEVICE_TYPE_GPU;
     return NVML_SUCCESS;
 }
