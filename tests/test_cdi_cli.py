@@ -130,6 +130,26 @@ def test_generate_write_if_changed(fake: str) -> None:
     assert f"libcuda.so.{new}" in open(target).read()
 
 
+@pytest.mark.parametrize("broken", [":", "a: " + "[" * 5000, "- " * 5000, 'kind: "\\UFFFFFFFF"\n',
+                                    "cdiVersion: 0.5.0\nkind: nvidia.com/gpu\nnote: see: docs\n"])
+def test_generate_if_changed_replaces_a_broken_spec(fake: str, broken: str) -> None:
+    """The shipped systemd unit runs ``generate --write --if-changed``: a spec engines cannot read is replaced."""
+    target = os.path.join(fake, "var/run/cdi/nvidia.yaml")
+    os.makedirs(os.path.dirname(target))
+    with open(target, "w") as fh:
+        fh.write(broken)
+    code, _out, err = invoke("cdi", "generate", "--root", fake, "--write", "--if-changed")
+    assert code == 0, err
+    lines = err.splitlines()
+    assert lines[0].startswith(f"nvlow: warning: replacing a spec that engines cannot read: {target}: not a valid "
+                               "JSON or YAML spec: line ")
+    assert lines[1] == f"nvlow: wrote {target} (5 devices of nvidia.com/gpu, cdiVersion 0.5.0)"
+    _code, stdout_spec, _err = invoke("cdi", "generate", "--root", fake)
+    assert read_spec(target) == load_yaml(stdout_spec)
+    code, _out, err = invoke("cdi", "generate", "--root", fake, "--write", "--if-changed")
+    assert (code, err) == (0, f"nvlow: {target} unchanged (driver {V}, 5 devices)\n")
+
+
 def test_generate_warns_about_other_specs_of_the_kind(fake: str) -> None:
     other = os.path.join(fake, "etc/cdi/nvidia.json")
     os.makedirs(os.path.dirname(other))
@@ -261,7 +281,47 @@ def test_validate_unreadable_and_unparsable(tmp_path: Any, driver: None) -> None
     assert code == 1
     lines = out.splitlines()
     assert lines[0] == f"{missing}: cannot read {missing}: No such file or directory"
-    assert lines[1].startswith(f"{bad}: not a valid JSON or YAML spec: line 1: ")
+    assert lines[1] == f"{bad}: not a valid JSON or YAML spec: line 2 column 1: did not find expected node content"
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("cdiVersion: 0.5.0\nkind: nvidia.com/gpu\nnote: see: docs\n",
+     "line 3 column 10: mapping values are not allowed in this context"),
+    (":", "line 1 column 1: did not find expected key"),
+    ("kind: " + "[" * 3000, "line 1 column 206: collections nested deeper than 200 levels (nvlow's limit)"),
+    ("- " * 3000, "line 1 column 401: collections nested deeper than 200 levels (nvlow's limit)"),
+    ('kind: "\\UFFFFFFFF"\n', "line 1 column 10: found invalid Unicode character escape code (while parsing a "
+                               "quoted scalar at line 1 column 7)"),
+    ('{"kind": "nvidia.com\\/gpu"}', "line 1 column 21: found unknown escape character (while parsing a quoted "
+                                   "scalar at line 1 column 10)"),
+])
+def test_validate_reports_what_engines_cannot_parse(tmp_path: Any, driver: None, content: str, problem: str) -> None:
+    path = _write(str(tmp_path), "/spec.yaml", content)
+    code, out, err = invoke("cdi", "validate", path)
+    assert (code, out, err) == (1, f"{path}: not a valid JSON or YAML spec: {problem}\n", "")
+
+
+def test_validate_accepts_a_byte_order_mark(tmp_path: Any, driver: None) -> None:
+    path = str(tmp_path / "bom.json")
+    with open(path, "wb") as fh:
+        fh.write(b"\xef\xbb\xbf" + json.dumps(_spec("0")).encode())
+    code, out, _err = invoke("cdi", "validate", "--no-host-checks", path)
+    assert (code, out) == (0, f"{path}: ok (1 device)\n")
+
+
+def test_list_skips_a_broken_spec_and_names_it(tmp_path: Any) -> None:
+    root = str(tmp_path)
+    broken = _write(root, "/etc/cdi/broken.yaml", "cdiVersion: 0.5.0\nkind: nvidia.com/gpu\nnote: see: docs\n")
+    crash = _write(root, "/etc/cdi/crash.yaml", ":")
+    _write(root, "/var/run/cdi/nvidia.json", _spec("0", "all"))
+    code, out, err = invoke("cdi", "list", "--root", root)
+    assert (code, out) == (0, "nvidia.com/gpu=0\nnvidia.com/gpu=all\n")
+    assert err.splitlines() == [
+        f"nvlow: warning: {broken}: not a valid JSON or YAML spec: line 3 column 10: mapping values are not allowed "
+        "in this context; skipped",
+        f"nvlow: warning: {crash}: not a valid JSON or YAML spec: line 1 column 1: did not find expected key; skipped",
+        "nvlow: Found 2 CDI devices",
+    ]
 
 
 def test_validate_stale_spec_and_json(tmp_path: Any, driver: None) -> None:

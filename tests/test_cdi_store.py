@@ -8,8 +8,9 @@ from typing import Any, Dict, List
 
 import pytest
 
-from nvlow.cdi.store import (ListedDevice, existing_document, list_devices, other_specs_with_kind, read_spec,
-                             spec_files, write_atomic)
+from nvlow.cdi.store import (ListedDevice, existing_document, list_devices, other_specs_with_kind, parse_spec_text,
+                             read_spec, spec_device_names, spec_files, write_atomic)
+from nvlow.cdi.yaml import YamlError
 from nvlow.errors import HostError
 from nvlow.root import HostRoot
 
@@ -95,7 +96,8 @@ def test_read_spec_errors(tmp_path: Any) -> None:
     with pytest.raises(HostError, match="cannot read .*missing.json: No such file or directory"):
         read_spec(str(tmp_path / "missing.json"))
     p = put(str(tmp_path), "/x.yaml", "a: [\n")
-    with pytest.raises(HostError, match=r"x.yaml: not a valid JSON or YAML spec: line 1: unterminated flow"):
+    with pytest.raises(HostError, match=r"x.yaml: not a valid JSON or YAML spec: line 2 column 1: did not find "
+                                        r"expected node content$"):
         read_spec(p)
     assert existing_document(p) is None
     assert existing_document(str(tmp_path / "none.yaml")) is None
@@ -140,3 +142,52 @@ def test_write_atomic_unwritable_dir(tmp_path: Any) -> None:
     blocker.write_text("")
     with pytest.raises(HostError, match="cannot create .*file"):
         write_atomic(str(blocker / "cdi" / "nvidia.yaml"), b"x")
+
+
+BROKEN = {  # file name: (content, what the one-line report says); each was read silently or crashed before
+    "colon.yaml": (":", "line 1 column 1: did not find expected key"),
+    "plain-colon.yaml": ("cdiVersion: 0.5.0\nkind: x.org/y\nnote: see: docs\n",
+                         "line 3 column 10: mapping values are not allowed in this context"),
+    "deep.yaml": ("a: " + "[" * 5000, "line 1 column 203: collections nested deeper than 200 levels"),
+    "escape.yaml": ('kind: "\\UFFFFFFFF"\n', "line 1 column 10: found invalid Unicode character escape code"),
+    "slash.json": ('{"kind": "x.org\\/y"}', "line 1 column 16: found unknown escape character"),
+    "dup.json": ('{"kind": "x.org/y", "kind": "x.org/z"}', "line 1 column 21: duplicate key 'kind'"),
+    "nul.yaml": ("kind: x.org/y\x00\n", "line 1 column 14: control characters are not allowed (U+0000)"),
+    "latin1.yaml": (b"kind: caf\xe9\n", "line 1 column 10: invalid UTF-8"),
+}
+
+
+def test_list_reports_and_skips_broken_files_like_engines(tmp_path: Any) -> None:
+    r = str(tmp_path)
+    good = put(r, "/etc/cdi/good.yaml", "\ufeffcdiVersion: 0.5.0\nkind: nvidia.com/gpu\ndevices:\n- name: \"0\"\n"
+                                        "  containerEdits:\n    deviceNodes:\n    - path: /dev/nvidia0\n")
+    paths = {}
+    for name, (content, _message) in BROKEN.items():
+        paths[name] = os.path.join(r, "etc/cdi", name)
+        with open(paths[name], "wb") as fh:
+            fh.write(content if isinstance(content, bytes) else content.encode("utf-8"))
+    devices, warnings = list_devices(HostRoot(r))
+    assert devices == [ListedDevice("nvidia.com/gpu=0", good)]
+    expected = sorted(f"{paths[name]}: not a valid JSON or YAML spec: {message}" for name, (_c, message) in
+                      BROKEN.items())
+    got = sorted(w for w in warnings)
+    assert len(got) == len(expected)
+    for line, start in zip(got, expected):
+        assert line.startswith(start) and line.endswith("; skipped") and "\n" not in line
+
+
+def test_parse_spec_text_reads_bytes_and_json_as_go_yaml_does() -> None:
+    assert parse_spec_text(b'\xef\xbb\xbf{"kind": "a.b/c", "n": 0755}') == {"kind": "a.b/c", "n": 493}
+    assert parse_spec_text('{"a": NaN, "b": 1e400, "c": 08}') == {"a": "NaN", "b": "1e400", "c": 8.0}
+    with pytest.raises(YamlError, match="duplicate key 'a'"):
+        parse_spec_text('{"a": 1, "a": 2}')
+
+
+def test_spec_device_names_and_other_specs_tolerate_odd_documents(tmp_path: Any) -> None:
+    assert spec_device_names({"kind": "a.b/c", "devices": True}) == []
+    assert spec_device_names({"kind": "a.b/c", "devices": "xyz"}) == []
+    r = str(tmp_path)
+    mine = put(r, "/var/run/cdi/nvidia.yaml", "kind: nvidia.com/gpu\n")
+    odd = put(r, "/etc/cdi/odd.yaml", "kind: nvidia.com/gpu\ndevices: yes\n")
+    put(r, "/etc/cdi/broken.yaml", "kind: nvidia.com/gpu\nnote: see: docs\n")
+    assert other_specs_with_kind(HostRoot(r), "nvidia.com/gpu", mine) == [(odd, [])]

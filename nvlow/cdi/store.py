@@ -6,6 +6,14 @@ qualified device in two files of one directory is a conflict that makes the
 device unusable (CDI ``pkg/cdi/cache.go``; cdi.md §4). With ``--root`` the
 directories are looked up under the root.
 
+Spec files are parsed as the engines parse them: the CDI library hands
+``.json`` and ``.yaml`` files alike to sigs.k8s.io/yaml (go-yaml v2), so a
+JSON spec goes through :func:`~nvlow.cdi.yaml.load_yaml` too (JSON that
+Python accepts but go-yaml refuses, such as a duplicate key or a ``\\/``
+escape, makes the file unusable for engines). A file that cannot be parsed
+is reported in one line naming the file, line and column, and skipped by
+:func:`list_devices`, as engines skip it.
+
 Example:
     >>> parse_spec_text('{"kind": "nvidia.com/gpu"}')
     {'kind': 'nvidia.com/gpu'}
@@ -17,10 +25,11 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from ..errors import HostError
 from ..root import HostRoot
+from .yaml import YamlError, load_yaml
 
 SPEC_DIRS = ("/etc/cdi", "/var/run/cdi")
 DEFAULT_SPEC_DIR = "/var/run/cdi"
@@ -30,33 +39,26 @@ SPEC_EXTENSIONS = (".json", ".yaml")
 SPEC_MODE = 0o644
 
 
-def parse_spec_text(text: str) -> Any:
-    """A spec document from JSON or YAML text (JSON is tried first: it is a YAML subset).
+def parse_spec_text(text: Union[str, bytes]) -> Any:
+    """A spec document from JSON or YAML text or bytes, read as the engines' go-yaml reads it.
 
-    Raises ValueError (a :class:`~nvlow.cdi.yaml.YamlError`) naming the line.
+    Raises :class:`~nvlow.cdi.yaml.YamlError` (a ValueError and an NvlowError) naming the line and column.
     """
-    import json
-
-    try:
-        return json.loads(text)
-    except ValueError:
-        pass
-    from .yaml import load_yaml
-
     return load_yaml(text)
 
 
 def read_spec(path: str) -> Any:
-    """Read and parse a spec file (a real path); errors name the file."""
+    """Read and parse a spec file (a real path); errors are one line naming the file, line and column."""
     try:
-        with open(path, "r", encoding="utf-8", errors="replace") as fh:
-            text = fh.read()
+        with open(path, "rb") as fh:
+            data = fh.read()
     except OSError as exc:
         raise HostError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
-        return parse_spec_text(text)
-    except ValueError as exc:
-        raise HostError(f"{path}: not a valid JSON or YAML spec: {exc}") from None
+        return parse_spec_text(data)
+    except YamlError as exc:
+        raise HostError(f"{path}: not a valid JSON or YAML spec: {exc}",
+                        hint=f"engines skip this file; check it with 'nvlow cdi validate {path}'") from None
 
 
 def spec_files(root: HostRoot, dirs: Sequence[str] = SPEC_DIRS) -> List[Tuple[int, str]]:
@@ -88,7 +90,8 @@ def spec_device_names(doc: Any) -> List[str]:
         return []
     kind = doc["kind"]
     out = []
-    for dev in doc.get("devices") or []:
+    devices = doc.get("devices")
+    for dev in devices if isinstance(devices, list) else []:
         if isinstance(dev, dict) and isinstance(dev.get("name"), str) and dev["name"]:
             out.append(f"{kind}={dev['name']}")
     return out

@@ -4,13 +4,14 @@
 bools and None, the shape of every CDI spec. Strings are quoted whenever a
 YAML 1.1 reader (go-yaml v2, used by the CDI library through
 sigs.k8s.io/yaml) could read them as anything but a string: ``"0"``,
-``"0:1"`` (a base-60 integer in YAML 1.1), ``"yes"``, ``"on"``.
+``"0:1"`` (a base-60 integer in YAML 1.1), ``"yes"``, ``"on"``. Quoted strings
+use only the escapes go-yaml v2 knows: no ``\\/``, and ``\\UXXXXXXXX`` rather
+than a JSON surrogate pair, which go-yaml refuses.
 
-:func:`load_yaml` reads the subset that nvlow and ``nvidia-ctk cdi generate``
-write: block mappings and sequences (including go-yaml's indentless
-``key:\\n- item`` sequences), plain, single- and double-quoted scalars,
-one-line flow collections and comments. Anchors, tags, block scalars and
-multiple documents raise :class:`YamlError` naming the line.
+:func:`load_yaml` is nvlow's own reader for the subset of YAML that CDI specs
+use: inside it, it gives the value go-yaml v2 (the engines' parser) gives;
+everything else, and everything go-yaml refuses, raises :class:`YamlError`
+naming the line and column; see docs/cdi.md §7.
 
 The emitter lives here; the reader is :mod:`nvlow.cdi.yaml_load` and the
 YAML 1.1 scalar rules both share are :mod:`nvlow.cdi.yaml_scalar`. Import
@@ -36,7 +37,7 @@ from .yaml_scalar import BOOL_FALSE, BOOL_TRUE, NULLS, YamlError
 
 __all__ = ["YamlError", "dump_yaml", "load_yaml"]
 
-_PLAIN_SAFE = re.compile(r"^[A-Za-z/_][A-Za-z0-9_./=+@,:-]*$")
+_PLAIN_SAFE = re.compile(r"[A-Za-z/_][A-Za-z0-9_./=+@,:-]*")  # used with fullmatch: "$" would allow "x\n"
 
 
 # ---------------------------------------------------------------- emitter
@@ -50,14 +51,38 @@ def _scalar(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return ".nan" if value != value else (".inf" if value > 0 else "-.inf")  # YAML 1.1, not JSON's NaN
         return json.dumps(value)
     if isinstance(value, str):
-        if (_PLAIN_SAFE.match(value) and not value.endswith(":") and value not in BOOL_TRUE
+        if (_PLAIN_SAFE.fullmatch(value) and not value.endswith(":") and value not in BOOL_TRUE
                 and value not in BOOL_FALSE and value not in NULLS):
             return value
-        # a JSON string (ASCII only: DEL and non-ASCII are \u escapes) is a valid YAML double-quoted scalar
-        return json.dumps(value)
+        return _double_quoted(value)
     raise TypeError(f"cannot write {type(value).__name__} as YAML")
+
+
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+
+
+def _double_quoted(value: str) -> str:
+    """A double-quoted scalar in printable ASCII: JSON's escapes, ``\\uXXXX``, and ``\\UXXXXXXXX`` above
+    U+FFFF (go-yaml refuses the surrogate pairs JSON uses there)."""
+    out = ['"']
+    for c in value:
+        code = ord(c)
+        if c in _ESCAPES:
+            out.append(_ESCAPES[c])
+        elif 0x20 <= code < 0x7F:
+            out.append(c)
+        elif 0xD800 <= code <= 0xDFFF:
+            raise YamlError(f"cannot write {value!r} as YAML: it holds a lone surrogate (bytes that are not UTF-8)")
+        elif code > 0xFFFF:
+            out.append(f"\\U{code:08x}")
+        else:
+            out.append(f"\\u{code:04x}")
+    out.append('"')
+    return "".join(out)
 
 
 def _emit(value: Any, indent: int, out: List[str]) -> None:

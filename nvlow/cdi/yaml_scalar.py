@@ -1,183 +1,216 @@
-"""YAML scalars for the CDI reader and writer: YAML 1.1 resolution, quoting, flow collections.
+"""YAML scalars for the CDI reader and writer: what a plain scalar means, and map keys as strings.
 
-What a plain scalar means is the one piece of knowledge the emitter
-(:mod:`nvlow.cdi.yaml`) and the reader (:mod:`nvlow.cdi.yaml_load`) share.
-The CDI library reads specs with go-yaml v2 (through sigs.k8s.io/yaml), a
-YAML 1.1 reader, so ``yes``/``on``/``n`` are booleans and ``0755`` is octal:
-:data:`BOOL_TRUE`, :data:`BOOL_FALSE` and :data:`NULLS` list the words the
-emitter must quote. :func:`parse_scalar` resolves one scalar (plain, single-
-or double-quoted, or a one-line flow collection) the way YAML 1.1 does,
-raising :class:`YamlError` naming the line.
+Engines read CDI specs through ``sigs.k8s.io/yaml``, which parses with go-yaml
+v2 (a YAML 1.1 reader) and then turns the result into JSON. So a plain
+``yes``/``on``/``n`` is a boolean, ``0755`` is octal and ``08`` (not octal) is
+the float 8.0, while quoted and block scalars are always strings; map keys
+that are not strings become strings (``n:`` is the key ``"false"``, ``1.5:`` is
+``"1.5"``) and a null or a too large unsigned key makes the file unreadable.
+:func:`resolve_plain` and :func:`key_string` are those two rules, written for
+nvlow from the YAML 1.1 type definitions (yaml.org/type: bool, null, int,
+float), Go's documented ``strconv`` number syntax, and the values recorded in
+``tests/data/cdi-yaml-corpus``. :data:`BOOL_TRUE`, :data:`BOOL_FALSE` and
+:data:`NULLS` are the words the emitter (:mod:`nvlow.cdi.yaml`) must quote.
 
 Example:
-    >>> [parse_scalar(t, 1) for t in ("0755", "on", "'0'", "'it''s'", "[ro, {a: 1}]", "~")]
-    [493, True, '0', "it's", ['ro', {'a': 1}], None]
+    >>> [resolve_plain(t) for t in ("0755", "08", "on", "~", "0x1f", "1_000", "0.5.0", ".5", "-.inf")]
+    [493, 8.0, True, None, 31, 1000, '0.5.0', 0.5, -inf]
+    >>> [key_string(k) for k in (False, 10, 1.5, 1e6, "x")]
+    ['false', '10', '1.5', '1e+06', 'x']
 """
 from __future__ import annotations
 
+import math
 import re
-from typing import Any, Dict, List, Tuple
+import struct
+from typing import Any, Dict, Optional
 
-# YAML 1.1 booleans and nulls (go-yaml v2 resolves all of these)
+from ..errors import NvlowError
+
+# YAML 1.1 booleans and nulls, in the spellings a YAML 1.1 reader resolves
 BOOL_TRUE = {"y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"}
 BOOL_FALSE = {"n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"}
 NULLS = {"", "~", "null", "Null", "NULL"}
-_INT_RE = re.compile(r"^[-+]?(0|[1-9][0-9_]*)$")
-_INT_OTHER_RE = re.compile(r"^[-+]?0(x[0-9a-fA-F_]+|o?[0-7_]+|b[01_]+)$")
-_FLOAT_RE = re.compile(r"^[-+]?(\.[0-9]+|[0-9][0-9_]*(\.[0-9_]*)?)([eE][-+]?[0-9]+)?$")
-_SPECIAL_FLOATS = {".inf": float("inf"), ".Inf": float("inf"), ".INF": float("inf"),
-                   "-.inf": float("-inf"), "-.Inf": float("-inf"), "-.INF": float("-inf"),
-                   ".nan": float("nan"), ".NaN": float("nan"), ".NAN": float("nan")}
+
+#: plain scalars with a fixed meaning: the words above and YAML 1.1's spellings of NaN and infinity
+_WORDS: Dict[str, Any] = {}
+for _word in BOOL_TRUE:
+    _WORDS[_word] = True
+for _word in BOOL_FALSE:
+    _WORDS[_word] = False
+for _word in NULLS:
+    _WORDS[_word] = None
+for _spelling in ("nan", "NaN", "NAN"):
+    _WORDS["." + _spelling] = math.nan
+for _spelling in ("inf", "Inf", "INF"):
+    _WORDS["." + _spelling] = _WORDS["+." + _spelling] = math.inf
+    _WORDS["-." + _spelling] = -math.inf
+
+#: a number has to start with one of these; anything else that is not in _WORDS is a string
+_NUMBER_START = frozenset("+-.0123456789")
+#: YAML 1.1's float syntax as the engines apply it (underscores removed first): 1.5, -2., .5, 6.8523e+5, 123456e1
+_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?")
+#: a float that starts with '.', as Go's ParseFloat reads it
+_DOT_FLOAT = re.compile(r"\.[0-9]+(?:[eE][-+]?[0-9]+)?")
+_INT64_MIN, _INT64_MAX, _UINT64_MAX = -2 ** 63, 2 ** 63 - 1, 2 ** 64 - 1
+_MIN_UINT64_ONLY = 2 ** 63  # the engines read 2**63 … 2**64-1 as uint64, which sigs.k8s.io/yaml refuses as a key
+_BASES = {"b": 2, "o": 8, "x": 16}
 
 
-class YamlError(ValueError):
-    """The text is not YAML this reader understands (the message names the line)."""
+class YamlError(NvlowError, ValueError):
+    """The text is not YAML the engines' reader accepts, or uses what nvlow does not support.
+
+    ``line`` and ``column`` (1-based) say where, when known; the message starts with them.
+    """
+
+    def __init__(self, problem: str, *, line: Optional[int] = None, column: Optional[int] = None) -> None:
+        where = f"line {line} column {column}: " if line is not None and column is not None else ""
+        super().__init__(where + problem)
+        self.problem = problem
+        self.line = line
+        self.column = column
 
 
-def quoted_end(text: str, lineno: int) -> int:
-    """The index just past the closing quote of the quoted scalar that starts ``text``."""
-    q = text[0]
-    i = 1
-    while i < len(text):
-        if q == '"' and text[i] == "\\":
-            i += 2
-            continue
-        if text[i] == q:
-            if q == "'" and text[i + 1:i + 2] == "'":
-                i += 2
-                continue
-            return i + 1
-        i += 1
-    raise YamlError(f"line {lineno}: unterminated quoted string")
-
-
-_SIMPLE_ESCAPES = {"0": "\0", "a": "\a", "b": "\b", "t": "\t", "\t": "\t", "n": "\n", "v": "\v", "f": "\f",
-                   "r": "\r", "e": "\x1b", " ": " ", '"': '"', "/": "/", "\\": "\\", "N": "\x85",
-                   "_": "\xa0", "L": "\u2028", "P": "\u2029"}
-_HEX_ESCAPES = {"x": 2, "u": 4, "U": 8}
-
-
-def _unescape_double(body: str, lineno: int) -> str:
-    """The value of a YAML double-quoted scalar's body (YAML 1.1/1.2 escapes, a superset of JSON's)."""
-    out: List[str] = []
-    i = 0
-    while i < len(body):
-        c = body[i]
-        if c != "\\":
-            out.append(c)
-            i += 1
-            continue
-        esc = body[i + 1:i + 2]
-        if esc in _SIMPLE_ESCAPES:
-            out.append(_SIMPLE_ESCAPES[esc])
-            i += 2
-        elif esc in _HEX_ESCAPES:
-            digits = body[i + 2:i + 2 + _HEX_ESCAPES[esc]]
-            if len(digits) != _HEX_ESCAPES[esc] or not all(d in "0123456789abcdefABCDEF" for d in digits):
-                raise YamlError(f"line {lineno}: bad escape \\{esc}{digits} in double-quoted string")
-            code = int(digits, 16)
-            i += 2 + len(digits)
-            if esc == "u" and 0xD800 <= code < 0xDC00 and body[i:i + 2] == "\\u":
-                low = int(body[i + 2:i + 6], 16)  # a JSON-style surrogate pair
-                code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
-                i += 6
-            out.append(chr(code))
-        else:
-            raise YamlError(f"line {lineno}: bad escape \\{esc} in double-quoted string")
-    return "".join(out)
-
-
-def parse_scalar(text: str, lineno: int) -> Any:
-    """The value of one scalar or one-line flow collection, resolved as YAML 1.1 (go-yaml v2) does."""
-    if not text:
+def _digits_value(digits: str, base: int) -> Optional[int]:
+    """``digits`` (no sign, no prefix, no underscores) as a number in ``base``; None if any is not a digit of
+    that base or there are none. Python's int() is not used: it would take spaces and underscores."""
+    if not digits:
         return None
-    if text[0] == '"':
-        if quoted_end(text, lineno) != len(text):
-            raise YamlError(f"line {lineno}: text after quoted string: {text}")
-        return _unescape_double(text[1:-1], lineno)
-    if text[0] == "'":
-        if quoted_end(text, lineno) != len(text):
-            raise YamlError(f"line {lineno}: text after quoted string: {text}")
-        return text[1:-1].replace("''", "'")
-    if text[0] in "&*!|>%@`":
-        raise YamlError(f"line {lineno}: unsupported YAML feature {text[0]!r}")
-    if text in NULLS:
+    value = 0
+    for c in digits:
+        d = int(c, 36) if c.isascii() and c.isalnum() else 99
+        if d >= base:
+            return None
+        value = value * base + d
+    return value
+
+
+def _unsigned(text: str) -> Optional[int]:
+    """An unsigned integer literal in Go's syntax (``12``, ``0755``/``0o755`` octal, ``0x1F``, ``0b101``)."""
+    if len(text) > 1 and text[0] == "0":
+        base = _BASES.get(text[1].lower())
+        return _digits_value(text[2:], base) if base else _digits_value(text[1:], 8)
+    return _digits_value(text, 10)
+
+
+def _integer(text: str) -> Optional[int]:
+    """An integer the engines read as int64 (a sign allowed) or, failing that, as uint64 (no sign)."""
+    sign = text[:1] if text[:1] in ("+", "-") else ""
+    magnitude = _unsigned(text[len(sign):])
+    if magnitude is None:
         return None
-    if text in BOOL_TRUE:
-        return True
-    if text in BOOL_FALSE:
-        return False
-    if _INT_RE.match(text) or _INT_OTHER_RE.match(text):
-        clean = text.replace("_", "")
-        sign = -1 if clean.startswith("-") else 1
-        body = clean.lstrip("+-")
-        if len(body) > 1 and body[0] == "0" and body[1] not in "xob":
-            return sign * int(body, 8)  # YAML 1.1 octal: 0755
-        return sign * int(body, 0) if body[:2] in ("0x", "0o", "0b") else sign * int(body)
-    if text in _SPECIAL_FLOATS:
-        return _SPECIAL_FLOATS[text]
-    if _FLOAT_RE.match(text) and any(c.isdigit() for c in text):
-        return float(text.replace("_", ""))
-    if text[0] in "[{":
-        value, end = _parse_flow(text, 0, lineno)
-        if text[end:].strip():
-            raise YamlError(f"line {lineno}: text after flow collection: {text[end:].strip()}")
+    value = -magnitude if sign == "-" else magnitude
+    if _INT64_MIN <= value <= _INT64_MAX:
         return value
-    return text
+    if not sign and value <= _UINT64_MAX:
+        return value  # a Go uint64
+    return None
 
 
-def _skip_spaces(text: str, i: int) -> int:
-    while i < len(text) and text[i] == " ":
-        i += 1
-    return i
+def _binary_with_sign(text: str) -> Optional[int]:
+    """The engines' extra binary spellings, where a sign may follow the prefix: ``0b-1`` is -1,
+    ``-0b101010`` is -42 (corpus: go2-unmarshal-28, octal-and-not)."""
+    if text.startswith("0b"):
+        body = text[2:]
+        sign = body[:1] if body[:1] in ("+", "-") else ""
+        magnitude = _digits_value(body[len(sign):], 2)
+        if magnitude is None:
+            return None
+        value = -magnitude if sign == "-" else magnitude
+        if _INT64_MIN <= value <= _INT64_MAX or (not sign and value <= _UINT64_MAX):
+            return value
+        return None
+    if text.startswith("-0b"):
+        magnitude = _digits_value(text[3:], 2)
+        return -magnitude if magnitude is not None and -magnitude >= _INT64_MIN else None
+    return None
 
 
-def _flow_item(text: str, i: int, stops: str, lineno: int) -> Tuple[Any, int]:
-    """One flow value at ``text[i]``: a nested collection, a quoted or a plain scalar."""
-    i = _skip_spaces(text, i)
-    if i < len(text) and text[i] in "[{":
-        return _parse_flow(text, i, lineno)
-    if i < len(text) and text[i] in "\"'":
-        end = i + quoted_end(text[i:], lineno)
-        return parse_scalar(text[i:end], lineno), end
-    j = i
-    while j < len(text) and text[j] not in stops:
-        if text[j] == ":" and ":" in stops and (j + 1 == len(text) or text[j + 1] in " ,]}"):
+def _underscores_between_digits(text: str) -> bool:
+    """Each ``_`` sits between two digits (Go's rule for underscores in number literals; a sign is ignored)."""
+    body = text[1:] if text[:1] in ("+", "-") else text
+    return all(c != "_" or (0 < i < len(body) - 1 and body[i - 1].isdigit() and body[i + 1].isdigit())
+               for i, c in enumerate(body))
+
+
+def _finite(text: str) -> Optional[float]:
+    value = float(text)
+    return None if math.isinf(value) else value  # out of range: the scalar stays a string
+
+
+def resolve_plain(text: str) -> Any:
+    """The value of a plain (unquoted, untagged) scalar, as the engines resolve it into ``interface{}``.
+
+    Timestamps stay strings; integers above 2**63-1 are Go ``uint64`` values (Python ints here), and
+    larger ones become floats; a float too large for a double stays a string.
+    """
+    if text in _WORDS:
+        return _WORDS[text]
+    if text[0] not in _NUMBER_START:
+        return text
+    bare = text.replace("_", "")
+    if text[0] == ".":
+        if _DOT_FLOAT.fullmatch(bare) and _underscores_between_digits(text):
+            value = _finite(bare)
+            if value is not None:
+                return value
+        return text
+    number = _integer(bare)
+    if number is not None:
+        return number
+    if _FLOAT.fullmatch(bare):
+        value = _finite(bare)
+        if value is not None:
+            return value
+    number = _binary_with_sign(bare)
+    return text if number is None else number
+
+
+def _format_float32_g(value: float) -> str:
+    """Go's ``strconv.FormatFloat(value, 'g', -1, 32)``: shortest digits that survive a float32."""
+    if math.isnan(value):
+        return "NaN"
+    try:
+        f32 = struct.unpack("<f", struct.pack("<f", value))[0]
+    except OverflowError:
+        f32 = math.copysign(math.inf, value)
+    if math.isinf(f32):
+        return "+Inf" if f32 > 0 else "-Inf"
+    if f32 == 0:
+        return "-0" if math.copysign(1.0, f32) < 0 else "0"
+    digits = ""
+    for precision in range(1, 18):
+        text = f"{f32:.{precision - 1}e}"
+        if struct.unpack("<f", struct.pack("<f", float(text)))[0] == f32:
+            digits = text
             break
-        j += 1
-    return parse_scalar(text[i:j].strip(), lineno), j
+    mantissa, _e, exp_text = digits.partition("e")
+    sign = "-" if mantissa.startswith("-") else ""
+    figures = mantissa.lstrip("-").replace(".", "").rstrip("0") or "0"
+    exp = int(exp_text)
+    if exp < -4 or exp >= 6:  # %e: at least two exponent digits
+        body = figures[0] + ("." + figures[1:] if len(figures) > 1 else "")
+        return f"{sign}{body}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
+    if exp < 0:
+        return f"{sign}0.{'0' * (-exp - 1)}{figures}"
+    whole = figures[:exp + 1].ljust(exp + 1, "0")
+    frac = figures[exp + 1:]
+    return f"{sign}{whole}" + (f".{frac}" if frac else "")
 
 
-def _parse_flow(text: str, i: int, lineno: int) -> Tuple[Any, int]:
-    """A one-line flow collection starting at ``text[i]``; returns (value, end index)."""
-    is_map = text[i] == "{"
-    closer = "}" if is_map else "]"
-    items: List[Any] = []
-    mapping: Dict[Any, Any] = {}
-    i += 1
-    while True:
-        i = _skip_spaces(text, i)
-        if i >= len(text):
-            raise YamlError(f"line {lineno}: unterminated flow collection")
-        if text[i] == closer:
-            return (mapping if is_map else items), i + 1
-        if is_map:
-            key, i = _flow_item(text, i, ",}:", lineno)
-            if isinstance(key, (dict, list)):
-                raise YamlError(f"line {lineno}: collection used as a mapping key")
-            i = _skip_spaces(text, i)
-            value = None
-            if i < len(text) and text[i] == ":":
-                value, i = _flow_item(text, i + 1, ",}", lineno)
-            if key in mapping:
-                raise YamlError(f"line {lineno}: duplicate key {key!r}")
-            mapping[key] = value
-        else:
-            value, i = _flow_item(text, i, ",]", lineno)
-            items.append(value)
-        i = _skip_spaces(text, i)
-        if i < len(text) and text[i] == ",":
-            i += 1
-        elif i < len(text) and text[i] != closer:
-            raise YamlError(f"line {lineno}: expected ',' or {closer!r} in flow collection")
+def key_string(key: Any) -> Optional[str]:
+    """A decoded map key as sigs.k8s.io/yaml turns it into a JSON object key; None when it refuses it.
 
+    Strings stay, booleans become ``true``/``false``, integers decimal, floats Go's 32-bit ``%g``
+    (``.inf``, ``-.inf``, ``.nan`` for the specials); null and uint64 keys are refused.
+    """
+    if isinstance(key, str):
+        return key
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if isinstance(key, int):
+        return str(key) if key < _MIN_UINT64_ONLY else None
+    if isinstance(key, float):
+        text = _format_float32_g(key)
+        return {"+Inf": ".inf", "-Inf": "-.inf", "NaN": ".nan"}.get(text, text)
+    return None

@@ -50,7 +50,7 @@ def run_generate(opts: CommonOptions, env: Mapping[str, str], *, output: Optiona
                  no_all_device: bool) -> int:
     """``nvlow cdi generate``."""
     from ..cdi.spec import CDI_DRIVER_FILE_MODES, build_spec, parse_naming_strategies, render_spec
-    from ..cdi.store import existing_document, other_specs_with_kind, write_atomic
+    from ..cdi.store import other_specs_with_kind, read_spec, write_atomic
     from ..capabilities import parse_capabilities
 
     names = parse_naming_strategies(strategies)
@@ -82,9 +82,18 @@ def run_generate(opts: CommonOptions, env: Mapping[str, str], *, output: Optiona
     if path is None:
         sys.stdout.write(text)
         return 0
-    if if_changed and existing_document(path) == spec.document:
+    old_doc: Any = None
+    unreadable: Optional[str] = None
+    if os.path.isfile(path):
+        try:
+            old_doc = read_spec(path)
+        except HostError as exc:  # a broken spec (engines skip it) is replaced, not a reason to fail
+            unreadable = str(exc)
+    if if_changed and unreadable is None and old_doc == spec.document:
         note(f"{path} unchanged (driver {host.driver_version}, {len(spec.document['devices'])} devices)")
         return 0
+    if unreadable is not None:
+        warn(f"replacing a spec that engines cannot read: {unreadable}")
     if not path.endswith((".json", ".yaml")):
         warn(f"{path}: engines read only *.json and *.yaml files from their spec directories")
     for other, other_names in other_specs_with_kind(root, spec.kind, path):
