@@ -49,6 +49,7 @@ from .elf import ElfInfo, try_read_elf
 from .errors import HostError
 from .ldcache import LdCache, compat32_arch, native_arch, read_ldcache
 from .model import DriverFile, DriverFiles
+from .procfs import is_ascii_digits
 from .root import HostRoot
 
 __all__ = ["ALL_CAPABILITIES", "CAPABILITY_ORDER", "DEFAULT_CAPABILITIES", "DEFAULT_PATH",
@@ -93,7 +94,7 @@ def _version_of(name: str) -> Optional[str]:
     """``535.104.05`` from ``libcuda.so.535.104.05`` when the suffix looks like a driver version."""
     _, sep, tail = name.partition(".so.")
     parts = tail.split(".")
-    if sep and len(parts) in (2, 3) and all(p.isdigit() for p in parts) and len(parts[0]) >= 3:
+    if sep and len(parts) in (2, 3) and all(is_ascii_digits(p) for p in parts) and len(parts[0]) >= 3:
         return tail
     return None
 
@@ -129,7 +130,7 @@ class _Collector:
         other = _version_of(base)
         if own_version:
             tail = base[len(prefix) + 1:] if base.startswith(prefix + ".") else ""
-            if not tail or not all(p.isdigit() for p in tail.split(".")):
+            if not tail or not all(is_ascii_digits(p) for p in tail.split(".")):
                 return f"not a {prefix} library file"
             if other is not None and other != self.version:
                 return f"stale copy from driver {other} (running {self.version})"
@@ -360,8 +361,12 @@ def _present(col: _Collector, entries: Iterable[Tuple[str, str]], wanted: Set[st
         real = col.realpath(path)
         if real is None or real in seen:
             continue
-        ok = col.root.is_dir(real) if want_dir else (
-            col.root.exists(real) and not col.root.is_dir(real))
+        if want_dir:
+            ok = col.root.is_dir(real)
+        elif kind == "config":  # a config is a regular file (a FIFO or a device in its place is not)
+            ok = col.root.is_file(real)
+        else:  # an IPC socket
+            ok = col.root.exists(real) and not col.root.is_dir(real)
         if not ok:
             continue
         seen.add(real)
@@ -505,5 +510,21 @@ def select_driver_files(
     ipcs = _present(col, IPC_PATHS, ipc_caps, "ipc") + _present(
         col, ((mps_pipe_dir, "compute"),), ipc_caps, "ipc", want_dir=True)
     firmware = _firmware(col, caps) if gsp_firmware else ()
-    return DriverFiles(libraries64=libs64, libraries32=libs32, binaries=binaries, configs=configs,
-                       ipcs=ipcs, firmware=firmware, skipped=tuple(col.skipped), missing=tuple(col.missing))
+    return DriverFiles(libraries64=_inside(col, libs64), libraries32=_inside(col, libs32),
+                       binaries=_inside(col, binaries), configs=_inside(col, configs), ipcs=_inside(col, ipcs),
+                       firmware=_inside(col, firmware), skipped=tuple(col.skipped), missing=tuple(col.missing))
+
+
+def _inside(col: _Collector, files: Tuple[DriverFile, ...]) -> Tuple[DriverFile, ...]:
+    """The files whose host path stays inside the root once the kernel resolves it (what the engine
+    will mount). Every path above was resolved inside the root already (:meth:`HostRoot.realpath`,
+    absolute links taken relative to it); this is the last check before a path leaves nvlow."""
+    if col.root.is_default:
+        return files
+    out: List[DriverFile] = []
+    for f in files:
+        if col.root.contains(f.host_path):
+            out.append(f)
+        else:
+            col.skip(f.host_path, f"resolves to {os.path.realpath(f.host_path)}, outside {col.root.path}; not used")
+    return tuple(out)

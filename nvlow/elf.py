@@ -6,9 +6,18 @@ to a file offset through the ``PT_LOAD`` segments; ``PT_NOTE`` segments give
 the ``NT_GNU_ABI_TAG`` note (libnvidia-tls is selected by it).
 
 :func:`parse_elf` is pure (bytes in); :func:`read_elf` reads only the parts of
-a file it needs (driver libraries are tens of MB). Both raise
+a file it needs (driver libraries are tens of MB), and only from a regular file
+(:func:`nvlow.root.open_regular`: a FIFO never blocks it). Both raise
 :class:`~nvlow.errors.HostError` naming the file for non-ELF or truncated
 input; :func:`try_read_elf` returns None instead.
+
+:func:`loadable_problem` is the check the library loader makes before ``dlopen``:
+the dynamic loader maps a library's ``PT_LOAD`` segments and reads its dynamic
+section straight from memory, so a truncated or corrupt file kills the process
+with SIGBUS or SIGSEGV instead of failing. A file passes only when it is an ELF
+shared object of this interpreter's class, byte order and machine whose program
+headers, segments, section header table and dynamic section lie inside the file
+and whose dynamic entries point inside its segments.
 
 Example:
     >>> from nvlow.simulate.elfgen import make_elf_so
@@ -18,12 +27,14 @@ Example:
 """
 from __future__ import annotations
 
+import os
 import struct
+import sys
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from .errors import HostError
-from .root import HostRoot
+from .root import HostRoot, open_regular, read_regular
 
 ELF_MAGIC = b"\x7fELF"
 PT_LOAD, PT_DYNAMIC, PT_NOTE = 1, 2, 4
@@ -216,21 +227,22 @@ def parse_elf(data: bytes, name: str) -> ElfInfo:
     return _parse(read, len(data), name)
 
 
+def _fd_reader(fd: int) -> Reader:
+    def read(off: int, n: int) -> bytes:
+        return os.pread(fd, n, off) if n > 0 else b""
+    return read
+
+
 def read_elf(root: HostRoot, path: str) -> ElfInfo:
     """Read the ELF file at host path ``path`` under ``root`` (only the parts needed)."""
     real = root.host(path)
+    fd = open_regular(real)
     try:
-        with open(real, "rb") as fh:
-            fh.seek(0, 2)
-            size = fh.tell()
-
-            def read(off: int, n: int) -> bytes:
-                fh.seek(off)
-                return fh.read(n)
-
-            return _parse(read, size, real)
+        return _parse(_fd_reader(fd), os.fstat(fd).st_size, real)
     except OSError as exc:
         raise HostError(f"cannot read {real}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
 
 
 def try_read_elf(root: HostRoot, path: str) -> Optional[ElfInfo]:
@@ -239,3 +251,275 @@ def try_read_elf(root: HostRoot, path: str) -> Optional[ElfInfo]:
         return read_elf(root, path)
     except HostError:
         return None
+
+
+# -- the loader's check ------------------------------------------------------------------
+ET_DYN = 3
+PF_X = 1
+#: the most memory the PT_LOAD segments of a library may span (libcuda maps well under 1 GiB)
+_MAX_SPAN = 64 << 30
+PT_TLS, PT_GNU_RELRO, PT_GNU_PROPERTY = 7, 0x6474E552, 0x6474E553
+DT_PLTREL, DT_RELA_TAG = 20, 7
+_SEGMENT_NAMES = {PT_DYNAMIC: "PT_DYNAMIC", PT_TLS: "PT_TLS", PT_NOTE: "PT_NOTE", PT_GNU_RELRO: "PT_GNU_RELRO",
+                  PT_GNU_PROPERTY: "PT_GNU_PROPERTY"}
+#: dynamic tags whose value is an address the dynamic loader reads (or jumps to)
+_ADDRESS_TAGS: Dict[int, str] = {
+    3: "DT_PLTGOT", 4: "DT_HASH", 5: "DT_STRTAB", 6: "DT_SYMTAB", 7: "DT_RELA", 12: "DT_INIT", 13: "DT_FINI",
+    17: "DT_REL", 23: "DT_JMPREL", 25: "DT_INIT_ARRAY", 26: "DT_FINI_ARRAY", 0x6FFFFEF5: "DT_GNU_HASH",
+    0x6FFFFFF0: "DT_VERSYM", 0x6FFFFFFC: "DT_VERDEF", 0x6FFFFFFE: "DT_VERNEED",
+}
+#: size tag -> the address tag it measures (each needs the other: ld.so reads a table at address 0
+#: when only its size is given)
+_SIZE_TAGS: Dict[int, int] = {8: 7, 18: 17, 2: 23, 27: 25, 28: 26, 10: 5}
+#: address tags whose tables hold words (relocations, symbols, pointer arrays, the GOT, hash words)
+_WORD_ALIGNED = (3, 6, 7, 17, 23, 25, 26, 0x6FFFFEF5)
+#: entry-size tags: DT_RELAENT, DT_RELENT, DT_SYMENT, DT_PLTREL
+_ENTRY_TAGS = (9, 19, 11, DT_PLTREL)
+#: address tags of tables of 32-bit words, and of 16-bit version indices
+_ALIGN4, _ALIGN2 = (4, 0x6FFFFFFC, 0x6FFFFFFE), (0x6FFFFFF0,)
+#: dynamic tags whose value is an offset into the string table
+_STRING_TAGS = (DT_NEEDED, DT_SONAME, 15, 29)  # DT_RPATH, DT_RUNPATH
+_MACHINES = {"x86_64": EM_X86_64, "amd64": EM_X86_64, "aarch64": EM_AARCH64, "arm64": EM_AARCH64,
+             "ppc64le": EM_PPC64, "ppc64": EM_PPC64, "i386": EM_386, "i686": EM_386}
+
+#: (ELF class, EI_DATA, e_machine) of this interpreter, read once
+_NATIVE: List[Tuple[int, int, int]] = []
+
+
+def native_identity() -> Tuple[int, int, int]:
+    """(ELF class 32/64, EI_DATA 1 little/2 big endian, e_machine) of the running interpreter:
+    what a library must be for ``dlopen`` to load it into this process."""
+    if not _NATIVE:
+        elf_class = 64 if sys.maxsize > 2 ** 32 else 32
+        data = 1 if sys.byteorder == "little" else 2
+        machine = 0
+        try:
+            head = read_regular("/proc/self/exe", limit=20)
+            if len(head) == 20 and head[:4] == ELF_MAGIC:
+                machine = struct.unpack(("<" if head[5] == 1 else ">") + "H", head[18:20])[0]
+        except HostError:
+            pass
+        if not machine:
+            uname = os.uname().machine
+            machine = _MACHINES.get(uname, 0)
+            if machine == EM_X86_64 and elf_class == 32:
+                machine = EM_386
+        _NATIVE.append((elf_class, data, machine))
+    return _NATIVE[0]
+
+
+def loadable_problem(read: Reader, size: int, want: Optional[Tuple[int, int, int]] = None) -> Optional[str]:
+    """Why ``dlopen`` must not be given this file (None when it may), from its bytes.
+
+    ``want`` is ``(class, EI_DATA, e_machine)``, by default :func:`native_identity`.
+
+    Example (the simulator's stub libraries carry no symbol table: glibc 2.36 dies on them):
+        >>> from nvlow.simulate.elfgen import make_elf_so
+        >>> data = make_elf_so("libnvidia-ml.so.1")
+        >>> loadable_problem(lambda off, n: data[off:off + n], len(data), (64, 1, EM_X86_64))
+        'no DT_SYMTAB or DT_STRTAB in the dynamic section (ld.so would crash on it)'
+        >>> loadable_problem(lambda off, n: data[off:off + n], 100, (64, 1, EM_X86_64))
+        'truncated: the program headers end at byte 176, the file has 100 bytes'
+        >>> loadable_problem(lambda off, n: data[off:off + n], len(data), (64, 1, EM_AARCH64))
+        'ELF machine x86-64, this process is aarch64'
+    """
+    want = want or native_identity()
+    if size < 16:
+        return "not an ELF file (shorter than an ELF header)"
+    ident = read(0, 16)
+    if len(ident) < 16 or ident[:4] != ELF_MAGIC:
+        return "not an ELF file (no ELF magic)"
+    if ident[4] not in (1, 2):
+        return f"unknown ELF class {ident[4]}"
+    elf_class = 64 if ident[4] == 2 else 32
+    if elf_class != want[0]:
+        return f"a {elf_class}-bit ELF file, this process is {want[0]}-bit"
+    if ident[5] != want[1]:
+        return "ELF byte order differs from this machine's"
+    if ident[6] != 1:
+        return f"unknown ELF version {ident[6]}"
+    is64 = elf_class == 64
+    bo = "<" if ident[5] == 1 else ">"
+    ehsize = 64 if is64 else 52
+    if size < ehsize:
+        return f"truncated: the ELF header ends at byte {ehsize}, the file has {size} bytes"
+    hdr = read(16, ehsize - 16)
+    if len(hdr) != ehsize - 16:
+        return "truncated ELF header"
+    (e_type, e_machine, _version, _entry, e_phoff, e_shoff, _flags, _ehsize, e_phentsize, e_phnum,
+     e_shentsize, e_shnum, _shstrndx) = struct.unpack(bo + ("HHIQQQIHHHHHH" if is64 else "HHIIIIIHHHHHH"), hdr)
+    if e_type != ET_DYN:
+        return f"not a shared object (ELF type {e_type})"
+    if e_machine != want[2]:
+        return (f"ELF machine {_machine_name(e_machine, elf_class, bo == '>')}, this process is "
+                f"{_machine_name(want[2], want[0], want[1] == 2)}")
+    phent = 56 if is64 else 32
+    if e_phentsize != phent or not 0 < e_phnum <= _MAX_PHDRS:
+        return f"corrupt program header table ({e_phnum} entries of {e_phentsize} bytes)"
+    ph_end = e_phoff + phent * e_phnum
+    if ph_end > size:
+        return f"truncated: the program headers end at byte {ph_end}, the file has {size} bytes"
+    table = read(e_phoff, phent * e_phnum)
+    if len(table) != phent * e_phnum:
+        return "truncated program headers"
+    loads: List[Tuple[int, int, int, int, int]] = []  # (vaddr, offset, filesz, memsz, flags)
+    others: List[Tuple[int, int, int, int, int]] = []  # (type, vaddr, offset, filesz, memsz)
+    for i in range(e_phnum):
+        if is64:
+            p_type, p_flags, p_off, p_vaddr, _pa, p_filesz, p_memsz, _al = struct.unpack_from(
+                bo + "IIQQQQQQ", table, i * phent)
+        else:
+            p_type, p_off, p_vaddr, _pa, p_filesz, p_memsz, p_flags, _al = struct.unpack_from(
+                bo + "IIIIIIII", table, i * phent)
+        if p_type == PT_LOAD:
+            if p_off + p_filesz > size:
+                return (f"truncated: PT_LOAD segment {i} ends at byte {p_off + p_filesz}, "
+                        f"the file has {size} bytes")
+            if p_filesz > p_memsz:
+                return f"corrupt PT_LOAD segment {i} (file size above memory size)"
+            if p_flags & PF_X and p_filesz != p_memsz:
+                return f"corrupt PT_LOAD segment {i} (executable but not all in the file)"
+            if loads and p_vaddr < loads[-1][0] + loads[-1][3]:
+                return f"corrupt PT_LOAD segment {i} (overlaps or precedes the one before it)"
+            loads.append((p_vaddr, p_off, p_filesz, p_memsz, p_flags))
+        elif p_type in _SEGMENT_NAMES:
+            others.append((p_type, p_vaddr, p_off, p_filesz, p_memsz))
+    if not loads:
+        return "no PT_LOAD segment"
+    if loads[-1][0] + loads[-1][3] - loads[0][0] > _MAX_SPAN:
+        return "corrupt PT_LOAD segments (they span more than 64 GiB)"
+    if e_shoff:
+        shent = 64 if is64 else 40
+        if e_shnum and e_shentsize != shent:
+            return f"corrupt section header table ({e_shnum} entries of {e_shentsize} bytes)"
+        sh_end = e_shoff + shent * max(e_shnum, 1)
+        if sh_end > size:
+            return f"truncated: the section headers end at byte {sh_end}, the file has {size} bytes"
+
+    def in_file(vaddr: int, length: int) -> Optional[Tuple[int, int, int, int, int]]:
+        """The PT_LOAD segment whose file-backed part holds [vaddr, vaddr + length)."""
+        for seg in loads:
+            if seg[0] <= vaddr and vaddr + length <= seg[0] + seg[2]:
+                return seg
+        return None
+
+    def in_memory(vaddr: int, length: int, flags: int = 0) -> bool:
+        """Whether a PT_LOAD segment with all of ``flags`` holds [vaddr, vaddr + length) in memory."""
+        return any(seg[0] <= vaddr and vaddr + length <= seg[0] + seg[3] and seg[4] & flags == flags
+                   for seg in loads)
+
+    dynamic: Optional[Tuple[int, int]] = None
+    for p_type, p_vaddr, p_off, p_filesz, p_memsz in others:
+        name = _SEGMENT_NAMES[p_type]
+        if p_off + p_filesz > size:
+            return f"truncated: the {name} segment ends at byte {p_off + p_filesz}, the file has {size} bytes"
+        seg = in_file(p_vaddr, p_filesz)
+        if seg is None or (p_type != PT_TLS and not in_memory(p_vaddr, p_memsz)):
+            return f"corrupt {name} segment (not inside a PT_LOAD segment)"
+        if p_type == PT_DYNAMIC and p_vaddr % (8 if is64 else 4):
+            return "corrupt PT_DYNAMIC segment (misaligned)"
+        if p_filesz and p_vaddr - seg[0] + seg[1] != p_off:
+            return f"corrupt {name} segment (its file offset does not match its PT_LOAD segment)"
+        if p_type == PT_DYNAMIC and dynamic is None:
+            dynamic = (p_off, p_filesz)
+    if dynamic is None:
+        return "no PT_DYNAMIC segment (not a dynamic library)"
+    return _dynamic_problem(read, dynamic, is64, bo, in_file, in_memory)
+
+
+def _dynamic_problem(read: Reader, dynamic: Tuple[int, int], is64: bool, bo: str,
+                     in_file: Callable[[int, int], Optional[Tuple[int, int, int, int, int]]],
+                     in_memory: Callable[[int, int, int], bool]) -> Optional[str]:
+    off, filesz = dynamic
+    entsize = 16 if is64 else 8
+    count = min(filesz // entsize, _MAX_DYN)
+    blob = read(off, count * entsize)
+    if len(blob) != count * entsize:
+        return "truncated dynamic section"
+    fmt = bo + ("qQ" if is64 else "iI")
+    values: Dict[int, int] = {}
+    strings: List[int] = []
+    terminated = False
+    for i in range(count):
+        tag, val = struct.unpack_from(fmt, blob, i * entsize)
+        if tag == DT_NULL:
+            terminated = True
+            break
+        if tag in _STRING_TAGS:
+            strings.append(val)
+        elif tag in _ADDRESS_TAGS or tag in _SIZE_TAGS or tag in _ENTRY_TAGS:
+            values.setdefault(tag, val)
+    if not terminated:
+        return "corrupt dynamic section (no DT_NULL entry)"
+    word = 8 if is64 else 4
+    for tag, what in _ADDRESS_TAGS.items():
+        if tag not in values:
+            continue
+        if not in_memory(values[tag], 1, 0):
+            return f"corrupt dynamic section ({what} 0x{values[tag]:x} is outside every PT_LOAD segment)"
+        if tag in (12, 13) and not in_memory(values[tag], 1, PF_X):  # code ld.so calls
+            return f"corrupt dynamic section ({what} 0x{values[tag]:x} is not in an executable segment)"
+        align = word if tag in _WORD_ALIGNED else 4 if tag in _ALIGN4 else 2 if tag in _ALIGN2 else 1
+        if values[tag] % align:
+            return f"corrupt dynamic section ({what} 0x{values[tag]:x} is misaligned)"
+    for size_tag, addr_tag in _SIZE_TAGS.items():
+        if (size_tag in values) != (addr_tag in values):
+            return f"corrupt dynamic section ({_ADDRESS_TAGS[addr_tag]} without its size, or a size without it)"
+        if size_tag in values and not in_memory(values[addr_tag], values[size_tag], 0):
+            return f"corrupt dynamic section ({_ADDRESS_TAGS[addr_tag]} runs past its PT_LOAD segment)"
+    rela = 24 if is64 else 12
+    rel = 16 if is64 else 8
+    plt = rela if values.get(DT_PLTREL, DT_RELA_TAG) == DT_RELA_TAG else rel
+    for size_tag, entry in ((8, rela), (18, rel), (2, plt), (27, word), (28, word)):
+        if values.get(size_tag, 0) % entry:
+            return "corrupt dynamic section (a table size is not a whole number of entries)"
+    if 6 not in values or 5 not in values:
+        # glibc reads the symbol table of every object it relocates, whether it has relocations or not
+        return "no DT_SYMTAB or DT_STRTAB in the dynamic section (ld.so would crash on it)"
+    # ld.so asserts these entry sizes through a pointer that is NULL when the entry is missing
+    for addr_tag, ent_tag, want_size, what in ((7, 9, rela, "DT_RELAENT"), (17, 19, rel, "DT_RELENT"),
+                                               (6, 11, 24 if is64 else 16, "DT_SYMENT")):
+        if (addr_tag in values or ent_tag in values) and values.get(ent_tag, want_size if addr_tag == 6 else -1) \
+                != want_size:
+            return f"corrupt dynamic section ({what} missing or not {want_size})"
+    if (DT_PLTREL in values and values[DT_PLTREL] not in (7, 17)) or (23 in values and DT_PLTREL not in values):
+        return "corrupt dynamic section (DT_PLTREL missing or neither DT_RELA nor DT_REL)"
+    if strings:
+        strtab, strsz = values.get(5), values.get(10)
+        if strtab is None or strsz is None:
+            return "corrupt dynamic section (names without DT_STRTAB and DT_STRSZ)"
+        seg = in_file(strtab, strsz)
+        if seg is None:
+            return "corrupt dynamic section (the string table is not in the file)"
+        table_off = strtab - seg[0] + seg[1]
+        for index in strings:
+            if index >= strsz:
+                return "corrupt dynamic section (a name outside the string table)"
+            chunk = read(table_off + index, min(_MAX_NAME, strsz - index))
+            if b"\0" not in chunk:
+                return "corrupt dynamic section (an unterminated name)"
+    return None
+
+
+def loadable_problem_at(real_path: str, want: Optional[Tuple[int, int, int]] = None) -> Optional[str]:
+    """:func:`loadable_problem` of the file at ``real_path``; a file that is not a regular file
+    (a FIFO would block ``dlopen`` forever) or cannot be read is a problem too.
+
+    Example:
+        >>> loadable_problem_at("/dev/null")
+        'a character device, not a regular file'
+    """
+    try:
+        fd = open_regular(real_path)
+    except HostError as exc:
+        text = str(exc)
+        for prefix in (real_path + " is ", f"cannot read {real_path}: "):
+            if text.startswith(prefix):
+                text = text[len(prefix):]
+        return text[:-len("; not read")] if text.endswith("; not read") else text
+    try:
+        return loadable_problem(_fd_reader(fd), os.fstat(fd).st_size, want)
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+    finally:
+        os.close(fd)

@@ -13,7 +13,15 @@ Example:
 """
 from __future__ import annotations
 
+import os
+import stat
 from typing import Callable, Dict, Mapping, Optional, Sequence
+
+from .errors import UsageError
+from .procfs import printable
+
+#: the largest env file nvlow reads (docker sets no limit; real ones are a few KiB)
+ENV_FILE_LIMIT = 1 << 20
 
 
 def assignments(values: Sequence[str], env: Mapping[str, str]) -> Dict[str, str]:
@@ -41,12 +49,43 @@ def parse_env_file(text: str, env: Mapping[str, str]) -> Dict[str, str]:
     return assignments(words, env)
 
 
+def _not_regular(path: str) -> UsageError:
+    return UsageError(f"env file {printable(path, 4096)} is not a regular file; nvlow reads only regular env files",
+                      hint="write the variables to a file and pass that file to --env-file")
+
+
 def _read(path: str) -> Optional[str]:
+    """The text of env file ``path``; None when it is missing or unreadable (the engine itself
+    reports that). ``/dev/null`` is empty; any other file that is not a regular file (``/dev/zero``,
+    a FIFO) or is larger than :data:`ENV_FILE_LIMIT` is a :class:`~nvlow.errors.UsageError` naming it."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return fh.read()
+        st = os.stat(path)
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3):
+            return ""  # /dev/null: an empty env file
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_regular(path)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError:
-        return None  # the engine itself will report an unreadable env file
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _not_regular(path)
+        chunks = []
+        got = 0
+        while got <= ENV_FILE_LIMIT:
+            chunk = os.read(fd, ENV_FILE_LIMIT + 1 - got)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if got > ENV_FILE_LIMIT:
+        raise UsageError(f"env file {printable(path, 4096)} is larger than {ENV_FILE_LIMIT} bytes; not read",
+                         hint="docker reads env files of KEY=VALUE lines; pass a smaller file")
+    return b"".join(chunks).decode("utf-8", "replace")
 
 
 def container_environment(env_files: Sequence[str], env_values: Sequence[str], env: Mapping[str, str],

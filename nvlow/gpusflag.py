@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from .errors import UsageError
+from .procfs import number_or_none
 
 _INT = re.compile(r"[+-]?[0-9]+")
 _INT64_MAX = 2 ** 63 - 1
@@ -112,13 +113,20 @@ def _quoted_field(text: str, pos: int, line: int) -> Tuple[str, int]:
 
 
 def _count(text: str) -> int:
+    """A count as Go's ``strconv.Atoi`` reads it (ASCII digits, an optional sign, any leading zeros,
+    int64), with docker's wording for anything else."""
     if text == "all":
         return -1
     reason = "invalid syntax"
     if _INT.fullmatch(text):
-        number = int(text)
-        if -_INT64_MAX - 1 <= number <= _INT64_MAX:
-            return number
+        digits = text.lstrip("+-")
+        # at most 19 significant digits fit an int64; more is out of range, as for Go (and
+        # never reaches int(), which refuses over 4,300 digits)
+        number = number_or_none(digits, max_digits=19)
+        if number is not None:
+            number = -number if text.startswith("-") else number
+            if -_INT64_MAX - 1 <= number <= _INT64_MAX:
+                return number
         reason = "value out of range"
     raise _CsvError(f'invalid count ({text}): value must be either "all" or an integer: {reason}')
 
@@ -128,7 +136,9 @@ def parse_gpus_flag(value: str) -> GpusRequest:
     try:
         return _parse(value)
     except _CsvError as exc:
-        raise UsageError(f'invalid argument {go_quote(value)} for "--gpus" flag: {exc}',
+        # docker prints the reason raw; a newline in a quoted field would break nvlow's one-line errors
+        reason = "".join(c if c.isprintable() else go_quote(c)[1:-1] for c in str(exc))
+        raise UsageError(f'invalid argument {go_quote(value)} for "--gpus" flag: {reason}',
                          hint="e.g. --gpus all, --gpus 2, --gpus '\"device=0,1\"'") from None
 
 

@@ -289,11 +289,18 @@ def render_ldconfig_p(cache: LdCache, path: str, *, show_os_abi: bool = False) -
     return "".join(out)
 
 
+#: the largest ld.so.cache nvlow reads (real ones are well under 1 MiB; glibc maps any size)
+LDCACHE_LIMIT = 64 << 20
+
+
 def read_ldcache(root: HostRoot) -> Optional[LdCache]:
-    """The host's ``/etc/ld.so.cache`` under ``root``, or None when there is none."""
+    """The host's ``/etc/ld.so.cache`` under ``root``, or None when there is none.
+
+    A cache that is not a regular file (a FIFO would block), larger than :data:`LDCACHE_LIMIT`
+    or corrupt is a :class:`HostError` naming it."""
     if not root.exists(CACHE_PATH):
         return None
-    return parse_ldcache(root.read_bytes(CACHE_PATH), root.host(CACHE_PATH))
+    return parse_ldcache(root.read_bytes(CACHE_PATH, max_size=LDCACHE_LIMIT), root.host(CACHE_PATH))
 
 
 _MACHINE_TO_ARCH = {"x86_64": "x86-64", "amd64": "x86-64", "aarch64": "aarch64", "arm64": "aarch64",

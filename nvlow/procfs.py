@@ -4,6 +4,13 @@ Formats come from the open kernel module's ``nv-procfs.c``/``nv-caps.c`` and
 are described in ``proc-dev-formats.md``. Every parser takes text and never
 raises on bad input: unknown lines are skipped and unusable values are None.
 
+Numbers: every number nvlow reads from text -- here, in GPU selections, ``--gpus``
+counts, image requirements and CUDA versions -- goes through :func:`number_or_none`
+or :func:`parse_number`: ASCII digits only (``int()`` also takes ``٣``, ``1_0`` and
+spaces), at most a few significant digits (``int()`` refuses more than 4,300 with a
+ValueError), and an :class:`~nvlow.errors.NvlowError` naming the field when the
+caller needs a number.
+
 Example:
     >>> parse_devices("Character devices:\\n195 nvidia\\n511 nvidia-caps\\n\\nBlock devices:\\n511 x\\n")
     {'nvidia': 195, 'nvidia-caps': 511}
@@ -16,7 +23,74 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Type
+
+from .errors import HostError, NvlowError
+
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+def printable(text: str, limit: int = 100) -> str:
+    """``text`` for a one-line message: as it is when printable and short, cut at ``limit``
+    characters, and quoted with its escapes (``repr``) when it holds a newline or another
+    unprintable character.
+
+    Example:
+        >>> printable("GPU-1"), printable("GPU-\\n0"), printable("9" * 200, 5)
+        ('GPU-1', "'GPU-\\\\n0'", '99999...')
+    """
+    shown = text if len(text) <= limit else text[:limit] + "..."
+    return shown if shown.isprintable() else repr(shown)
+
+
+def is_ascii_digits(text: str) -> bool:
+    """True for a non-empty run of ASCII ``0-9`` (``str.isdigit`` also accepts ``²`` and ``٣``).
+
+    Example:
+        >>> is_ascii_digits("42"), is_ascii_digits("٣"), is_ascii_digits("")
+        (True, False, False)
+    """
+    return bool(text) and text.isascii() and text.isdigit()
+
+
+def number_or_none(text: str, *, max_digits: int = 20, base: int = 10) -> Optional[int]:
+    """The number written in ``text`` (ASCII digits of ``base`` 10 or 16, nothing else: no
+    sign, space or underscore), or None; more than ``max_digits`` significant digits
+    (leading zeros do not count) is None too.
+
+    Example:
+        >>> number_or_none("0042"), number_or_none("ff", base=16), number_or_none("1_0"), number_or_none("9" * 5000)
+        (42, 255, None, None)
+    """
+    if not text or not text.isascii():
+        return None
+    if base == 10:
+        if not text.isdigit():
+            return None
+    elif base != 16 or not all(c in _HEX_DIGITS for c in text):
+        return None
+    significant = text.lstrip("0")
+    if len(significant) > max_digits:
+        return None
+    return int(significant or "0", base)
+
+
+def parse_number(text: str, what: str, *, max_digits: int = 20, base: int = 10,
+                 error: Type[NvlowError] = HostError) -> int:
+    """:func:`number_or_none`, or ``error`` (an :class:`~nvlow.errors.NvlowError` class) naming ``what``.
+
+    Example:
+        >>> parse_number("²", "GPU index")
+        Traceback (most recent call last):
+        ...
+        nvlow.errors.HostError: invalid GPU index '²': expected a number of at most 20 digits
+    """
+    value = number_or_none(text, max_digits=max_digits, base=base)
+    if value is None:
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        digits = "hexadecimal digits" if base == 16 else "digits"
+        raise error(f"invalid {what} {shown!r}: expected a number of at most {max_digits} {digits}")
+    return value
 
 #: /proc/devices names nvlow cares about (matched exactly, never by prefix)
 NVIDIA_DEVICE_NAMES: Tuple[str, ...] = (
@@ -26,7 +100,7 @@ NVIDIA_DEVICE_NAMES: Tuple[str, ...] = (
 
 # The name is the second field only: a pasted line may carry a trailing note
 # ("508 nvidia-uvm   # dynamic"), and kernel device names hold no spaces.
-_DEVICES_LINE = re.compile(r"^\s*(\d+)\s+(\S+)")
+_DEVICES_LINE = re.compile(r"^\s*([0-9]+)\s+(\S+)")
 
 
 def parse_devices(text: str) -> Dict[str, int]:
@@ -57,10 +131,24 @@ def parse_devices(text: str) -> Dict[str, int]:
         if m is None:
             continue
         seen_entry = True
+        major = number_or_none(m.group(1), max_digits=10)
         name = m.group(2)
-        if name not in majors:
-            majors[name] = int(m.group(1))
+        if major is not None and name not in majors:
+            majors[name] = major
     return majors
+
+
+def device_names_by_major(text: str) -> Dict[int, Tuple[str, ...]]:
+    """Character-device major -> every name ``/proc/devices`` lists for it (in file order).
+
+    Example:
+        >>> device_names_by_major("Character devices:\\n  1 mem\\n  4 tty\\n  4 ttyS\\n")[4]
+        ('tty', 'ttyS')
+    """
+    out: Dict[int, Tuple[str, ...]] = {}
+    for name, major in parse_devices(text).items():
+        out[major] = out.get(major, ()) + (name,)
+    return out
 
 
 @dataclass(frozen=True)
@@ -73,7 +161,7 @@ class DriverVersion:
     banner: str
 
 
-_VERSION_TOKEN = re.compile(r"(?<![\w.:])(\d+\.\d+(?:\.\d+)?)(?![\w.:])")
+_VERSION_TOKEN = re.compile(r"(?<![\w.:])([0-9]{1,10}\.[0-9]{1,10}(?:\.[0-9]{1,10})?)(?![\w.:])")
 _PROPRIETARY_ARCH = re.compile(r"NVIDIA UNIX\s+(\S+)\s+Kernel Module")
 _OPEN_ARCH = re.compile(r"Open Kernel Module\s+for\s+(\S+)")
 
@@ -179,12 +267,7 @@ class ProcGpuInfo:
 
 
 def _int_or_none(value: Optional[str]) -> Optional[int]:
-    if value is None:
-        return None
-    try:
-        return int(value, 10)
-    except ValueError:
-        return None
+    return number_or_none(value.strip(), max_digits=10) if value is not None else None
 
 
 def _yes_no(value: Optional[str]) -> Optional[bool]:
@@ -252,7 +335,7 @@ def parse_cap_access(text: str) -> Optional[int]:
     for key, value in _key_values(text):
         if key == "DeviceFileMinor":
             minor = _int_or_none(value)
-            return minor if minor is not None and minor >= 0 else None
+            return minor if minor is not None and minor <= MAX_MINOR else None
     return None
 
 
@@ -269,12 +352,12 @@ def parse_mig_minors(text: str) -> Dict[str, int]:
         if len(parts) != 2:
             continue
         minor = _int_or_none(parts[1])
-        if minor is not None and minor >= 0:
+        if minor is not None and minor <= MAX_MINOR:
             out.setdefault(parts[0], minor)
     return out
 
 
-_MIG_CAP_NAME = re.compile(r"^gpu(\d+)/(?:mig/)?gi(\d+)(?:/ci(\d+))?/access$")
+_MIG_CAP_NAME = re.compile(r"^gpu([0-9]{1,10})/(?:mig/)?gi([0-9]{1,10})(?:/ci([0-9]{1,10}))?/access\Z")
 
 
 def parse_mig_cap_name(name: str) -> Optional[Tuple[int, int, Optional[int]]]:

@@ -32,13 +32,17 @@ from dataclasses import dataclass
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import RequirementError, UsageError
+from .procfs import number_or_none, parse_number, printable
 
 PROPERTIES = ("cuda", "driver", "arch", "brand")
 OPERATORS = ("==", "!=", "<=", ">=", "=", "<", ">")
 LABEL_CUDA_VERSION = "com.nvidia.cuda.version"
 _CONDITION = re.compile(r"^([A-Za-z_]+)(==|!=|<=|>=|=|<|>)(.*)$")
-_NUMERIC = re.compile(r"^\d+(\.\d+)*$")
-_MAJOR_MINOR = re.compile(r"^(\d+)\.(\d+)")
+_NUMERIC = re.compile(r"^[0-9]+(\.[0-9]+)*\Z")
+_MAJOR_MINOR = re.compile(r"^([0-9]+)\.([0-9]+)")
+_LEADING_NUMERIC = re.compile(r"^[0-9]+(\.[0-9]+)*")
+#: significant digits a part of a version may have (CUDA and driver parts are unsigned 32-bit)
+_MAX_PART_DIGITS = 10
 # Masterminds semver's loose form (NewVersion), which the toolkit parses CUDA_VERSION with
 _SEMVER = re.compile(r"^v?([0-9]+)(?:\.([0-9]+))?(?:\.([0-9]+))?"
                      r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$")
@@ -87,20 +91,29 @@ def parse_condition(token: str) -> Condition:
     """Parse one condition such as ``driver>=470``; :class:`UsageError` names a bad token."""
     m = _CONDITION.match(token)
     if m is None:
-        raise UsageError(f"invalid requirement condition {token!r}: expected <property><operator><value>",
+        raise UsageError(f"invalid requirement condition {_shown(token)}: expected <property><operator><value>",
                          hint="e.g. cuda>=12.4 or brand=tesla,driver>=535")
     prop, op, value = m.group(1).lower(), m.group(2), m.group(3)
     if prop not in PROPERTIES:
-        raise UsageError(f"invalid requirement condition {token!r}: unknown property {m.group(1)!r}",
+        raise UsageError(f"invalid requirement condition {_shown(token)}: unknown property {_shown(m.group(1))}",
                          hint="properties are cuda, driver, arch and brand")
     if not value or value[0] in "=<>!":
-        raise UsageError(f"invalid requirement condition {token!r}: missing or malformed value")
+        raise UsageError(f"invalid requirement condition {_shown(token)}: missing or malformed value")
     if prop == "brand":
         if op not in ("=", "==", "!="):
-            raise UsageError(f"invalid requirement condition {token!r}: brand only supports = and !=")
+            raise UsageError(f"invalid requirement condition {_shown(token)}: brand only supports = and !=")
     elif not _NUMERIC.match(value):
-        raise UsageError(f"invalid requirement condition {token!r}: {prop} needs a dotted number, not {value!r}")
+        raise UsageError(f"invalid requirement condition {_shown(token)}: {prop} needs a dotted number, "
+                         f"not {_shown(value)}")
+    elif _parts(value) is None:
+        raise UsageError(f"invalid requirement condition {_shown(token)}: a number in {prop} has more than "
+                         f"{_MAX_PART_DIGITS} digits")
     return Condition(prop, op, value, token)
+
+
+def _shown(text: str) -> str:
+    """``text`` quoted for a message, cut at 60 characters."""
+    return repr(text if len(text) <= 60 else text[:60] + "...")
 
 
 def parse_requirements(text: str) -> Requirement:
@@ -121,8 +134,25 @@ def parse_requirements(text: str) -> Requirement:
 
 
 # -- comparison ------------------------------------------------------------------------
+def _parts(text: str) -> Optional[Tuple[int, ...]]:
+    """The numbers of a dotted version (``12.4.1``), or None when a part is not ASCII digits or
+    has more than :data:`_MAX_PART_DIGITS` significant digits."""
+    out = []
+    for part in text.split("."):
+        n = number_or_none(part, max_digits=_MAX_PART_DIGITS)
+        if n is None:
+            return None
+        out.append(n)
+    return tuple(out)
+
+
 def _numbers(text: str) -> Tuple[int, ...]:
-    return tuple(int(p) for p in text.split("."))
+    """:func:`_parts` of a value :func:`parse_condition` accepted (a UsageError otherwise)."""
+    parts = _parts(text)
+    if parts is None:
+        raise UsageError(f"invalid version {_shown(text)} in a requirement: expected a dotted number "
+                         f"with parts of at most {_MAX_PART_DIGITS} digits")
+    return parts
 
 
 def _compare(left: Tuple[int, ...], op: str, right: Tuple[int, ...]) -> bool:
@@ -145,13 +175,15 @@ def _compare(left: Tuple[int, ...], op: str, right: Tuple[int, ...]) -> bool:
 def _host_numbers(text: Optional[str], major_minor: bool) -> Optional[Tuple[int, ...]]:
     if not text:
         return None
+    text = text.strip()
     if major_minor:
-        m = _MAJOR_MINOR.match(text.strip())
+        m = _MAJOR_MINOR.match(text)
         if m is None:
-            return (int(text),) if text.strip().isdigit() else None
-        return int(m.group(1)), int(m.group(2))
-    m2 = re.match(r"^\d+(\.\d+)*", text.strip())
-    return _numbers(m2.group(0)) if m2 else None
+            single = number_or_none(text, max_digits=_MAX_PART_DIGITS)
+            return (single,) if single is not None else None
+        return _parts(f"{m.group(1)}.{m.group(2)}")
+    m2 = _LEADING_NUMERIC.match(text)
+    return _parts(m2.group(0)) if m2 else None
 
 
 def _check(cond: Condition, facts: HostFacts, gpu: Optional[GpuFacts]) -> Tuple[bool, str]:
@@ -235,7 +267,8 @@ def legacy_cuda_version(value: str) -> str:
     m = _SEMVER.fullmatch(value) if len(value) <= 256 else None
     if m is None or len(m.group(1)) > 10 or len(m.group(2) or "") > 10:
         raise UsageError(f"invalid CUDA_VERSION {value[:40]!r}: expected a version like 12.4.1")
-    major, minor = int(m.group(1)), int(m.group(2) or 0)
+    major = parse_number(m.group(1), "CUDA_VERSION major", max_digits=10, error=UsageError)
+    minor = parse_number(m.group(2) or "0", "CUDA_VERSION minor", max_digits=10, error=UsageError)
     if major > _UINT32 or minor > _UINT32:
         raise UsageError(f"invalid CUDA_VERSION {value[:40]!r}: version number out of range")
     return f"{major}.{minor}"
@@ -268,14 +301,15 @@ def check_label(label: Optional[str], facts: HostFacts) -> Optional[str]:
     if not label or not label.strip():
         return None
     m = _MAJOR_MINOR.match(label.strip())
-    if m is None:
-        return f"invalid label {LABEL_CUDA_VERSION}={label!r}: expected a CUDA version like 9.0"
+    want = _parts(f"{m.group(1)}.{m.group(2)}") if m is not None else None
+    if want is None:
+        return f"invalid label {LABEL_CUDA_VERSION}={_shown(label)}: expected a CUDA version like 9.0"
     have = _host_numbers(facts.cuda_version, major_minor=True)
     if have is None:
         # 1.0 printed "driver 0.0 < image X" here (#190, #357, #384)
-        return f"unsupported CUDA version: image {label.strip()} ({_LIBCUDA_UNKNOWN})"
-    if have < (int(m.group(1)), int(m.group(2))):
-        return f"unsupported CUDA version: driver {facts.cuda_version} < image {label.strip()}"
+        return f"unsupported CUDA version: image {printable(label.strip())} ({_LIBCUDA_UNKNOWN})"
+    if have < want:
+        return f"unsupported CUDA version: driver {facts.cuda_version} < image {printable(label.strip())}"
     return None
 
 
@@ -326,8 +360,8 @@ def requirement_error(failures: Sequence[str]) -> RequirementError:
 
 # -- CUDA forward compatibility ----------------------------------------------------------
 def _major(version: str) -> Optional[int]:
-    m = re.match(r"^\s*(\d+)", version or "")
-    return int(m.group(1)) if m else None
+    m = re.match(r"^\s*([0-9]+)", version or "")
+    return number_or_none(m.group(1), max_digits=_MAX_PART_DIGITS) if m else None
 
 
 def compat_applies(host_driver: str, compat_version: str, note: Optional[Mapping[str, Any]], *,

@@ -7,7 +7,16 @@ binaries) is named by its *host* path ("/proc/devices") and read through a
 ones (``HostRoot.host``).
 
 Device-node checks go through an injectable ``node_reader`` so that tests and
-the simulator can describe character devices with plain files.
+the simulator can describe character devices with plain files. The default
+reader uses ``lstat``: a symbolic link is never a device node.
+
+Every file is read with :func:`read_regular`: opened non-blocking, only when it
+is a regular file, and never more than a size limit for its kind
+(:data:`TEXT_LIMIT` for /proc and /sys text), so a FIFO, a device or an endless
+file in the tree is an unreadable file (a :class:`HostError` naming it), never a
+hang. :meth:`HostRoot.contains` tells whether a real path stays inside the root
+once every symbolic link is resolved; nothing outside it is handed to an engine
+(docs/security.md).
 
 Example:
     >>> r = HostRoot("/srv/fake")
@@ -25,6 +34,92 @@ from typing import Callable, List, Optional
 
 from .errors import HostError
 
+#: the most nvlow reads of a /proc, /sys or other small text file
+TEXT_LIMIT = 1 << 20
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
+
+
+def _kind_of(mode: int) -> str:
+    if _stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if _stat.S_ISCHR(mode):
+        return "a character device"
+    if _stat.S_ISBLK(mode):
+        return "a block device"
+    if _stat.S_ISSOCK(mode):
+        return "a socket"
+    if _stat.S_ISDIR(mode):
+        return "a directory"
+    return "not a regular file"
+
+
+def open_regular(real_path: str) -> int:
+    """A read-only descriptor of the regular file at ``real_path`` (symlinks followed, as ``open``).
+
+    The file is checked with ``stat`` before it is opened (opening a device can have side
+    effects) and with ``fstat`` after (it may have been swapped); it is opened ``O_NONBLOCK``,
+    so even a FIFO swapped in between never blocks. Anything else is a :class:`HostError`
+    naming the file ("... is a FIFO, not a regular file").
+    """
+    try:
+        st = os.stat(real_path)
+        if not _stat.S_ISREG(st.st_mode):
+            raise HostError(f"{real_path} is {_kind_of(st.st_mode)}, not a regular file; not read")
+        fd = os.open(real_path, _OPEN_FLAGS)
+    except OSError as exc:
+        raise HostError(f"cannot read {real_path}: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+    except OSError as exc:
+        os.close(fd)
+        raise HostError(f"cannot read {real_path}: {exc.strerror or exc}") from None
+    if not _stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise HostError(f"{real_path} is {_kind_of(st.st_mode)}, not a regular file; not read")
+    return fd
+
+
+def read_fd(fd: int, real_path: str, max_size: int, *, limit: Optional[int] = None) -> bytes:
+    """Read ``fd`` to its end; more than ``max_size`` bytes is a :class:`HostError` naming the file.
+
+    With ``limit``, only the first ``limit`` bytes are read (never more than ``max_size``).
+    The size is not taken from ``fstat``: /proc and /sys files report 0.
+    """
+    want = max_size + 1 if limit is None else min(limit, max_size)
+    chunks: List[bytes] = []
+    got = 0
+    try:
+        while got < want:
+            chunk = os.read(fd, min(want - got, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+    except BlockingIOError:
+        raise HostError(f"cannot read {real_path}: it would block (not a regular file?)") from None
+    except OSError as exc:
+        raise HostError(f"cannot read {real_path}: {exc.strerror or exc}") from None
+    if limit is None and got > max_size:
+        raise HostError(f"{real_path} is larger than {max_size} bytes; not read")
+    return b"".join(chunks)
+
+
+def read_regular(real_path: str, max_size: int = TEXT_LIMIT, *, limit: Optional[int] = None) -> bytes:
+    """The bytes of the regular file ``real_path`` (see :func:`open_regular` and :func:`read_fd`).
+
+    Example:
+        >>> read_regular("/dev/null")
+        Traceback (most recent call last):
+        ...
+        nvlow.errors.HostError: /dev/null is a character device, not a regular file; not read
+    """
+    fd = open_regular(real_path)
+    try:
+        return read_fd(fd, real_path, max_size, limit=limit)
+    finally:
+        os.close(fd)
+
 
 @dataclass(frozen=True)
 class NodeInfo:
@@ -39,15 +134,21 @@ class NodeInfo:
     major: int
     minor: int
     mode: int
+    #: the path is a symbolic link (never followed, so never a device node)
+    is_link: bool = False
 
 
 NodeReader = Callable[[str], Optional[NodeInfo]]
 
 
 def stat_node_reader(real_path: str) -> Optional[NodeInfo]:
-    """Default node reader: ``os.stat`` of the real path (None when absent)."""
+    """Default node reader: ``os.lstat`` of the real path (None when absent).
+
+    A symbolic link is reported as such and never followed: under ``--root`` a link
+    such as ``dev/nvidia0 -> /dev/kmsg`` would hand a host device to the container.
+    """
     try:
-        st = os.stat(real_path)
+        st = os.lstat(real_path)
     except OSError:
         return None
     is_char = _stat.S_ISCHR(st.st_mode)
@@ -56,6 +157,7 @@ def stat_node_reader(real_path: str) -> Optional[NodeInfo]:
         major=os.major(st.st_rdev) if is_char else -1,
         minor=os.minor(st.st_rdev) if is_char else -1,
         mode=_stat.S_IMODE(st.st_mode),
+        is_link=_stat.S_ISLNK(st.st_mode),
     )
 
 
@@ -71,19 +173,16 @@ def file_node_reader(real_path: str) -> Optional[NodeInfo]:
         True
     """
     info = stat_node_reader(real_path)
-    if info is None or info.is_char:
+    if info is None or info.is_char or info.is_link:
         return info
     try:
-        with open(real_path, "rb") as fh:
-            head = fh.read(64)
-    except OSError:
+        head = read_regular(real_path, limit=64)
+    except HostError:
         return info
     if head.startswith(SIMULATED_NODE_PREFIX):
-        try:
-            major_s, minor_s = head[len(SIMULATED_NODE_PREFIX):].strip().split(b":")
+        major_s, _, minor_s = head[len(SIMULATED_NODE_PREFIX):].strip().partition(b":")
+        if 0 < len(major_s) <= 7 and 0 < len(minor_s) <= 7 and (major_s + minor_s).isdigit():
             return NodeInfo(True, int(major_s), int(minor_s), info.mode)
-        except ValueError:
-            return info
     return info
 
 
@@ -107,6 +206,7 @@ class HostRoot:
         self.node_reader: NodeReader = node_reader or stat_node_reader
         #: preset name when this root is a generated simulation tree
         self.simulated = simulated
+        self._real_root: Optional[str] = None
 
     def __repr__(self) -> str:
         return f"HostRoot({self.path!r})"
@@ -148,24 +248,21 @@ class HostRoot:
         """True when the host path itself is a symbolic link (not followed)."""
         return os.path.islink(self.host(path))
 
-    def read_bytes(self, path: str, *, limit: Optional[int] = None) -> bytes:
-        """Read a host file; a missing or unreadable file is a :class:`HostError` naming it."""
-        real = self.host(path)
-        try:
-            with open(real, "rb") as fh:
-                return fh.read() if limit is None else fh.read(limit)
-        except OSError as exc:
-            raise HostError(f"cannot read {real}: {exc.strerror or exc}") from None
+    def read_bytes(self, path: str, *, limit: Optional[int] = None, max_size: int = TEXT_LIMIT) -> bytes:
+        """Read a host file (:func:`read_regular`): a missing or unreadable file, one that is not
+        a regular file (a FIFO would block) or one larger than ``max_size`` is a
+        :class:`HostError` naming it. ``limit`` reads only the first bytes."""
+        return read_regular(self.host(path), max_size, limit=limit)
 
-    def read_text(self, path: str) -> str:
+    def read_text(self, path: str, *, max_size: int = TEXT_LIMIT) -> str:
         """Read a host text file (undecodable bytes replaced)."""
-        return self.read_bytes(path).decode("utf-8", "replace")
+        return self.read_bytes(path, max_size=max_size).decode("utf-8", "replace")
 
-    def read_text_optional(self, path: str) -> Optional[str]:
+    def read_text_optional(self, path: str, *, max_size: int = TEXT_LIMIT) -> Optional[str]:
         """Read a host text file, or None when it does not exist."""
         if not os.path.lexists(self.host(path)):
             return None
-        return self.read_text(path)
+        return self.read_text(path, max_size=max_size)
 
     def listdir(self, path: str) -> List[str]:
         """Sorted names in a host directory; empty when it does not exist."""
@@ -184,6 +281,23 @@ class HostRoot:
 
     def access(self, path: str, mode: int) -> bool:
         return os.access(self.host(path), mode)
+
+    def contains(self, real_path: str) -> bool:
+        """Whether the real path ``real_path`` (a :meth:`host` result) is inside the root once
+        every symbolic link in it is resolved by the kernel's rules -- what an engine handed the
+        path would open. Always True for ``/``.
+
+        Example:
+            >>> HostRoot("/srv/fake").contains("/srv/fake/../etc/passwd")
+            False
+        """
+        if self.path == "/":
+            return True
+        if self._real_root is None:
+            self._real_root = os.path.realpath(self.path)
+        resolved = os.path.realpath(real_path)
+        base = self._real_root
+        return resolved == base or resolved.startswith(base.rstrip("/") + "/")
 
     def realpath(self, path: str) -> str:
         """Resolve symlinks of a host path *inside* the root.
@@ -223,7 +337,13 @@ class HostRoot:
             if not d.startswith("/"):
                 continue
             cand = d.rstrip("/") + "/" + name
-            real = self.host(cand)
-            if os.path.isfile(real) and os.access(real, os.X_OK):
-                return self.realpath(cand)
+            if not os.path.lexists(self.host(cand)):
+                continue
+            try:
+                resolved = self.realpath(cand)
+            except HostError:
+                continue
+            real = self.host(resolved)
+            if os.path.isfile(real) and os.access(real, os.X_OK) and self.contains(real):
+                return resolved
         return None

@@ -6,11 +6,20 @@ refuses mismatches as ``invalid device node``); a node that fails is reported
 in ``warnings`` and not used. The MIG capability nodes are read by
 :mod:`nvlow.migcaps` through the same node checks.
 
-Nodes found by listing a directory -- a GPU's DRM nodes (named by
+No device node is ever reached through a symbolic link: ``/dev/nvidiaN``,
+the control nodes, the MIG capability nodes, a GPU's DRM nodes (named by
 ``/sys/bus/pci/devices/<bus>/drm/``) and the IMEX channels under
-``/dev/nvidia-caps-imex-channels`` -- must be character devices themselves:
-a symbolic link there is not followed (as the toolkit's char-device locator,
-which uses ``lstat``, ``internal/devices/devices.go``).
+``/dev/nvidia-caps-imex-channels`` must be character devices themselves (as the
+toolkit's char-device locator, which uses ``lstat``, ``internal/devices/devices.go``).
+Under ``--root`` a followed link would leave the tree: ``dev/nvidia11 -> /dev/kmsg``
+with ``1 nvidia`` in the tree's /proc/devices is 1:11, the host's kernel log.
+
+Under a root other than ``/`` the tree's /proc/devices is not the running
+kernel's, so a node is also refused when its major is a statically assigned one
+that the running kernel's ``/proc/devices`` gives to a non-NVIDIA driver
+(``1 mem``, ``4 tty``, ``10 misc``...; :func:`foreign_major`), and when its path
+resolves outside the root (a symlinked ``dev`` directory). Under ``/`` the
+tree's /proc/devices *is* the kernel's, so the majors are already the kernel's.
 
 Example:
     >>> import tempfile
@@ -28,16 +37,16 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, replace
-from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from .errors import DriverNotLoaded, HostError
 from .migcaps import MigCap as MigCap  # noqa: F401 - re-exported for ``from nvlow.scan import MigCap``
 from .migcaps import scan_mig_caps
 from .model import DeviceNode
-from .procfs import (normalize_bus_id, parse_bus_id, parse_devices, parse_driver_version, parse_drm_node_name,
-                     parse_gpu_information, parse_imex_channel_name)
+from .procfs import (MAX_MINOR, device_names_by_major, normalize_bus_id, parse_bus_id, parse_devices,
+                     parse_driver_version, parse_drm_node_name, parse_gpu_information, parse_imex_channel_name)
 from .records import GpuRecord
-from .root import HostRoot
+from .root import HostRoot, read_regular
 
 Runner = Callable[[List[str]], int]
 
@@ -51,7 +60,51 @@ IMEX_CHANNELS_DIR = "/dev/nvidia-caps-imex-channels"
 UVM_MISSING = ("{path} is missing: CUDA will fail in containers; run 'nvidia-modprobe -u -c=0' "
                "as root or load nvidia-uvm")
 _EXTRA_PATH = "/usr/bin:/usr/sbin:/bin:/sbin:/usr/local/bin:/usr/local/sbin"
-_GPU_NODE = re.compile(r"^nvidia(\d+)$")
+#: the running kernel's device table (never read under the root), to judge the majors of a tree other than ``/``
+KERNEL_DEVICES = "/proc/devices"
+_GPU_NODE = re.compile(r"^nvidia(0|[1-9][0-9]{0,6})\Z")
+
+#: the /proc/devices names a node of each kind may have its major from, in the running kernel
+KIND_DEVICE_NAMES: Dict[str, Tuple[str, ...]] = {
+    "gpu": ("nvidia", "nvidiactl", "nvidia-frontend"),
+    "ctl": ("nvidia", "nvidiactl", "nvidia-frontend"),
+    "modeset": ("nvidia", "nvidiactl", "nvidia-frontend", "nvidia-modeset"),
+    "uvm": ("nvidia-uvm",),
+    "uvm-tools": ("nvidia-uvm",),
+    "cap": ("nvidia-caps",),
+    "imex": ("nvidia-caps-imex-channels",),
+    "drm": ("drm",),
+}
+
+
+def is_dynamic_major(major: int) -> bool:
+    """Whether the kernel hands ``major`` out at run time (``fs/char_dev.c``: 234-254, then 384-511).
+
+    Example:
+        >>> is_dynamic_major(1), is_dynamic_major(195), is_dynamic_major(510)
+        (False, False, True)
+    """
+    return 234 <= major <= 254 or 384 <= major <= 511
+
+
+def foreign_major(kernel: Mapping[int, Tuple[str, ...]], major: int, kind: str) -> Optional[Tuple[str, ...]]:
+    """The running kernel's names for ``major`` when they make it a well-known non-NVIDIA major for
+    a node of ``kind`` (statically assigned, registered, and under none of the kind's names), else None.
+
+    Dynamic majors are not judged: their numbers differ from boot to boot, and a tree from
+    another machine legitimately names them otherwise.
+
+    Example:
+        >>> foreign_major({1: ("mem",), 195: ("nvidia", "nvidiactl")}, 1, "gpu")
+        ('mem',)
+        >>> foreign_major({1: ("mem",), 195: ("nvidia", "nvidiactl")}, 195, "ctl") is None
+        True
+    """
+    names = kernel.get(major)
+    if not names or is_dynamic_major(major):
+        return None
+    wanted = KIND_DEVICE_NAMES.get(kind, ())
+    return None if any(n in wanted for n in names) else names
 
 
 @dataclass(frozen=True)
@@ -92,18 +145,48 @@ class ProcScan:
         return dict(self.majors).get(name)
 
 
+def kernel_device_names(path: str = KERNEL_DEVICES) -> Optional[Dict[int, Tuple[str, ...]]]:
+    """The running kernel's character majors and their names (``/proc/devices``, never under a
+    root), or None when it cannot be read."""
+    try:
+        return device_names_by_major(read_regular(path).decode("utf-8", "replace"))
+    except HostError:
+        return None
+
+
 class _Scanner:
     def __init__(self, root: HostRoot) -> None:
         self.root = root
         self.warnings: List[str] = []
         #: host paths whose node check found nothing at all
         self.missing: Set[str] = set()
+        #: host paths that exist but could not be read (each already has its warning)
+        self.unreadable: Set[str] = set()
+        self._kernel: Optional[Dict[int, Tuple[str, ...]]] = None
+        self._kernel_read = False
+
+    def absent(self, path: str) -> str:
+        """"missing" or "unreadable", for a path :meth:`read` returned None for."""
+        return "unreadable" if path in self.unreadable else "missing"
+
+    def kernel_majors(self) -> Optional[Dict[int, Tuple[str, ...]]]:
+        """The running kernel's majors, read once; None under ``/`` (the tree's file is the kernel's)."""
+        if self.root.is_default:
+            return None
+        if not self._kernel_read:
+            self._kernel_read = True
+            self._kernel = kernel_device_names(KERNEL_DEVICES)
+            if self._kernel is None:
+                self.warnings.append(f"cannot read the running kernel's {KERNEL_DEVICES}: the majors of the "
+                                     f"device nodes under {self.root.path} are checked against its own only")
+        return self._kernel
 
     def read(self, path: str) -> Optional[str]:
         try:
             return self.root.read_text_optional(path)
         except HostError as exc:
             self.warnings.append(str(exc))
+            self.unreadable.add(path)
             return None
 
     def listdir(self, path: str) -> List[str]:
@@ -114,19 +197,23 @@ class _Scanner:
             self.warnings.append(str(exc))
             return []
 
-    def node(self, path: str, major: Optional[int], minor: int, kind: str, *,
-             allow_link: bool = True) -> Optional[DeviceNode]:
+    def node(self, path: str, major: Optional[int], minor: int, kind: str) -> Optional[DeviceNode]:
         """The checked node at ``path``, or None (with a warning when it is wrong).
 
-        With ``allow_link=False`` a symbolic link at ``path`` is rejected instead of followed.
+        A symbolic link at ``path`` is rejected, never followed; so is, under a root other
+        than ``/``, a node with a well-known non-NVIDIA major of the running kernel
+        (:func:`foreign_major`) or a path that resolves outside the root.
         """
         real = self.root.host(path)
-        if not allow_link and self.root.is_link(path):
-            self.warnings.append(f"{real} is a symbolic link, not a character device; not used")
-            return None
         info = self.root.node(path)
         if info is None:
+            if self.root.is_link(path):  # a dangling link, for a reader that follows links
+                self.warnings.append(f"{real} is a symbolic link, not a character device; not used")
+                return None
             self.missing.add(path)
+            return None
+        if info.is_link or self.root.is_link(path):
+            self.warnings.append(f"{real} is a symbolic link, not a character device; not used")
             return None
         if not info.is_char:
             self.warnings.append(f"{real} is not a character device; not used")
@@ -136,6 +223,17 @@ class _Scanner:
         if (info.major, info.minor) != (major, minor):
             self.warnings.append(f"{real} is {info.major}:{info.minor}, expected {major}:{minor} "
                                  "from /proc/devices; not used")
+            return None
+        kernel = self.kernel_majors()
+        foreign = foreign_major(kernel, major, kind) if kernel is not None else None
+        if foreign is not None:
+            self.warnings.append(f"{real} is {major}:{minor}, but the running kernel's {KERNEL_DEVICES} gives "
+                                 f"major {major} to {', '.join(foreign)}, not to "
+                                 f"{' or '.join(KIND_DEVICE_NAMES.get(kind, (kind,)))}; not used")
+            return None
+        if not self.root.contains(real):
+            self.warnings.append(f"{real} resolves to {os.path.realpath(real)}, outside {self.root.path}; "
+                                 "not used")
             return None
         return DeviceNode(real, path, major, minor, kind)
 
@@ -154,7 +252,7 @@ def _gpus(sc: _Scanner, nvidia_major: int) -> Tuple[List[ProcGpu], List[DeviceNo
             continue
         bus = normalize_bus_id(name) or info.bus_location or ""
         if text is None:
-            sc.warnings.append(f"{real} is missing")
+            sc.warnings.append(f"{real} is {sc.absent(path)}")
         elif not info.fields:
             sc.warnings.append(f"{real} is malformed (no 'Key: value' lines)")
         elif info.bus_location and info.bus_location != bus:
@@ -163,7 +261,8 @@ def _gpus(sc: _Scanner, nvidia_major: int) -> Tuple[List[ProcGpu], List[DeviceNo
     found.sort(key=lambda item: item[0])
     gpus = [g for _, g in found]
 
-    minors_in_dev = sorted(int(m.group(1)) for m in map(_GPU_NODE.match, sc.root.listdir("/dev")) if m)
+    minors_in_dev = sorted(n for n in (int(m.group(1)) for m in map(_GPU_NODE.match, sc.root.listdir("/dev")) if m)
+                           if n <= MAX_MINOR)
     gpu_nodes = [n for n in (sc.node(f"/dev/nvidia{m}", nvidia_major, m, "gpu") for m in minors_in_dev)
                  if n is not None]
     by_minor = {n.minor: n for n in gpu_nodes}
@@ -206,7 +305,7 @@ def scan_drm_nodes(sc: _Scanner, bus: str, drm_major: int) -> Tuple[DeviceNode, 
     out: List[DeviceNode] = []
     for (_, minor), name in sorted(entries):
         path = f"/dev/dri/{name}"
-        node = sc.node(path, drm_major, minor, "drm", allow_link=False)
+        node = sc.node(path, drm_major, minor, "drm")
         if node is not None:
             out.append(node)
         elif path in sc.missing:
@@ -233,7 +332,7 @@ def scan_imex_channels(sc: _Scanner, imex_major: Optional[int]) -> Tuple[DeviceN
         sc.warnings.append(f"/proc/devices has no 'nvidia-caps-imex-channels' device; the IMEX channel nodes "
                            f"under {sc.root.host(IMEX_CHANNELS_DIR)} are not used")
         return ()
-    nodes = (sc.node(f"{IMEX_CHANNELS_DIR}/{name}", imex_major, n, "imex", allow_link=False) for n, name in numbered)
+    nodes = (sc.node(f"{IMEX_CHANNELS_DIR}/{name}", imex_major, n, "imex") for n, name in numbered)
     return tuple(n for n in nodes if n is not None)
 
 
@@ -280,17 +379,22 @@ def scan_host(root: HostRoot, *, load_uvm: bool = True, runner: Optional[Runner]
     version_path = "/proc/driver/nvidia/version"
     version_text = sc.read(version_path)
     nvidia_major = majors.get("nvidia", majors.get("nvidiactl", majors.get("nvidia-frontend")))
+    if version_text is None and nvidia_major is None and version_path in sc.unreadable:
+        reason = next((w for w in sc.warnings if w.startswith((root.host(version_path), "cannot read"))), "")
+        raise HostError(f"no usable NVIDIA driver information under {root.path}: {reason}",
+                        hint="point --root at a host tree whose /proc files are the kernel's")
     if version_text is None and nvidia_major is None:
         raise DriverNotLoaded(f"NVIDIA kernel module not loaded (no {version_path} under {root.path})",
                               hint="install the NVIDIA driver and load it: 'modprobe nvidia' (or run nvidia-smi "
                                    "once as root)")
     version = parse_driver_version(version_text or "")
     if version_text is None:
-        sc.warnings.append(f"{root.host(version_path)} is missing; the driver version is unknown")
+        sc.warnings.append(f"{root.host(version_path)} is {sc.absent(version_path)}; the driver version is unknown")
     elif version is None:
         sc.warnings.append(f"{root.host(version_path)} is malformed (no NVRM version banner)")
     if devices_text is None:
-        sc.warnings.append(f"{root.host('/proc/devices')} is missing; assuming major {NVIDIA_MAJOR}")
+        sc.warnings.append(f"{root.host('/proc/devices')} is {sc.absent('/proc/devices')}; "
+                           f"assuming major {NVIDIA_MAJOR}")
     elif nvidia_major is None:
         sc.warnings.append(f"{root.host('/proc/devices')} lists no 'nvidia' or 'nvidia-frontend' character "
                            f"device; assuming major {NVIDIA_MAJOR}")

@@ -26,14 +26,17 @@ from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 from .errors import SelectionError
 from .model import Gpu, MigDevice
+from .procfs import is_ascii_digits, parse_number, printable
 
 if TYPE_CHECKING:  # pragma: no cover
     from .request import SelectionChoice
 
-_SHORT_BUS_RE = re.compile(r"^([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])$")
-_MIG_INDEX_RE = re.compile(r"^(\d+):(\d+)$")
+_SHORT_BUS_RE = re.compile(r"^([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])\Z")
+_MIG_INDEX_RE = re.compile(r"^([0-9]+):([0-9]+)\Z")
 # The MIG UUID form of drivers R450-R465: MIG-<parent GPU UUID>/<GI>/<CI> (toolkit README).
-_OLD_MIG_UUID_RE = re.compile(r"^MIG-(GPU-[0-9A-Fa-f-]+)/(\d+)/(\d+)$")
+_OLD_MIG_UUID_RE = re.compile(r"^MIG-(GPU-[0-9A-Fa-f-]+)/([0-9]+)/([0-9]+)\Z")
+#: digits an index, MIG slot or instance id may have (leading zeros aside)
+_MAX_INDEX_DIGITS = 10
 # A CDI-qualified name (vendor/class=device), which the NVIDIA Container Toolkit accepts in
 # NVIDIA_VISIBLE_DEVICES: "-e NVIDIA_VISIBLE_DEVICES=nvidia.com/gpu=all" (its CDI docs).
 _CDI_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*=(\S+)$")
@@ -81,8 +84,13 @@ def _bus_key(text: str) -> Optional[Tuple[int, int, int, int]]:
         return full
     m = _SHORT_BUS_RE.match(text)
     if m:
-        return (0, int(m.group(1), 16), int(m.group(2), 16), int(m.group(3)))
+        return (0, int(m.group(1), 16), int(m.group(2), 16), int(m.group(3)))  # 1-2 ASCII hex digits each
     return None
+
+
+def _index(text: str, what: str) -> int:
+    """A GPU index, MIG slot or instance id: ASCII digits only; a SelectionError naming ``what``."""
+    return parse_number(text, what, max_digits=_MAX_INDEX_DIGITS, error=SelectionError)
 
 
 def _split(spec: str, *, spaces: bool) -> List[str]:
@@ -107,54 +115,57 @@ def _by_uuid(gpus: Sequence[Gpu], token: str) -> Tuple[Optional[Gpu], Optional[M
         names = ", ".join((g.uuid if g else (m.uuid if m else None)) or "?" for g, m in matches[:4])
         raise SelectionError(f"ambiguous GPU UUID prefix {token!r} matches {names}", hint="give more characters of the UUID")
     if not matches:
-        raise SelectionError(f"unknown GPU UUID: {token}", hint=_HINT)
+        raise SelectionError(f"unknown GPU UUID: {printable(token)}", hint=_HINT)
     return matches[0]
 
 
 def _old_mig(gpus: Sequence[Gpu], token: str, parent_uuid: str, gi: int, ci: int) -> MigDevice:
     parent = next((g for g in gpus if g.uuid and g.uuid.lower() == parent_uuid.lower()), None)
     if parent is None:
-        raise SelectionError(f"unknown GPU UUID in MIG device {token}", hint=_HINT)
+        raise SelectionError(f"unknown GPU UUID in MIG device {printable(token)}", hint=_HINT)
     for mig in parent.mig_devices:
         if mig.gpu_instance_id == gi and mig.compute_instance_id == ci:
             return mig
-    raise SelectionError(f"unknown MIG device {token}: GPU {parent.index} has no GPU instance {gi} with compute "
-                         f"instance {ci}", hint=_HINT)
+    raise SelectionError(f"unknown MIG device {printable(token)}: GPU {parent.index} has no GPU instance {gi} "
+                         f"with compute instance {ci}", hint=_HINT)
 
 
 def _resolve_token(gpus: Sequence[Gpu], token: str) -> Tuple[Optional[Gpu], Optional[MigDevice]]:
-    if token.isdigit():
-        idx = int(token)
+    if is_ascii_digits(token):
+        idx = _index(token, "GPU index")
         for g in gpus:
             if g.index == idx:
                 return g, None
-        raise SelectionError(f"unknown GPU index: {token} (this host has {len(gpus)} GPU{'s' if len(gpus) != 1 else ''})", hint=_HINT)
+        raise SelectionError(f"unknown GPU index: {printable(token)} (this host has {len(gpus)} GPU{'s' if len(gpus) != 1 else ''})", hint=_HINT)
     m = _MIG_INDEX_RE.match(token)
     if m:
-        gidx, slot = int(m.group(1)), int(m.group(2))
+        gidx, slot = _index(m.group(1), "GPU index"), _index(m.group(2), "MIG device index")
         parent = next((g for g in gpus if g.index == gidx), None)
         if parent is None:
-            raise SelectionError(f"unknown GPU index in MIG device {token}", hint=_HINT)
+            raise SelectionError(f"unknown GPU index in MIG device {printable(token)}", hint=_HINT)
         if not parent.mig_enabled:
-            raise SelectionError(f"MIG device {token} requested but GPU {gidx} is not in MIG mode", hint=_HINT)
+            raise SelectionError(f"MIG device {printable(token)} requested but GPU {gidx} is not in MIG mode",
+                                 hint=_HINT)
         for mig in parent.mig_devices:
             if mig.index == slot:
                 return None, mig
-        raise SelectionError(f"unknown MIG device {token}: GPU {gidx} has no MIG device in slot {slot}", hint=_HINT)
+        raise SelectionError(f"unknown MIG device {printable(token)}: GPU {gidx} has no MIG device in slot {slot}",
+                             hint=_HINT)
     upper = token.upper()
     old = _OLD_MIG_UUID_RE.match(token)
     if old is not None:
-        return None, _old_mig(gpus, token, old.group(1), int(old.group(2)), int(old.group(3)))
+        return None, _old_mig(gpus, token, old.group(1), _index(old.group(2), "GPU instance id"),
+                              _index(old.group(3), "compute instance id"))
     if upper.startswith("GPU-") or upper.startswith("MIG-"):
         if len(token) <= 4:
-            raise SelectionError(f"incomplete GPU UUID: {token}", hint=_HINT)
+            raise SelectionError(f"incomplete GPU UUID: {printable(token)}", hint=_HINT)
         return _by_uuid(gpus, token)
     key = _bus_key(token)
     if key is not None:
         for g in gpus:
             if g.bus_id and _bus_key(g.bus_id) == key:
                 return g, None
-        raise SelectionError(f"unknown GPU PCI bus id: {token}", hint=_HINT)
+        raise SelectionError(f"unknown GPU PCI bus id: {printable(token)}", hint=_HINT)
     raise SelectionError(f"invalid GPU identifier: {token!r}", hint="use all, none, an index, a GPU-/MIG- UUID, a PCI bus id or GPU:MIG")
 
 
@@ -191,8 +202,9 @@ def select_gpus(gpus: Sequence[Gpu], spec: str, *, source: str = "--gpus", nv_gp
     for token in _split(text, spaces=nv_gpu):
         if token.lower() in ("all", "none", "void"):
             raise SelectionError(f"{token!r} cannot be combined with other GPUs in {spec!r}")
-        if nv_gpu and not (token.isdigit() or token.upper().startswith("GPU-")):
-            raise SelectionError(f"invalid device in NV_GPU: {token}", hint="NV_GPU takes indices or GPU-UUID prefixes")
+        if nv_gpu and not (is_ascii_digits(token) or token.upper().startswith("GPU-")):
+            raise SelectionError(f"invalid device in NV_GPU: {printable(token)}",
+                                 hint="NV_GPU takes indices or GPU-UUID prefixes")
         g, m = _resolve_token(gpus, token)
         if g is not None and g not in chosen_gpus:
             chosen_gpus.append(g)
@@ -241,7 +253,10 @@ def resolve_choice(gpus: Sequence[Gpu], choice: "SelectionChoice") -> Selection:
         'void'
     """
     if choice.grammar == "count":
-        return select_count(gpus, int(choice.spec), source=choice.source)
+        spec = choice.spec.strip()
+        count = parse_number(spec[1:] if spec.startswith("-") else spec, "GPU count", error=SelectionError)
+        # docker --gpus -1 (any negative count): all
+        return select_count(gpus, -1 if spec.startswith("-") else count, source=choice.source)
     if choice.grammar == "nv_gpu":
         return select_gpus(gpus, choice.spec, source=choice.source, nv_gpu=True)
     if choice.grammar == "env":

@@ -13,6 +13,16 @@ The search is nvlow's own, because the process's dynamic loader knows nothing of
 Every candidate that fails is remembered, and the final :class:`LibraryError`
 names all of them on one line. Nothing is loaded at import time.
 
+No file reaches ``dlopen`` unchecked (:func:`nvlow.elf.loadable_problem_at`):
+``dlopen`` of a truncated or corrupt library kills the process with SIGBUS or
+SIGSEGV and ``dlopen`` of a FIFO blocks forever, so a candidate that is not a
+regular file, or not an ELF shared object of this process's class and machine
+whose segments and dynamic section lie inside the file, is a failed candidate
+like a missing one ("...libnvidia-ml.so.1: truncated: PT_LOAD segment 3 ends at
+byte 28776, the file has 20000 bytes"). Only the bare SONAME of the last step
+(root ``/``) is left to the system loader unchecked: it searches the host's own
+library path, which nvlow trusts as the loader does.
+
 Example:
     >>> from nvlow.root import HostRoot
     >>> candidate_paths(HostRoot("/nonexistent"), NVML_SONAME, {})[0][0]
@@ -22,7 +32,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, List, Mapping, Tuple
+from typing import Any, List, Mapping, Optional, Tuple
 
 from ..errors import HostError, LibraryError
 from ..root import HostRoot
@@ -69,7 +79,8 @@ def _ldcache_candidates(root: HostRoot, soname: str, tried: List[str]) -> List[s
     try:
         cache = read_ldcache(root)
     except HostError as exc:
-        tried.append(f"{root.host('/etc/ld.so.cache')}: {exc}")
+        path, text = root.host("/etc/ld.so.cache"), str(exc)
+        tried.append(text if text.startswith(path + " ") else f"{path}: {text}")
         return []
     if cache is None:
         return []
@@ -114,6 +125,28 @@ def _dlopen_error(exc: BaseException, path: str) -> str:
     return text[idx + len(marker):] if idx >= 0 else text
 
 
+def _identity(real: str) -> Optional[Tuple[int, int, int, int]]:
+    try:
+        st = os.stat(real)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _check(real: str) -> Optional[str]:
+    """Why ``real`` must not be dlopened (:func:`nvlow.elf.loadable_problem_at`), or None.
+
+    The file is stat'ed before and after the check: one that changed meanwhile is refused too.
+    """
+    from ..elf import loadable_problem_at
+
+    before = _identity(real)
+    problem = loadable_problem_at(real)
+    if problem is None and (before is None or _identity(real) != before):
+        problem = "changed while it was checked"
+    return problem
+
+
 def load_library(ffi: Any, soname: str, root: HostRoot, env: Mapping[str, str]) -> LoadedLibrary:
     """dlopen the first working candidate for ``soname`` with the out-of-line ``ffi``.
 
@@ -122,9 +155,14 @@ def load_library(ffi: Any, soname: str, root: HostRoot, env: Mapping[str, str]) 
     candidates, tried = candidate_paths(root, soname, env)
     var = ENV_OVERRIDES.get(soname, "NVLOW_NVML_LIBRARY")
     for host_path, real in candidates:
-        if "/" in real and not os.path.exists(real):
-            tried.append(f"{real}: not found")
-            continue
+        if "/" in real:
+            if not os.path.exists(real):
+                tried.append(f"{real}: not found")
+                continue
+            problem = _check(real)
+            if problem is not None:
+                tried.append(f"{real}: {problem}")
+                continue
         try:
             lib = ffi.dlopen(real)
         except OSError as exc:
