@@ -365,7 +365,7 @@ def test_validate_needs_files() -> None:
 
 @pytest.fixture(scope="module")
 def sim_env(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    pytest.importorskip("nvlow.simulate.proctree")
+    import nvlow.simulate.proctree  # noqa: F401 - breaking this import must fail the test, not skip it
     return str(tmp_path_factory.mktemp("simcache"))
 
 

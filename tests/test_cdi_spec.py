@@ -416,7 +416,7 @@ def test_device_names_for_gpu() -> None:
 
 def test_preset_spec_is_valid() -> None:
     """Golden facts for a simulated DGX H100 with MIG (needs the simulated host tree)."""
-    pytest.importorskip("nvlow.simulate.proctree")
+    import nvlow.simulate.proctree  # noqa: F401 - breaking this import must fail the test, not skip it
     from nvlow.discover import discover
     from nvlow.driverfiles import select_driver_files
     from nvlow.simulate.hosttree import simulated_host
