@@ -12,7 +12,9 @@ Python API. The steps, in order:
 4. the driver files of the capabilities are selected (the driver volume holds every capability);
 5. device nodes: control nodes, GPUs, DRM nodes with ``graphics``/``display``, MIG access nodes,
    and the MIG config/monitor and IMEX channel nodes the environment asks for;
-6. :func:`nvlow.plan.build_plan` places files and merges ``PATH``/``LD_LIBRARY_PATH``.
+6. :func:`nvlow.plan.build_plan` places files and merges ``PATH``/``LD_LIBRARY_PATH``;
+7. the engine's view (``engine=``, :class:`nvlow.plan.EngineView`): device and bind-mount host paths
+   with the root prefix the engine sees (``--engine-root``) and the volume plugin's name.
 
 Example:
     >>> import nvlow
@@ -30,7 +32,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from .errors import HostError, SelectionError, UsageError
 from .model import DeviceNode, DriverFiles, Host
-from .plan import Plan, build_plan
+from .plan import EngineView, Plan, build_plan
 from .request import (DRIVER_FILE_MODES, PlanRequest, capabilities_choice, decision_env, requirement_env,
                       selection_choice)
 from .root import HostRoot
@@ -140,13 +142,16 @@ def _volume(host: Host, volumes_dir: Optional[str]) -> str:
 def plan_for(host: HostSource, request: PlanRequest, *, volumes_dir: Optional[str] = None,
              selection: Optional[Selection] = None,
              files_for: Optional[Callable[[Tuple[str, ...]], DriverFiles]] = None,
-             volume_for: Optional[Callable[[Host], str]] = None) -> Plan:
+             volume_for: Optional[Callable[[Host], str]] = None,
+             engine: Optional[EngineView] = None) -> Plan:
     """The plan for ``request`` on ``host`` (a Host, or a callable that discovers it when needed).
 
     ``selection`` replaces the request's selection sources with GPUs already resolved
     (:func:`nvlow.make_plan` given a :class:`~nvlow.select.Selection`). ``files_for`` and
     ``volume_for`` replace how driver files are selected and the driver volume is built
-    (``serve`` passes its cache and its one builder); the decision stays the same.
+    (``serve`` passes its cache and its one builder); the decision stays the same. ``engine`` says
+    how the container engine sees the host (``--engine-root``, the plugin name): the plan's host
+    paths are translated to that view in one step, last.
 
     Raises :class:`~nvlow.errors.UsageError`/``SelectionError`` (exit 2) for bad input,
     :class:`~nvlow.errors.RequirementError` (exit 3) for unmet image requirements and
@@ -190,6 +195,8 @@ def plan_for(host: HostSource, request: PlanRequest, *, volumes_dir: Optional[st
         from dataclasses import replace
 
         plan = replace(plan, warnings=plan.warnings + tuple(warnings))
+    if engine is not None:
+        plan = engine.apply(plan, found.root)
     return plan
 
 

@@ -11,10 +11,11 @@ Example:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from .errors import HostError
+from .errors import HostError, UsageError
 from .model import DeviceNode, DriverFile, DriverFiles, Host
 from .request import DRIVER_FILE_MODES as DRIVER_FILE_MODES  # one definition, re-exported
 from .select import Selection
@@ -25,7 +26,12 @@ NVIDIA_LIB64 = NVIDIA_DIR + "/lib64"
 NVIDIA_LIB32 = NVIDIA_DIR + "/lib"
 LD_LIBRARY_PATH_ADDITIONS = (NVIDIA_LIB64, NVIDIA_LIB32)
 PATH_ADDITIONS = (NVIDIA_BIN,)
-PLUGIN_DRIVER = "nvlow"
+#: the volume driver name of ``--driver-files plugin`` and of ``nvlow serve``'s plugin: nvidia-docker 1.0's
+#: name, which every 1.0 client and script types (``--volume-driver=nvidia-docker``); a site that runs
+#: another name sets ``serve --plugin-name`` and ``NVLOW_PLUGIN_NAME`` for the CLI
+PLUGIN_DRIVER = "nvidia-docker"
+#: a legacy plugin name dockerd can find as ``<name>.spec``/``.sock``/``.json`` (one path component)
+_PLUGIN_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,84 @@ class Plan:
 
     def env_dict(self) -> Dict[str, str]:
         return dict(self.env)
+
+
+def check_plugin_name(name: str, option: str = "--plugin-name") -> str:
+    """``name`` when it can be a legacy Docker plugin name (a file name in dockerd's plugin directories).
+
+    Example:
+        >>> check_plugin_name("nvidia-docker")
+        'nvidia-docker'
+    """
+    if not isinstance(name, str) or not _PLUGIN_NAME_RE.fullmatch(name) or name.endswith((".spec", ".sock", ".json")):
+        raise UsageError(f"invalid {option} {str(name)[:80]!r}: a plugin name is 1-64 letters, digits, '_', '.' "
+                         "or '-', starting with a letter or digit",
+                         hint=f"use the name clients pass to --volume-driver, e.g. {PLUGIN_DRIVER}")
+    return name
+
+
+def check_engine_root(path: str, option: str = "--engine-root") -> str:
+    """``path`` normalised, when it can be the root the container engine sees the host at.
+
+    Example:
+        >>> check_engine_root("/host/")
+        '/host'
+    """
+    import posixpath
+
+    if not isinstance(path, str) or not path.startswith("/") or any(c in path for c in ":,\n\r\0"):
+        raise UsageError(f"invalid {option} {str(path)[:80]!r}: it must be an absolute path without ':' or ','",
+                         hint="name the directory the engine sees as the host's /, usually /")
+    norm = posixpath.normpath(path)
+    return "/" + norm.lstrip("/") if norm.startswith("//") else norm
+
+
+@dataclass(frozen=True)
+class EngineView:
+    """How the container engine sees what nvlow reads: where the host root is for the engine and
+    which name its volume plugin has.
+
+    nvlow reads the host under ``--root`` (``/host`` in a container that mounts the host's ``/``
+    there); the engine that runs the container needs the host's own paths. :meth:`path` replaces the
+    root prefix of a path nvlow read with ``root`` (None: the same as nvlow's root, no change);
+    paths outside nvlow's root stay as they are.
+
+    Example:
+        >>> EngineView(root="/").path("/host/dev/nvidia0", host_root="/host")
+        '/dev/nvidia0'
+        >>> EngineView(root="/").path("/var/lib/nvlow/volumes", host_root="/host")
+        '/var/lib/nvlow/volumes'
+    """
+
+    root: Optional[str] = None
+    plugin_name: str = PLUGIN_DRIVER
+
+    def path(self, path: str, host_root: str) -> str:
+        """``path`` (a real path nvlow read under ``host_root``) as the engine sees it."""
+        if self.root is None:
+            return path
+        base = host_root.rstrip("/") or "/"
+        if base == "/":
+            rel = path
+        elif path == base:
+            rel = "/"
+        elif path.startswith(base + "/"):
+            rel = path[len(base):]
+        else:
+            return path
+        engine = self.root.rstrip("/")
+        return (engine + rel) if rel != "/" else (engine or "/")
+
+    def apply(self, plan: "Plan", host_root: str) -> "Plan":
+        """The plan with device and bind-mount host paths in the engine's view and this plugin name
+        (the one translation step :func:`nvlow.decide.plan_for` applies to every plan it returns)."""
+        devices = tuple(replace(d, host_path=self.path(d.host_path, host_root)) for d in plan.devices)
+        mounts = tuple(m if m.kind != "bind" else replace(m, host_path=self.path(m.host_path, host_root))
+                       for m in plan.mounts)
+        driver = self.plugin_name if plan.volume_driver is not None else None
+        if (devices, mounts, driver) == (plan.devices, plan.mounts, plan.volume_driver):
+            return plan
+        return replace(plan, devices=devices, mounts=mounts, volume_driver=driver)
 
 
 def driver_file_mounts(files: DriverFiles, *, include_nvidia_dir: bool = True) -> List[Mount]:

@@ -428,7 +428,8 @@ def remote_plan(host_url: Union[str, RemoteTarget], request: PlanRequest, *, env
             raise RemoteError(f"{target.url}/v2/plan answered something that is not a plan document") from None
         # the plan is data: devices, mounts and env are checked one by one and the arguments are
         # rebuilt here; the server's own "args" never reach the engine
-        args = checked_args(doc, f"{target.url} ({target.source})")
+        own = env.get("NVLOW_PLUGIN_NAME")
+        args = checked_args(doc, f"{target.url} ({target.source})", (own,) if own else ())
         doc["args"] = args
         warnings = doc.get("warnings") or ()
         return RemotePlan(tuple(args), _text_field(doc, "driver_version"), _text_field(doc, "cuda_version"), "v2",

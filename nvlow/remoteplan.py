@@ -152,15 +152,16 @@ def _env(doc: Mapping[str, Any], where: str) -> List[Tuple[str, str]]:
     return out
 
 
-def checked_args(doc: Mapping[str, Any], where: str) -> List[str]:
+def checked_args(doc: Mapping[str, Any], where: str, plugin_names: Tuple[str, ...] = ()) -> List[str]:
     """The docker arguments of a remote plan document, rebuilt from its checked devices, mounts,
-    volume driver and environment (the document's own ``args`` are never used)."""
+    volume driver and environment (the document's own ``args`` are never used). ``plugin_names``
+    are volume drivers accepted besides nvidia-docker/nvlow (the client's own NVLOW_PLUGIN_NAME)."""
     from .plan import Plan
     from .render import docker_args
     from .select import Selection
 
     driver = doc.get("volume_driver")
-    if driver is not None and driver not in _VOLUME_DRIVERS:
+    if driver is not None and driver not in _VOLUME_DRIVERS + plugin_names:
         raise RemoteError(f"{where} answered a volume driver nvlow refuses: {str(driver)[:40]!r}")
     plan = Plan(None, None, Selection(()), (), "bind", tuple(_devices(doc, where)),
                 tuple(_mounts(doc, driver, where)), tuple(_env(doc, where)), driver)

@@ -3,6 +3,7 @@ command line (environment included) to the same values."""
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import click
 import pytest
@@ -70,12 +71,19 @@ SIM = {"NVLOW_SIMULATE": "workstation"}
 NVD = {"NV_DOCKER": "sudo docker -D"}
 ALL_ENV = {**X, **SIM, **NVD}
 RUN = ["docker", "run", "--rm", "img", "nvidia-smi"]
+ER = {"NVLOW_ENGINE_ROOT": "/e"}
+PN = {"NVLOW_PLUGIN_NAME": "site-gpu"}
 EVERY_OPTION = ["--root", "/r", "--simulate", "dgx-a100", "--no-nvml", "--debug", "--json", "--no-uvm-load",
                 "--gpus", "0,1", "--capabilities", "all", "--driver-files", "volume", "--volumes-dir", "/v",
-                "--image", "img:1", "--no-require", "--host", "http://h:3476"]
+                "--image", "img:1", "--no-require", "--host", "http://h:3476", "--engine-root", "/",
+                "--plugin-name", "nvd"]
 EVERY_OPTION_EQ = ["--root=/r", "--simulate=dgx-a100", "--no-nvml", "--debug", "--json", "--no-uvm-load",
                    "--gpus=0,1", "--capabilities=all", "--driver-files=volume", "--volumes-dir=/v",
-                   "--image=img:1", "--no-require", "--host=http://h:3476"]
+                   "--image=img:1", "--no-require", "--host=http://h:3476", "--engine-root=/", "--plugin-name=nvd"]
+EVERY_VALUE = {"root": "/r", "simulate": "dgx-a100", "no_nvml": True, "debug": True, "json": True,
+               "no_uvm_load": True, "gpus": "0,1", "capabilities": "all", "driver_files": "volume",
+               "volumes_dir": "/v", "image": "img:1", "no_require": True, "host": "http://h:3476", "engine_root": "/",
+               "plugin_name": "nvd"}
 
 # (id, argv, environment, expected values that differ from PlanOptions() — None for "the fast parser
 # falls back and the typer app decides alone")
@@ -98,14 +106,20 @@ CASES = [
     ("args-root-and-env-simulate", ["args", "--root", "/"], {**X, **SIM}, {"simulate": "workstation"}),
     ("args-nv-docker-ignored", ["args"], NVD, {}),
     ("args-all-env", ["args", "--json"], ALL_ENV, {"root": "/x", "simulate": "workstation", "json": True}),
-    ("args-every-option", ["args", *EVERY_OPTION, "--format", "compose"], ALL_ENV,
-     {"root": "/r", "simulate": "dgx-a100", "no_nvml": True, "debug": True, "json": True, "no_uvm_load": True,
-      "gpus": "0,1", "capabilities": "all", "driver_files": "volume", "volumes_dir": "/v", "image": "img:1",
-      "no_require": True, "host": "http://h:3476", "format": "compose"}),
-    ("args-every-option-eq", ["args", *EVERY_OPTION_EQ, "--format=json"], {},
-     {"root": "/r", "simulate": "dgx-a100", "no_nvml": True, "debug": True, "json": True, "no_uvm_load": True,
-      "gpus": "0,1", "capabilities": "all", "driver_files": "volume", "volumes_dir": "/v", "image": "img:1",
-      "no_require": True, "host": "http://h:3476", "format": "json"}),
+    ("args-every-option", ["args", *EVERY_OPTION, "--format", "compose"], {**ALL_ENV, **ER, **PN},
+     {**EVERY_VALUE, "format": "compose"}),
+    ("args-every-option-eq", ["args", *EVERY_OPTION_EQ, "--format=json"], {}, {**EVERY_VALUE, "format": "json"}),
+    ("args-engine-root", ["args", "--root", "/host", "--engine-root", "/"], {}, {"root": "/host", "engine_root": "/"}),
+    ("args-env-engine-root", ["args"], ER, {"engine_root": "/e"}),
+    ("args-engine-root-beats-env", ["args", "--engine-root=/"], ER, {"engine_root": "/"}),
+    ("args-engine-root-empty-beats-env", ["args", "--engine-root="], ER, {"engine_root": ""}),
+    ("args-env-engine-root-empty", ["args"], {"NVLOW_ENGINE_ROOT": ""}, {}),
+    ("args-env-root-and-engine-root", ["args"], {**X, **ER}, {"root": "/x", "engine_root": "/e"}),
+    ("args-plugin-name", ["args", "--driver-files", "plugin", "--plugin-name", "nvd"], {},
+     {"driver_files": "plugin", "plugin_name": "nvd"}),
+    ("args-env-plugin-name", ["args"], PN, {"plugin_name": "site-gpu"}),
+    ("args-plugin-name-beats-env", ["args", "--plugin-name", "nvidia-docker"], PN, {"plugin_name": "nvidia-docker"}),
+    ("args-env-plugin-name-empty", ["args"], {"NVLOW_PLUGIN_NAME": ""}, {}),
     ("args-gpus-repeated", ["args", "--gpus", "0", "--gpus=1,2"], {}, {"gpus": "1,2"}),
     ("args-flag-repeated", ["args", "--json", "--json"], {}, {"json": True}),
     ("args-gpus-empty", ["args", "--gpus", ""], {}, {"gpus": ""}),
@@ -129,14 +143,17 @@ CASES = [
     ("exec-env-docker-empty", ["exec", *RUN], {"NV_DOCKER": ""}, {"engine_argv": RUN}),
     ("exec-all-env", ["exec", "--dry-run", "--", *RUN], ALL_ENV,
      {"root": "/x", "simulate": "workstation", "docker": "sudo docker -D", "dry_run": True, "engine_argv": RUN}),
-    ("exec-every-option", ["exec", *EVERY_OPTION, "--dry-run", "--docker", "podman", "--", *RUN], ALL_ENV,
-     {"root": "/r", "simulate": "dgx-a100", "no_nvml": True, "debug": True, "json": True, "no_uvm_load": True,
-      "gpus": "0,1", "capabilities": "all", "driver_files": "volume", "volumes_dir": "/v", "image": "img:1",
-      "no_require": True, "host": "http://h:3476", "dry_run": True, "docker": "podman", "engine_argv": RUN}),
+    ("exec-every-option", ["exec", *EVERY_OPTION, "--dry-run", "--docker", "podman", "--", *RUN],
+     {**ALL_ENV, **ER, **PN}, {**EVERY_VALUE, "dry_run": True, "docker": "podman", "engine_argv": RUN}),
     ("exec-every-option-eq", ["exec", *EVERY_OPTION_EQ, "--dry-run", "--docker=podman", *RUN], {},
-     {"root": "/r", "simulate": "dgx-a100", "no_nvml": True, "debug": True, "json": True, "no_uvm_load": True,
-      "gpus": "0,1", "capabilities": "all", "driver_files": "volume", "volumes_dir": "/v", "image": "img:1",
-      "no_require": True, "host": "http://h:3476", "dry_run": True, "docker": "podman", "engine_argv": RUN}),
+     {**EVERY_VALUE, "dry_run": True, "docker": "podman", "engine_argv": RUN}),
+    ("exec-engine-root", ["exec", "--engine-root", "/", "--", *RUN], {}, {"engine_root": "/", "engine_argv": RUN}),
+    ("exec-env-engine-root-and-plugin", ["exec", *RUN], {**ER, **PN},
+     {"engine_root": "/e", "plugin_name": "site-gpu", "engine_argv": RUN}),
+    ("exec-engine-options-belong-to-the-engine", ["exec", "docker", "run", "--engine-root", "/", "img"], {},
+     {"engine_argv": ["docker", "run", "--engine-root", "/", "img"]}),
+    ("exec-plugin-name-eq-beats-env", ["exec", "--plugin-name=a", "--", *RUN], PN,
+     {"plugin_name": "a", "engine_argv": RUN}),
     ("exec-second-dashdash-kept", ["exec", "--", "docker", "run", "--", "img"], {},
      {"engine_argv": ["docker", "run", "--", "img"]}),
     ("exec-dashdash-inside-engine", ["exec", "docker", "run", "--", "img"], {},
@@ -159,6 +176,8 @@ CASES = [
     ("fallback-args-docker", ["args", "--docker", "podman"], NVD, None),
     ("fallback-flag-with-value", ["exec", "--json=1", "--", *RUN], {}, None),
     ("fallback-missing-value-exec", ["exec", "--root"], X, None),
+    ("fallback-missing-engine-root", ["args", "--engine-root"], ER, None),
+    ("fallback-plugin-name-flag-only", ["exec", "--plugin-name"], PN, None),
 ]
 
 
@@ -195,3 +214,108 @@ def test_fast_parser_and_typer_agree(argv, env, expected, monkeypatch, capsys):
     assert isinstance(slow, PlanOptions), (slow, capsys.readouterr().err)
     assert dataclasses.asdict(fast) == dataclasses.asdict(slow)
     assert dataclasses.asdict(fast) == {**dataclasses.asdict(PlanOptions()), **expected}
+
+
+# --- nvidia-docker 1.0's command-line behaviour where `nvlow exec` replaces the wrapper ------------
+
+import json  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+FAKE_DOCKER = "#!/bin/sh\necho \"ARGV: $*\"\nexit 7\n"
+
+
+def _nvlow(*args, env=None, path_dir=None):
+    full = {k: v for k, v in os.environ.items()
+            if not k.startswith(("NVLOW_", "NVIDIA_", "NV_")) and k not in ("DOCKER_HOST", "CUDA_VISIBLE_DEVICES")}
+    if path_dir is not None:
+        full["PATH"] = f"{path_dir}:{full.get('PATH', '/usr/bin:/bin')}"
+    full.update(env or {})
+    return subprocess.run([sys.executable, "-m", "nvlow", *args], capture_output=True, text=True, timeout=120,
+                          env=full)
+
+
+@pytest.fixture()
+def fake_docker(tmp_path):
+    """A `docker` on PATH that prints its arguments and exits 7 (what exec ran, and that its status passes)."""
+    d = tmp_path / "bin"
+    d.mkdir()
+    script = d / "docker"
+    script.write_text(FAKE_DOCKER)
+    script.chmod(0o755)
+    return d
+
+
+PASS_THROUGH = [
+    ["docker", "ps"], ["docker", "ps", "-a", "--format", "{{.ID}}"], ["docker", "volume", "ls"],
+    ["docker", "volume", "create", "-d", "nvidia-docker", "--name", "nvidia_driver_550.54.15"],
+    ["docker", "--version"], ["docker", "version"], ["docker", "-H", "unix:///x.sock", "images"],
+    ["docker", "container", "ls"], ["docker", "build", "-t", "x", "."], ["docker", "exec", "-it", "c", "sh"],
+    ["docker", "start", "-a", "c"], ["docker", "compose", "up"], ["docker", "image", "inspect", "img"],
+    ["docker"], ["podman", "ps"],
+]
+
+
+@pytest.mark.parametrize("argv", PASS_THROUGH, ids=[" ".join(a) for a in PASS_THROUGH])
+def test_exec_passes_other_commands_through_unchanged(argv, tmp_path):
+    # NVLOW_ROOT points at an empty directory: a command that is not run/create never reads the host
+    r = _nvlow("exec", "--dry-run", "--json", "--", *argv, env={"NVLOW_ROOT": str(tmp_path), "NV_GPU": "0"})
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"schema_version": 1, "argv": argv, "plan": None}
+    assert r.stderr == ""
+
+
+def test_exec_runs_a_pass_through_command_and_keeps_its_exit_status(fake_docker, tmp_path):
+    r = _nvlow("exec", "--", "docker", "volume", "ls", "--format", "{{.Name}}", path_dir=fake_docker,
+               env={"NVLOW_ROOT": str(tmp_path)})
+    assert (r.returncode, r.stdout) == (7, "ARGV: volume ls --format {{.Name}}\n")
+
+
+def test_nv_docker_replaces_the_engine_command(fake_docker):
+    # 1.0: NV_DOCKER is split on whitespace ("sudo docker -D") and used for the final exec
+    r = _nvlow("exec", "--", "docker", "ps", path_dir=fake_docker, env={"NV_DOCKER": "docker -D --log-level warn"})
+    assert (r.returncode, r.stdout) == (7, "ARGV: -D --log-level warn ps\n")
+    r = _nvlow("exec", "--simulate", "workstation", "--dry-run", "--json", "--", "docker", "run", "--rm", "img",
+               env={"NV_DOCKER": "sudo docker -D"})
+    argv = json.loads(r.stdout)["argv"]
+    assert argv[:4] == ["sudo", "docker", "-D", "run"] and argv[-1] == "img"
+
+
+def _uuid_prefix(index):
+    import nvlow
+
+    return nvlow.load_host(simulate="dgx-a100").gpus[index].uuid[:12]
+
+
+@pytest.mark.parametrize("nv_gpu,want", [("1,3", ["/dev/nvidia1", "/dev/nvidia3"]),
+                                         ("2 0", ["/dev/nvidia0", "/dev/nvidia2"]),  # 1.0: spaces too
+                                         ("uuid:5", ["/dev/nvidia5"])])  # 1.0: GPU-UUID prefixes
+def test_nv_gpu_selects_gpus(nv_gpu, want):
+    if nv_gpu.startswith("uuid:"):
+        nv_gpu = _uuid_prefix(int(nv_gpu[5:]))
+    r = _nvlow("exec", "--simulate", "dgx-a100", "--engine-root", "/", "--dry-run", "--json", "--",
+               "docker", "run", "--rm", "img", env={"NV_GPU": nv_gpu})
+    assert r.returncode == 0, r.stderr
+    argv = json.loads(r.stdout)["argv"]
+    assert [a[len("--device="):] for a in argv if re.match(r"--device=/dev/nvidia\d+$", a)] == want
+
+
+def test_nv_gpu_unknown_device_is_exit_2():
+    r = _nvlow("exec", "--simulate", "dgx-a100", "--dry-run", "--", "docker", "run", "img", env={"NV_GPU": "9"})
+    assert r.returncode == 2 and "nvlow: error:" in r.stderr and "9" in r.stderr
+
+
+def test_nv_host_asks_a_remote_nvlow_serve(tmp_path):
+    from test_serve_support import running_server
+
+    with running_server(tmp_path, engine_root="/") as (server, _state, _log):
+        host, port = server.address
+        r = _nvlow("exec", "--dry-run", "--json", "--driver-files", "plugin", "--", "docker", "run", "--rm", "img",
+                   env={"NV_HOST": f"{host}:{port}", "NV_GPU": "2", "DOCKER_HOST": "unix:///nonexistent.sock"})
+    assert r.returncode == 0, r.stderr
+    argv = json.loads(r.stdout)["argv"]
+    assert "--volume-driver=nvidia-docker" in argv
+    assert "--volume=nvidia_driver_550.54.15:/usr/local/nvidia:ro" in argv
+    assert [a for a in argv if re.match(r"--device=/dev/nvidia\d+$", a)] == ["--device=/dev/nvidia2"]
+    assert argv[:3] == ["docker", "run", "--rm"] and argv[-1] == "img"

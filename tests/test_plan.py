@@ -114,7 +114,7 @@ def test_volume_and_plugin_modes():
     assert not any(a.startswith("--volume=") and "/usr/local/nvidia/lib64" in a for a in docker_args(plan))
     plan = build_plan(HOST, select_gpus(HOST.gpus, "0"), ["utility"], FILES, mode="plugin")
     args = docker_args(plan)
-    assert "--volume-driver=nvlow" in args
+    assert "--volume-driver=nvidia-docker" in args
     assert "--volume=nvidia_driver_550.54.15:/usr/local/nvidia:ro" in args
 
 

@@ -15,7 +15,7 @@ from test_serve_support import get, get_json, raw, running_server
 
 DGX_DEVICES = " ".join(f"--device=/dev/nvidia{i}" for i in range(8))
 CONTROL = "--device=/dev/nvidiactl --device=/dev/nvidia-uvm --device=/dev/nvidia-uvm-tools"
-VOLUME = "--volume-driver=nvlow --volume=nvidia_driver_550.54.15:/usr/local/nvidia:ro"
+VOLUME = "--volume-driver=nvidia-docker --volume=nvidia_driver_550.54.15:/usr/local/nvidia:ro"
 
 
 def container_view(text):
@@ -60,7 +60,7 @@ def test_docker_cli_uuid_prefix(dgx):
     status, doc = get_json(dgx, f"/docker/cli/json?dev={uuid[:12]}")
     assert status == 200
     doc["Devices"] = container_devices(doc["Devices"])
-    assert doc == {"VolumeDriver": "nvlow", "Volumes": ["nvidia_driver_550.54.15:/usr/local/nvidia:ro"],
+    assert doc == {"VolumeDriver": "nvidia-docker", "Volumes": ["nvidia_driver_550.54.15:/usr/local/nvidia:ro"],
                    "Devices": ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia5"]}
 
 
@@ -90,7 +90,8 @@ def test_gpu_info_json_and_text(dgx):
     _s, _h, text = get(dgx, "/gpu/info")
     lines = text.decode().splitlines()
     assert lines[1:3] == ["Driver version:          550.54.15", "Supported CUDA version:  12.4"]
-    assert "  Model:         NVIDIA A100-SXM4-40GB" in lines and lines.count("  P2P Available:  None") == 8
+    assert "  Model:         NVIDIA A100-SXM4-40GB" in lines and lines.count("  P2P Available") == 8
+    assert "    00000000:0F:00.0 - Multiple PCI switches" in lines  # the DGX preset's peers (1.0's link names)
 
 
 def test_gpu_status(dgx):
@@ -127,7 +128,7 @@ def test_v2_args_is_the_cli_document(dgx):
 def test_v2_args_nv_gpu_and_plugin_mode(dgx):
     status, doc = get_json(dgx, "/v2/args?nv_gpu=2+0&driver_files=plugin")
     assert status == 200 and doc["selection"]["gpus"] == [0, 2]
-    assert "--volume-driver=nvlow" in doc["args"]
+    assert "--volume-driver=nvidia-docker" in doc["args"]
     assert "--volume=nvidia_driver_550.54.15:/usr/local/nvidia:ro" in doc["args"]
 
 
@@ -267,7 +268,7 @@ def test_no_driver_host_reports_errors_and_keeps_serving(tmp_path):
 def test_zero_gpus(tmp_path):
     with running_server(tmp_path, "no-gpu") as (server, _state, _log):
         status, _h, body = get(server, "/docker/cli")
-        assert status == 200 and body.decode().startswith("--volume-driver=nvlow --volume=nvidia_driver_")
+        assert status == 200 and body.decode().startswith("--volume-driver=nvidia-docker --volume=nvidia_driver_")
         assert "--device=/dev/nvidia0" not in body.decode()
         assert get_json(server, "/gpu/info/json")[1]["Devices"] == []
 

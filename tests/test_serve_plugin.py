@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -11,7 +12,7 @@ import textwrap
 import pytest
 
 from nvlow import volume as vol
-from test_serve_support import plugin_call, running_server
+from test_serve_support import get, get_json, plugin_call, running_server
 
 NAME = "nvidia_driver_550.54.15"
 
@@ -51,8 +52,12 @@ def test_only_post(plugin):
 def test_volume_lifecycle(plugin):
     sock, state, _l = plugin
     path = os.path.join(state.volumes_dir, "nvidia_driver", "550.54.15")
-    assert plugin_call(sock, "/VolumeDriver.List") == (200, {"Volumes": [], "Err": ""})
-    assert plugin_call(sock, "/VolumeDriver.Get", {"Name": NAME}) == (200, {"Err": f"no such volume: {NAME}"})
+    # the running driver's volume exists for dockerd before it is built (its Mount builds it)
+    assert plugin_call(sock, "/VolumeDriver.List") == (200, {"Volumes": [{"Name": NAME, "Mountpoint": path}],
+                                                              "Err": ""})
+    assert plugin_call(sock, "/VolumeDriver.Get", {"Name": NAME}) == (
+        200, {"Volume": {"Name": NAME, "Mountpoint": path}, "Err": ""})
+    assert not os.path.exists(path)
     assert plugin_call(sock, "/VolumeDriver.Create", {"Name": NAME, "Opts": {}}) == (200, {"Err": ""})
     assert os.path.isfile(os.path.join(path, "bin", "nvidia-smi"))
     assert os.path.islink(os.path.join(path, "lib64", "libcuda.so.1"))
@@ -77,7 +82,8 @@ def test_volume_lifecycle(plugin):
     ("/VolumeDriver.Create", "nvidia_driver", "bad volume format: nvidia_driver"),
     ("/VolumeDriver.Mount", "other_1.0", "unsupported volume: other_1.0"),
     ("/VolumeDriver.Mount", "nvidia_driver_1.0", "no such volume: nvidia_driver_1.0"),
-    ("/VolumeDriver.Path", NAME, f"no such volume: {NAME}"),
+    ("/VolumeDriver.Path", "nvidia_driver_1.0", "no such volume: nvidia_driver_1.0"),
+    ("/VolumeDriver.Get", "nvidia_driver_375.26", "no such volume: nvidia_driver_375.26"),
     ("/VolumeDriver.Unmount", "../../etc_1", "bad volume format: ../../etc_1"),
     ("/VolumeDriver.Remove", "x y_1", "bad volume format: x y_1"),
 ])
@@ -132,9 +138,13 @@ def test_killed_build_never_yields_a_half_volume(tmp_path):
         base = os.path.join(state.volumes_dir, "nvidia_driver")
         leftovers = [n for n in os.listdir(base) if n.startswith(".tmp-")]
         assert len(leftovers) == 1 and str(proc.pid) in leftovers[0]
-        # the half-built directory is invisible to the plugin
-        assert plugin_call(sock, "/VolumeDriver.List")[1] == {"Volumes": [], "Err": ""}
-        assert plugin_call(sock, "/VolumeDriver.Get", {"Name": NAME})[1] == {"Err": f"no such volume: {NAME}"}
+        # the half-built directory is invisible to the plugin: only the final (not yet built) path is named
+        final = os.path.join(base, "550.54.15")
+        assert plugin_call(sock, "/VolumeDriver.List")[1] == {"Volumes": [{"Name": NAME, "Mountpoint": final}],
+                                                              "Err": ""}
+        assert plugin_call(sock, "/VolumeDriver.Get", {"Name": NAME})[1] == {
+            "Volume": {"Name": NAME, "Mountpoint": final}, "Err": ""}
+        assert not os.path.exists(final)
         # Mount builds a complete one and sweeps the dead build's directory
         status, answer = plugin_call(sock, "/VolumeDriver.Mount", {"Name": NAME})
         assert status == 200 and answer["Err"] == "" and vol.is_complete(answer["Mountpoint"])
@@ -149,15 +159,19 @@ def test_prepare_socket_dir_tightens_permissions(tmp_path):
     d.mkdir(mode=0o755)
     os.chmod(d, 0o755)
     sock = prepare_socket_dir(str(d))
-    assert sock == str(d / "nvlow.sock") and stat.S_IMODE(os.stat(d).st_mode) == 0o700
+    assert sock == str(d / "nvidia-docker.sock") and stat.S_IMODE(os.stat(d).st_mode) == 0o700
+    assert prepare_socket_dir(str(d), "site-gpu") == str(d / "site-gpu.sock")
 
 
 def test_write_spec(tmp_path):
     from nvlow.serve.server import write_spec
 
-    spec = write_spec(str(tmp_path / "plugins"), "/run/nvlow/nvlow.sock")
-    assert open(spec).read() == "unix:///run/nvlow/nvlow.sock\n"
-    assert write_spec(str(tmp_path / "plugins"), "/run/nvlow/nvlow.sock") == spec
+    spec = write_spec(str(tmp_path / "plugins"), "/run/nvlow/nvidia-docker.sock")
+    assert spec == str(tmp_path / "plugins" / "nvidia-docker.spec")
+    assert open(spec).read() == "unix:///run/nvlow/nvidia-docker.sock\n"
+    assert write_spec(str(tmp_path / "plugins"), "/run/nvlow/nvidia-docker.sock") == spec
+    other = write_spec(str(tmp_path / "plugins"), "/run/nvlow/site-gpu.sock", "site-gpu")
+    assert other == str(tmp_path / "plugins" / "site-gpu.spec")
 
 
 def _inodes(path):
@@ -350,7 +364,200 @@ def test_write_spec_does_not_write_through_a_symlinked_temp_file(tmp_path):
     spec_dir.mkdir()
     victim = tmp_path / "victim"
     victim.write_text("keep\n")
-    (spec_dir / f"nvlow.spec.tmp-{os.getpid()}").symlink_to(victim)
-    spec = write_spec(str(spec_dir), "/run/nvlow/nvlow.sock")
-    assert open(spec).read() == "unix:///run/nvlow/nvlow.sock\n" and victim.read_text() == "keep\n"
+    (spec_dir / f"nvidia-docker.spec.tmp-{os.getpid()}").symlink_to(victim)
+    spec = write_spec(str(spec_dir), "/run/nvlow/nvidia-docker.sock")
+    assert open(spec).read() == "unix:///run/nvlow/nvidia-docker.sock\n" and victim.read_text() == "keep\n"
     assert not os.path.islink(spec)
+
+
+# --- the plugin name: nvidia-docker 1.0's, and nobody else's --------------------------------------
+
+import socket  # noqa: E402
+
+from nvlow.errors import UsageError  # noqa: E402
+from nvlow.serve.server import check_plugin_name_free, plugin_claims, prepare_socket_dir, socket_alive  # noqa: E402
+
+
+@pytest.fixture()
+def short_tmp():
+    """A short temporary directory: unix socket paths are limited to 107 bytes."""
+    import pathlib
+    import shutil
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="nvl-")
+    try:
+        yield pathlib.Path(d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture()
+def live_socket(short_tmp):
+    """A unix socket some other process serves (listening, never answering)."""
+    d = short_tmp / "other"
+    d.mkdir()
+    path = str(d / "nvidia-docker.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(path)
+    s.listen(1)
+    try:
+        yield path
+    finally:
+        s.close()
+
+
+def _dead_socket(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(str(path))
+    s.close()  # the file stays, nobody listens: what a killed plugin leaves
+    return str(path)
+
+
+def _dirs(tmp_path):
+    dirs = [tmp_path / "run-docker-plugins", tmp_path / "etc-docker-plugins", tmp_path / "usr-lib-docker-plugins"]
+    for d in dirs:
+        d.mkdir(exist_ok=True)
+    return [str(d) for d in dirs]
+
+
+def test_socket_alive(short_tmp, live_socket):
+    tmp_path = short_tmp
+    assert socket_alive(live_socket)
+    assert not socket_alive(_dead_socket(tmp_path / "dead.sock"))
+    assert not socket_alive(str(tmp_path / "missing.sock"))
+    (tmp_path / "file.sock").write_text("")
+    assert not socket_alive(str(tmp_path / "file.sock"))
+
+
+def test_no_claims_no_notes(tmp_path):
+    run, etc, usr = _dirs(tmp_path)
+    assert check_plugin_name_free("nvidia-docker", f"{tmp_path}/mine/nvidia-docker.sock",
+                                  f"{etc}/nvidia-docker.spec", [run, etc, usr]) == []
+
+
+def test_a_spec_of_a_live_plugin_is_refused(tmp_path, live_socket):
+    run, etc, usr = _dirs(tmp_path)
+    spec = f"{etc}/nvidia-docker.spec"
+    with open(spec, "w") as fh:
+        fh.write(f"unix://{live_socket}\n")
+    with pytest.raises(UsageError) as info:
+        check_plugin_name_free("nvidia-docker", f"{tmp_path}/mine/nvidia-docker.sock", spec, [run, etc, usr])
+    assert str(info.value) == (f"{spec} (unix://{live_socket}) already registers a Docker plugin named "
+                               "'nvidia-docker'; nvlow will not take the name from it")
+    assert "systemctl stop nvidia-docker" in info.value.hint and "--plugin-name" in info.value.hint
+    assert info.value.exit_code == 2 and open(spec).read() == f"unix://{live_socket}\n"  # untouched
+
+
+def test_its_own_spec_is_fine_and_a_stale_one_is_replaced(short_tmp):
+    tmp_path = short_tmp
+    run, etc, usr = _dirs(tmp_path)
+    mine = f"{tmp_path}/mine/nvidia-docker.sock"
+    spec = f"{etc}/nvidia-docker.spec"
+    with open(spec, "w") as fh:
+        fh.write(f"unix://{mine}\n")
+    assert check_plugin_name_free("nvidia-docker", mine, spec, [run, etc, usr]) == []
+    dead = _dead_socket(tmp_path / "old.sock")  # e.g. nvidia-docker-plugin killed with -9
+    with open(spec, "w") as fh:
+        fh.write(f"unix://{dead}")
+    notes = check_plugin_name_free("nvidia-docker", mine, spec, [run, etc, usr])
+    assert notes == [f"replacing the stale plugin spec {spec} (it named unix://{dead}, which nobody serves)"]
+
+
+def test_a_spec_an_admin_installed_for_this_socket_is_fine(tmp_path):
+    run, etc, usr = _dirs(tmp_path)
+    mine = f"{tmp_path}/mine/nvidia-docker.sock"
+    with open(f"{usr}/nvidia-docker.spec", "w") as fh:
+        fh.write(f"  unix://{mine}  \n")
+    assert check_plugin_name_free("nvidia-docker", mine, None, [run, etc, usr]) == []
+
+
+@pytest.mark.parametrize("where", ["run/nvidia-docker.sock", "run/nvidia-docker/nvidia-docker.sock",
+                                   "etc/nvidia-docker.json", "usr/nvidia-docker.spec",
+                                   "etc/nvidia-docker/nvidia-docker.spec"])
+def test_other_claims_are_refused(short_tmp, where):
+    tmp_path = short_tmp
+    run, etc, usr = _dirs(tmp_path)
+    base = {"run": run, "etc": etc, "usr": usr}[where.split("/")[0]]
+    path = os.path.join(base, *where.split("/")[1:])
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if path.endswith(".sock"):
+        _dead_socket(path)  # even a dead socket elsewhere: nvlow does not delete what it did not make
+    else:
+        with open(path, "w") as fh:
+            fh.write('{"Name": "nvidia-docker", "Addr": "tcp://127.0.0.1:9"}' if path.endswith(".json")
+                     else f"unix://{tmp_path}/gone.sock")
+    assert plugin_claims("nvidia-docker", [run, etc, usr]) == [path]
+    with pytest.raises(UsageError, match=f"^{re.escape(path)}.* already registers a Docker plugin named "
+                                         "'nvidia-docker'"):
+        check_plugin_name_free("nvidia-docker", f"{tmp_path}/mine/nvidia-docker.sock",
+                               f"{etc}/nvidia-docker.spec", [run, etc, usr])
+
+
+def test_another_name_is_not_a_conflict(tmp_path, live_socket):
+    run, etc, usr = _dirs(tmp_path)
+    with open(f"{etc}/nvidia-docker.spec", "w") as fh:
+        fh.write(f"unix://{live_socket}\n")
+    assert check_plugin_name_free("site-gpu", f"{tmp_path}/mine/site-gpu.sock", f"{etc}/site-gpu.spec",
+                                  [run, etc, usr]) == []
+
+
+def test_prepare_socket_dir_refuses_a_live_socket_and_replaces_a_dead_one(short_tmp, live_socket):
+    tmp_path = short_tmp
+    d = os.path.dirname(live_socket)
+    os.chmod(d, 0o700)
+    with pytest.raises(UsageError, match=f"another process serves the plugin socket {re.escape(live_socket)}"):
+        prepare_socket_dir(d)
+    assert socket_alive(live_socket)
+    dead_dir = tmp_path / "dead"
+    dead_dir.mkdir(mode=0o700)
+    dead = _dead_socket(dead_dir / "nvidia-docker.sock")
+    assert prepare_socket_dir(str(dead_dir)) == dead and not os.path.exists(dead)
+
+
+# --- volumes a previous plugin of the name left in dockerd ------------------------------------------
+
+def test_volume_from_a_previous_plugin_answers_get_list_path_and_mounts(tmp_path):
+    """dockerd remembers nvidia_driver_<v> from nvidia-docker-plugin 1.0 (another volumes directory): the
+    running driver's volume must exist for Get/List/Path before anything built it, and Mount builds it."""
+    with running_server(tmp_path, plugin=True) as (server, state, _log):
+        sock = server.plugin_socket
+        path = vol.volume_path(state.volumes_dir, "550.54.15")
+        assert plugin_call(sock, "/VolumeDriver.Get", {"Name": NAME})[1] == {
+            "Volume": {"Name": NAME, "Mountpoint": path}, "Err": ""}
+        assert plugin_call(sock, "/VolumeDriver.Path", {"Name": NAME})[1] == {"Mountpoint": path, "Err": ""}
+        assert plugin_call(sock, "/VolumeDriver.List")[1] == {"Volumes": [{"Name": NAME, "Mountpoint": path}],
+                                                              "Err": ""}
+        assert plugin_call(sock, "/VolumeDriver.Mount", {"Name": NAME, "ID": "ctr"})[1] == {"Mountpoint": path,
+                                                                                             "Err": ""}
+        assert vol.is_complete(path) and os.path.islink(os.path.join(path, "lib64", "libcuda.so.1"))
+        assert plugin_call(sock, "/VolumeDriver.Unmount", {"Name": NAME, "ID": "ctr"})[1] == {"Err": ""}
+        # another driver's volume is still unknown unless it is on disk
+        assert plugin_call(sock, "/VolumeDriver.Get", {"Name": "nvidia_driver_375.26"})[1] == {
+            "Err": "no such volume: nvidia_driver_375.26"}
+
+
+def test_a_1_0_volume_directory_is_rebuilt_on_mount(tmp_path):
+    """nvidia-docker-plugin 1.0's own layout (hard links, no manifest) in the volumes directory."""
+    with running_server(tmp_path, plugin=True) as (server, state, _log):
+        path = vol.volume_path(state.volumes_dir, "550.54.15")
+        os.makedirs(os.path.join(path, "lib64"))
+        os.makedirs(os.path.join(path, "bin"))
+        with open(os.path.join(path, "bin", "nvidia-smi"), "w") as fh:
+            fh.write("old")
+        sock = server.plugin_socket
+        assert plugin_call(sock, "/VolumeDriver.Get", {"Name": NAME})[1]["Volume"]["Mountpoint"] == path
+        assert plugin_call(sock, "/VolumeDriver.Mount", {"Name": NAME, "ID": "x"})[1] == {"Mountpoint": path,
+                                                                                           "Err": ""}
+        assert vol.is_complete(path) and os.path.isfile(os.path.join(path, ".nvlow-manifest.json"))
+
+
+def test_custom_plugin_name_is_reported(tmp_path):
+    with running_server(tmp_path, plugin=True, plugin_name="site-gpu") as (server, _state, _log):
+        assert server.plugin_socket.endswith("/site-gpu.sock")
+        status, doc = get_json(server, "/docker/cli/json")
+        assert status == 200 and doc["VolumeDriver"] == "site-gpu"
+        _s, _h, body = get(server, "/docker/cli")
+        assert body.decode().startswith("--volume-driver=site-gpu --volume=nvidia_driver_550.54.15:")
+        status, doc = get_json(server, "/v2/args?gpus=0&driver_files=plugin")
+        assert doc["volume_driver"] == "site-gpu" and "--volume-driver=site-gpu" in doc["args"]

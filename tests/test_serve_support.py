@@ -43,20 +43,24 @@ def writable_root(tmp_path: Any, preset: str = "dgx-a100") -> Tuple[HostRoot, An
 @contextlib.contextmanager
 def running_server(tmp_path: Any, preset: str = "dgx-a100", *, plugin: bool = False,
                    client_timeout: float = 5.0, verbose: bool = False, max_connections: int = 256,
-                   root: Optional[HostRoot] = None) -> Iterator[Tuple[NvlowServer, ServeState, Log]]:
-    """An NvlowServer on 127.0.0.1:<free port> (and a plugin socket under tmp_path when ``plugin``)."""
+                   root: Optional[HostRoot] = None, plugin_name: str = "nvidia-docker",
+                   engine_root: Optional[str] = None, volumes_dir: Optional[str] = None,
+                   ) -> Iterator[Tuple[NvlowServer, ServeState, Log]]:
+    """An NvlowServer on 127.0.0.1:<free port> (and a plugin socket ``<plugin_name>.sock`` under tmp_path
+    when ``plugin``); ``engine_root`` and ``plugin_name`` as ``serve --engine-root/--plugin-name``."""
     if root is None:
         root, opener = writable_root(tmp_path, preset)
     else:
         _r, opener = simulated_host(preset)
     log = Log()
     cache = DiscoveryCache(root, opener, load_uvm=False)
-    state = ServeState(cache, volumes_dir=os.path.join(str(tmp_path), "volumes"), verbose=verbose, stream=log)
+    state = ServeState(cache, volumes_dir=volumes_dir or os.path.join(str(tmp_path), "volumes"), verbose=verbose,
+                       stream=log, plugin_name=plugin_name, engine_root=engine_root)
     sock = None
     if plugin:
         sockdir = os.path.join(str(tmp_path), "plugins")
         os.makedirs(sockdir, mode=0o700, exist_ok=True)
-        sock = os.path.join(sockdir, "nvlow.sock")
+        sock = os.path.join(sockdir, f"{plugin_name}.sock")
     server = NvlowServer(state, ("127.0.0.1", 0), sock, client_timeout=client_timeout,
                          max_connections=max_connections)
     server.start()

@@ -249,6 +249,7 @@ def build_spec(
     include_all: bool = True,
     arch: Optional[str] = None,
     exists: Callable[[str], bool] = os.path.isfile,
+    engine_root: Optional[str] = None,
 ) -> GeneratedSpec:
     """The CDI spec for every GPU and MIG device of ``host``.
 
@@ -258,7 +259,9 @@ def build_spec(
     mounted at /usr/local/nvidia; ``exists`` checks the volume's files). Files
     go where :mod:`nvlow.cdi.layout` places them for ``arch`` (an ld.so.cache
     arch name, default this machine's). A GPU without a usable device node is
-    left out with a warning; a host without any is an error.
+    left out with a warning; a host without any is an error. ``engine_root`` is how the engine
+    sees the host root (``--engine-root``): host paths are written in that view
+    (:class:`nvlow.plan.EngineView`).
     """
     from .validate import required_version
 
@@ -292,7 +295,26 @@ def build_spec(
     if tuple(map(int, version.split("."))) > tuple(map(int, MAX_EMITTED_VERSION.split("."))):
         raise UsageError(f"the spec would need cdiVersion {version} for {reason}, which podman 4.x rejects")
     document["cdiVersion"] = version
+    if engine_root is not None:
+        _engine_view(document, engine_root, host.root)
     return GeneratedSpec(document, tuple(found.warnings + mount_warnings))
+
+
+def _engine_view(document: Dict[str, Any], engine_root: str, host_root: str) -> None:
+    """Rewrite the host paths of every edit as the engine sees them; ``hostPath`` is dropped where it
+    becomes equal to ``path`` (nvidia-ctk's shape)."""
+    from ..plan import EngineView
+
+    view = EngineView(root=engine_root)
+    edits = [document["containerEdits"]] + [d["containerEdits"] for d in document["devices"]]
+    for edit in edits:
+        for node in edit.get("deviceNodes", []):
+            host_path = view.path(node.get("hostPath", node["path"]), host_root)
+            node.pop("hostPath", None)
+            if host_path != node["path"]:
+                node["hostPath"] = host_path
+        for mount in edit.get("mounts", []):
+            mount["hostPath"] = view.path(mount["hostPath"], host_root)
 
 
 def spec_header(driver_version: Optional[str]) -> List[str]:

@@ -37,6 +37,13 @@ VOLUMES_DIR = typer.Option(None, "--volumes-dir", help="Where --driver-files vol
 IMAGE = typer.Option(None, "--image", help="Image to read PATH/LD_LIBRARY_PATH and requirements from "
                      "(exec: the image token, when the engine argv is unusual).")
 NO_REQUIRE = typer.Option(False, "--no-require", help="Skip the image's CUDA/driver requirement checks.")
+ENGINE_ROOT = typer.Option(None, "--engine-root", envvar=ENV_OPTIONS["engine_root"],
+                           help="The host root as the container engine sees it (default: the same as --root): "
+                           "device and driver-file paths are handed to the engine under it, e.g. --root /host "
+                           "--engine-root / in a container that mounts the host's / at /host.")
+PLUGIN_NAME = typer.Option(None, "--plugin-name", envvar=ENV_OPTIONS["plugin_name"],
+                           help="Volume plugin name for --driver-files plugin: the name 'nvlow serve "
+                           "--plugin-name' serves (default nvidia-docker).")
 HOST = typer.Option(None, "--host", help="Ask a remote 'nvlow serve' or nvidia-docker-plugin: http://HOST:PORT or "
                     "ssh://[USER@]HOST[:PORT] (default: NV_HOST, or DOCKER_HOST=tcp://HOST on port 3476).")
 
@@ -65,6 +72,7 @@ def args_cmd(
     json_: bool = JSON, no_uvm_load: bool = NO_UVM, gpus: Optional[str] = GPUS,
     capabilities: Optional[str] = CAPS, driver_files: str = DRIVER_FILES, volumes_dir: Optional[str] = VOLUMES_DIR,
     image: Optional[str] = IMAGE, no_require: bool = NO_REQUIRE, host: Optional[str] = HOST,
+    engine_root: Optional[str] = ENGINE_ROOT, plugin_name: Optional[str] = PLUGIN_NAME,
     format_: Optional[str] = typer.Option(None, "--format", help="shell (default), json or compose."),
 ) -> None:
     """Print the docker/podman run arguments: docker run $(nvlow args) IMAGE."""
@@ -72,7 +80,8 @@ def args_cmd(
 
     opts = PlanOptions(root=root, simulate=simulate, no_nvml=no_nvml, debug=debug, json=json_,
                        no_uvm_load=no_uvm_load, gpus=gpus, capabilities=capabilities, driver_files=driver_files,
-                       volumes_dir=volumes_dir, image=image, no_require=no_require, format=format_, host=host)
+                       volumes_dir=volumes_dir, image=image, no_require=no_require, format=format_, host=host,
+                       engine_root=engine_root, plugin_name=plugin_name)
     _run(debug, lambda: run_args(opts, os.environ))
 
 
@@ -86,6 +95,7 @@ def exec_cmd(
     json_: bool = JSON, no_uvm_load: bool = NO_UVM, gpus: Optional[str] = GPUS,
     capabilities: Optional[str] = CAPS, driver_files: str = DRIVER_FILES, volumes_dir: Optional[str] = VOLUMES_DIR,
     image: Optional[str] = IMAGE, no_require: bool = NO_REQUIRE, host: Optional[str] = HOST,
+    engine_root: Optional[str] = ENGINE_ROOT, plugin_name: Optional[str] = PLUGIN_NAME,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the final command instead of running it."),
     docker: Optional[str] = typer.Option(None, "--docker", help="Engine command to use (split like a shell).",
                                          envvar=EXEC_ENV_OPTIONS["docker"]),
@@ -96,7 +106,8 @@ def exec_cmd(
     opts = PlanOptions(root=root, simulate=simulate, no_nvml=no_nvml, debug=debug, json=json_,
                        no_uvm_load=no_uvm_load, gpus=gpus, capabilities=capabilities, driver_files=driver_files,
                        volumes_dir=volumes_dir, image=image, no_require=no_require, dry_run=dry_run,
-                       docker=docker, engine_argv=list(engine_argv or []), host=host)
+                       docker=docker, engine_argv=list(engine_argv or []), host=host, engine_root=engine_root,
+                       plugin_name=plugin_name)
     _run(debug, lambda: run_exec(opts, os.environ))
 
 

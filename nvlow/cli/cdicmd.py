@@ -47,7 +47,7 @@ def _target(output: Optional[str], write: bool, fmt: Optional[str], root: Any) -
 def run_generate(opts: CommonOptions, env: Mapping[str, str], *, output: Optional[str], fmt: Optional[str],
                  strategies: Sequence[str], capabilities: Optional[str], driver_files: str,
                  volumes_dir: Optional[str], vendor: str, class_: str, write: bool, if_changed: bool,
-                 no_all_device: bool) -> int:
+                 no_all_device: bool, engine_root: Optional[str] = None) -> int:
     """``nvlow cdi generate``."""
     from ..cdi.spec import CDI_DRIVER_FILE_MODES, build_spec, parse_naming_strategies, render_spec
     from ..cdi.store import other_specs_with_kind, read_spec, write_atomic
@@ -75,7 +75,8 @@ def run_generate(opts: CommonOptions, env: Mapping[str, str], *, output: Optiona
 
         volume_path = ensure_driver_volume(root, host.driver_version, volumes_dir).path
     spec = build_spec(host, files, capabilities=caps, vendor=vendor, class_=class_, strategies=names,
-                      driver_files=driver_files, volume_path=volume_path, include_all=not no_all_device)
+                      driver_files=driver_files, volume_path=volume_path, include_all=not no_all_device,
+                      engine_root=engine_root)
     for w in spec.warnings:
         warn(w)
     text = render_spec(spec, spec_fmt, driver_version=host.driver_version)
@@ -195,7 +196,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _build() -> typer.Typer:
-    from .app import DEBUG, JSON, NO_NVML, NO_UVM, ROOT, SIMULATE, VOLUMES_DIR, _run
+    from .app import DEBUG, ENGINE_ROOT, JSON, NO_NVML, NO_UVM, ROOT, SIMULATE, VOLUMES_DIR, _run
 
     cdi = typer.Typer(
         name="cdi",
@@ -226,13 +227,14 @@ def _build() -> typer.Typer:
         if_changed: bool = typer.Option(False, "--if-changed", help="Rewrite only when the driver or devices "
                                         "changed (for a systemd path unit or udev rule)."),
         no_all_device: bool = typer.Option(False, "--no-all-device", help="Leave out the 'all' device."),
+        engine_root: Optional[str] = ENGINE_ROOT,
     ) -> None:
         """Generate a CDI spec: a device per GPU and MIG device, plus all; no hooks."""
         opts = CommonOptions(root=root, simulate=simulate, no_nvml=no_nvml, debug=debug, no_uvm_load=no_uvm_load)
         _run(debug, lambda: run_generate(
             opts, os.environ, output=output, fmt=format_, strategies=strategies, capabilities=capabilities,
             driver_files=driver_files, volumes_dir=volumes_dir, vendor=vendor, class_=class_, write=write,
-            if_changed=if_changed, no_all_device=no_all_device))
+            if_changed=if_changed, no_all_device=no_all_device, engine_root=engine_root))
 
     @cdi.command("list")
     def list_cmd(

@@ -30,12 +30,15 @@ FAST_VALUES: Dict[str, str] = {
     "--volumes-dir": "volumes_dir",
     "--image": "image",
     "--host": "host",
+    "--engine-root": "engine_root",
+    "--plugin-name": "plugin_name",
 }
 ARGS_VALUES: Dict[str, str] = {"--format": "format"}
 EXEC_VALUES: Dict[str, str] = {"--docker": "docker"}
 #: environment variables that stand in for an option not given on the command line (click's
 #: ``envvar``: an explicit option always wins, an unset or empty variable counts as absent) -> attribute
-ENV_OPTIONS: Dict[str, str] = {"root": "NVLOW_ROOT", "simulate": "NVLOW_SIMULATE"}
+ENV_OPTIONS: Dict[str, str] = {"root": "NVLOW_ROOT", "simulate": "NVLOW_SIMULATE", "engine_root": "NVLOW_ENGINE_ROOT",
+                               "plugin_name": "NVLOW_PLUGIN_NAME"}
 EXEC_ENV_OPTIONS: Dict[str, str] = {"docker": "NV_DOCKER"}
 
 
@@ -62,6 +65,10 @@ class PlanOptions(CommonOptions):
     image: Optional[str] = None
     no_require: bool = False
     host: Optional[str] = None
+    #: the host root as the container engine sees it (None: the same as ``root``)
+    engine_root: Optional[str] = None
+    #: the volume plugin's name for ``--driver-files plugin`` (None: nvlow.plan.PLUGIN_DRIVER)
+    plugin_name: Optional[str] = None
     format: Optional[str] = None  # args: shell | json | compose
     dry_run: bool = False  # exec
     docker: Optional[str] = None  # exec

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ..errors import UsageError
 from ..model import Host
-from ..plan import Plan
+from ..plan import EngineView, Plan
 from ..request import DRIVER_FILE_MODES, PlanRequest, process_pairs, selection_choice
 from .options import PlanOptions
 from .session import load_host, note, warn
@@ -64,6 +64,15 @@ def _remote_wanted(opts: PlanOptions, env: Mapping[str, str]) -> bool:
         env.get("NVLOW_PLUGIN_ON_DOCKER_HOST") == "1" and docker_host.startswith(("tcp://", "ssh://", "http"))))
 
 
+def engine_view(opts: PlanOptions) -> EngineView:
+    """How the engine sees this host: ``--engine-root`` (checked; None = as nvlow reads it) and the
+    volume plugin's name (``--plugin-name``/``NVLOW_PLUGIN_NAME``, the name ``nvlow serve`` serves)."""
+    from ..plan import PLUGIN_DRIVER, check_engine_root, check_plugin_name
+
+    root = check_engine_root(opts.engine_root, "--engine-root (NVLOW_ENGINE_ROOT)") if opts.engine_root else None
+    return EngineView(root, check_plugin_name(opts.plugin_name or PLUGIN_DRIVER, "--plugin-name (NVLOW_PLUGIN_NAME)"))
+
+
 def prepare_local(opts: PlanOptions, env: Mapping[str, str], request: PlanRequest) -> Prepared:
     """The plan of this host (discovered only when the selection is not void)."""
     from ..decide import plan_for
@@ -75,7 +84,7 @@ def prepare_local(opts: PlanOptions, env: Mapping[str, str], request: PlanReques
         loaded.append(load_host(opts, env)[1])
         return loaded[0]
 
-    plan = plan_for(host, request, volumes_dir=opts.volumes_dir)
+    plan = plan_for(host, request, volumes_dir=opts.volumes_dir, engine=engine_view(opts))
     for w in plan.warnings:
         warn(w)
     return Prepared(docker_args(plan), plan_document(plan, loaded[0] if loaded else None), plan)
@@ -102,9 +111,13 @@ def prepare(opts: PlanOptions, env: Mapping[str, str], request: PlanRequest) -> 
     (nothing to inject, no host or remote asked)."""
     if request.driver_files not in DRIVER_FILE_MODES:
         raise UsageError(f"invalid --driver-files {request.driver_files!r}", hint="use bind, volume or plugin")
+    engine_view(opts)  # a bad --engine-root/--plugin-name is a usage error on every path
     if _remote_wanted(opts, env) and not selection_choice(request).void:
         remote = prepare_remote(opts, env, request)
         if remote is not None:
+            if opts.engine_root or opts.plugin_name:
+                note("--engine-root and --plugin-name apply to local plans; the remote server's own "
+                     "--engine-root and --plugin-name decide its answer")
             return remote
     elif not opts.simulate and (env.get("DOCKER_HOST") or "").startswith(("tcp://", "ssh://")):
         from ..remote import docker_host_note

@@ -1,9 +1,14 @@
 """The v1.0 REST API of nvidia-docker-plugin: same paths, formats and errors.
 
 Every path exists under ``/v1.0`` and unprefixed. ``/docker/cli`` answers
-``--volume-driver=nvlow --volume=nvidia_driver_<drv>:/usr/local/nvidia:ro
---device=...`` (one line, no newline): the volume driver is nvlow's plugin,
-so ``docker run $(curl -s localhost:3476/docker/cli) IMAGE`` keeps working.
+``--volume-driver=nvidia-docker --volume=nvidia_driver_<drv>:/usr/local/nvidia:ro
+--device=...`` (one line, no newline): the volume driver is the plugin this
+server serves (``serve --plugin-name``, 1.0's ``nvidia-docker`` by default), so
+``docker run $(curl -s localhost:3476/docker/cli) IMAGE`` keeps working.
+Devices are the engine's paths (``serve --engine-root``): a plain
+``/dev/nvidiaN`` whenever the engine's path is the container's, which is what
+1.0 clients expect (nvidia-docker-compose counts ``/dev/nvidia<digits>`` entries); only
+when they differ (``--root`` without ``--engine-root``) ``HOST:CONTAINER``.
 Differences from 1.0, all fixes: devices come in GPU index order (1.0 went
 through a Go map, so the order was random), only control nodes that exist are
 listed, ambiguous UUID prefixes are rejected, and each ``dev`` token also
@@ -21,7 +26,7 @@ from typing import Any, Dict, List, Tuple
 
 from ..errors import SelectionError
 from ..model import Host
-from ..plan import NVIDIA_DIR, PLUGIN_DRIVER
+from ..plan import NVIDIA_DIR
 from ..request import PlanRequest
 from ..select import select_gpus
 from ..volume import VOLUME_BASE
@@ -88,10 +93,10 @@ def docker_cli_args(state: Any, request: Request) -> Dict[str, Any]:
     except SelectionError:
         raise BadRequest(f"invalid device: {_invalid_token(state.cache.host(), tokens)}") from None
     volumes = select_volumes(host, _tokens(request.param("vol")))
-    # host:container only under --root, where the host node is not at the container path
+    # host:container only when the engine's path is not the container's (--root without --engine-root)
     devices = [d.container_path if d.host_path == d.container_path else f"{d.host_path}:{d.container_path}"
                for d in plan.devices]
-    return {"VolumeDriver": PLUGIN_DRIVER, "Volumes": volumes, "Devices": devices}
+    return {"VolumeDriver": plan.volume_driver or state.plugin_name, "Volumes": volumes, "Devices": devices}
 
 
 def _info(state: Any) -> Tuple[Host, Dict[str, Any]]:

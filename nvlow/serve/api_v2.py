@@ -45,8 +45,9 @@ def _check_params(request: Request, allowed: Tuple[str, ...]) -> None:
 
 
 def plan_request(state: Any, request: PlanRequest) -> Tuple[Host, Plan]:
-    """The plan for ``request`` on this server's host, with the server's cached driver files and
-    its one driver-volume builder (the same decision as a local ``nvlow args``)."""
+    """The plan for ``request`` on this server's host, with the server's cached driver files, its
+    one driver-volume builder and its engine view (``--engine-root``, ``--plugin-name``): the same
+    decision as a local ``nvlow args``."""
     from ..decide import plan_for
 
     host = state.cache.host()
@@ -57,7 +58,8 @@ def plan_request(state: Any, request: PlanRequest) -> Tuple[Host, Plan]:
     def volume_for(h: Host) -> str:
         return str(state.ensure_driver_volume(h.driver_version).path)
 
-    return host, plan_for(host, request, volumes_dir=state.volumes_dir, files_for=files_for, volume_for=volume_for)
+    return host, plan_for(host, request, volumes_dir=state.volumes_dir, files_for=files_for, volume_for=volume_for,
+                          engine=state.engine_view)
 
 
 def query_request(request: Request) -> PlanRequest:

@@ -19,9 +19,10 @@ import stat
 import sys
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import NvlowError, UsageError
+from ..plan import PLUGIN_DRIVER, EngineView
 from ..volume import VOLUME_CAPABILITIES as VOLUME_CAPABILITIES
 from ..volume import DEFAULT_VOLUMES_DIR, VolumeResult
 from ..volume import ensure_driver_volume as build_driver_volume
@@ -37,8 +38,12 @@ from .wire import Handler, Request, Response, text_error
 DEFAULT_LISTEN = "127.0.0.1:3476"
 DEFAULT_SOCKET_DIR = "/run/nvlow"
 DEFAULT_SPEC_DIR = "/etc/docker/plugins"
-SOCKET_NAME = "nvlow.sock"
-SPEC_NAME = "nvlow.spec"
+#: the socket and spec file names of the default plugin name (``<name>.sock``, ``<name>.spec``)
+SOCKET_NAME = f"{PLUGIN_DRIVER}.sock"
+SPEC_NAME = f"{PLUGIN_DRIVER}.spec"
+#: where dockerd looks for a legacy plugin ``<name>``, in its order: sockets in /run/docker/plugins, then
+#: ``.spec``/``.json`` files in /etc/docker/plugins and /usr/lib/docker/plugins (moby pkg/plugins/discovery.go)
+DOCKER_PLUGIN_DIRS = ("/run/docker/plugins", "/etc/docker/plugins", "/usr/lib/docker/plugins")
 MAX_CONNECTIONS = 256
 
 
@@ -64,6 +69,10 @@ class ServeState:
     stream: Any = None  # log stream, stderr by default
     parse_capabilities: Callable[[str], Tuple[str, ...]] = _default_parse_capabilities
     default_capabilities_fn: Callable[[], Tuple[str, ...]] = _default_capabilities
+    #: the volume plugin's name: what /docker/cli reports as VolumeDriver and plans name in plugin mode
+    plugin_name: str = PLUGIN_DRIVER
+    #: the host root as the container engine sees it (``--engine-root``); None: as nvlow reads it
+    engine_root: Optional[str] = None
     requests: int = 0
     errors: int = 0
     #: the volume plugin's Mount/Unmount counts per volume and caller ID (Remove refuses a mounted one)
@@ -73,6 +82,15 @@ class ServeState:
     @property
     def default_capabilities(self) -> Tuple[str, ...]:
         return self.default_capabilities_fn()
+
+    @property
+    def engine_view(self) -> EngineView:
+        """How the engine sees this server's host: ``--engine-root`` and the plugin name."""
+        return EngineView(self.engine_root, self.plugin_name)
+
+    def engine_path(self, path: str) -> str:
+        """A path nvlow uses (a volume's mountpoint) as the engine sees it."""
+        return self.engine_view.path(path, self.cache.root.path)
 
     def log(self, message: str) -> None:
         """One line on stderr."""
@@ -175,12 +193,40 @@ def _socket_dir_error(path: str, exc: OSError) -> UsageError:
     return UsageError(f"cannot create plugin socket directory {path}: {exc.strerror}", hint=hint)
 
 
-def prepare_socket_dir(path: str) -> str:
-    """Create the plugin socket directory root-only (0700, owned by us); the socket path.
+def socket_alive(path: str, timeout: float = 1.0) -> bool:
+    """True when a process accepts connections on the unix socket ``path`` (a live plugin).
+
+    A missing path, a file that is not a socket and a refused connection (a socket left by a
+    process that died) are not alive; a slow or forbidden socket counts as alive (nvlow does not
+    take over what it cannot prove is abandoned)."""
+    import socket
+
+    try:
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            return False
+    except OSError:
+        return False
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        return False
+    except OSError:
+        return True
+    finally:
+        sock.close()
+    return True
+
+
+def prepare_socket_dir(path: str, plugin_name: str = PLUGIN_DRIVER) -> str:
+    """Create the plugin socket directory root-only (0700, owned by us); the socket path
+    ``<path>/<plugin_name>.sock``.
 
     A symlink is refused, not followed: the directory is opened with ``O_NOFOLLOW | O_DIRECTORY``
     and its mode is fixed with ``fchmod`` on that descriptor, so the check and the chmod act on the
-    same directory.
+    same directory. A socket left by a dead process is replaced; one that a live process serves
+    (another ``nvlow serve``, an nvidia-docker-plugin) is refused.
     """
     symlink = UsageError(f"plugin socket directory {path} is a symlink; nvlow does not follow it",
                          hint="pass a real directory with --plugin-socket-dir")
@@ -212,7 +258,11 @@ def prepare_socket_dir(path: str) -> str:
         raise _socket_dir_error(path, exc) from None
     finally:
         os.close(fd)
-    sock = os.path.join(path, SOCKET_NAME)
+    sock = os.path.join(path, f"{plugin_name}.sock")
+    if socket_alive(sock):
+        raise UsageError(f"another process serves the plugin socket {sock}",
+                         hint="stop it (another nvlow serve or nvidia-docker-plugin), or choose another "
+                              "--plugin-socket-dir or --plugin-name")
     try:
         if stat.S_ISSOCK(os.lstat(sock).st_mode):
             os.unlink(sock)  # a stale socket of a previous run
@@ -223,13 +273,85 @@ def prepare_socket_dir(path: str) -> str:
     return sock
 
 
-def write_spec(spec_dir: str, socket_path: str) -> str:
-    """Write ``<spec_dir>/nvlow.spec`` pointing dockerd at the socket (atomically); its path.
+def _same_file_name(a: str, b: str) -> bool:
+    """Whether two paths name the same directory entry (their directories resolved, not the entry)."""
+    def norm(p: str) -> str:
+        return os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(p))), os.path.basename(p))
+
+    return norm(a) == norm(b)
+
+
+def plugin_claims(plugin_name: str, dirs: Sequence[str]) -> List[str]:
+    """The files by which dockerd would find a legacy plugin called ``plugin_name`` in ``dirs``:
+    ``<dir>/<name>.sock|.spec|.json`` and ``<dir>/<name>/<name>.<ext>`` (moby pkg/plugins/discovery.go)."""
+    out: List[str] = []
+    for d in dirs:
+        for ext in (".sock", ".spec", ".json"):
+            for p in (os.path.join(d, plugin_name + ext), os.path.join(d, plugin_name, plugin_name + ext)):
+                if os.path.lexists(p) and not any(_same_file_name(p, q) for q in out):
+                    out.append(p)
+    return out
+
+
+def _spec_address(path: str) -> Optional[str]:
+    """The address a ``.spec`` file names (dockerd reads it whole and trims it), None if unreadable."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        text = os.read(fd, 4096).decode("utf-8", "replace").strip()
+        return "".join(c if c.isprintable() else "?" for c in text)  # shown in a one-line error
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def check_plugin_name_free(plugin_name: str, socket_path: str, spec_path: Optional[str],
+                           dirs: Sequence[str]) -> List[str]:
+    """Refuse to serve a plugin name that another plugin claims in ``dirs``; the notes to log.
+
+    nvlow's own files do not count: the socket it is about to serve (:func:`prepare_socket_dir`
+    checks that nobody else serves it) and any ``.spec`` file that names this socket (its own, or one
+    an admin installed for it).
+    A spec file at ``spec_path`` that names a unix socket nobody serves any more (left by a crash of
+    nvlow or nvidia-docker-plugin) is stale: it is replaced, with a note. Anything else -- a ``.json``
+    spec, another spec file, another socket, a spec naming a live plugin -- is a UsageError naming the
+    file: dockerd would send the volume requests of ``--volume-driver=<name>`` to one of the two.
+    """
+    notes: List[str] = []
+    hint = ("stop the other plugin (nvidia-docker 1.0: systemctl stop nvidia-docker) and remove the file, or "
+            "serve under another name with --plugin-name NAME (and NVLOW_PLUGIN_NAME=NAME for nvlow args/exec)")
+    for path in plugin_claims(plugin_name, dirs):
+        if _same_file_name(path, socket_path):
+            continue
+        if path.endswith(".spec"):
+            address = _spec_address(path) or ""
+            target = address[len("unix://"):] if address.startswith("unix://") else None
+            if target and _same_file_name(target, socket_path):
+                continue  # names this server's socket (its own spec, or one the admin installed for it)
+            if target and spec_path is not None and _same_file_name(path, spec_path) and not socket_alive(target):
+                notes.append(f"replacing the stale plugin spec {path} (it named {address[:200]}, "
+                             "which nobody serves)")
+                continue
+            where = f" ({address[:200]})" if address else ""
+            raise UsageError(f"{path}{where} already registers a Docker plugin named '{plugin_name}'; "
+                             "nvlow will not take the name from it", hint=hint)
+        raise UsageError(f"{path} already registers a Docker plugin named '{plugin_name}'; "
+                         "nvlow will not take the name from it", hint=hint)
+    return notes
+
+
+def write_spec(spec_dir: str, socket_path: str, plugin_name: str = PLUGIN_DRIVER) -> str:
+    """Write ``<spec_dir>/<plugin_name>.spec`` pointing dockerd at the socket (atomically); its path.
 
     OSError when it cannot (the caller warns). The temporary file is created exclusively and never
     through a symlink."""
     os.makedirs(spec_dir, mode=0o755, exist_ok=True)
-    spec = os.path.join(spec_dir, SPEC_NAME)
+    spec = os.path.join(spec_dir, f"{plugin_name}.spec")
     content = f"unix://{socket_path}\n"
     try:
         with open(os.open(spec, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)) as fh:

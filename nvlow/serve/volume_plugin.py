@@ -10,6 +10,15 @@ Mount or List would return, and the volume holds the same files whoever built
 it. Mount rebuilds a missing or stale (manifest differs) volume of the running
 driver instead of failing with 1.0's ``no such volume`` after a cleanup.
 
+The running driver's volume always exists for Get, Path and List, built or
+not: dockerd keeps the volumes a previous plugin of the same name created (a
+real nvidia-docker-plugin 1.0, or an earlier ``nvlow serve`` with another
+volumes directory) and asks the plugin about them before it mounts them; a
+``no such volume`` there fails every container that still references one
+("found references to volume ... but the volume was not found in the
+driver"). Its Mount builds it. Mountpoints are given in the engine's view
+(``--engine-root``: :meth:`ServeState.engine_path`).
+
 Safety: every endpoint that takes a ``Name`` checks it with
 :func:`nvlow.volume.volume_name_version` (``nvidia_driver_`` + ASCII digits and
 dots, full match) before any filesystem call, and :mod:`nvlow.volume` proves
@@ -166,16 +175,32 @@ def mount(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
         if path is None:
             raise VolumeError(f"no such volume: {name}")
         mounts(state).mount(version, _caller(q))
-    return {"Mountpoint": path, "Err": ""}
+    return {"Mountpoint": _engine_path(state, path), "Err": ""}
+
+
+def _running_version(state: Any) -> Optional[str]:
+    """The running driver's version, None when discovery fails (List then shows what is on disk)."""
+    try:
+        return _current_version(state)
+    except NvlowError:
+        return None
 
 
 def _existing(state: Any, name: str) -> str:
-    """The mountpoint of a complete volume ``name``; ``no such volume`` otherwise."""
+    """The mountpoint (engine view) of volume ``name``: a complete volume on disk, or the running
+    driver's volume whether built or not (its Mount builds it); ``no such volume`` otherwise."""
     _base, version = parse_volume_name(name)
     path = find_volume(state.volumes_dir, version)
+    if path is None and version == _current_version(state):
+        path = volume_path(state.volumes_dir, version)
     if path is None:
         raise VolumeError(f"no such volume: {name}")
-    return path
+    return _engine_path(state, path)
+
+
+def _engine_path(state: Any, path: str) -> str:
+    engine_path = getattr(state, "engine_path", None)
+    return str(engine_path(path)) if engine_path is not None else path
 
 
 def path_(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
@@ -197,8 +222,19 @@ def get(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def list_(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
-    return {"Volumes": [{"Name": f"{VOLUME_BASE}_{v}", "Mountpoint": volume_path(state.volumes_dir, v)}
-                        for v in list_volumes(state.volumes_dir)], "Err": ""}
+    """The complete volumes on disk and the running driver's volume (built or not)."""
+    versions = list_volumes(state.volumes_dir)
+    running = _running_version(state)
+    if running is not None and volume_name_version(f"{VOLUME_BASE}_{running}") == running and running not in versions:
+        try:
+            find_volume(state.volumes_dir, running)  # a symlink in its place is refused, so not listed
+        except NvlowError:
+            running = None
+        if running is not None:
+            versions = sorted(versions + [running])
+    return {"Volumes": [{"Name": f"{VOLUME_BASE}_{v}",
+                         "Mountpoint": _engine_path(state, volume_path(state.volumes_dir, v))}
+                        for v in versions], "Err": ""}
 
 
 def capabilities(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
