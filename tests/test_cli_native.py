@@ -9,7 +9,6 @@ import sys
 
 import pytest
 
-from nvlow.root import SIMULATED_NODE_PREFIX
 from nvlow.simulate.hosttree import build_tree
 from nvlow.simulate.presets import get_preset
 
@@ -20,15 +19,9 @@ def make_root(tmp_path, fake, preset_name="dgx-a100"):
     build_tree(str(dest), get_preset(preset_name))
     fake.install(str(dest))  # the compiled fakes replace the tree's stub libnvidia-ml/libcuda
     if os.geteuid() == 0:  # real character devices, as on a host
-        for dirpath, _dirs, files in os.walk(dest / "dev"):
-            for name in files:
-                path = os.path.join(dirpath, name)
-                with open(path, "rb") as fh:
-                    head = fh.read(64)
-                if head.startswith(SIMULATED_NODE_PREFIX):
-                    major, minor = head[len(SIMULATED_NODE_PREFIX):].strip().split(b":")
-                    os.unlink(path)
-                    os.mknod(path, 0o666 | 0o020000, os.makedev(int(major), int(minor)))
+        from test_hardening_root import real_nodes
+
+        real_nodes(str(dest))
     return str(dest)
 
 

@@ -25,23 +25,7 @@ Edit = Callable[[HostRoot], None]
 Nodes = List[Tuple[str, int, int]]
 
 
-def tree(tmp_path: object, preset: str) -> HostRoot:
-    d = str(tmp_path)
-    write_proc_dev_tree(d, get_preset(preset))
-    return HostRoot(d, node_reader=file_node_reader)
-
-
-def put(root: HostRoot, path: str, text: str) -> None:
-    real = root.host(path)
-    os.makedirs(os.path.dirname(real), exist_ok=True)
-    if os.path.lexists(real):
-        os.unlink(real)
-    with open(real, "w") as fh:
-        fh.write(text)
-
-
-def node_file(root: HostRoot, path: str, major: int, minor: int) -> None:
-    put(root, path, f"nvlow-simulated-char {major}:{minor}\n")
+from test_scan import node_file, put, tree  # noqa: E402 - the shared fake-tree helpers
 
 
 def link(root: HostRoot, path: str, target: str) -> None:
