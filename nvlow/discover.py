@@ -24,9 +24,14 @@ from .records import DriverLibrary, GpuRecord, SystemInfo
 from .root import HostRoot
 
 if TYPE_CHECKING:
+    from .request import ProcfsFacts
     from .scan import MigCap, ProcScan
 
 LibraryOpener = Callable[[HostRoot], DriverLibrary]
+#: decides after the procfs scan whether NVML is opened: a reason (open it) or None (procfs only)
+NvmlWanted = Callable[["ProcfsFacts"], Optional[str]]
+#: the driver's CUDA version without NVML (libcuda's cuDriverGetVersion), or None
+CudaReader = Callable[[HostRoot], Optional[str]]
 
 
 def _cap_nodes(mig_caps: Sequence[MigCap], gpu_minor: Optional[int], gi: Optional[int],
@@ -98,6 +103,35 @@ def _gpus_from_procfs(scan: ProcScan) -> Tuple[List[Gpu], List[str]]:
     return gpus, warnings
 
 
+def procfs_facts(scan: ProcScan) -> ProcfsFacts:
+    """What the scan knows for :func:`nvlow.request.needs_nvml`, with the indices procfs-only
+    discovery gives (excluded GPUs skipped, PCI bus order)."""
+    from .request import ProcfsFacts
+
+    kept = [pg for pg in scan.gpus if not pg.excluded]
+    mig_minors = {c.gpu_minor for c in scan.mig_caps if c.gi is not None}
+    return ProcfsFacts(
+        gpu_uuids=tuple(pg.uuid for pg in kept),
+        mig_gpus=tuple(i for i, pg in enumerate(kept) if pg.minor is not None and pg.minor in mig_minors),
+        complete=all(pg.minor is not None and bool(pg.uuid) and bool(pg.model) for pg in kept),
+    )
+
+
+def _order_check(scan: ProcScan, records: Sequence[GpuRecord]) -> List[str]:
+    """A warning when NVML's index order is not procfs's PCI bus order (the order of a plan made
+    without NVML, docs/nvml-lazy.md): nvlow's indices are NVML's while NVML is open."""
+    from .procfs import normalize_bus_id
+
+    nvml = [normalize_bus_id(r.bus_id) for r in sorted(records, key=lambda r: r.index) if r.bus_id]
+    known = set(nvml)
+    procfs = [pg.bus_id for pg in scan.gpus if not pg.excluded and pg.bus_id in known]
+    if len(nvml) != len(procfs) or nvml == procfs:
+        return []
+    return ["NVML's GPU index order (" + ", ".join(b or "?" for b in nvml) + ") differs from the PCI bus order "
+            "of /proc/driver/nvidia/gpus: indices follow NVML here, but plans that do not open NVML "
+            "number GPUs in bus order; select GPUs by UUID or bus id"]
+
+
 def discover(
     root: HostRoot,
     *,
@@ -106,6 +140,8 @@ def discover(
     use_nvml: bool = True,
     load_uvm: bool = True,
     runner: Optional[Callable[[List[str]], int]] = None,
+    nvml_wanted: Optional[NvmlWanted] = None,
+    cuda_reader: Optional[CudaReader] = None,
 ) -> Host:
     """Discover GPUs, device nodes and versions under ``root``.
 
@@ -113,11 +149,17 @@ def discover(
     :class:`~nvlow.errors.LibraryError` from the opener makes discovery fall
     back to procfs with a warning. The library is closed before returning
     unless it was passed in.
+
+    ``nvml_wanted`` (``nvlow args``/``exec``) is asked after the procfs scan: when it returns
+    None, no library is opened (as ``use_nvml=False``, without a warning). ``cuda_reader`` gives
+    the CUDA version when NVML is not used (libcuda); the driver table is the last resort.
     """
     from .scan import cross_check, scan_host
 
     scan = scan_host(root, load_uvm=load_uvm, runner=runner)
     warnings: List[str] = list(scan.warnings)
+    if use_nvml and library is None and nvml_wanted is not None and nvml_wanted(procfs_facts(scan)) is None:
+        use_nvml = False
     system: Optional[SystemInfo] = None
     records: Optional[Tuple[GpuRecord, ...]] = None
     lib = library
@@ -143,6 +185,7 @@ def discover(
     if records is not None:
         gpus = _gpus_from_records(records, scan)
         warnings.extend(cross_check(scan, records))
+        warnings.extend(_order_check(scan, records))
         source = "nvml"
     else:
         gpus, extra = _gpus_from_procfs(scan)
@@ -157,6 +200,9 @@ def discover(
         driver_version = driver_version or system.driver_version
     cuda_version = system.cuda_version if system else None
     cuda_source = "library" if cuda_version else None
+    if cuda_version is None and cuda_reader is not None:
+        cuda_version = cuda_reader(root)
+        cuda_source = "library" if cuda_version else None
     if cuda_version is None and driver_version:
         from .cudaversions import cuda_for_driver
 

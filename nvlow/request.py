@@ -372,3 +372,123 @@ def request_from_argv(argv: Sequence[str], env: Mapping[str, str], *, base: Opti
                       cdi_devices=tuple(_cdi_device(o.value) or "" for o in cdi),
                       container_env=pairs(cenv), privileged=privileged)
     return EngineRequest(cmd, request, tuple(gpus + cdi + runtime), tuple(notes))
+
+
+# -- does this request need NVML? (args/exec on a local host) -------------------------------
+@dataclass(frozen=True)
+class ProcfsFacts:
+    """What a procfs/dev scan already knows, for :func:`needs_nvml` (no driver library involved).
+
+    ``gpu_uuids``: the GPU UUIDs of ``/proc/driver/nvidia/gpus/*/information`` in index order
+    (None where procfs shows none); ``mig_gpus``: indices of GPUs with MIG GPU instances under
+    ``/proc/driver/nvidia/capabilities/gpuN/mig``; ``complete``: every GPU has its minor, UUID,
+    bus id and model in procfs.
+    """
+
+    gpu_uuids: Tuple[Optional[str], ...] = ()
+    mig_gpus: Tuple[int, ...] = ()
+    complete: bool = True
+
+
+_REQUIRE_NEEDS_NVML = ("brand", "arch")
+
+
+def _selection_tokens(spec: str) -> List[str]:
+    out: List[str] = []
+    for raw in spec.replace(" ", ",").split(","):
+        token = raw.strip()
+        if "/" in token and "=" in token:  # a CDI name (nvidia.com/gpu=0): its device part
+            token = token.partition("=")[2]
+        if token:
+            out.append(token)
+    return out
+
+
+def _token_needs_nvml(token: str, facts: ProcfsFacts) -> Optional[str]:
+    low = token.lower()
+    if low in ("all", "none", "void"):
+        return f"'{token}' on a host with MIG devices (their UUIDs come from NVML)" if (
+            low == "all" and facts.mig_gpus) else None
+    if token.isascii() and token.isdigit():
+        return None
+    if low.startswith("mig-"):
+        return f"MIG device {token} (MIG UUIDs come from NVML)"
+    head, sep, tail = token.partition(":")
+    if sep and head.isascii() and head.isdigit() and tail.isascii() and tail.isdigit():
+        return f"MIG device {token}"
+    if low.startswith("gpu-"):
+        hits = [u for u in facts.gpu_uuids if u and u.lower().startswith(low)]
+        return None if len(hits) == 1 else f"GPU UUID {token} not resolved by procfs"
+    return None  # a PCI bus id (procfs has them) or an invalid token (the same error either way)
+
+
+def nvml_reason(req: PlanRequest, facts: ProcfsFacts) -> Optional[str]:
+    """Why planning ``req`` on a host with ``facts`` needs NVML, or None when procfs and /dev
+    answer everything the plan holds (see docs/nvml-lazy.md).
+
+    NVML is needed for: MIG devices (selected by ``all`` on a host with MIG instances, a ``MIG-``
+    UUID or a ``GPU:MIG`` index), a GPU UUID (prefix) that procfs does not resolve to one GPU,
+    ``brand``/``arch`` requirements of the container's final environment, and any GPU-selecting
+    request when procfs is incomplete. A void selection never needs it. The CUDA version is not a
+    reason: see :func:`needs_cuda_version`.
+
+    Example:
+        >>> facts = ProcfsFacts(gpu_uuids=("GPU-aaaa", "GPU-bbbb"))
+        >>> nvml_reason(PlanRequest(gpus="0,GPU-bb"), facts) is None
+        True
+        >>> nvml_reason(PlanRequest(gpus="MIG-1234"), facts)
+        'MIG device MIG-1234 (MIG UUIDs come from NVML)'
+        >>> nvml_reason(PlanRequest(gpus="all", image_env=(("NVIDIA_REQUIRE_ARCH", "arch>=8.0"),)), facts)
+        'requirement NVIDIA_REQUIRE_ARCH=arch>=8.0 needs the GPU brand/architecture'
+    """
+    from .require import require_disabled
+
+    choice = selection_choice(req)
+    if choice.void:
+        return None
+    if not facts.complete:
+        return "procfs lacks a GPU's minor, UUID, bus id or model"
+    if req.require:
+        env = requirement_env(req)
+        if not require_disabled(env.get("NVIDIA_DISABLE_REQUIRE")):
+            for key in sorted(env):
+                if key.startswith("NVIDIA_REQUIRE_") and any(w in env[key].lower() for w in _REQUIRE_NEEDS_NVML):
+                    return f"requirement {key}={env[key]} needs the GPU brand/architecture"
+    specs: List[str] = []
+    if choice.grammar != "count":
+        specs.append(choice.spec)
+    denv = decision_env(req)
+    specs.extend(denv.get(k, "") for k in ("NVIDIA_MIG_CONFIG_DEVICES", "NVIDIA_MIG_MONITOR_DEVICES"))
+    for spec in specs:
+        for token in _selection_tokens(spec):
+            reason = _token_needs_nvml(token, facts)
+            if reason:
+                return reason
+    return None
+
+
+def needs_nvml(req: PlanRequest, facts: ProcfsFacts) -> bool:
+    """Whether planning ``req`` needs NVML (:func:`nvml_reason` gives the reason)."""
+    return nvml_reason(req, facts) is not None
+
+
+def needs_cuda_version(req: PlanRequest) -> bool:
+    """Whether the requirement check will ask for the host's CUDA version (an ``NVIDIA_REQUIRE_*``
+    or legacy ``CUDA_VERSION`` in the final environment, or the 1.0 ``com.nvidia.cuda.version``
+    label), so a plan without NVML reads it from libcuda instead of only the driver table.
+
+    Example:
+        >>> needs_cuda_version(PlanRequest(image_env=(("NVIDIA_REQUIRE_CUDA", "cuda>=12.0"),)))
+        True
+        >>> needs_cuda_version(PlanRequest(image_env=(("NVIDIA_REQUIRE_CUDA", "cuda>=12.0"),), require=False))
+        False
+    """
+    from .require import LABEL_CUDA_VERSION, require_disabled
+
+    if not req.require or selection_choice(req).void:
+        return False
+    env = requirement_env(req)
+    if require_disabled(env.get("NVIDIA_DISABLE_REQUIRE")):
+        return False
+    return any(k.startswith("NVIDIA_REQUIRE_") for k in env) or bool(env.get("CUDA_VERSION")) or \
+        any(k == LABEL_CUDA_VERSION for k, _ in req.image_labels)

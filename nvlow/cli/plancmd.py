@@ -81,7 +81,8 @@ def prepare_local(opts: PlanOptions, env: Mapping[str, str], request: PlanReques
     loaded: List[Host] = []
 
     def host() -> Host:
-        loaded.append(load_host(opts, env)[1])
+        # NVML only when this request needs it (docs/nvml-lazy.md)
+        loaded.append(load_host(opts, env, request=request)[1])
         return loaded[0]
 
     plan = plan_for(host, request, volumes_dir=opts.volumes_dir, engine=engine_view(opts))

@@ -3,12 +3,19 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Callable, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, List, Mapping, Optional, Tuple
 
 from ..model import Host
 from ..records import DriverLibrary
 from ..root import HostRoot
 from .options import CommonOptions
+
+if TYPE_CHECKING:
+    from ..request import PlanRequest
+
+#: ``NVLOW_EAGER_NVML=1``: args/exec open NVML even when the request does not need it (the
+#: behaviour before docs/nvml-lazy.md; for comparisons and as a way back)
+EAGER_NVML_ENV = "NVLOW_EAGER_NVML"
 
 
 def note(message: str) -> None:
@@ -36,13 +43,51 @@ def open_root(opts: CommonOptions, env: Mapping[str, str]
     return open_host_root(opts.root or "/", env=env)
 
 
-def load_host(opts: CommonOptions, env: Mapping[str, str], *, quiet: bool = False) -> Tuple[HostRoot, Host]:
-    """Discover the host named by the options; warnings go to stderr."""
+def load_host(opts: CommonOptions, env: Mapping[str, str], *, quiet: bool = False,
+              request: Optional["PlanRequest"] = None) -> Tuple[HostRoot, Host]:
+    """Discover the host named by the options; warnings go to stderr.
+
+    With ``request`` (``args``/``exec`` on a real root) NVML is opened only when
+    :func:`nvlow.request.nvml_reason` says the plan needs it, and then asked only for the
+    plan's fields (docs/nvml-lazy.md); without it (info, status, serve, ...) NVML is read whole.
+    """
     from ..discover import discover
 
+    if request is not None and not opts.simulate and env.get(EAGER_NVML_ENV) != "1":
+        return _load_for_plan(opts, env, request, quiet=quiet)
     root, opener = open_root(opts, env)
     host = discover(root, library_opener=opener, use_nvml=not opts.no_nvml,
                     load_uvm=not opts.no_uvm_load)
+    if not quiet:
+        for w in host.warnings:
+            warn(w)
+    return root, host
+
+
+def _load_for_plan(opts: CommonOptions, env: Mapping[str, str], request: "PlanRequest", *,
+                   quiet: bool) -> Tuple[HostRoot, Host]:
+    from ..discover import discover
+    from ..request import ProcfsFacts, needs_cuda_version, nvml_reason
+
+    root, _opener = open_root(opts, env)
+
+    def plan_opener(r: HostRoot) -> DriverLibrary:
+        from ..native.probe import open_native_library
+
+        return open_native_library(r, env, fields="plan")
+
+    def wanted(facts: ProcfsFacts) -> Optional[str]:
+        return nvml_reason(request, facts)
+
+    def libcuda_version(r: HostRoot) -> Optional[str]:
+        from ..native.probe import read_cuda_version
+
+        return read_cuda_version(r, env)
+
+    # libcuda is loaded without NVML only for a requirement that compares the CUDA version
+    host = discover(root, library_opener=plan_opener, use_nvml=not opts.no_nvml,
+                    load_uvm=not opts.no_uvm_load, nvml_wanted=wanted,
+                    cuda_reader=libcuda_version if needs_cuda_version(request) else None)
     if not quiet:
         for w in host.warnings:
             warn(w)

@@ -30,6 +30,12 @@ _BRANDS = ("unknown", "quadro", "tesla", "nvs", "grid", "geforce", "titan", "vap
 _ARCHITECTURES = {2: "kepler", 3: "maxwell", 4: "pascal", 5: "volta", 6: "turing", 7: "ampere", 8: "ada",
                   9: "hopper", 10: "blackwell", 11: "dla", 12: "dla2", 13: "rubin", 15: "npu3"}
 
+#: what :meth:`NativeDriverLibrary.gpus` asks NVML for: ``all`` (every field of a GpuRecord) or
+#: ``plan`` (what a plan uses: minor, UUID, name, PCI bus id, brand, architecture and compute
+#: capability for requirements, MIG mode and MIG devices' UUID/GI/CI/name; no memory, power,
+#: clocks, BAR1, NUMA or PCIe link queries, and libcuda is not loaded)
+FIELD_LEVELS = ("all", "plan")
+
 #: codes that just mean "this GPU or driver does not have it"
 _QUIET = (NOT_SUPPORTED, NOT_FOUND, FUNCTION_NOT_FOUND)
 
@@ -51,24 +57,33 @@ class NativeDriverLibrary:
     (multiprocessor count); cuInit wakes every GPU, so it is off by default.
     """
 
-    def __init__(self, nvml: Nvml, cuda: Optional[Cuda] = None, *, cuda_devices: bool = False) -> None:
+    def __init__(self, nvml: Nvml, cuda: Optional[Cuda] = None, *, cuda_devices: bool = False,
+                 fields: str = "all") -> None:
+        if fields not in FIELD_LEVELS:
+            raise ValueError(f"fields must be one of {FIELD_LEVELS}, not {fields!r}")
         self.nvml = nvml
         self.cuda = cuda
         self.cuda_devices = cuda_devices
+        #: ``all`` (info, status, serve) or ``plan`` (args/exec: identity, brand/arch, MIG; see FIELD_LEVELS)
+        self.fields = fields
         self.loaded_paths: Tuple[str, ...] = (nvml.path,) + ((cuda.path,) if cuda else ())
         #: one line per unexpected field failure ("GPU 3 nvmlDeviceGetPowerUsage: NVML_ERROR_GPU_IS_LOST")
         self.problems: List[str] = []
         self._closed = False
 
     @classmethod
-    def open(cls, root: HostRoot, env: Mapping[str, str], *, cuda_devices: bool = False) -> "NativeDriverLibrary":
-        """Load and initialise NVML under ``root``; load libcuda when present (its absence is not an error)."""
+    def open(cls, root: HostRoot, env: Mapping[str, str], *, cuda_devices: bool = False,
+             fields: str = "all") -> "NativeDriverLibrary":
+        """Load and initialise NVML under ``root``; load libcuda when present (its absence is not
+        an error) unless ``fields="plan"``, where NVML's own CUDA version is enough."""
         nv = Nvml.open(root, env)
-        try:
-            cuda: Optional[Cuda] = Cuda.open(root, env)
-        except LibraryError:
-            cuda = None
-        return cls(nv, cuda, cuda_devices=cuda_devices)
+        cuda: Optional[Cuda] = None
+        if fields != "plan":
+            try:
+                cuda = Cuda.open(root, env)
+            except LibraryError:
+                cuda = None
+        return cls(nv, cuda, cuda_devices=cuda_devices, fields=fields)
 
     def close(self) -> None:
         if not self._closed:
@@ -106,7 +121,7 @@ class NativeDriverLibrary:
             cuda_version = self._opt("system", nv.cuda_driver_version)
         return SystemInfo(
             driver_version=self._opt("system", nv.driver_version),
-            nvml_version=self._opt("system", nv.nvml_version),
+            nvml_version=self._opt("system", nv.nvml_version) if self.fields == "all" else None,
             cuda_version=cuda_version_string(cuda_version) if cuda_version else None,
         )
 
@@ -142,8 +157,24 @@ class NativeDriverLibrary:
             cc = self._opt(where, nv.compute_capability, h)
             brand = self._opt(where, nv.brand, h)
             arch = self._opt(where, nv.architecture, h)
-            memory = self._opt(where, nv.memory, h)
             mig = self._opt(where, nv.mig_mode, h)
+            if self.fields == "plan":
+                out.append(GpuRecord(
+                    index=index,
+                    minor=self._opt(where, nv.minor, h),
+                    uuid=self._opt(where, nv.uuid, h),
+                    name=self._opt(where, nv.name, h),
+                    bus_id=pci[0] if pci else None,
+                    pci_device_id=pci[1] if pci else None,
+                    brand=brand_token(brand) if brand is not None else None,
+                    architecture=architecture_token(arch) if arch is not None else None,
+                    compute_capability=f"{cc[0]}.{cc[1]}" if cc else None,
+                    mig_enabled=(mig[0] == 1 and mig[1] == 1) if mig else None,
+                    mig_pending=(mig[0] != mig[1]) if mig else None,
+                    mig_devices=self._mig_records(where, h) if mig and mig[0] == 1 else (),
+                ))
+                continue
+            memory = self._opt(where, nv.memory, h)
             bar1 = self._opt(where, nv.bar1_memory, h)
             power_limit = self._opt(where, nv.power_limit, h)
             if power_limit is None:
@@ -181,7 +212,7 @@ class NativeDriverLibrary:
         out = []
         for slot, mh in handles:
             mwhere = f"{where} MIG {slot}"
-            memory = self._opt(mwhere, nv.memory, mh)
+            memory = self._opt(mwhere, nv.memory, mh) if self.fields == "all" else None
             out.append(MigRecord(
                 index=slot,
                 uuid=self._opt(mwhere, nv.uuid, mh),
@@ -230,8 +261,18 @@ class NativeDriverLibrary:
         return tuple(out)
 
 
-def open_native_library(root: HostRoot, env: Mapping[str, str], *, cuda_devices: bool = False
-                        ) -> NativeDriverLibrary:
+def open_native_library(root: HostRoot, env: Mapping[str, str], *, cuda_devices: bool = False,
+                        fields: str = "all") -> NativeDriverLibrary:
     """Open NVML (and libcuda when present) under ``root``; raises LibraryError (or an
-    NvmlError subclass) when NVML cannot be loaded or initialised."""
-    return NativeDriverLibrary.open(root, env, cuda_devices=cuda_devices)
+    NvmlError subclass) when NVML cannot be loaded or initialised. ``fields``: see :data:`FIELD_LEVELS`."""
+    return NativeDriverLibrary.open(root, env, cuda_devices=cuda_devices, fields=fields)
+
+
+def read_cuda_version(root: HostRoot, env: Mapping[str, str]) -> Optional[str]:
+    """The driver's CUDA version from libcuda's cuDriverGetVersion alone (no NVML, no cuInit);
+    None when libcuda cannot be loaded or answer."""
+    try:
+        cuda = Cuda.open(root, env)
+        return cuda_version_string(cuda.driver_version())
+    except LibraryError:
+        return None

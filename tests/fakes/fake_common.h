@@ -231,8 +231,21 @@ __attribute__((unused)) static int fake_changed(void) {
     return strcmp(path ? path : "", S_path) != 0;
 }
 
-/* The injected return code for function `fn` on device `gpu` (0 when none). */
+/* Append `fn` to the file named by $NVLOW_FAKE_CALL_LOG (one line per call; tests count
+ * nvmlInit_v2 and the other calls a command makes). */
+static void fake_log_call(const char *fn) {
+    const char *path = getenv("NVLOW_FAKE_CALL_LOG");
+    if (path == NULL || *path == '\0') return;
+    FILE *fh = fopen(path, "a");
+    if (fh == NULL) return;
+    fprintf(fh, "%s\n", fn);
+    fclose(fh);
+}
+
+/* The injected return code for function `fn` on device `gpu` (0 when none); every call of a
+ * fake function passes here, so this is where calls are logged. */
 static int fake_injected(const char *fn, int gpu) {
+    fake_log_call(fn);
     for (int i = 0; i < S.nrc; i++) {
         if (strcmp(S.rcs[i].fn, fn) == 0 && (S.rcs[i].gpu < 0 || S.rcs[i].gpu == gpu)) return S.rcs[i].code;
     }
