@@ -43,6 +43,9 @@ class DoctorContext:
     env: Mapping[str, str]
     library_opener: Callable[[HostRoot], DriverLibrary]
     engine_factory: Optional[Callable[[Optional[str]], Any]] = None
+    #: where a usable ``podman`` program is (None: podman is not looked for); podman needs no daemon,
+    #: so a host with podman and no dockerd passes the engine check
+    podman_finder: Optional[Callable[[], Optional[str]]] = None
     #: filled by the checks as they run
     scan: Any = None
     host: Optional[Host] = None
@@ -65,6 +68,39 @@ def check_kernel_module(ctx: DoctorContext) -> List[CheckResult]:
     kind = "open" if ctx.scan.open_module else "proprietary"
     version = ctx.scan.driver_version or "unknown version"
     return [CheckResult("kernel module", OK, f"nvidia {version} loaded ({kind} kernel module)")]
+
+
+def check_gpus(ctx: DoctorContext) -> List[CheckResult]:
+    """A loaded driver with no GPU is not a working GPU host."""
+    if ctx.scan is None:
+        return [CheckResult("GPUs", SKIP, "kernel module not loaded")]
+    count = len(ctx.scan.gpus)
+    if not count:
+        return [CheckResult("GPUs", FAIL, "the NVIDIA driver is loaded but sees no GPU",
+                            "check that the GPU is present and bound to the nvidia driver ('lspci -nnk -d 10de:'), "
+                            "and the kernel log ('dmesg | grep -i nvrm')")]
+    return [CheckResult("GPUs", OK, f"{count} GPU(s)")]
+
+
+def check_ld_cache(ctx: DoctorContext) -> List[CheckResult]:
+    """nvlow (like the toolkit) finds the driver's libraries through /etc/ld.so.cache."""
+    from .ldcache import CACHE_PATH, read_ldcache
+
+    fix = "run 'ldconfig' as root (after installing the driver's libraries)"
+    path = ctx.root.host(CACHE_PATH)
+    try:
+        cache = read_ldcache(ctx.root)
+    except NvlowError as exc:
+        return [CheckResult("ld.so.cache", FAIL, str(exc), fix)]
+    if cache is None:
+        return [CheckResult("ld.so.cache", FAIL, f"{path} is missing: the driver libraries cannot be found", fix)]
+    if not cache.entries:
+        return [CheckResult("ld.so.cache", FAIL, f"{path} lists no libraries", fix)]
+    nvidia = [e for e in cache.entries if "nvidia" in e.key or e.key.startswith("libcuda.")]
+    if not nvidia:
+        return [CheckResult("ld.so.cache", FAIL, f"{path} lists no NVIDIA library ({len(cache.entries)} entries)",
+                            fix)]
+    return [CheckResult("ld.so.cache", OK, f"{path}: {len(cache.entries)} entries, {len(nvidia)} NVIDIA")]
 
 
 def check_libraries(ctx: DoctorContext) -> List[CheckResult]:
@@ -175,8 +211,13 @@ def check_engine(ctx: DoctorContext) -> List[CheckResult]:
         version = client.version()
         info = client.info()
     except NvlowError as exc:
+        podman = ctx.podman_finder() if ctx.podman_finder is not None else None
+        if podman:
+            return [CheckResult("container engine", OK, f"Podman at {podman} (no daemon needed; Docker is not "
+                                f"reachable: {exc})")]
         return [CheckResult("container engine", FAIL, str(exc),
-                            exc.hint or "start dockerd, or set DOCKER_HOST to the engine's socket")]
+                            (exc.hint or "start dockerd, or set DOCKER_HOST to the engine's socket")
+                            + "; or install Podman (it needs no daemon)")]
     out = [CheckResult("container engine", OK,
                        f"Docker Engine {version.get('Version', '?')} (API {version.get('ApiVersion', '?')}) reachable")]
     runtimes = sorted((info.get("Runtimes") or {}).keys())
@@ -228,6 +269,8 @@ def check_cgroup(ctx: DoctorContext) -> List[CheckResult]:
 
 CHECKS: Tuple[Callable[[DoctorContext], List[CheckResult]], ...] = (
     check_kernel_module,
+    check_gpus,
+    check_ld_cache,
     check_libraries,
     check_stale_libraries,
     check_device_nodes,

@@ -260,5 +260,12 @@ def resolve_choice(gpus: Sequence[Gpu], choice: "SelectionChoice") -> Selection:
     if choice.grammar == "nv_gpu":
         return select_gpus(gpus, choice.spec, source=choice.source, nv_gpu=True)
     if choice.grammar == "env":
-        return _visible_devices(gpus, choice.spec, choice.source)
+        try:
+            return _visible_devices(gpus, choice.spec, choice.source)
+        except SelectionError as exc:
+            # name the variable (and where it was set): the value may come from -e, nvlow's
+            # environment or the image, and the user has to know which one to fix
+            if choice.source in str(exc):
+                raise
+            raise SelectionError(f"{choice.source}: {exc}", hint=exc.hint) from None
     return select_gpus(gpus, choice.spec, source=choice.source)

@@ -1,9 +1,12 @@
 """``nvlow cdi generate|list|validate`` through the typer sub-app (hand-built and simulated hosts)."""
 from __future__ import annotations
 
+import contextlib
+import inspect
 import json
 import os
-from typing import Any, List, Tuple
+import sys
+from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 import typer
@@ -38,8 +41,29 @@ def make_app() -> typer.Typer:
     return app
 
 
+class _Runner(CliRunner):
+    """Makes the captured ``sys.stderr`` write-through: click < 8.2 flushes only stdout before it reads
+    the captured streams, so what nvlow writes with ``sys.stderr.write`` would stay in the buffer."""
+
+    @contextlib.contextmanager
+    def isolation(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        with super().isolation(*args, **kwargs) as streams:
+            reconfigure = getattr(sys.stderr, "reconfigure", None)
+            if reconfigure is not None:
+                reconfigure(write_through=True)
+            yield streams
+
+
+def _runner() -> CliRunner:
+    """stdout and stderr apart: click < 8.2 mixes them unless told not to; 8.2 dropped ``mix_stderr``."""
+    kwargs: Dict[str, Any] = {}
+    if "mix_stderr" in inspect.signature(CliRunner.__init__).parameters:
+        kwargs["mix_stderr"] = False
+    return _Runner(**kwargs)
+
+
 def invoke(*args: str) -> Tuple[int, str, str]:
-    result = CliRunner().invoke(make_app(), list(args))
+    result = _runner().invoke(make_app(), list(args))
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -170,8 +194,9 @@ def test_generate_warns_about_other_specs_of_the_kind(fake: str) -> None:
 @pytest.mark.parametrize("args, message", [
     (["--if-changed"], "nvlow: error: --if-changed needs a file to compare with"),
     (["--format", "toml"], "nvlow: error: invalid --format 'toml'"),
-    (["--driver-files", "plugin"], "nvlow: error: invalid --driver-files 'plugin' for a CDI spec"),
-    (["--device-name-strategy", "name"], "nvlow: error: invalid --device-name-strategy 'name'"),
+    (["--driver-files", "plugin"], "nvlow: error: invalid --driver-files 'plugin' for a CDI spec: choose one of bind, volume"),
+    (["--device-name-strategy", "name"],
+     "nvlow: error: invalid --device-name-strategy 'name': choose from index, uuid, type-index"),
     (["--capabilities", "bogus"], "nvlow: error: unknown driver capability: 'bogus'"),
     (["--class", "g.pu"], "nvlow: error: invalid CDI class 'g.pu'"),
 ])

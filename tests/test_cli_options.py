@@ -75,15 +75,17 @@ ER = {"NVLOW_ENGINE_ROOT": "/e"}
 PN = {"NVLOW_PLUGIN_NAME": "site-gpu"}
 EVERY_OPTION = ["--root", "/r", "--simulate", "dgx-a100", "--no-nvml", "--debug", "--json", "--no-uvm-load",
                 "--gpus", "0,1", "--capabilities", "all", "--driver-files", "volume", "--volumes-dir", "/v",
-                "--image", "img:1", "--no-require", "--host", "http://h:3476", "--engine-root", "/",
-                "--plugin-name", "nvd"]
+                "--image", "img:1", "--no-require", "--engine-root", "/",
+                "--plugin-name", "nvd", "--quiet"]
 EVERY_OPTION_EQ = ["--root=/r", "--simulate=dgx-a100", "--no-nvml", "--debug", "--json", "--no-uvm-load",
                    "--gpus=0,1", "--capabilities=all", "--driver-files=volume", "--volumes-dir=/v",
-                   "--image=img:1", "--no-require", "--host=http://h:3476", "--engine-root=/", "--plugin-name=nvd"]
+                   "--image=img:1", "--no-require", "--engine-root=/", "--plugin-name=nvd", "-q"]
 EVERY_VALUE = {"root": "/r", "simulate": "dgx-a100", "no_nvml": True, "debug": True, "json": True,
                "no_uvm_load": True, "gpus": "0,1", "capabilities": "all", "driver_files": "volume",
-               "volumes_dir": "/v", "image": "img:1", "no_require": True, "host": "http://h:3476", "engine_root": "/",
-               "plugin_name": "nvd"}
+               "volumes_dir": "/v", "image": "img:1", "no_require": True, "engine_root": "/",
+               "plugin_name": "nvd", "quiet": True}
+# --host and --simulate together are a usage error (checked after parsing, on both paths): --host alone
+EVERY_REMOTE = ["--root", "/r", "--host", "http://h:3476", "--gpus", "1"]
 
 # (id, argv, environment, expected values that differ from PlanOptions() — None for "the fast parser
 # falls back and the typer app decides alone")
@@ -164,7 +166,22 @@ CASES = [
     ("exec-gpus-repeated", ["exec", "--gpus", "0", "--gpus", "1", "--", *RUN], {}, {"gpus": "1", "engine_argv": RUN}),
     ("exec-simulate-beats-env", ["exec", "--simulate", "dgx-h100-mig", "--dry-run", *RUN], SIM,
      {"simulate": "dgx-h100-mig", "dry_run": True, "engine_argv": RUN}),
+    ("args-remote-host", ["args", *EVERY_REMOTE], {}, {"root": "/r", "host": "http://h:3476", "gpus": "1"}),
+    # global options before the command name, as docker/podman/nvidia-ctk take them
+    ("global-simulate-args", ["--simulate", "dgx-a100", "args"], {}, {"simulate": "dgx-a100"}),
+    ("global-root-json-args", ["--root", "/x", "--json", "args"], {}, {"root": "/x", "json": True}),
+    ("global-eq-args", ["--root=/y", "--no-nvml", "--debug", "args", "--gpus", "0"], X,
+     {"root": "/y", "no_nvml": True, "debug": True, "gpus": "0"}),
+    ("global-and-local-last-wins", ["--root", "/a", "args", "--root", "/b"], {}, {"root": "/b"}),
+    ("global-simulate-beats-env", ["--simulate", "dgx-a100", "args"], SIM, {"simulate": "dgx-a100"}),
+    ("global-exec", ["--simulate", "workstation", "--json", "exec", "--dry-run", "--", *RUN], {},
+     {"simulate": "workstation", "json": True, "dry_run": True, "engine_argv": RUN}),
+    ("global-exec-no-dashdash", ["--root", "/r", "exec", *RUN], {}, {"root": "/r", "engine_argv": RUN}),
+    ("global-quiet-short", ["exec", "-q", "--", *RUN], {}, {"quiet": True, "engine_argv": RUN}),
     # the fast parser declines these; the typer app decides (usage error or help)
+    ("fallback-global-not-global", ["--gpus", "0", "args"], {}, None),
+    ("fallback-global-missing-command", ["--root", "/x"], {}, None),
+    ("fallback-global-help", ["--json", "--help"], {}, None),
     ("fallback-help", ["args", "--help"], {}, None),
     ("fallback-short-help", ["exec", "-h"], {}, None),
     ("fallback-missing-value", ["args", "--gpus"], X, None),
@@ -207,8 +224,10 @@ def test_fast_parser_and_typer_agree(argv, env, expected, monkeypatch, capsys):
     if expected is None:
         with pytest.raises(Fallback):
             parse(argv, env)
-        # typer decides: help (0) or a usage error (2), and never runs the command
-        assert slow in (("exit", 0), ("exit", 2)), slow
+        # typer decides: help (0) or a usage error (2; exec without --dry-run: 125, docker run's own
+        # failure status), and never runs the command
+        usage = 125 if argv[0] == "exec" and "--dry-run" not in argv else 2
+        assert slow in (("exit", 0), ("exit", usage)), slow
         return
     fast = parse(argv, env)
     assert isinstance(slow, PlanOptions), (slow, capsys.readouterr().err)

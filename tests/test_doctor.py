@@ -220,3 +220,48 @@ def test_doctor_cli_exit_codes(tmp_path):
                          env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "[fail] kernel module" in bad.stdout
     shutil.rmtree(tmp_path / "c", ignore_errors=True)
+
+
+# --- engine: docker or podman; GPUs; ld.so.cache ----------------------------------------------------
+
+@pytest.mark.parametrize("podman,status", [("/usr/bin/podman", "ok"), (None, "fail")])
+def test_engine_check_passes_with_podman_only(a100, podman, status):
+    results = d.run_doctor(ctx_for(a100, "dgx-a100", podman_finder=lambda: podman, engine_factory=lambda h: FakeEngine(
+        error="cannot reach the Docker engine at unix:///var/run/docker.sock: no such file")))
+    r = by_check(results, "container engine")[0]
+    assert r.status == status
+    if podman:
+        assert "Podman at /usr/bin/podman" in r.message
+    else:
+        assert "Podman" in r.fix
+    # docker reachable: ok either way, podman not asked
+    results = d.run_doctor(ctx_for(a100, "dgx-a100", podman_finder=lambda: 1 / 0, engine_factory=lambda h: FakeEngine()))
+    assert statuses(results, "container engine") == ["ok"]
+
+
+def test_gpus_check(tmp_path, a100):
+    assert statuses(d.run_doctor(ctx_for(a100, "dgx-a100")), "GPUs") == ["ok"]
+    root = make_root(tmp_path, "no-gpu")
+    r = by_check(d.run_doctor(ctx_for(root, "no-gpu")), "GPUs")[0]
+    assert r.status == "fail" and "sees no GPU" in r.message and "lspci" in r.fix
+    root = make_root(tmp_path, "no-driver")
+    assert statuses(d.run_doctor(ctx_for(root, "no-driver")), "GPUs") == ["skip"]
+
+
+@pytest.mark.parametrize("content,needle", [
+    (None, "is missing"), (b"", "not an ld.so.cache file"), (b"garbage\n" * 10, "not an ld.so.cache file"),
+    (b"glibc-ld.so.cache1.1" + bytes(28), "lists no libraries"),
+])
+def test_ld_cache_check_fails(a100, content, needle):
+    path = a100.host("/etc/ld.so.cache")
+    os.remove(path)
+    if content is not None:
+        with open(path, "wb") as fh:
+            fh.write(content)
+    r = by_check(d.run_doctor(ctx_for(a100, "dgx-a100")), "ld.so.cache")[0]
+    assert r.status == "fail" and needle in r.message and "ldconfig" in r.fix
+
+
+def test_ld_cache_check_ok(a100):
+    r = by_check(d.run_doctor(ctx_for(a100, "dgx-a100")), "ld.so.cache")[0]
+    assert r.status == "ok" and "NVIDIA" in r.message

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import List, Optional, Sequence
+from typing import TYPE_CHECKING, List, Mapping, Optional, Sequence, TextIO
+
+if TYPE_CHECKING:
+    from .options import PlanOptions
 
 FAST_COMMANDS = ("args", "exec")
 
@@ -48,9 +51,82 @@ def report_error(exc: BaseException, debug: bool) -> int:
     return 1
 
 
+#: ``nvlow exec`` becomes the engine, so the container's exit codes are the command's: nvlow's own
+#: failures before the engine runs use docker's scheme instead of 1-3 (``exec --dry-run`` runs nothing
+#: and keeps the usual 1/2/3)
+EXEC_FAILED, EXEC_CANNOT_INVOKE, EXEC_NOT_FOUND = 125, 126, 127
+
+
+def report_exec_error(exc: BaseException, debug: bool) -> int:
+    """:func:`report_error` for ``nvlow exec`` (without --dry-run): 127 when the engine program is not
+    found, 126 when it cannot be executed, 125 for every other failure of nvlow before the engine ran."""
+    import errno
+
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, OSError) and not isinstance(exc, OSError) and cause.errno is not None:
+        name = cause.filename or "the engine"
+        if cause.errno == errno.ENOENT:
+            sys.stderr.write(f"nvlow: error: {exc}\n")
+            sys.stderr.write("nvlow: hint: install Docker or Podman, or name the engine with --docker / "
+                             "NV_DOCKER\n")
+            return EXEC_NOT_FOUND
+        if cause.errno in (errno.EACCES, errno.ENOEXEC, errno.EPERM, errno.EISDIR):
+            sys.stderr.write(f"nvlow: error: {exc}\n")
+            sys.stderr.write(f"nvlow: hint: check that {name} is an executable program (chmod +x, a #! line), "
+                             "or name another engine with --docker / NV_DOCKER\n")
+            return EXEC_CANNOT_INVOKE
+    code = report_error(exc, debug)
+    return code if code in (0, 130) else EXEC_FAILED
+
+
+class _QuietStderr:
+    """stderr for ``--quiet``: drops nvlow's notes and warnings, keeps errors, hints and anything else."""
+
+    KEEP = ("nvlow: error:", "nvlow: hint:", "nvlow: internal error", "nvlow: interrupted")
+
+    def __init__(self, stream: "TextIO") -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        if text.startswith("nvlow: ") and not text.startswith(self.KEEP):
+            return len(text)
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)
+
+
+def run_plan_command(opts: "PlanOptions", env: Mapping[str, str], command: str, debug: bool) -> int:
+    """Check the options, run ``args``/``exec`` and turn errors into exit codes (both parsers' paths)."""
+    from .options import check_plan_options
+
+    saved = sys.stderr
+    if opts.quiet:
+        sys.stderr = _QuietStderr(saved)
+    try:
+        check_plan_options(opts, command)
+        if command == "args":
+            from .plancmd import run_args
+
+            return run_args(opts, env)
+        from .plancmd import run_exec
+
+        return run_exec(opts, env)
+    except BaseException as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
+        if isinstance(exc, SystemExit):
+            raise
+        if command == "exec" and not opts.dry_run:
+            return report_exec_error(exc, debug)
+        return report_error(exc, debug)
+    finally:
+        sys.stderr = saved
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``nvlow`` command."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    from .options import hoist_globals
+
+    args = hoist_globals(list(sys.argv[1:] if argv is None else argv))
     env = os.environ
     debug = _wants_debug(args, env)
     if args and args[0] in FAST_COMMANDS:
@@ -61,15 +137,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         except fast.Fallback:
             pass
         else:
-            from .plancmd import run_args, run_exec
-
-            try:
-                code = run_args(opts, env) if args[0] == "args" else run_exec(opts, env)
-            except BaseException as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
-                if isinstance(exc, SystemExit):
-                    raise
-                code = report_error(exc, debug)
-            sys.exit(code)
+            sys.exit(run_plan_command(opts, env, args[0], debug))
     from .app import run_app
 
     return run_app(args, debug)

@@ -7,13 +7,13 @@ from typing import Callable, List, Optional
 
 import typer
 
-from .options import ENV_OPTIONS, EXEC_ENV_OPTIONS, CommonOptions, PlanOptions
+from .options import ENV_OPTIONS, EXEC_ENV_OPTIONS, SIMULATE_PRESETS, CommonOptions, PlanOptions, hoist_globals
 
 app = typer.Typer(
     name="nvlow",
     help="Give Docker/Podman containers NVIDIA GPUs with only the driver installed.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=False,  # `nvlow completion bash|zsh|fish` prints the script instead
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -22,15 +22,17 @@ app = typer.Typer(
 ROOT = typer.Option("/", "--root", help="Host root for /proc, /dev, ld.so.cache and driver files.",
                     envvar=ENV_OPTIONS["root"])
 SIMULATE = typer.Option(None, "--simulate", help="Run on a built-in simulated host: dgx-a100, dgx-h100-mig, "
-                        "workstation, no-gpu, no-driver.", envvar=ENV_OPTIONS["simulate"])
+                        "workstation, no-gpu, no-driver.", envvar=ENV_OPTIONS["simulate"],
+                        metavar="[" + "|".join(SIMULATE_PRESETS) + "]")
 NO_NVML = typer.Option(False, "--no-nvml", help="Do not load NVML; use /proc and /dev only.")
+QUIET = typer.Option(False, "--quiet", "-q", help="No notes or warnings on stderr (errors still print).")
 DEBUG = typer.Option(False, "--debug", help="Show tracebacks on errors.")
 JSON = typer.Option(False, "--json", help="Print JSON (schema_version 1) to stdout.")
 NO_UVM = typer.Option(False, "--no-uvm-load", help="Never run nvidia-modprobe to load nvidia-uvm.")
 GPUS = typer.Option(None, "--gpus", help="GPUs: all, none, void, indices, GPU-/MIG- UUIDs (prefixes), bus ids, GPU:MIG.")
-CAPS = typer.Option(None, "--capabilities", help="Driver capabilities: compute,utility,video,graphics,display,ngx,"
+CAPS = typer.Option(None, "--capabilities", metavar="CAP[,CAP...]", help="Driver capabilities: compute,utility,video,graphics,display,ngx,"
                     "compat32 or all (default: NVIDIA_DRIVER_CAPABILITIES, else compute,utility).")
-DRIVER_FILES = typer.Option("bind", "--driver-files", help="bind (read-only binds), volume (1.0 driver volume) "
+DRIVER_FILES = typer.Option("bind", "--driver-files", metavar="[bind|volume|plugin]", help="bind (read-only binds), volume (1.0 driver volume) "
                             "or plugin (volume served by 'nvlow serve').")
 VOLUMES_DIR = typer.Option(None, "--volumes-dir", help="Where --driver-files volume builds volumes "
                            "(default /var/lib/nvlow/volumes).")
@@ -73,16 +75,18 @@ def args_cmd(
     capabilities: Optional[str] = CAPS, driver_files: str = DRIVER_FILES, volumes_dir: Optional[str] = VOLUMES_DIR,
     image: Optional[str] = IMAGE, no_require: bool = NO_REQUIRE, host: Optional[str] = HOST,
     engine_root: Optional[str] = ENGINE_ROOT, plugin_name: Optional[str] = PLUGIN_NAME,
-    format_: Optional[str] = typer.Option(None, "--format", help="shell (default), json or compose."),
+    format_: Optional[str] = typer.Option(None, "--format", metavar="[shell|json|compose]",
+                                          help="shell (default), json or compose."),
+    quiet: bool = QUIET,
 ) -> None:
     """Print the docker/podman run arguments: docker run $(nvlow args) IMAGE."""
-    from .plancmd import run_args
+    from . import run_plan_command
 
     opts = PlanOptions(root=root, simulate=simulate, no_nvml=no_nvml, debug=debug, json=json_,
                        no_uvm_load=no_uvm_load, gpus=gpus, capabilities=capabilities, driver_files=driver_files,
                        volumes_dir=volumes_dir, image=image, no_require=no_require, format=format_, host=host,
-                       engine_root=engine_root, plugin_name=plugin_name)
-    _run(debug, lambda: run_args(opts, os.environ))
+                       engine_root=engine_root, plugin_name=plugin_name, quiet=quiet)
+    raise typer.Exit(run_plan_command(opts, os.environ, "args", debug))
 
 
 # Options end at the first engine word, with or without "--" (as in the fast parser): in
@@ -99,16 +103,20 @@ def exec_cmd(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the final command instead of running it."),
     docker: Optional[str] = typer.Option(None, "--docker", help="Engine command to use (split like a shell).",
                                          envvar=EXEC_ENV_OPTIONS["docker"]),
+    quiet: bool = QUIET,
 ) -> None:
-    """Run the engine with GPU arguments injected: nvlow exec -- docker run --rm IMAGE CMD."""
-    from .plancmd import run_exec
+    """Run the engine with GPU arguments injected: nvlow exec -- docker run --rm IMAGE CMD.
+
+    When nvlow itself fails before the engine runs it exits 125 (126: the engine cannot be executed,
+    127: not found), so the container's own exit codes stay unambiguous; --dry-run keeps 1/2/3."""
+    from . import run_plan_command
 
     opts = PlanOptions(root=root, simulate=simulate, no_nvml=no_nvml, debug=debug, json=json_,
                        no_uvm_load=no_uvm_load, gpus=gpus, capabilities=capabilities, driver_files=driver_files,
                        volumes_dir=volumes_dir, image=image, no_require=no_require, dry_run=dry_run,
                        docker=docker, engine_argv=list(engine_argv or []), host=host, engine_root=engine_root,
-                       plugin_name=plugin_name)
-    _run(debug, lambda: run_exec(opts, os.environ))
+                       plugin_name=plugin_name, quiet=quiet)
+    raise typer.Exit(run_plan_command(opts, os.environ, "exec", debug))
 
 
 @app.command("info")
@@ -135,24 +143,56 @@ def list_cmd(root: str = ROOT, simulate: Optional[str] = SIMULATE, no_nvml: bool
 @app.command("status")
 def status_cmd(root: str = ROOT, simulate: Optional[str] = SIMULATE, debug: bool = DEBUG, json_: bool = JSON,
                watch: Optional[float] = typer.Option(None, "--watch", help="Refresh every SECONDS until Ctrl-C."),
-               count: Optional[int] = typer.Option(None, "--count", help="With --watch: stop after N refreshes.")
+               count: Optional[int] = typer.Option(None, "--count", help="With --watch: stop after N refreshes."),
+               no_nvml: bool = typer.Option(False, "--no-nvml", help="Accepted as on every command, but status "
+                                            "reads its live values only from NVML: refused (use 'nvlow info "
+                                            "--no-nvml')."),
                ) -> None:
     """Live power, temperature, utilization, memory, clocks and compute processes per GPU."""
     from .statuscmd import run_status
 
-    opts = _common(root, simulate, False, debug, json_)
+    opts = _common(root, simulate, no_nvml, debug, json_)
     _run(debug, lambda: run_status(opts, os.environ, watch, count))
 
 
 @app.command("doctor")
 def doctor_cmd(root: str = ROOT, simulate: Optional[str] = SIMULATE, debug: bool = DEBUG, json_: bool = JSON,
-               no_engine: bool = typer.Option(False, "--no-engine", help="Skip the container engine checks.")
+               no_engine: bool = typer.Option(False, "--no-engine", help="Skip the container engine checks."),
+               no_nvml: bool = typer.Option(False, "--no-nvml", help="Do not load NVML/libcuda: the library "
+                                            "checks are skipped, the rest read /proc and /dev."),
                ) -> None:
     """Check the driver, libraries, device nodes, engine and CDI specs; print the fix for each failure."""
     from .doctorcmd import run_doctor_cmd
 
-    opts = _common(root, simulate, False, debug, json_)
+    opts = _common(root, simulate, no_nvml, debug, json_)
     _run(debug, lambda: run_doctor_cmd(opts, os.environ, check_engine=not no_engine))
+
+
+@app.command("completion")
+def completion_cmd(shell: str = typer.Argument(..., metavar="[bash|zsh|fish]", help="The shell.")) -> None:
+    """Print the shell completion script: eval "$(nvlow completion bash)"."""
+    from . import report_error
+
+    try:
+        sys.stdout.write(completion_script(shell))
+    except BaseException as exc:  # noqa: BLE001
+        raise typer.Exit(report_error(exc, False))
+
+
+COMPLETION_SHELLS = ("bash", "zsh", "fish")
+COMPLETE_VAR = "_NVLOW_COMPLETE"
+
+
+def completion_script(shell: str) -> str:
+    """The completion script of ``shell`` for the ``nvlow`` program (``_NVLOW_COMPLETE``)."""
+    from .options import choice_error
+
+    if shell not in COMPLETION_SHELLS:
+        raise choice_error("shell", shell, COMPLETION_SHELLS)
+    from typer._completion_shared import get_completion_script
+
+    text = get_completion_script(prog_name="nvlow", complete_var=COMPLETE_VAR, shell=shell)
+    return text if text.endswith("\n") else text + "\n"
 
 
 def _register_groups() -> None:
@@ -181,10 +221,22 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version_cal
 
 
 def run_app(argv: List[str], debug: bool) -> int:
-    """Run the typer app on ``argv``; returns the exit code."""
+    """Run the typer app on ``argv`` (global options may come before the command); returns the exit code."""
+    argv = hoist_globals(list(argv))
+    if COMPLETE_VAR in os.environ:
+        # a completion request from the script of `nvlow completion SHELL`: answer in typer's format
+        from typer._completion_classes import completion_init
+
+        completion_init()
     try:
         app(args=argv, prog_name="nvlow", standalone_mode=True)
     except SystemExit as exc:
         code = exc.code
-        return code if isinstance(code, int) else (0 if code is None else 1)
+        code = code if isinstance(code, int) else (0 if code is None else 1)
+        if code == 2 and argv and argv[0] == "exec" and "--dry-run" not in argv:
+            # a command line exec cannot parse: nvlow's own failure, not the container's status 2
+            from . import EXEC_FAILED
+
+            return EXEC_FAILED
+        return code
     return 0

@@ -53,9 +53,24 @@ def run_generate(opts: CommonOptions, env: Mapping[str, str], *, output: Optiona
     from ..cdi.store import other_specs_with_kind, read_spec, write_atomic
     from ..capabilities import parse_capabilities
 
-    names = parse_naming_strategies(strategies)
+    from .options import check_simulate
+
+    check_simulate(opts.simulate)
+    if opts.json:
+        if fmt is not None and fmt.lower() != "json":
+            raise UsageError(f"--json and --format {fmt} disagree", hint="drop one of them")
+        fmt = "json"
+    if write and opts.simulate and output is None:
+        # the simulated tree is a cache shared by every later --simulate run: never write into it
+        raise UsageError("cdi generate --write under --simulate would write into the shared simulated host",
+                         hint="name a file with --output FILE (or print the spec to stdout)")
+    try:
+        names = parse_naming_strategies(strategies)
+    except UsageError as exc:
+        raise UsageError(f"{exc}: choose from index, uuid, type-index") from None
     if driver_files not in CDI_DRIVER_FILE_MODES:
-        raise UsageError(f"invalid --driver-files {driver_files!r} for a CDI spec", hint="use bind or volume")
+        raise UsageError(f"invalid --driver-files {driver_files!r} for a CDI spec: choose one of "
+                         + ", ".join(CDI_DRIVER_FILE_MODES))
     caps = parse_capabilities(capabilities or DEFAULT_CDI_CAPABILITIES)
     root, host = load_host(opts, env)
     path, spec_fmt = _target(output, write, fmt, root)
@@ -111,12 +126,27 @@ def run_generate(opts: CommonOptions, env: Mapping[str, str], *, output: Optiona
     return 0
 
 
-def run_list(opts: CommonOptions, spec_dirs: Sequence[str]) -> int:
-    """``nvlow cdi list``: qualified device names, as engines resolve them."""
+def run_list(opts: CommonOptions, spec_dirs: Sequence[str], env: Optional[Mapping[str, str]] = None) -> int:
+    """``nvlow cdi list``: qualified device names, as engines resolve them (under --root, or in the
+    simulated host's spec directories with --simulate; --no-nvml changes nothing: no driver is asked)."""
     from ..cdi.store import SPEC_DIRS, list_devices
     from ..root import HostRoot
+    from .options import check_simulate
 
-    root = HostRoot(opts.root or "/")
+    if opts.simulate:
+        check_simulate(opts.simulate)
+        from .session import open_root
+
+        root, _opener = open_root(opts, env if env is not None else os.environ)
+    else:
+        if not os.path.isdir(opts.root or "/"):
+            raise UsageError(f"--root {os.path.abspath(opts.root)} is not a directory")
+        root = HostRoot(opts.root or "/")
+    for spec_dir in spec_dirs:
+        if not os.path.isdir(root.host(spec_dir)):
+            raise UsageError(f"--spec-dir {spec_dir}: no such directory" + (f" under {root.path}" if root.path != "/"
+                                                                        else ""),
+                             hint="name an existing directory, or leave --spec-dir out for /etc/cdi and /var/run/cdi")
     devices, warnings = list_devices(root, tuple(spec_dirs) or SPEC_DIRS)
     for w in warnings:
         warn(w)
@@ -198,6 +228,10 @@ def register(app: typer.Typer) -> None:
 def _build() -> typer.Typer:
     from .app import DEBUG, ENGINE_ROOT, JSON, NO_NVML, NO_UVM, ROOT, SIMULATE, VOLUMES_DIR, _run
 
+    # cdi list and validate ask no driver library: --no-nvml is accepted (as on every command) and changes nothing
+    no_nvml_noop = typer.Option(False, "--no-nvml", help="Accepted as on every command; no effect (no driver "
+                                "library is loaded here).")
+
     cdi = typer.Typer(
         name="cdi",
         help="CDI specs for podman, Docker 25+, containerd and CRI-O: --device nvidia.com/gpu=0.",
@@ -211,26 +245,30 @@ def _build() -> typer.Typer:
         no_uvm_load: bool = NO_UVM,
         output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to FILE (or DIR/nvidia.yaml); "
                                              "default: stdout."),
-        format_: Optional[str] = typer.Option(None, "--format", help="yaml (default) or json; default from the "
-                                              "--output extension."),
-        strategies: List[str] = typer.Option([], "--device-name-strategy", help="index, uuid, type-index "
+        format_: Optional[str] = typer.Option(None, "--format", metavar="[yaml|json]", help="yaml (default) or "
+                                              "json; default from the --output extension."),
+        json_: bool = typer.Option(False, "--json", help="The spec as JSON (the same as --format json)."),
+        strategies: List[str] = typer.Option([], "--device-name-strategy", metavar="[index|uuid|type-index]", help="index, uuid, type-index "
                                              "(repeatable or comma-separated; default index,uuid)."),
-        capabilities: Optional[str] = typer.Option(None, "--capabilities", help="Driver capabilities whose files "
+        capabilities: Optional[str] = typer.Option(None, "--capabilities", metavar="CAP[,CAP...]", help="Driver capabilities whose files "
                                                    "and nodes the spec holds (default: all)."),
-        driver_files: str = typer.Option("bind", "--driver-files", help="bind (read-only binds of the host's "
+        driver_files: str = typer.Option("bind", "--driver-files", metavar="[bind|volume]", help="bind (read-only binds of the host's "
                                          "files) or volume (binds of the 1.0 driver volume's copies, which is "
                                          "also mounted at /usr/local/nvidia)."),
         volumes_dir: Optional[str] = VOLUMES_DIR,
         vendor: str = typer.Option("nvidia.com", "--vendor", help="CDI vendor (kind = vendor/class)."),
         class_: str = typer.Option("gpu", "--class", help="CDI class (kind = vendor/class)."),
-        write: bool = typer.Option(False, "--write", help="Write to /var/run/cdi/nvidia.yaml (under --root)."),
+        write: bool = typer.Option(False, "--write", help="Write to /var/run/cdi/nvidia.yaml (under --root; "
+                                   "with --simulate only together with --output, so the shared simulated host "
+                                   "is never changed)."),
         if_changed: bool = typer.Option(False, "--if-changed", help="Rewrite only when the driver or devices "
                                         "changed (for a systemd path unit or udev rule)."),
         no_all_device: bool = typer.Option(False, "--no-all-device", help="Leave out the 'all' device."),
         engine_root: Optional[str] = ENGINE_ROOT,
     ) -> None:
         """Generate a CDI spec: a device per GPU and MIG device, plus all; no hooks."""
-        opts = CommonOptions(root=root, simulate=simulate, no_nvml=no_nvml, debug=debug, no_uvm_load=no_uvm_load)
+        opts = CommonOptions(root=root, simulate=simulate, no_nvml=no_nvml, debug=debug, no_uvm_load=no_uvm_load,
+                             json=json_)
         _run(debug, lambda: run_generate(
             opts, os.environ, output=output, fmt=format_, strategies=strategies, capabilities=capabilities,
             driver_files=driver_files, volumes_dir=volumes_dir, vendor=vendor, class_=class_, write=write,
@@ -238,23 +276,26 @@ def _build() -> typer.Typer:
 
     @cdi.command("list")
     def list_cmd(
-        root: str = ROOT, debug: bool = DEBUG, json_: bool = JSON,
+        root: str = ROOT, simulate: Optional[str] = SIMULATE, no_nvml: bool = no_nvml_noop, debug: bool = DEBUG,
+        json_: bool = JSON,
         spec_dirs: List[str] = typer.Option([], "--spec-dir", help="Spec directory (repeatable, later wins; "
                                             "default /etc/cdi then /var/run/cdi)."),
     ) -> None:
         """List the CDI devices engines can resolve (vendor/class=name), like nvidia-ctk cdi list."""
-        opts = CommonOptions(root=root, debug=debug, json=json_)
-        _run(debug, lambda: run_list(opts, spec_dirs))
+        opts = CommonOptions(root=root, simulate=simulate, no_nvml=no_nvml, debug=debug, json=json_)
+        _run(debug, lambda: run_list(opts, spec_dirs, os.environ))
 
     @cdi.command("validate")
     def validate_cmd(
         files: List[str] = typer.Argument(None, help="Spec files (JSON or YAML)."),
         root: str = ROOT, simulate: Optional[str] = SIMULATE, debug: bool = DEBUG, json_: bool = JSON,
+        no_nvml: bool = typer.Option(False, "--no-nvml", help="Accepted as on every command; no effect (the "
+                                     "running driver version is always read from /proc)."),
         no_host_checks: bool = typer.Option(False, "--no-host-checks", help="Check only the CDI rules, not "
                                             "missing files or a stale driver version."),
     ) -> None:
         """Check CDI specs: the CDI rules, missing host files, a stale driver version."""
-        opts = CommonOptions(root=root, simulate=simulate, debug=debug, json=json_)
+        opts = CommonOptions(root=root, simulate=simulate, no_nvml=no_nvml, debug=debug, json=json_)
         _run(debug, lambda: run_validate(opts, os.environ, list(files or []), not no_host_checks))
 
     return cdi

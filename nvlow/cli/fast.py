@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import AbstractSet, Dict, List, Mapping, Sequence, Set
 
 from .options import (ARGS_VALUES, ENV_OPTIONS, EXEC_ENV_OPTIONS, EXEC_FLAGS, EXEC_VALUES, FAST_FLAGS, FAST_VALUES,
-                      PlanOptions)
+                      SHORT_FLAGS, PlanOptions, hoist_globals)
 
 
 class Fallback(Exception):
@@ -17,9 +17,13 @@ class Fallback(Exception):
 
 
 def parse(argv: Sequence[str], env: Mapping[str, str]) -> PlanOptions:
-    """Parse ``args ...`` or ``exec ...`` (argv[0] is the command name)."""
+    """Parse ``args ...`` or ``exec ...`` (the command name first, or after the global options:
+    ``--simulate dgx-a100 args``)."""
+    argv = hoist_globals(list(argv))
+    if not argv or argv[0] not in ("args", "exec"):
+        raise Fallback()
     command = argv[0]
-    flags: Dict[str, str] = dict(FAST_FLAGS)
+    flags: Dict[str, str] = {**FAST_FLAGS, **SHORT_FLAGS}
     values: Dict[str, str] = dict(FAST_VALUES)
     if command == "exec":
         flags.update(EXEC_FLAGS)

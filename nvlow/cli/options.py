@@ -9,7 +9,7 @@ line (environment variables included) to the same values.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 #: boolean options of args/exec -> attribute
 FAST_FLAGS: Dict[str, str] = {
@@ -18,7 +18,10 @@ FAST_FLAGS: Dict[str, str] = {
     "--json": "json",
     "--no-require": "no_require",
     "--no-uvm-load": "no_uvm_load",
+    "--quiet": "quiet",
 }
+#: short spellings of FAST_FLAGS
+SHORT_FLAGS: Dict[str, str] = {"-q": "quiet"}
 EXEC_FLAGS: Dict[str, str] = {"--dry-run": "dry_run"}
 #: value options of args/exec -> attribute
 FAST_VALUES: Dict[str, str] = {
@@ -42,6 +45,85 @@ ENV_OPTIONS: Dict[str, str] = {"root": "NVLOW_ROOT", "simulate": "NVLOW_SIMULATE
 EXEC_ENV_OPTIONS: Dict[str, str] = {"docker": "NV_DOCKER"}
 
 
+#: options every command takes, also before the command name (``nvlow --simulate dgx-a100 info``,
+#: as docker, podman and nvidia-ctk take global flags first): flags, then options with a value
+GLOBAL_FLAGS = ("--no-nvml", "--json", "--debug")
+GLOBAL_VALUES = ("--root", "--simulate")
+#: commands whose name is followed by a subcommand (the global options go after both words)
+GROUPS = ("cdi",)
+#: choices shown in --help (metavars) and checked with one line naming the value and the choices (exit 2)
+ARGS_FORMATS = ("shell", "json", "compose")
+DRIVER_FILE_CHOICES = ("bind", "volume", "plugin")
+SIMULATE_PRESETS = ("dgx-a100", "dgx-h100-mig", "workstation", "no-gpu", "no-driver")
+
+
+def hoist_globals(argv: List[str]) -> List[str]:
+    """Move the global options written before the command name to just after it (``nvlow --root /x
+    --json list`` -> ``nvlow list --root /x --json``); anything else before the command (``--help``,
+    ``--version``, an unknown option) leaves ``argv`` as it is, for the typer app to answer."""
+    moved: List[str] = []
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        name, eq, _v = tok.partition("=")
+        if tok in GLOBAL_FLAGS:
+            moved.append(tok)
+            i += 1
+        elif name in GLOBAL_VALUES and eq:
+            moved.append(tok)
+            i += 1
+        elif tok in GLOBAL_VALUES and i + 1 < len(argv):
+            moved += argv[i:i + 2]
+            i += 2
+        else:
+            break
+    if not moved or i >= len(argv) or argv[i].startswith("-"):
+        return list(argv)
+    head = i + 1
+    if argv[i] in GROUPS and head < len(argv) and not argv[head].startswith("-"):
+        head += 1
+    return argv[i:head] + moved + argv[head:]
+
+
+def choice_error(option: str, value: str, choices: Sequence[str]) -> Exception:
+    """The usage error (exit 2) for a value that is not one of ``choices``: one line naming both."""
+    from ..errors import UsageError
+
+    return UsageError(f"invalid {option} {value!r}: choose one of {', '.join(choices)}")
+
+
+def check_plan_options(opts: "PlanOptions", command: str) -> None:
+    """Checks of args/exec options shared by the fast parser's and the typer app's paths (exit 2)."""
+    from ..errors import UsageError
+
+    if opts.host and opts.simulate:
+        raise UsageError("--host and --simulate cannot be combined: a remote host is not simulated",
+                         hint="drop one of them")
+    if command == "args" and opts.format is not None and opts.format not in ARGS_FORMATS:
+        raise choice_error("--format", opts.format, ARGS_FORMATS)
+    if opts.driver_files not in DRIVER_FILE_CHOICES:
+        raise choice_error("--driver-files", opts.driver_files, DRIVER_FILE_CHOICES)
+    check_simulate(opts.simulate)
+    check_gpus(opts.gpus)
+
+
+def check_simulate(value: Optional[str]) -> None:
+    if value and value not in SIMULATE_PRESETS:
+        from ..errors import UsageError
+
+        raise UsageError(f"unknown simulation preset: {value!r} (--simulate / NVLOW_SIMULATE): choose one of "
+                         + ", ".join(SIMULATE_PRESETS))
+
+
+def check_gpus(value: Optional[str], option: str = "--gpus") -> None:
+    """An empty entry in a list (``0,,1``) is a typo, not 'void': refuse it."""
+    from ..errors import UsageError
+
+    if value and "," in value and any(not part.strip() for part in value.split(",")):
+        raise UsageError(f"invalid {option} {value!r}: empty entry in the list",
+                         hint="separate GPUs with single commas, e.g. 0,1")
+
+
 @dataclass
 class CommonOptions:
     """Options every command takes."""
@@ -52,6 +134,7 @@ class CommonOptions:
     debug: bool = False
     json: bool = False
     no_uvm_load: bool = False
+    quiet: bool = False  # args/exec: no notes or warnings on stderr (errors still print)
 
 
 @dataclass

@@ -35,6 +35,12 @@ def run_serve(opts: CommonOptions, env: Mapping[str, str], *, listen: str, plugi
     from ..volume import DEFAULT_VOLUMES_DIR
     from .session import open_root, warn
 
+    if opts.json:
+        from ..errors import UsageError
+
+        # serve logs lines for people; its machine-readable output is the API itself
+        raise UsageError("nvlow serve has no JSON output: it logs to stderr and answers JSON over HTTP",
+                         hint="ask GET /healthz, /v2/info or /v2/args once it is listening")
     name = check_plugin_name(plugin_name or PLUGIN_DRIVER)
     engine = check_engine_root(engine_root) if engine_root else None
     host, port = parse_listen(listen)
@@ -114,9 +120,11 @@ def register(app: typer.Typer) -> None:
         verbose: bool = typer.Option(False, "--verbose", "-v", help="Log one line per request on stderr."),
         root: str = ROOT, simulate: Optional[str] = SIMULATE, no_nvml: bool = NO_NVML, debug: bool = DEBUG,
         no_uvm_load: bool = NO_UVM, engine_root: Optional[str] = ENGINE_ROOT,
+        json_: bool = typer.Option(False, "--json", help="Accepted as on every command, but refused: serve "
+                                   "logs for people and answers JSON over HTTP (/healthz, /v2/info)."),
     ) -> None:
         """Serve nvidia-docker-plugin's REST API (:3476) and the 'nvidia-docker' Docker volume plugin."""
-        opts = _common(root, simulate, no_nvml, debug, False, no_uvm_load)
+        opts = _common(root, simulate, no_nvml, debug, json_, no_uvm_load)
         _run(debug, lambda: run_serve(opts, os.environ, listen=listen, plugin_socket_dir=plugin_socket_dir,
                                       plugin_spec_dir=plugin_spec_dir, volumes_dir=volumes_dir,
                                       no_plugin=no_plugin, verbose=verbose,

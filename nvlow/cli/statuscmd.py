@@ -18,6 +18,11 @@ def run_status(opts: CommonOptions, env: Mapping[str, str], watch: Optional[floa
 
     if watch is not None and watch <= 0:
         raise UsageError(f"--watch needs a positive number of seconds, not {watch}")
+    if count is not None and count <= 0:
+        raise UsageError(f"--count needs a positive number of refreshes, not {count}")
+    if opts.no_nvml:
+        raise UsageError("nvlow status reads its live values from NVML, so --no-nvml leaves nothing to show",
+                         hint="drop --no-nvml, or use 'nvlow info --no-nvml' for what /proc and /dev tell")
     root, opener = open_root(opts, env)
     library = opener(root)
     try:
