@@ -312,7 +312,9 @@ def test_32_threads_mixing_create_mount_remove_over_the_socket(tmp_path):
         kinds = collections.Counter(p.split(" /")[0].split(":")[0] + (" 500" if " 500 " in p else "") for p in problems)
         assert problems == [], f"{len(problems)} problems {dict(kinds)}, first ones: {problems[:3]}"
         assert state.errors == 0 and not any("internal error" in line for line in log.lines)
-        assert counts["mounts"] and counts["removed"] and counts["in use"]
+        # which Removes find the volume mounted depends on scheduling: require only that both kinds of
+        # operation ran (asserting each outcome happened made the test flaky on a loaded machine)
+        assert counts["mounts"] and counts["removed"] + counts["in use"] > 0
         # every mount was unmounted: the volume can be removed now, and nothing is left behind
         assert plugin_call(sock, "/VolumeDriver.Remove", {"Name": NAME}) == (200, {"Err": ""})
         assert _leftovers(state.volumes_dir) == []
