@@ -51,15 +51,15 @@ def report_error(exc: BaseException, debug: bool) -> int:
     return 1
 
 
-#: ``nvlow exec`` becomes the engine, so the container's exit codes are the command's: nvlow's own
-#: failures before the engine runs use docker's scheme instead of 1-3 (``exec --dry-run`` runs nothing
-#: and keeps the usual 1/2/3)
-EXEC_FAILED, EXEC_CANNOT_INVOKE, EXEC_NOT_FOUND = 125, 126, 127
+#: ``nvlow exec`` becomes the engine, so the container's exit codes are the command's. nvlow's own
+#: failures keep the contract's 1/2/3 (scripts test for 3, "the image's requirements are not met");
+#: an engine program that cannot be run gets the shell's 126/127, as docker run does
+EXEC_CANNOT_INVOKE, EXEC_NOT_FOUND = 126, 127
 
 
 def report_exec_error(exc: BaseException, debug: bool) -> int:
     """:func:`report_error` for ``nvlow exec`` (without --dry-run): 127 when the engine program is not
-    found, 126 when it cannot be executed, 125 for every other failure of nvlow before the engine ran."""
+    found, 126 when it cannot be executed, the contract's 1/2/3 for nvlow's own failures."""
     import errno
 
     cause = exc.__cause__ or exc.__context__
@@ -75,8 +75,7 @@ def report_exec_error(exc: BaseException, debug: bool) -> int:
             sys.stderr.write(f"nvlow: hint: check that {name} is an executable program (chmod +x, a #! line), "
                              "or name another engine with --docker / NV_DOCKER\n")
             return EXEC_CANNOT_INVOKE
-    code = report_error(exc, debug)
-    return code if code in (0, 130) else EXEC_FAILED
+    return report_error(exc, debug)
 
 
 class _QuietStderr:

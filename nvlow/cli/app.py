@@ -107,8 +107,8 @@ def exec_cmd(
 ) -> None:
     """Run the engine with GPU arguments injected: nvlow exec -- docker run --rm IMAGE CMD.
 
-    When nvlow itself fails before the engine runs it exits 125 (126: the engine cannot be executed,
-    127: not found), so the container's own exit codes stay unambiguous; --dry-run keeps 1/2/3."""
+    nvlow's own failures exit 1/2/3 with an error line; 126: the engine cannot be executed, 127: not
+    found (as docker run); otherwise the status is the container's."""
     from . import run_plan_command
 
     opts = PlanOptions(root=root, simulate=simulate, no_nvml=no_nvml, debug=debug, json=json_,
@@ -232,11 +232,5 @@ def run_app(argv: List[str], debug: bool) -> int:
         app(args=argv, prog_name="nvlow", standalone_mode=True)
     except SystemExit as exc:
         code = exc.code
-        code = code if isinstance(code, int) else (0 if code is None else 1)
-        if code == 2 and argv and argv[0] == "exec" and "--dry-run" not in argv:
-            # a command line exec cannot parse: nvlow's own failure, not the container's status 2
-            from . import EXEC_FAILED
-
-            return EXEC_FAILED
-        return code
+        return code if isinstance(code, int) else (0 if code is None else 1)
     return 0

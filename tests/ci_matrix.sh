@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The unit tests on the oldest and the newest Python this machine has (part of .ci/run):
+#
+#   bash tests/ci_matrix.sh [VERSION...]        # default: 3.9 (requires-python's minimum) and 3.13
+#
+# For each version it finds an interpreter (pythonX.Y on PATH, else pyenv's newest X.Y.*), keeps a venv
+# in .venv/ci/pyX.Y (inside the ignored .venv; reinstalled only when pyproject.toml changes) with nvlow
+# and its test extras, and runs pytest without the real-engine tests (NVLOW_ENGINES=0, tests/engine
+# ignored): those run once, on the main interpreter, through tests/run.sh. A missing interpreter is
+# skipped with a note (CI=true included: the matrix covers what the machine has).
+# Exit status: 0 when every run found passed, 1 otherwise.
+set -uo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+
+say() { printf 'tests/ci_matrix.sh: %s\n' "$*" >&2; }
+
+find_python() {  # VERSION -> path of an interpreter that runs, or nothing
+    local v=$1 cand
+    for cand in "$(command -v "python$v" 2>/dev/null)" \
+                $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}/versions/$v".* 2>/dev/null | sort -V -r | sed 's|$|/bin/python|'); do
+        if [ -n "$cand" ] && [ -x "$cand" ] &&
+           [ "$("$cand" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" = "$v" ]; then
+            echo "$cand"
+            return 0
+        fi
+    done
+}
+
+[ $# -gt 0 ] || set -- 3.9 3.13
+failed=0
+for v in "$@"; do
+    py=$(find_python "$v")
+    if [ -z "$py" ]; then
+        say "note: no Python $v on this machine (PATH, pyenv): skipping its run"
+        continue
+    fi
+    venv=.venv/ci/py$v
+    stamp=$venv/.nvlow-installed
+    want=$(cksum pyproject.toml | cut -d' ' -f1)
+    if ! "$venv/bin/python" -c '' 2>/dev/null; then
+        say "Python $v ($py): creating $venv"
+        rm -rf "$venv"
+        "$py" -m venv "$venv" || { say "error: cannot create $venv"; failed=1; continue; }
+    fi
+    if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ] || ! "$venv/bin/python" -c 'import nvlow, pytest' 2>/dev/null; then
+        if ! "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test]"; then
+            say "error: installing nvlow[test] into $venv failed"
+            failed=1
+            continue
+        fi
+        echo "$want" >"$stamp"
+    fi
+    say "Python $v ($("$venv/bin/python" -c 'import platform; print(platform.python_version())')): unit tests"
+    start=$SECONDS
+    if NVLOW_ENGINES=0 "$venv/bin/python" -m pytest -x -q -p no:cacheprovider tests --ignore=tests/engine; then
+        say "Python $v: passed ($((SECONDS - start)) s)"
+    else
+        say "Python $v: FAILED ($((SECONDS - start)) s)"
+        failed=1
+    fi
+done
+exit "$failed"
