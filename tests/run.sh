@@ -6,6 +6,8 @@
 #    tests/engine/setup_engines.sh (installing Debian's packages when missing) so that the
 #    real-engine tests run; otherwise those tests skip with a reason;
 # 3. runs pytest over tests/ and always tears the engines down.
+# With NVLOW_LINT=1 (.ci/run) it runs `ruff check .` before the tests, and a lint failure (or one that
+# .ci/run names in NVLOW_CI_FAILED) makes the exit status non-zero after the tests ran.
 # In CI (CI=true) a missing gcc or a failed engine setup is an error instead of a skip.
 set -euo pipefail
 
@@ -32,6 +34,17 @@ WANT=$(cksum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$WANT" ] || ! .venv/bin/python -c 'import nvlow, pytest' 2>/dev/null; then
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
     echo "$WANT" >"$STAMP"
+fi
+
+# ---------------------------------------------------------------- lint (.ci/run sets NVLOW_LINT=1)
+LINT_FAILED=""
+if [ "${NVLOW_LINT:-}" = 1 ]; then
+    if .venv/bin/python -m ruff check .; then
+        say "lint (ruff check .): ok"
+    else
+        say "error: lint (ruff check .) failed; the tests run anyway"
+        LINT_FAILED=1
+    fi
 fi
 
 # ---------------------------------------------------------------- compiler
@@ -89,5 +102,9 @@ set -e
 if [ "$rc" -eq 5 ]; then
     say "error: pytest collected no tests"
     rc=1
+fi
+if [ -n "$LINT_FAILED" ] || [ -n "${NVLOW_CI_FAILED:-}" ]; then
+    say "error: failed before the tests: ${NVLOW_CI_FAILED:-}${NVLOW_CI_FAILED:+${LINT_FAILED:+, }}${LINT_FAILED:+lint (ruff check .)}"
+    [ "$rc" -ne 0 ] || rc=1
 fi
 exit "$rc"
