@@ -158,29 +158,8 @@ class NativeDriverLibrary:
             brand = self._opt(where, nv.brand, h)
             arch = self._opt(where, nv.architecture, h)
             mig = self._opt(where, nv.mig_mode, h)
-            if self.fields == "plan":
-                out.append(GpuRecord(
-                    index=index,
-                    minor=self._opt(where, nv.minor, h),
-                    uuid=self._opt(where, nv.uuid, h),
-                    name=self._opt(where, nv.name, h),
-                    bus_id=pci[0] if pci else None,
-                    pci_device_id=pci[1] if pci else None,
-                    brand=brand_token(brand) if brand is not None else None,
-                    architecture=architecture_token(arch) if arch is not None else None,
-                    compute_capability=f"{cc[0]}.{cc[1]}" if cc else None,
-                    mig_enabled=(mig[0] == 1 and mig[1] == 1) if mig else None,
-                    mig_pending=(mig[0] != mig[1]) if mig else None,
-                    mig_devices=self._mig_records(where, h) if mig and mig[0] == 1 else (),
-                ))
-                continue
-            memory = self._opt(where, nv.memory, h)
-            bar1 = self._opt(where, nv.bar1_memory, h)
-            power_limit = self._opt(where, nv.power_limit, h)
-            if power_limit is None:
-                power_limit = self._opt(where, nv.enforced_power_limit, h)
-            key = parse_bus_id(pci[0]) if pci else None
-            out.append(GpuRecord(
+            # the identity every field level asks for (the plan's level asks nothing more)
+            ident: Dict[str, Any] = dict(
                 index=index,
                 minor=self._opt(where, nv.minor, h),
                 uuid=self._opt(where, nv.uuid, h),
@@ -190,11 +169,23 @@ class NativeDriverLibrary:
                 brand=brand_token(brand) if brand is not None else None,
                 architecture=architecture_token(arch) if arch is not None else None,
                 compute_capability=f"{cc[0]}.{cc[1]}" if cc else None,
-                memory_total=memory[0] if memory else None,
-                persistence_mode=self._opt(where, nv.persistence_mode, h),
                 mig_enabled=(mig[0] == 1 and mig[1] == 1) if mig else None,
                 mig_pending=(mig[0] != mig[1]) if mig else None,
                 mig_devices=self._mig_records(where, h) if mig and mig[0] == 1 else (),
+            )
+            if self.fields == "plan":
+                out.append(GpuRecord(**ident))
+                continue
+            memory = self._opt(where, nv.memory, h)
+            bar1 = self._opt(where, nv.bar1_memory, h)
+            power_limit = self._opt(where, nv.power_limit, h)
+            if power_limit is None:
+                power_limit = self._opt(where, nv.enforced_power_limit, h)
+            key = parse_bus_id(pci[0]) if pci else None
+            out.append(GpuRecord(
+                **ident,
+                memory_total=memory[0] if memory else None,
+                persistence_mode=self._opt(where, nv.persistence_mode, h),
                 power_limit=power_limit,
                 max_clocks_sm=self._opt(where, nv.max_clock, h, "sm"),
                 max_clocks_memory=self._opt(where, nv.max_clock, h, "mem"),
