@@ -1,7 +1,7 @@
 """Reader for ``/etc/ld.so.cache`` (old, compat and new formats) and an ``ldconfig -p`` renderer.
 
 The layout is glibc's (``elf/cache.c``, ``sysdeps/generic/dl-cache.h``), see
-``docs``/reference ``ldcache-format.md``. nvlow never runs ``ldconfig -p`` nor
+docs/host-formats.md. nvlow never runs ``ldconfig -p`` nor
 ``ctypes.util.find_library`` (which spawns ldconfig and gcc): parsing the
 cache with ``struct`` is ~0.5 ms for 550 entries.
 

@@ -1,7 +1,7 @@
 """Pure parsers for the NVIDIA kernel module's /proc files (no file access here).
 
 Formats come from the open kernel module's ``nv-procfs.c``/``nv-caps.c`` and
-are described in ``proc-dev-formats.md``. Every parser takes text and never
+are described in docs/host-formats.md. Every parser takes text and never
 raises on bad input: unknown lines are skipped and unusable values are None.
 
 Numbers: every number nvlow reads from text -- here, in GPU selections, ``--gpus``

@@ -1,4 +1,4 @@
-"""Field-shape rules of a CDI spec (cdi.md §1): strict fields, value types, paths, edits.
+"""Field-shape rules of a CDI spec (docs/cdi.md §1): strict fields, value types, paths, edits.
 
 :class:`FieldChecker` collects one ``location: what is wrong`` line per
 problem in the shape of a spec's parts: unknown fields (engines decode specs

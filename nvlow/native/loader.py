@@ -2,7 +2,7 @@
 
 The search is nvlow's own, because the process's dynamic loader knows nothing of
 ``--root`` and ``LD_LIBRARY_PATH`` set at run time does not affect ``dlopen``
-(reference nvml-cuda-abi.md section 8). Order:
+(ld.so(8); docs/host-formats.md). Order:
 
 1. ``NVLOW_NVML_LIBRARY`` / ``NVLOW_CUDA_LIBRARY`` in the ``env`` mapping: an absolute
    real path, used alone (tests and odd installs);

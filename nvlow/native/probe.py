@@ -22,7 +22,7 @@ from .nvml import FUNCTION_NOT_FOUND, NOT_FOUND, NOT_SUPPORTED, UNINITIALIZED, N
 
 T = TypeVar("T")
 
-# nvmlBrandType_t -> NVIDIA_REQUIRE_* brand token (reference nvml-cuda-abi.md section 7)
+# nvmlBrandType_t -> NVIDIA_REQUIRE_* brand token (NVML API reference; docs/host-formats.md)
 _BRANDS = ("unknown", "quadro", "tesla", "nvs", "grid", "geforce", "titan", "vapps", "vpc", "vcs", "vws",
            "cloudgaming", "quadrortx", "nvidiartx", "nvidia", "geforcertx", "titanrtx", "dla", "vgamedev", "npu")
 

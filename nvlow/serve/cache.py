@@ -65,7 +65,7 @@ def _default_files_selector(root: HostRoot, version: str, caps: Tuple[str, ...])
 
 def _numa_node(root: HostRoot, bus_id: Optional[str]) -> Optional[int]:
     # sysfs spells the domain with 4 lower-case digits, as nvlow's Gpu.bus_id does; 1.0 used
-    # NVML's 8-digit form here and so always reported node 0 (reference §11).
+    # NVML's 8-digit form here and so always reported node 0 (docs/host-formats.md, bus ids).
     if not bus_id:
         return None
     text = root.read_text_optional(f"/sys/bus/pci/devices/{bus_id.lower()}/numa_node")
