@@ -19,11 +19,12 @@ say() { printf 'tests/run.sh: %s\n' "$*" >&2; }
 
 # ---------------------------------------------------------------- venv
 PYTHON=${PYTHON:-python3}
-if [ -e .venv ] && ! .venv/bin/python -c '' 2>/dev/null; then
+# .venv may hold only tests/ci_matrix.sh's .venv/ci/ (a clean clone under .ci/run): that is no venv yet
+if [ -e .venv/bin/python ] && ! .venv/bin/python -c '' 2>/dev/null; then
     say "error: .venv exists but its python does not run for $(id -un); remove .venv or fix its permissions"
     exit 1
 fi
-if [ ! -e .venv ]; then
+if [ ! -e .venv/bin/python ]; then
     say "creating .venv"
     "$PYTHON" -m venv .venv
 fi

@@ -454,7 +454,7 @@ def test_cli_without_nvidia_smi_exits_2(tmp_path: Any) -> None:
 # ----------------------------------------------------------------------------- gpu-check.sh end to end
 def _script(tmp_path: Any, extra_env: Dict[str, str]) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
     env = dict(os.environ, NVLOW_GPU_CHECK_FAKE="1", NVLOW_GPU_CHECK_RUNS="2", TMPDIR=str(tmp_path),
-               NVLOW_GPU_CHECK_PYTHON=os.path.join(REPO, ".venv", "bin", "python"))
+               NVLOW_GPU_CHECK_PYTHON=sys.executable)
     env.update(extra_env)
     return subprocess.run(["bash", SCRIPT, str(tmp_path / "report.md")], env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, timeout=300)
@@ -462,8 +462,6 @@ def _script(tmp_path: Any, extra_env: Dict[str, str]) -> subprocess.CompletedPro
 
 @pytest.mark.slow
 def test_script_fake_mode_end_to_end(tmp_path: Any, fake_driver: Any) -> None:
-    if not os.path.exists(os.path.join(REPO, ".venv", "bin", "python")):
-        pytest.skip("needs the repository's .venv (tests/run.sh creates it)")
     # the compiled fake NVML stands in for the driver in the in-process NVML timing
     driver = fake_driver(get_preset("dgx-a100"))
     proc = _script(tmp_path, driver.env)
