@@ -14,7 +14,7 @@ LINE = ("sudo -E docker -H unix:///run/docker.sock --log-level warn container ru
 def run(runs: int = 7, loops: int = 2000) -> Dict[str, object]:
     import shlex
 
-    from nvlow.argv import inject, parse_engine_argv
+    from nvlow.engine.argv import inject, parse_engine_argv
 
     argv = shlex.split(LINE)
     extra = ["--device=/dev/nvidiactl", "--device=/dev/nvidia-uvm", "--device=/dev/nvidia0",

@@ -16,9 +16,9 @@ from typing import Any, Callable, Dict, List
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from nvlow.driverfiles import select_driver_files  # noqa: E402
-from nvlow.ldcache import parse_ldcache, render_ldconfig_p  # noqa: E402
-from nvlow.root import HostRoot  # noqa: E402
+from nvlow.host.driverfiles import select_driver_files  # noqa: E402
+from nvlow.host.ldcache import parse_ldcache, render_ldconfig_p  # noqa: E402
+from nvlow.host.root import HostRoot  # noqa: E402
 from nvlow.simulate.drivertree import write_driver_tree  # noqa: E402
 from nvlow.simulate.ldcache_writer import build_ldcache  # noqa: E402
 from nvlow.simulate.presets import get_preset  # noqa: E402

@@ -22,7 +22,7 @@ def _files(src: str, count: int = 40):  # type: ignore[no-untyped-def]
 
 
 def run(runs: int = 7) -> Dict[str, object]:
-    from nvlow.volume import ensure_volume
+    from nvlow.plan.volume import ensure_volume
 
     work = tempfile.mkdtemp(prefix="nvlow-bench-vol-")
     try:

@@ -168,7 +168,7 @@ def _time_process(argv: Sequence[str]) -> float:
 def _nvml_cycle() -> float:
     """One load + nvmlInit_v2 + nvmlShutdown through nvlow's own binding, in seconds."""
     from nvlow.native.nvml import Nvml
-    from nvlow.root import HostRoot
+    from nvlow.host.root import HostRoot
 
     t0 = time.perf_counter()
     nv = Nvml.open(HostRoot("/"), os.environ)

@@ -95,8 +95,8 @@ def bench_processes(runs: int, env: Dict[str, str]) -> List[Dict[str, object]]:
 
 
 def bench_discovery(runs: int, env: Dict[str, str]) -> List[Dict[str, object]]:
-    from nvlow.discover import discover
-    from nvlow.root import HostRoot, file_node_reader
+    from nvlow.host.discover import discover
+    from nvlow.host.root import HostRoot, file_node_reader
     from nvlow.simulate.fakelib import SimulatedLibrary
     from nvlow.simulate.hosttree import ensure_tree
     from nvlow.simulate.presets import scaled_preset

@@ -23,8 +23,8 @@ _EXPORTS = {
     "rewrite_argv": "api", "check_requirements": "api", "plan_for": "api", "request_from_argv": "api",
     # results
     "Host": "model", "Gpu": "model", "MigDevice": "model", "DeviceNode": "model", "DriverFile": "model",
-    "DriverFiles": "model", "Plan": "plan", "Mount": "plan", "DeviceMapping": "plan",
-    "Selection": "select", "PlanRequest": "request",
+    "DriverFiles": "model", "Plan": "plan.plan", "Mount": "plan.plan", "DeviceMapping": "plan.plan",
+    "Selection": "plan.select", "PlanRequest": "plan.request",
     # errors
     "NvlowError": "errors", "UsageError": "errors", "SelectionError": "errors", "RequirementError": "errors",
     "HostError": "errors", "DriverNotLoaded": "errors", "LibraryError": "errors", "EngineError": "errors",
@@ -40,9 +40,9 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy exports
     from .errors import (DriverNotLoaded, EngineError, HostError, LibraryError, NvlowError, RemoteError,
                          RequirementError, SelectionError, UsageError)
     from .model import DeviceNode, DriverFile, DriverFiles, Gpu, Host, MigDevice
-    from .plan import DeviceMapping, Mount, Plan
-    from .request import PlanRequest
-    from .select import Selection
+    from .plan.plan import DeviceMapping, Mount, Plan
+    from .plan.request import PlanRequest
+    from .plan.select import Selection
 
 
 def __getattr__(name: str) -> Any:

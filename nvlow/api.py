@@ -19,18 +19,18 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .model import DriverFiles, Host
-from .plan import Plan
+from .plan.plan import Plan
 from .records import DriverLibrary
-from .request import EngineRequest, PlanRequest, pairs, process_pairs
-from .root import HostRoot
-from .select import Selection, resolve_choice, select_gpus
+from .plan.request import EngineRequest, PlanRequest, pairs, process_pairs
+from .host.root import HostRoot
+from .plan.select import Selection, resolve_choice, select_gpus
 
 Capabilities = Union[str, Sequence[str], FrozenSet[str]]
 
 
 def host_root(host: Host) -> HostRoot:
     """The :class:`HostRoot` a host was discovered from (file reads only)."""
-    from .decide import host_root as _host_root
+    from .plan.decide import host_root as _host_root
 
     return _host_root(host)
 
@@ -72,7 +72,7 @@ def load_host(root: str = "/", *, simulate: Optional[str] = None, use_nvml: bool
         >>> (h.driver_version, len(h.gpus), len(h.gpus[0].mig_devices))
         ('550.90.07', 8, 7)
     """
-    from .discover import discover
+    from .host.discover import discover
 
     hr, opener = open_host_root(root, simulate=simulate, env=env)
     return discover(hr, library_opener=opener, use_nvml=use_nvml, load_uvm=load_uvm)
@@ -98,7 +98,7 @@ def capabilities_of(value: Optional[Capabilities]) -> FrozenSet[str]:
         >>> sorted(capabilities_of(None))
         ['compute', 'utility']
     """
-    from .driverfiles import DEFAULT_CAPABILITIES, parse_capabilities
+    from .host.driverfiles import DEFAULT_CAPABILITIES, parse_capabilities
 
     if value is None:
         return DEFAULT_CAPABILITIES
@@ -115,7 +115,7 @@ def driver_files(host: Host, capabilities: Optional[Capabilities] = None) -> Dri
         >>> driver_files(h, "utility").libraries64[0].names[1]
         'libnvidia-ml.so.1'
     """
-    from .decide import select_files
+    from .plan.decide import select_files
 
     return select_files(host, tuple(sorted(capabilities_of(capabilities))))
 
@@ -143,7 +143,7 @@ def make_plan(host: Host, gpus: Union[str, Selection] = "all", capabilities: Opt
         >>> p.env_dict()["PATH"]
         '/bin:/usr/local/nvidia/bin'
     """
-    from .decide import plan_for as _plan_for
+    from .plan.decide import plan_for as _plan_for
 
     request = PlanRequest(gpus=None if isinstance(gpus, Selection) else gpus,
                           capabilities=_capabilities_text(capabilities), container_env=pairs(explicit_env),
@@ -162,7 +162,7 @@ def plan_for(host: Host, request: PlanRequest, *, volumes_dir: Optional[str] = N
         >>> [g.index for g in plan_for(h, req).selection.gpus]
         [1]
     """
-    from .decide import plan_for as _plan_for
+    from .plan.decide import plan_for as _plan_for
 
     return _plan_for(host, request, volumes_dir=volumes_dir)
 
@@ -181,7 +181,7 @@ def request_from_argv(argv: Sequence[str], env: Optional[Mapping[str, str]] = No
     """
     from dataclasses import replace
 
-    from .request import request_from_argv as _from_argv
+    from .plan.request import request_from_argv as _from_argv
 
     env = env if env is not None else {}
     er = _from_argv(argv, env, image_hint=image_hint)
@@ -199,7 +199,7 @@ def docker_args(plan: Plan) -> List[str]:
         >>> docker_args(make_plan(h, "none", "utility"))[0].endswith(":/dev/nvidiactl")
         True
     """
-    from .render import docker_args as _docker_args
+    from .plan.render import docker_args as _docker_args
 
     return _docker_args(plan)
 
@@ -213,7 +213,7 @@ def plan_document(plan: Plan, host: Optional[Host] = None) -> Dict[str, Any]:
         >>> (doc["schema_version"], [g["index"] for g in doc["gpus"]])
         (1, [1])
     """
-    from .render import plan_document as _plan_document
+    from .plan.render import plan_document as _plan_document
 
     return _plan_document(plan, host)
 
@@ -226,7 +226,7 @@ def compose_fragment(plan: Plan) -> str:
         >>> compose_fragment(make_plan(h, "0", "utility")).splitlines()[1]
         'devices:'
     """
-    from .render import compose_fragment as _compose
+    from .plan.render import compose_fragment as _compose
 
     return _compose(plan)
 
@@ -264,7 +264,7 @@ def rewrite_argv(argv: Sequence[str], plan: Plan, *, image_hint: Optional[str] =
         >>> "--runtime=nvidia" in argv, "nvidia.com/gpu=0" in argv
         (False, False)
     """
-    from .request import request_from_argv as _from_argv
+    from .plan.request import request_from_argv as _from_argv
 
     return _from_argv(argv, {}, image_hint=image_hint).rewrite(docker_args(plan))
 
@@ -282,7 +282,7 @@ def check_requirements(host: Host, selection: Selection, image_env: Mapping[str,
         >>> check_requirements(h, resolve_gpus(h, "0"), {"NVIDIA_REQUIRE_CUDA": "cuda>=12.0 brand=nvidia"})
         ()
     """
-    from .decide import check_requirements as _check
+    from .plan.decide import check_requirements as _check
 
     return _check(host, selection, dict(image_env), dict(image_labels or {}))
 
@@ -311,6 +311,6 @@ def choose_gpus(host: Host, request: PlanRequest) -> Selection:
         >>> [g.index for g in choose_gpus(h, selection_request({"NVIDIA_VISIBLE_DEVICES": "2,5"})).gpus]
         [2, 5]
     """
-    from .request import selection_choice
+    from .plan.request import selection_choice
 
     return resolve_choice(host.gpus, selection_choice(request))

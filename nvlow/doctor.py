@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from .errors import DriverNotLoaded, LibraryError, NvlowError
 from .model import Host
 from .records import DriverLibrary, GpuRecord, SystemInfo
-from .root import HostRoot
+from .host.root import HostRoot
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 
@@ -56,7 +56,7 @@ class DoctorContext:
 
 
 def check_kernel_module(ctx: DoctorContext) -> List[CheckResult]:
-    from .scan import scan_host
+    from .host.scan import scan_host
 
     try:
         ctx.scan = scan_host(ctx.root, load_uvm=False)
@@ -84,7 +84,7 @@ def check_gpus(ctx: DoctorContext) -> List[CheckResult]:
 
 def check_ld_cache(ctx: DoctorContext) -> List[CheckResult]:
     """nvlow (like the toolkit) finds the driver's libraries through /etc/ld.so.cache."""
-    from .ldcache import CACHE_PATH, read_ldcache
+    from .host.ldcache import CACHE_PATH, read_ldcache
 
     fix = "run 'ldconfig' as root (after installing the driver's libraries)"
     path = ctx.root.host(CACHE_PATH)
@@ -144,7 +144,7 @@ def check_stale_libraries(ctx: DoctorContext) -> List[CheckResult]:
     version = ctx.scan.driver_version if ctx.scan is not None else None
     if not version:
         return [CheckResult("stale libraries", SKIP, "no driver version to compare with")]
-    from .driverfiles import parse_capabilities, select_driver_files
+    from .host.driverfiles import parse_capabilities, select_driver_files
 
     try:
         files = select_driver_files(ctx.root, version, parse_capabilities("all"))

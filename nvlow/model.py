@@ -256,3 +256,18 @@ class Host:
             "imex_channels": [n.to_dict() for n in self.imex_channels],
             "warnings": list(self.warnings),
         }
+
+
+@dataclass(frozen=True)
+class ProcfsFacts:
+    """What a procfs/dev scan already knows, for :func:`needs_nvml` (no driver library involved).
+
+    ``gpu_uuids``: the GPU UUIDs of ``/proc/driver/nvidia/gpus/*/information`` in index order
+    (None where procfs shows none); ``mig_gpus``: indices of GPUs with MIG GPU instances under
+    ``/proc/driver/nvidia/capabilities/gpuN/mig``; ``complete``: every GPU has its minor, UUID,
+    bus id and model in procfs.
+    """
+
+    gpu_uuids: Tuple[Optional[str], ...] = ()
+    mig_gpus: Tuple[int, ...] = ()
+    complete: bool = True

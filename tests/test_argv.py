@@ -6,7 +6,7 @@ from typing import List, Optional, Tuple
 
 import pytest
 
-from nvlow.argv import EngineCommand, ParsedOption, inject, parse_engine_argv, split_engine_command
+from nvlow.engine.argv import EngineCommand, ParsedOption, inject, parse_engine_argv, split_engine_command
 from nvlow.errors import UsageError
 
 Opts = List[Tuple[str, Optional[str]]]

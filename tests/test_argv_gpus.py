@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from nvlow.argv import GpusRequest, parse_gpus_flag
+from nvlow.engine.argv import GpusRequest, parse_gpus_flag
 from nvlow.errors import UsageError
-from nvlow.gpusflag import go_quote
+from nvlow.engine.gpusflag import go_quote
 
 CASES = [
     ("all", GpusRequest(count=-1)),

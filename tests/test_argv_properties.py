@@ -6,8 +6,8 @@ from typing import Callable, List, Optional, Sequence, Tuple
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nvlow.argv import inject, parse_engine_argv
-from nvlow.dockerflags import FlagTable, command_table, global_table
+from nvlow.engine.argv import inject, parse_engine_argv
+from nvlow.engine.dockerflags import FlagTable, command_table, global_table
 
 Expected = Tuple[str, Optional[str]]
 Piece = Tuple[List[str], List[Expected]]  # tokens, the options they mean

@@ -17,7 +17,7 @@ from nvlow.cdi.validate import validate_document
 from nvlow.cdi.yaml import load_yaml
 from nvlow.cli import cdicmd
 from nvlow.model import DriverFile, DriverFiles, Host
-from nvlow.root import HostRoot
+from nvlow.host.root import HostRoot
 
 from nvlow.cdi import layout
 
@@ -77,9 +77,9 @@ def fake(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> str:
         return HostRoot(opts.root), state["host"]  # type: ignore[return-value]
 
     monkeypatch.setattr(cdicmd, "load_host", load_host)
-    import nvlow.driverfiles
+    import nvlow.host.driverfiles
 
-    monkeypatch.setattr(nvlow.driverfiles, "select_driver_files", lambda r, v, caps, **kw: state["files"])
+    monkeypatch.setattr(nvlow.host.driverfiles, "select_driver_files", lambda r, v, caps, **kw: state["files"])
     monkeypatch.setattr(cdicmd, "_state", state, raising=False)
     return root
 

@@ -417,8 +417,8 @@ def test_device_names_for_gpu() -> None:
 def test_preset_spec_is_valid() -> None:
     """Golden facts for a simulated DGX H100 with MIG (needs the simulated host tree)."""
     import nvlow.simulate.proctree  # noqa: F401 - breaking this import must fail the test, not skip it
-    from nvlow.discover import discover
-    from nvlow.driverfiles import select_driver_files
+    from nvlow.host.discover import discover
+    from nvlow.host.driverfiles import select_driver_files
     from nvlow.simulate.hosttree import simulated_host
 
     root, opener = simulated_host("dgx-h100-mig")

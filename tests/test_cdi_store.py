@@ -12,7 +12,7 @@ from nvlow.cdi.store import (ListedDevice, existing_document, list_devices, othe
                              read_spec, spec_device_names, spec_files, write_atomic)
 from nvlow.cdi.yaml import YamlError
 from nvlow.errors import HostError
-from nvlow.root import HostRoot
+from nvlow.host.root import HostRoot
 
 
 def spec(kind: str, *names: str) -> Dict[str, Any]:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from nvlow.engineenv import container_environment, parse_env_file
+from nvlow.engine.environ import container_environment, parse_env_file
 
 
 def run(tmp_path, *argv, extra_env=None):

@@ -1,4 +1,4 @@
-"""The decision (nvlow.decide.plan_for) against the NVIDIA Container Toolkit's semantics.
+"""The decision (nvlow.plan.decide.plan_for) against the NVIDIA Container Toolkit's semantics.
 
 Cases are ported as facts (never code) from the toolkit's own tables:
 ``internal/config/image/cuda_image_test.go`` (TestGetDevicesFromEnvvar, TestGetRequirements),
@@ -15,10 +15,10 @@ from typing import Dict, List, Tuple
 import pytest
 
 import nvlow
-from nvlow.decide import plan_for
+from nvlow.plan.decide import plan_for
 from nvlow.errors import DriverNotLoaded, HostError, RequirementError, SelectionError, UsageError
 from nvlow.model import DeviceNode
-from nvlow.request import PlanRequest, capabilities_choice, request_from_argv, selection_choice
+from nvlow.plan.request import PlanRequest, capabilities_choice, request_from_argv, selection_choice
 
 A100 = nvlow.load_host(simulate="dgx-a100")
 MIG = nvlow.load_host(simulate="dgx-h100-mig")
@@ -260,7 +260,7 @@ def test_selection_choice_is_pure() -> None:
 
 
 def test_request_round_trips_through_json() -> None:
-    from nvlow.request import request_from_dict
+    from nvlow.plan.request import request_from_dict
 
     req = PlanRequest(docker_gpus=("2",), cdi_devices=("0",), gpus="1", capabilities="utility",
                       container_env=_env(A="1"), process_env=_env(NV_GPU="0"), image_env=None,
@@ -274,14 +274,14 @@ def test_request_round_trips_through_json() -> None:
     ({"privileged": "yes"}, "true, false or null"), ({"docker_gpus": "all"}, "list of strings"),
 ])
 def test_hostile_requests_are_usage_errors(doc: object, message: str) -> None:
-    from nvlow.request import request_from_dict
+    from nvlow.plan.request import request_from_dict
 
     with pytest.raises(UsageError, match=message):
         request_from_dict(doc)
 
 
 def test_process_env_outside_the_decision_is_dropped() -> None:
-    from nvlow.request import request_from_dict
+    from nvlow.plan.request import request_from_dict
 
     req = request_from_dict({"process_env": [["LD_PRELOAD", "/x.so"], ["NV_GPU", "1"]]})
     assert req.process_env == (("NV_GPU", "1"),)

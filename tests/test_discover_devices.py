@@ -13,10 +13,10 @@ from typing import Callable, List, Optional, Tuple
 
 import pytest
 
-from nvlow.discover import discover
+from nvlow.host.discover import discover
 from nvlow.model import DeviceNode, Host
-from nvlow.root import HostRoot, file_node_reader
-from nvlow.scan import ProcScan, scan_host
+from nvlow.host.root import HostRoot, file_node_reader
+from nvlow.host.scan import ProcScan, scan_host
 from nvlow.simulate.fakelib import SimulatedLibrary
 from nvlow.simulate.presets import get_preset
 from nvlow.simulate.proctree import BMC_VGA_BUS, imex_major, procfs_bus, write_proc_dev_tree

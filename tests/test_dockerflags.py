@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from nvlow import dockerflags as df
+from nvlow.engine import dockerflags as df
 
 # docker-cli-flags.md §3, kept here word for word so a table edit cannot drift silently.
 DOCKER_BOTH_BOOL = ("help interactive tty publish-all quiet init no-healthcheck oom-kill-disable privileged read-only "

@@ -10,7 +10,7 @@ import pytest
 from nvlow import doctor as d
 from nvlow.errors import EngineError, LibraryError
 from nvlow.records import GpuRecord, SystemInfo
-from nvlow.root import HostRoot, file_node_reader
+from nvlow.host.root import HostRoot, file_node_reader
 from nvlow.simulate.fakelib import open_simulated_library
 from nvlow.simulate.hosttree import build_tree
 from nvlow.simulate.presets import get_preset
@@ -126,7 +126,7 @@ def test_cuda_version_unknown(a100):
 
 def test_no_stale_copies(tmp_path):
     root = make_root(tmp_path, "dgx-a100")
-    from nvlow.ldcache import read_ldcache
+    from nvlow.host.ldcache import read_ldcache
     from nvlow.simulate.ldcache_writer import build_ldcache
 
     cache = read_ldcache(root)

@@ -8,12 +8,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import pytest
 
-from nvlow.driverfiles import (ALL_CAPABILITIES, DEFAULT_CAPABILITIES, parse_capabilities,
+from nvlow.host.driverfiles import (ALL_CAPABILITIES, DEFAULT_CAPABILITIES, parse_capabilities,
                                select_driver_files)
 from nvlow.errors import UsageError
-from nvlow.ldcache import parse_ldcache, render_ldconfig_p
+from nvlow.host.ldcache import parse_ldcache, render_ldconfig_p
 from nvlow.model import DriverFile, DriverFiles
-from nvlow.root import HostRoot
+from nvlow.host.root import HostRoot
 from nvlow.simulate.drivertree import write_driver_tree
 from nvlow.simulate.elfgen import make_elf_so, make_script
 from nvlow.simulate.ldcache_writer import build_ldcache

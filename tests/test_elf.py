@@ -8,9 +8,9 @@ import subprocess
 
 import pytest
 
-from nvlow.elf import ElfInfo, parse_elf, read_elf, try_read_elf
+from nvlow.host.elf import ElfInfo, parse_elf, read_elf, try_read_elf
 from nvlow.errors import HostError
-from nvlow.root import HostRoot
+from nvlow.host.root import HostRoot
 from nvlow.simulate.elfgen import make_elf_so, make_script
 
 HAVE_GCC = shutil.which("gcc") is not None

@@ -1,4 +1,4 @@
-"""nvlow.engine against a fake Docker Engine API served on a unix socket by a thread."""
+"""nvlow.engine.client against a fake Docker Engine API served on a unix socket by a thread."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ from typing import Callable, Iterator, List, Optional
 
 import pytest
 
-from nvlow.engine import EngineClient, engine_socket, parse_response, quote_path
+from nvlow.engine.client import EngineClient, engine_socket, parse_response, quote_path
 from nvlow.errors import EngineError
 
 Handler = Callable[[str, socket.socket], None]
@@ -254,7 +254,7 @@ def test_permission_denied_message() -> None:
     # tests run as root, which ignores socket permissions: check the mapping itself
     import errno
 
-    from nvlow.engine import _connect_error
+    from nvlow.engine.client import _connect_error
 
     err = _connect_error("unix:///var/run/docker.sock", PermissionError(errno.EACCES, "Permission denied"))
     assert str(err) == "cannot reach the Docker engine at unix:///var/run/docker.sock: permission denied"
@@ -346,7 +346,7 @@ def test_json_not_an_object(serve: Callable[[Handler], FakeEngine]) -> None:
 def test_oversized_response_until_close(serve: Callable[[Handler], FakeEngine],
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     limit = 1024 * 1024
-    monkeypatch.setattr("nvlow.engine.MAX_RESPONSE_BYTES", limit)
+    monkeypatch.setattr("nvlow.engine.client.MAX_RESPONSE_BYTES", limit)
 
     def handler(path: str, conn: socket.socket) -> None:
         conn.sendall(b"HTTP/1.1 200 OK\r\n\r\n")
@@ -393,6 +393,6 @@ def test_import_is_cheap() -> None:
     import subprocess
     import sys
 
-    code = "import sys, nvlow.engine; print(sorted(m for m in ('http.client', 'email', 'subprocess') if m in sys.modules))"
+    code = "import sys, nvlow.engine.client; print(sorted(m for m in ('http.client', 'email', 'subprocess') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -1,8 +1,8 @@
 """``--engine-root``: the host paths nvlow hands the engine are the engine's view of the host.
 
 nvlow reads the host under ``--root`` (``/host`` in a container that mounts the host's ``/`` there);
-dockerd needs the host's own paths. One translation step in :func:`nvlow.decide.plan_for`
-(:class:`nvlow.plan.EngineView`) replaces the root prefix of every device and bind-mount host path;
+dockerd needs the host's own paths. One translation step in :func:`nvlow.plan.decide.plan_for`
+(:class:`nvlow.plan.plan.EngineView`) replaces the root prefix of every device and bind-mount host path;
 ``args``, ``exec``, ``serve`` (v1.0 and v2) and the volume plugin's mountpoints all show that view.
 """
 from __future__ import annotations
@@ -16,12 +16,12 @@ import sys
 import pytest
 
 import nvlow
-from nvlow.decide import plan_for
-from nvlow.discover import discover
+from nvlow.plan.decide import plan_for
+from nvlow.host.discover import discover
 from nvlow.errors import UsageError
-from nvlow.plan import PLUGIN_DRIVER, EngineView, check_engine_root, check_plugin_name
-from nvlow.render import compose_fragment, docker_args, plan_document
-from nvlow.request import PlanRequest
+from nvlow.plan.plan import PLUGIN_DRIVER, EngineView, check_engine_root, check_plugin_name
+from nvlow.plan.render import compose_fragment, docker_args, plan_document
+from nvlow.plan.request import PlanRequest
 from test_serve_support import get, get_json, plugin_call, running_server, writable_root
 
 GPU_RE = re.compile(r"^/dev/nvidia\d+$")  # what 1.0 clients (nvidia-docker-compose) count as a GPU
@@ -266,7 +266,7 @@ def test_cdi_generate_writes_the_engine_view(tmp_path) -> None:
     """``cdi generate --engine-root /``: device and mount host paths as the engine sees them; a node's
     hostPath is dropped where it equals its path (nvidia-ctk's shape)."""
     from nvlow.cdi.spec import build_spec
-    from nvlow.driverfiles import select_driver_files
+    from nvlow.host.driverfiles import select_driver_files
 
     root, opener = writable_root(tmp_path)
     host = discover(root, library_opener=opener, load_uvm=False)

@@ -16,19 +16,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nvlow.elf import EM_AARCH64, EM_X86_64, loadable_problem, parse_elf
-from nvlow.engineenv import assignments, parse_env_file
+from nvlow.host.elf import EM_AARCH64, EM_X86_64, loadable_problem, parse_elf
+from nvlow.engine.environ import assignments, parse_env_file
 from nvlow.errors import NvlowError
-from nvlow.gpusflag import parse_gpus_flag
-from nvlow.ldcache import NEW_MAGIC, OLD_MAGIC, parse_ldcache
+from nvlow.engine.gpusflag import parse_gpus_flag
+from nvlow.host.ldcache import NEW_MAGIC, OLD_MAGIC, parse_ldcache
 from nvlow.model import Gpu
-from nvlow.procfs import (device_names_by_major, normalize_bus_id, number_or_none, parse_bus_id, parse_cap_access,
-                          parse_devices, parse_driver_version, parse_drm_node_name, parse_gpu_information,
-                          parse_imex_channel_name, parse_mig_cap_name, parse_mig_minors, parse_params, parse_number)
-from nvlow.request import SelectionChoice, request_from_dict
-from nvlow.require import (GpuFacts, HostFacts, check_image, check_label, evaluate, legacy_cuda_version,
+from nvlow.host.procfs import (device_names_by_major, normalize_bus_id, parse_bus_id, parse_cap_access,
+                               parse_devices, parse_driver_version, parse_drm_node_name, parse_gpu_information,
+                               parse_imex_channel_name, parse_mig_cap_name, parse_mig_minors, parse_params)
+from nvlow.text import number_or_none, parse_number
+from nvlow.plan.request import SelectionChoice, request_from_dict
+from nvlow.plan.require import (GpuFacts, HostFacts, check_image, check_label, evaluate, legacy_cuda_version,
                            parse_requirements)
-from nvlow.select import resolve_choice, select_gpus
+from nvlow.plan.select import resolve_choice, select_gpus
 from nvlow.simulate.elfgen import make_elf_so
 from nvlow.simulate.ldcache_writer import build_ldcache
 

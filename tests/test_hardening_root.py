@@ -25,19 +25,20 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import pytest
 
-import nvlow.scan as scan_module
-from nvlow.cudaversions import cuda_for_driver
-from nvlow.driverfiles import select_driver_files
+import nvlow.host.scan as scan_module
+from nvlow.host.cudaversions import cuda_for_driver
+from nvlow.host.driverfiles import select_driver_files
 from nvlow.errors import HostError, NvlowError, SelectionError, UsageError
-from nvlow.gpusflag import parse_gpus_flag
+from nvlow.engine.gpusflag import parse_gpus_flag
 from nvlow.model import DeviceNode, Gpu, MigDevice
-from nvlow.procfs import (number_or_none, parse_cap_access, parse_devices, parse_gpu_information, parse_mig_cap_name,
-                          parse_mig_minors, parse_number)
-from nvlow.request import SelectionChoice
-from nvlow.require import GpuFacts, HostFacts, check_image, check_label, parse_requirements
-from nvlow.root import SIMULATED_NODE_PREFIX, HostRoot, file_node_reader, read_regular
-from nvlow.scan import ProcScan, scan_host
-from nvlow.select import resolve_choice, select_gpus
+from nvlow.host.procfs import (parse_cap_access, parse_devices, parse_gpu_information, parse_mig_cap_name,
+                               parse_mig_minors)
+from nvlow.text import number_or_none, parse_number
+from nvlow.plan.request import SelectionChoice
+from nvlow.plan.require import GpuFacts, HostFacts, check_image, check_label, parse_requirements
+from nvlow.host.root import SIMULATED_NODE_PREFIX, HostRoot, file_node_reader, read_regular
+from nvlow.host.scan import ProcScan, scan_host
+from nvlow.plan.select import resolve_choice, select_gpus
 from nvlow.simulate.elfgen import make_elf_so
 from nvlow.simulate.hosttree import build_tree
 from nvlow.simulate.presets import get_preset
@@ -285,7 +286,7 @@ import sys
 from nvlow.errors import LibraryError
 from nvlow.native._nvml_ffi import ffi
 from nvlow.native.loader import load_library
-from nvlow.root import HostRoot
+from nvlow.host.root import HostRoot
 for path in sys.argv[1:]:
     try:
         load_library(ffi, "libnvidia-ml.so.1", HostRoot("/"), {"NVLOW_NVML_LIBRARY": path})
@@ -431,8 +432,8 @@ def test_an_endless_ld_so_cache_is_not_read_into_memory(tmp_path: object) -> Non
     d = str(tmp_path)
     os.makedirs(f"{d}/etc")
     os.symlink("/dev/zero", f"{d}/etc/ld.so.cache")
-    code = ("import sys\nfrom nvlow.errors import HostError\nfrom nvlow.ldcache import read_ldcache\n"
-            "from nvlow.root import HostRoot\ntry:\n    read_ldcache(HostRoot(sys.argv[1]))\n"
+    code = ("import sys\nfrom nvlow.errors import HostError\nfrom nvlow.host.ldcache import read_ldcache\n"
+            "from nvlow.host.root import HostRoot\ntry:\n    read_ldcache(HostRoot(sys.argv[1]))\n"
             "except HostError as exc:\n    print(exc)\n")
     res = subprocess.run([sys.executable, "-c", code, d], capture_output=True, text=True, timeout=60, cwd=REPO,
                          env=cli_env(), preexec_fn=_limited_memory)

@@ -1,4 +1,4 @@
-"""nvlow.image: ImageConfig, engine endpoint choice, API + CLI inspection, PATH merging."""
+"""nvlow.engine.image: ImageConfig, engine endpoint choice, API + CLI inspection, PATH merging."""
 from __future__ import annotations
 
 import json
@@ -11,14 +11,14 @@ import pytest
 from test_engine import IMAGE, FakeEngine, Handler, docker_api, reply, serve, sockdir  # noqa: F401 (fixtures)
 
 from nvlow.errors import EngineError
-from nvlow.image import ImageConfig, api_docker_host, config_from_json, docker_globals, inspect_image
-from nvlow.plan import DEFAULT_PATH, merge_search_path
-from nvlow.plan import LD_LIBRARY_PATH_ADDITIONS as NVIDIA_LD_LIBRARY_PATH_ADDITIONS
-from nvlow.plan import PATH_ADDITIONS as NVIDIA_PATH_ADDITIONS
+from nvlow.engine.image import ImageConfig, api_docker_host, config_from_json, docker_globals, inspect_image
+from nvlow.plan.plan import DEFAULT_PATH, merge_search_path
+from nvlow.plan.plan import LD_LIBRARY_PATH_ADDITIONS as NVIDIA_LD_LIBRARY_PATH_ADDITIONS
+from nvlow.plan.plan import PATH_ADDITIONS as NVIDIA_PATH_ADDITIONS
 
 
 def merge_path_env(image_env, key, additions, default="", *, prepend=()):  # type: ignore[no-untyped-def]
-    """The image's value of ``key`` (``default`` when unset) merged by the one implementation in nvlow.plan."""
+    """The image's value of ``key`` (``default`` when unset) merged by the one implementation in nvlow.plan.plan."""
     current = image_env.get(key)
     return merge_search_path(default if current is None else current, additions, prepend=prepend)
 

@@ -1,4 +1,4 @@
-"""nvlow.engine and nvlow.image against the private dockerd and podman of tests/engine/setup_engines.sh.
+"""nvlow.engine.client and nvlow.engine.image against the private dockerd and podman of tests/engine/setup_engines.sh.
 
 These check what the fakes cannot: the real Engine API answers, that the API and the CLI give the
 same config, and the real "image absent" messages of docker (API and CLI) and podman.
@@ -11,9 +11,9 @@ import pytest
 from engine import ENGINES_ENABLED, SKIP_REASON
 from engine.helpers import IMAGE, IMAGE_PATH
 
-from nvlow.engine import EngineClient
-from nvlow.image import _inspect_cli, inspect_image
-from nvlow.require import HostFacts, check_image
+from nvlow.engine.client import EngineClient
+from nvlow.engine.image import _inspect_cli, inspect_image
+from nvlow.plan.require import HostFacts, check_image
 
 pytestmark = [pytest.mark.engine, pytest.mark.skipif(not ENGINES_ENABLED, reason=SKIP_REASON)]
 

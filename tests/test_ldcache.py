@@ -12,9 +12,9 @@ from typing import List, Tuple
 import pytest
 
 from nvlow.errors import HostError
-from nvlow.ldcache import (LdCache, LdCacheEntry, compat32_arch, native_arch, parse_ldcache, read_ldcache,
+from nvlow.host.ldcache import (LdCache, LdCacheEntry, compat32_arch, native_arch, parse_ldcache, read_ldcache,
                            render_ldconfig_p)
-from nvlow.root import HostRoot
+from nvlow.host.root import HostRoot
 from nvlow.simulate.elfgen import make_elf_so
 from nvlow.simulate.ldcache_writer import build_ldcache, libcmp
 

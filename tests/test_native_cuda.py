@@ -5,7 +5,7 @@ import pytest
 
 from nvlow.native import cuda as cuda_mod
 from nvlow.native.cuda import MEMORY_ATTRIBUTES, Cuda, CudaError
-from nvlow.root import HostRoot
+from nvlow.host.root import HostRoot
 from nvlow.simulate.presets import get_preset
 
 NOWHERE = HostRoot("/nonexistent-nvlow-root")

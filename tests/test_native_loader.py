@@ -13,7 +13,7 @@ from nvlow.errors import LibraryError
 from nvlow.native._nvml_ffi import ffi
 from nvlow.native.loader import CUDA_SONAME, FALLBACK_DIRS, NVML_SONAME, candidate_paths, load_library
 from nvlow.native.probe import open_native_library
-from nvlow.root import HostRoot
+from nvlow.host.root import HostRoot
 from nvlow.simulate.presets import get_preset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -68,7 +68,7 @@ def test_absolute_symlinks_resolve_inside_the_root(fake_driver, tmp_path) -> Non
 
 
 def test_ldcache_entry_is_tried_first(fake_driver, tmp_path) -> None:
-    import nvlow.ldcache  # noqa: F401 - breaking this import must fail the test, not skip it
+    import nvlow.host.ldcache  # noqa: F401 - breaking this import must fail the test, not skip it
     ldconfig = shutil.which("ldconfig") or ("/sbin/ldconfig" if os.path.exists("/sbin/ldconfig") else None)
     if ldconfig is None:
         pytest.skip("ldconfig not available")
@@ -89,7 +89,7 @@ def test_ldcache_entry_is_tried_first(fake_driver, tmp_path) -> None:
 
 
 def test_corrupt_ldcache_is_a_tried_entry(tmp_path) -> None:
-    import nvlow.ldcache  # noqa: F401 - breaking this import must fail the test, not skip it
+    import nvlow.host.ldcache  # noqa: F401 - breaking this import must fail the test, not skip it
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc/ld.so.cache").write_bytes(b"garbage")
     with pytest.raises(LibraryError) as err:
@@ -123,7 +123,7 @@ def test_importing_loads_no_driver_library(fake_driver) -> None:
     fake = fake_driver(get_preset("workstation"))
     code = ("import nvlow.native.nvml, nvlow.native.cuda, nvlow.native.probe, nvlow.native.loader\n"
             "print(open('/proc/self/maps').read())\n"
-            "import os; from nvlow.root import HostRoot\n"
+            "import os; from nvlow.host.root import HostRoot\n"
             "lib = nvlow.native.probe.open_native_library(HostRoot('/nonexistent'), os.environ)\n"
             "print('--- after open'); print(open('/proc/self/maps').read())\n")
     before, after = _run(code, fake.env).split("--- after open")

@@ -12,7 +12,7 @@ from nvlow.native.nvml import (
     NvmlNotFound, NvmlNotSupported, nvml_error, return_name,
 )
 from nvlow.native.probe import open_native_library
-from nvlow.root import HostRoot
+from nvlow.host.root import HostRoot
 from nvlow.simulate.presets import get_preset
 
 NOWHERE = HostRoot("/nonexistent-nvlow-root")

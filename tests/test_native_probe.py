@@ -8,7 +8,7 @@ import pytest
 from fakes.scenario import mig_capable, mig_name
 from nvlow.native.probe import NativeDriverLibrary, architecture_token, brand_token, open_native_library
 from nvlow.records import GpuRecord, GpuStatus, MigRecord, ProcessRecord, SystemInfo
-from nvlow.root import HostRoot
+from nvlow.host.root import HostRoot
 from nvlow.simulate.presets import PRESET_NAMES, Preset, get_preset, scaled_preset
 
 NOWHERE = HostRoot("/nonexistent-nvlow-root")

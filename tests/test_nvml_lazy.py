@@ -11,7 +11,8 @@ from collections import Counter
 
 import pytest
 
-from nvlow.request import PlanRequest, ProcfsFacts, needs_cuda_version, needs_nvml, nvml_reason
+from nvlow.model import ProcfsFacts
+from nvlow.plan.request import PlanRequest, needs_cuda_version, needs_nvml, nvml_reason
 from nvlow.simulate.presets import get_preset
 from test_cli_native import env_for, make_root, nvlow  # noqa: F401 - env_for is a fixture
 
@@ -181,9 +182,9 @@ def test_no_nvml_option_still_wins(fake_host):
 
 
 def test_nvml_order_that_is_not_bus_order_is_a_warning():
-    from nvlow.discover import _order_check
+    from nvlow.host.discover import _order_check
     from nvlow.records import GpuRecord
-    from nvlow.scan import ProcGpu, ProcScan
+    from nvlow.host.scan import ProcGpu, ProcScan
 
     scan = ProcScan("1", False, (), (ProcGpu("0000:07:00.0", 0, "GPU-a", "A", False, None, None),
                                      ProcGpu("0000:0f:00.0", 1, "GPU-b", "A", False, None, None)), ())

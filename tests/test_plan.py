@@ -7,9 +7,9 @@ import pytest
 
 from nvlow.errors import HostError
 from nvlow.model import DeviceNode, DriverFile, DriverFiles, Gpu, Host, MigDevice
-from nvlow.plan import build_plan, container_env, merge_search_path
-from nvlow.render import compose_fragment, docker_args, plan_document, shell_line
-from nvlow.select import select_gpus
+from nvlow.plan.plan import build_plan, container_env, merge_search_path
+from nvlow.plan.render import compose_fragment, docker_args, plan_document, shell_line
+from nvlow.plan.select import select_gpus
 
 
 def node(path: str, major: int, minor: int, kind: str) -> DeviceNode:

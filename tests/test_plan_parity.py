@@ -21,7 +21,7 @@ import pytest
 import nvlow
 from nvlow.cli import main
 from nvlow.errors import NvlowError
-from nvlow.image import ImageConfig
+from nvlow.engine.image import ImageConfig
 from nvlow.simulate.hosttree import simulated_host
 from test_serve_support import running_server
 
@@ -133,7 +133,7 @@ def test_same_plan_on_every_path(case: Dict[str, Any], parity_env, monkeypatch: 
             return None, f"image {name} is not present locally"
         return ImageConfig(name, tuple(image_env.items()), (), "api"), None
 
-    monkeypatch.setattr("nvlow.image.inspect_image", fake_inspect)
+    monkeypatch.setattr("nvlow.engine.image.inspect_image", fake_inspect)
     argv = _engine_argv(case, env_file)
     volumes = str(tmp / "volumes")
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root"),

@@ -6,7 +6,7 @@ from typing import Dict, Optional, Tuple
 
 import pytest
 
-from nvlow.procfs import (
+from nvlow.host.procfs import (
     DriverVersion, normalize_bus_id, parse_bus_id, parse_cap_access, parse_devices, parse_driver_version,
     parse_drm_node_name, parse_gpu_information, parse_imex_channel_name, parse_mig_cap_name, parse_mig_minors,
     parse_params,

@@ -10,7 +10,7 @@ from typing import List
 import pytest
 
 import nvlow
-from nvlow.argv import inject, parse_engine_argv, parse_gpus_flag
+from nvlow.engine.argv import inject, parse_engine_argv, parse_gpus_flag
 from nvlow.errors import NvlowError, UsageError
 from test_realworld_data import command_lines
 

@@ -5,7 +5,7 @@ from typing import Optional
 
 import pytest
 
-from nvlow.procfs import parse_devices, parse_driver_version, parse_gpu_information, parse_mig_minors
+from nvlow.host.procfs import parse_devices, parse_driver_version, parse_gpu_information, parse_mig_minors
 from test_realworld_data import keyvals, samples
 
 VERSIONS = samples("version")

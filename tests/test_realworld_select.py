@@ -5,9 +5,9 @@ import pytest
 
 import nvlow
 from nvlow.errors import SelectionError
-from nvlow.require import GpuFacts, HostFacts, evaluate, parse_requirements
-from nvlow.request import PlanRequest, selection_choice
-from nvlow.select import resolve_choice, select_gpus
+from nvlow.plan.require import GpuFacts, HostFacts, evaluate, parse_requirements
+from nvlow.plan.request import PlanRequest, selection_choice
+from nvlow.plan.select import resolve_choice, select_gpus
 from test_realworld_data import table
 
 VISIBLE = table("visible-devices.txt")

@@ -12,8 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from nvlow.errors import RemoteError, SelectionError, UsageError
-from nvlow.remote import RemoteTarget, parse_host, remote_plan as _remote_plan, resolve_remote, ssh_command
-from nvlow.request import PlanRequest, process_pairs
+from nvlow.remote.client import RemoteTarget, parse_host, remote_plan as _remote_plan, resolve_remote, ssh_command
+from nvlow.plan.request import PlanRequest, process_pairs
 from test_serve_support import running_server
 
 
@@ -98,7 +98,7 @@ def test_tls_is_not_silently_dropped(env):
 
 
 def test_remote_docker_host_without_opt_in_is_a_note():
-    from nvlow.remote import docker_host_note
+    from nvlow.remote.client import docker_host_note
 
     assert "planned from this machine" in docker_host_note({"DOCKER_HOST": "tcp://10.0.0.5:2376"})
     assert docker_host_note({"DOCKER_HOST": "tcp://127.0.0.1:2375"}) is None

@@ -21,10 +21,10 @@ import pytest
 
 import nvlow
 from nvlow.errors import RemoteError
-from nvlow.remote import remote_plan
-from nvlow.remoteplan import check_v1_args, checked_args
-from nvlow.render import plan_document
-from nvlow.request import PlanRequest
+from nvlow.remote.client import remote_plan
+from nvlow.remote.answer import check_v1_args, checked_args
+from nvlow.plan.render import plan_document
+from nvlow.plan.request import PlanRequest
 
 HOST = nvlow.load_host(simulate="dgx-a100")
 GOOD = plan_document(nvlow.plan_for(HOST, PlanRequest(gpus="0", capabilities="all")), HOST)

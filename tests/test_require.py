@@ -1,4 +1,4 @@
-"""nvlow.require: the NVIDIA_REQUIRE_* language, the 1.0 label check, CUDA forward-compat decision."""
+"""nvlow.plan.require: the NVIDIA_REQUIRE_* language, the 1.0 label check, CUDA forward-compat decision."""
 from __future__ import annotations
 
 from typing import Dict, List, Optional, Tuple
@@ -6,7 +6,7 @@ from typing import Dict, List, Optional, Tuple
 import pytest
 
 from nvlow.errors import RequirementError, UsageError
-from nvlow.require import (Condition, GpuFacts, HostFacts, Requirement, check_image, check_label, compat_applies,
+from nvlow.plan.require import (Condition, GpuFacts, HostFacts, Requirement, check_image, check_label, compat_applies,
                            evaluate, image_requirements, parse_condition, parse_requirements, require_disabled,
                            requirement_error)
 

@@ -11,8 +11,8 @@ import pytest
 from nvlow.errors import DriverNotLoaded, HostError
 from nvlow.model import DeviceNode
 from nvlow.records import GpuRecord
-from nvlow.root import HostRoot, file_node_reader
-from nvlow.scan import MigCap, ProcGpu, ProcScan, cross_check, scan_host
+from nvlow.host.root import HostRoot, file_node_reader
+from nvlow.host.scan import MigCap, ProcGpu, ProcScan, cross_check, scan_host
 from nvlow.simulate.fakelib import SimulatedLibrary
 from nvlow.simulate.presets import PRESET_NAMES, get_preset
 from nvlow.simulate.proctree import cap_ci_minor, cap_gi_minor, procfs_bus, write_proc_dev_tree
@@ -245,7 +245,7 @@ def test_missing_uvm_without_loading(tmp_path: object, monkeypatch: pytest.Monke
     if case != "no nvidia-modprobe":
         _fake_modprobe(root)
     if case == "not root, not setuid":
-        monkeypatch.setattr("nvlow.scan.os.geteuid", lambda: 1000)
+        monkeypatch.setattr("nvlow.host.scan.os.geteuid", lambda: 1000)
     calls: List[List[str]] = []
 
     def runner(argv: List[str]) -> int:

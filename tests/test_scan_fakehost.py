@@ -11,8 +11,8 @@ import stat
 
 import pytest
 
-from nvlow.discover import discover
-from nvlow.root import HostRoot
+from nvlow.host.discover import discover
+from nvlow.host.root import HostRoot
 
 from engine.fakehost import (CAP_CONFIG_MINOR, CAP_MONITOR_MINOR, MIG_INSTANCES, FakeHost, build_fake_host,
                               char_majors)

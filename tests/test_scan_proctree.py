@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from nvlow.procfs import parse_devices, parse_driver_version, parse_gpu_information, parse_mig_minors
-from nvlow.root import file_node_reader
+from nvlow.host.procfs import parse_devices, parse_driver_version, parse_gpu_information, parse_mig_minors
+from nvlow.host.root import file_node_reader
 from nvlow.simulate.presets import PRESET_NAMES, get_preset, scaled_preset
 from nvlow.simulate.proctree import (
     cap_ci_minor, cap_gi_minor, imex_major, mig_minors_text, proc_devices_text, write_proc_dev_tree,

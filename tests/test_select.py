@@ -5,8 +5,8 @@ import pytest
 
 from nvlow.errors import SelectionError
 from nvlow.model import DeviceNode, Gpu, MigDevice
-from nvlow.request import PlanRequest, selection_choice
-from nvlow.select import resolve_choice, select_count, select_gpus
+from nvlow.plan.request import PlanRequest, selection_choice
+from nvlow.plan.select import resolve_choice, select_count, select_gpus
 
 
 def _node(minor: int) -> DeviceNode:

@@ -12,7 +12,7 @@ import pytest
 from nvlow.model import DeviceNode, Gpu, Host
 from nvlow.native.probe import open_native_library
 from nvlow.records import GpuRecord, GpuStatus, PeerLink, ProcessRecord
-from nvlow.root import HostRoot, file_node_reader
+from nvlow.host.root import HostRoot, file_node_reader
 from nvlow.serve import gpuinfo
 from nvlow.serve.cache import DiscoveryCache, complete_records, complete_statuses
 from nvlow.simulate.hosttree import build_tree, simulated_host

@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from nvlow import volume as vol
+from nvlow.plan import volume as vol
 from test_serve_support import get, get_json, plugin_call, running_server
 
 NAME = "nvidia_driver_550.54.15"
@@ -107,9 +107,9 @@ def test_malformed_bodies(plugin):
 
 KILLED_BUILD = textwrap.dedent("""
     import os, sys, time
-    from nvlow import volume
-    from nvlow.driverfiles import select_driver_files
-    from nvlow.root import HostRoot, file_node_reader
+    from nvlow.plan import volume
+    from nvlow.host.driverfiles import select_driver_files
+    from nvlow.host.root import HostRoot, file_node_reader
     root = HostRoot(sys.argv[1], node_reader=file_node_reader)
     files = select_driver_files(root, "550.54.15", ("compute", "graphics", "utility", "video"))
     real_place = volume._place
@@ -203,7 +203,7 @@ def test_cli_reuses_the_volume_the_plugin_built(tmp_path):
 
 
 def test_mount_rebuilds_a_stale_volume(tmp_path):
-    from nvlow.driverfiles import select_driver_files
+    from nvlow.host.driverfiles import select_driver_files
 
     with running_server(tmp_path, plugin=True) as (server, state, log):
         # what nvlow serve built before the one definition: 4 capabilities, no compat32, no manifest

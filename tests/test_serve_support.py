@@ -12,7 +12,7 @@ import shutil
 import socket
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from nvlow.root import HostRoot, file_node_reader
+from nvlow.host.root import HostRoot, file_node_reader
 from nvlow.serve.cache import DiscoveryCache
 from nvlow.serve.server import NvlowServer, ServeState
 from nvlow.simulate.hosttree import simulated_host

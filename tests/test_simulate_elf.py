@@ -19,7 +19,7 @@ from typing import Dict, List, Tuple
 
 import pytest
 
-from nvlow.elf import ElfInfo, loadable_problem, loadable_problem_at, parse_elf
+from nvlow.host.elf import ElfInfo, loadable_problem, loadable_problem_at, parse_elf
 from nvlow.simulate.drivertree import binary_line
 from nvlow.simulate.elfgen import MACHINES, MARKER_SYMBOL, elf_hash, make_elf_exec, make_elf_so
 from nvlow.simulate.hosttree import build_tree

@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from nvlow.ldcache import parse_ldcache
+from nvlow.host.ldcache import parse_ldcache
 from nvlow.simulate.drivertree import LIB64, write_driver_tree
 from nvlow.simulate.presets import PRESET_NAMES, get_preset
 from nvlow.simulate.proctree import (BMC_VGA_BUS, drm_card_minor, drm_render_minor, imex_major, procfs_bus,

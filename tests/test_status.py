@@ -9,7 +9,7 @@ import sys
 from nvlow.records import GpuRecord, GpuStatus, ProcessRecord
 from nvlow.simulate.fakelib import SimulatedLibrary
 from nvlow.simulate.presets import get_preset
-from nvlow.status import format_status, read_status, status_document
+from nvlow.host.status import format_status, read_status, status_document
 
 MIB = 1024 * 1024
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from nvlow import volume as vol
+from nvlow.plan import volume as vol
 from nvlow.errors import HostError
 from nvlow.model import DriverFile, DriverFiles
 
@@ -278,7 +278,7 @@ def _legacy_volume(volumes, files):
 @pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
 @pytest.mark.parametrize("stale", ["legacy", "other-selection", "foreign-manifest", "missing-file"])
 def test_stale_volume_is_rebuilt(tmp_path, monkeypatch, exchange, stale):
-    from nvlow.driverfiles import select_driver_files
+    from nvlow.host.driverfiles import select_driver_files
 
     swaps = []
     real_exchange = vol._exchange
@@ -383,7 +383,7 @@ def _race_replace(args):
 
 @pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
 def test_parallel_rebuilds_of_a_stale_volume_agree(tmp_path, exchange):
-    from nvlow.driverfiles import select_driver_files
+    from nvlow.host.driverfiles import select_driver_files
 
     volumes = str(tmp_path / "v")
     root, _o = simulated_host("dgx-a100")

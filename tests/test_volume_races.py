@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from nvlow import volume as vol
+from nvlow.plan import volume as vol
 from nvlow.errors import HostError
 from nvlow.model import DriverFile, DriverFiles
 from test_serve_support import plugin_call, running_server

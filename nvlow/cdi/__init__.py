@@ -9,6 +9,8 @@ LD_LIBRARY_PATH), :mod:`nvlow.cdi.rules` and :mod:`nvlow.cdi.field_rules` (the C
 rules), :mod:`nvlow.cdi.validate` (host checks: stale or missing files),
 :mod:`nvlow.cdi.store` (spec directories, atomic writes) and
 :mod:`nvlow.cdi.yaml` (YAML without a dependency).
+
+May import: the leaf modules, :mod:`nvlow.host` and :mod:`nvlow.plan`.
 """
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ them without help (docs/cdi.md, "Where the driver files go"):
   ``/usr/lib/i386-linux-gnu`` and ``/usr/lib``;
 - binaries in ``/usr/bin``, which every image's PATH holds;
 - config files, IPC sockets and firmware at their host paths
-  (:func:`nvlow.plan.driver_file_mounts`).
+  (:func:`nvlow.plan.plan.driver_file_mounts`).
 
 Nothing runs on the host or in the container (no hooks, no ldconfig).
 
@@ -34,9 +34,9 @@ from __future__ import annotations
 import os
 from typing import Callable, Dict, List, Optional, Tuple
 
-from ..ldcache import native_arch
+from ..host.ldcache import native_arch
 from ..model import DriverFile, DriverFiles
-from ..plan import Mount, container_library_names, driver_file_mounts
+from ..plan.plan import Mount, container_library_names, driver_file_mounts
 
 BIN_DIR = "/usr/bin"
 #: glibc's default 32-bit directories: Debian's i386 multiarch directory, then the RHEL family's /usr/lib
@@ -44,7 +44,7 @@ COMPAT32_DIRS = ("/usr/lib/i386-linux-gnu", "/usr/lib")
 #: Debian multiarch tuples (https://wiki.debian.org/Multiarch/Tuples) of the ld.so.cache arch names
 #: whose tuple is not simply ``<arch>-linux-gnu``
 _MULTIARCH = {"x86-64": "x86_64-linux-gnu", "ppc64le": "powerpc64le-linux-gnu", "i386": "i386-linux-gnu"}
-#: sub-directories of the nvidia-docker 1.0 driver volume (:mod:`nvlow.volume`) by file kind
+#: sub-directories of the nvidia-docker 1.0 driver volume (:mod:`nvlow.plan.volume`) by file kind
 VOLUME_SUBDIRS = {"bin": "bin", "lib64": "lib64", "lib32": "lib"}
 
 #: ``source(file) -> (host path to bind, warning or None)``

@@ -36,8 +36,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set,
 
 from ..errors import HostError, UsageError
 from ..model import DeviceNode, DriverFiles, Gpu, Host, MigDevice
-from ..plan import NVIDIA_DIR, Mount, device_mappings
-from ..select import select_gpus
+from ..plan.plan import NVIDIA_DIR, Mount, device_mappings
+from ..plan.select import select_gpus
 from .layout import driver_mounts, volume_source
 
 DEFAULT_VENDOR = "nvidia.com"
@@ -261,7 +261,7 @@ def build_spec(
     arch name, default this machine's). A GPU without a usable device node is
     left out with a warning; a host without any is an error. ``engine_root`` is how the engine
     sees the host root (``--engine-root``): host paths are written in that view
-    (:class:`nvlow.plan.EngineView`).
+    (:class:`nvlow.plan.plan.EngineView`).
     """
     from .validate import required_version
 
@@ -303,7 +303,7 @@ def build_spec(
 def _engine_view(document: Dict[str, Any], engine_root: str, host_root: str) -> None:
     """Rewrite the host paths of every edit as the engine sees them; ``hostPath`` is dropped where it
     becomes equal to ``path`` (nvidia-ctk's shape)."""
-    from ..plan import EngineView
+    from ..plan.plan import EngineView
 
     view = EngineView(root=engine_root)
     edits = [document["containerEdits"]] + [d["containerEdits"] for d in document["devices"]]

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from ..errors import HostError
-from ..root import HostRoot
+from ..host.root import HostRoot
 from .yaml import YamlError, load_yaml
 
 SPEC_DIRS = ("/etc/cdi", "/var/run/cdi")

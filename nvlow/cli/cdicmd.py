@@ -51,7 +51,7 @@ def run_generate(opts: CommonOptions, env: Mapping[str, str], *, output: Optiona
     """``nvlow cdi generate``."""
     from ..cdi.spec import CDI_DRIVER_FILE_MODES, build_spec, parse_naming_strategies, render_spec
     from ..cdi.store import other_specs_with_kind, read_spec, write_atomic
-    from ..capabilities import parse_capabilities
+    from ..host.capabilities import parse_capabilities
 
     from .options import check_simulate
 
@@ -79,14 +79,14 @@ def run_generate(opts: CommonOptions, env: Mapping[str, str], *, output: Optiona
     if not host.driver_version:
         raise HostError("the NVIDIA driver version is unknown, so its files cannot be selected",
                         hint="check /proc/driver/nvidia/version ('nvlow doctor')")
-    from ..driverfiles import select_driver_files
+    from ..host.driverfiles import select_driver_files
 
     files = select_driver_files(root, host.driver_version, caps)
     volume_path = None
     if driver_files == "volume":
         # the one driver volume of this driver (every capability's files), shared with nvlow args and serve;
         # the spec binds the files of its own capabilities out of it
-        from ..volume import ensure_driver_volume
+        from ..plan.volume import ensure_driver_volume
 
         volume_path = ensure_driver_volume(root, host.driver_version, volumes_dir).path
     spec = build_spec(host, files, capabilities=caps, vendor=vendor, class_=class_, strategies=names,
@@ -130,7 +130,7 @@ def run_list(opts: CommonOptions, spec_dirs: Sequence[str], env: Optional[Mappin
     """``nvlow cdi list``: qualified device names, as engines resolve them (under --root, or in the
     simulated host's spec directories with --simulate; --no-nvml changes nothing: no driver is asked)."""
     from ..cdi.store import SPEC_DIRS, list_devices
-    from ..root import HostRoot
+    from ..host.root import HostRoot
     from .options import check_simulate
 
     if opts.simulate:

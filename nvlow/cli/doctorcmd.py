@@ -10,7 +10,7 @@ from .session import open_root
 
 
 def _engine_factory(docker_host: Optional[str]) -> Any:
-    from ..engine import EngineClient
+    from ..engine.client import EngineClient
 
     return EngineClient(docker_host, timeout=2.0)
 

@@ -65,9 +65,9 @@ def run_info(opts: CommonOptions, env: Mapping[str, str]) -> int:
 def list_document(host: Host, gpus: Optional[str], capabilities: Optional[str], root: Any,
                   env: Mapping[str, str]) -> Dict[str, Any]:
     """What ``nvlow list`` shows: the host paths a container gets, by category, decided by the same
-    :func:`nvlow.decide.plan_for` as ``nvlow args`` (so ``NVIDIA_DRIVER_CAPABILITIES`` counts too)."""
-    from ..decide import plan_for
-    from ..request import PlanRequest, process_pairs
+    :func:`nvlow.plan.decide.plan_for` as ``nvlow args`` (so ``NVIDIA_DRIVER_CAPABILITIES`` counts too)."""
+    from ..plan.decide import plan_for
+    from ..plan.request import PlanRequest, process_pairs
 
     request = PlanRequest(gpus=gpus, capabilities=capabilities, process_env=process_pairs(env), require=False)
     plan = plan_for(host, request)

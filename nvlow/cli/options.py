@@ -150,7 +150,7 @@ class PlanOptions(CommonOptions):
     host: Optional[str] = None
     #: the host root as the container engine sees it (None: the same as ``root``)
     engine_root: Optional[str] = None
-    #: the volume plugin's name for ``--driver-files plugin`` (None: nvlow.plan.PLUGIN_DRIVER)
+    #: the volume plugin's name for ``--driver-files plugin`` (None: nvlow.plan.plan.PLUGIN_DRIVER)
     plugin_name: Optional[str] = None
     format: Optional[str] = None  # args: shell | json | compose
     dry_run: bool = False  # exec

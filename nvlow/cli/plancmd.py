@@ -1,8 +1,8 @@
 """``nvlow args`` and ``nvlow exec``: selection, requirements, plan, argv injection.
 
-Both commands build a :class:`~nvlow.request.PlanRequest` (nvlow's options, its environment, the
-engine command line, the image) and hand it to :func:`nvlow.decide.plan_for` (local hosts) or to
-:func:`nvlow.remote.remote_plan` (``--host`` / ``NV_HOST`` / ``DOCKER_HOST=tcp://``), whose server
+Both commands build a :class:`~nvlow.plan.request.PlanRequest` (nvlow's options, its environment, the
+engine command line, the image) and hand it to :func:`nvlow.plan.decide.plan_for` (local hosts) or to
+:func:`nvlow.remote.client.remote_plan` (``--host`` / ``NV_HOST`` / ``DOCKER_HOST=tcp://``), whose server
 decides it with the same function.
 """
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ..errors import UsageError
 from ..model import Host
-from ..plan import EngineView, Plan
-from ..request import DRIVER_FILE_MODES, PlanRequest, process_pairs, selection_choice
+from ..plan.plan import EngineView, Plan
+from ..plan.request import DRIVER_FILE_MODES, PlanRequest, process_pairs, selection_choice
 from .options import PlanOptions
 from .session import load_host, note, warn
 
@@ -44,7 +44,7 @@ def with_image(request: PlanRequest, image: Optional[str], engine_argv: Sequence
     Not read when the selection is already void without it: nothing of the image matters then."""
     if not image or selection_choice(request).void:
         return request
-    from ..image import inspect_image
+    from ..engine.image import inspect_image
 
     config, reason = inspect_image(image, engine=engine, engine_argv=list(engine_argv),
                                    docker_host=env.get("DOCKER_HOST"), env=env)
@@ -55,8 +55,8 @@ def with_image(request: PlanRequest, image: Optional[str], engine_argv: Sequence
 
 
 def _remote_wanted(opts: PlanOptions, env: Mapping[str, str]) -> bool:
-    # checked without importing nvlow.remote: the local path stays lean. A DOCKER_HOST alone names
-    # a remote plugin only with the opt-in (nvlow.remote.DOCKER_HOST_OPT_IN).
+    # checked without importing nvlow.remote.client: the local path stays lean. A DOCKER_HOST alone names
+    # a remote plugin only with the opt-in (nvlow.remote.client.DOCKER_HOST_OPT_IN).
     if opts.simulate:
         return False
     docker_host = env.get("DOCKER_HOST") or ""
@@ -67,7 +67,7 @@ def _remote_wanted(opts: PlanOptions, env: Mapping[str, str]) -> bool:
 def engine_view(opts: PlanOptions) -> EngineView:
     """How the engine sees this host: ``--engine-root`` (checked; None = as nvlow reads it) and the
     volume plugin's name (``--plugin-name``/``NVLOW_PLUGIN_NAME``, the name ``nvlow serve`` serves)."""
-    from ..plan import PLUGIN_DRIVER, check_engine_root, check_plugin_name
+    from ..plan.plan import PLUGIN_DRIVER, check_engine_root, check_plugin_name
 
     root = check_engine_root(opts.engine_root, "--engine-root (NVLOW_ENGINE_ROOT)") if opts.engine_root else None
     return EngineView(root, check_plugin_name(opts.plugin_name or PLUGIN_DRIVER, "--plugin-name (NVLOW_PLUGIN_NAME)"))
@@ -75,8 +75,8 @@ def engine_view(opts: PlanOptions) -> EngineView:
 
 def prepare_local(opts: PlanOptions, env: Mapping[str, str], request: PlanRequest) -> Prepared:
     """The plan of this host (discovered only when the selection is not void)."""
-    from ..decide import plan_for
-    from ..render import docker_args, plan_document
+    from ..plan.decide import plan_for
+    from ..plan.render import docker_args, plan_document
 
     loaded: List[Host] = []
 
@@ -93,7 +93,7 @@ def prepare_local(opts: PlanOptions, env: Mapping[str, str], request: PlanReques
 
 def prepare_remote(opts: PlanOptions, env: Mapping[str, str], request: PlanRequest) -> Optional[Prepared]:
     """Send the request to a remote ``nvlow serve`` / nvidia-docker-plugin; None when no remote host is configured."""
-    from ..remote import remote_plan, resolve_remote
+    from ..remote.client import remote_plan, resolve_remote
 
     target = resolve_remote(env, opts.host)
     if target is None:
@@ -121,7 +121,7 @@ def prepare(opts: PlanOptions, env: Mapping[str, str], request: PlanRequest) -> 
                      "--engine-root and --plugin-name decide its answer")
             return remote
     elif not opts.simulate and (env.get("DOCKER_HOST") or "").startswith(("tcp://", "ssh://")):
-        from ..remote import docker_host_note
+        from ..remote.client import docker_host_note
 
         text = docker_host_note(env)
         if text:
@@ -131,7 +131,7 @@ def prepare(opts: PlanOptions, env: Mapping[str, str], request: PlanRequest) -> 
 
 def run_args(opts: PlanOptions, env: Mapping[str, str]) -> int:
     """``nvlow args``: print the docker arguments."""
-    from ..render import compose_fragment, shell_line
+    from ..plan.render import compose_fragment, shell_line
 
     fmt = opts.format or ("json" if opts.json else "shell")
     if fmt not in ARGS_FORMATS:
@@ -155,7 +155,7 @@ def _engine_argv(opts: PlanOptions) -> List[str]:
         raise UsageError("nvlow exec needs an engine command line",
                          hint="nvlow exec -- docker run --rm IMAGE CMD")
     if opts.docker:
-        from ..argv import split_engine_command
+        from ..engine.argv import split_engine_command
 
         # NV_DOCKER / --docker replace the engine program (1.0: "sudo docker -D")
         argv = split_engine_command(opts.docker) + argv[1:]
@@ -164,8 +164,8 @@ def _engine_argv(opts: PlanOptions) -> List[str]:
 
 def run_exec(opts: PlanOptions, env: Mapping[str, str]) -> int:
     """``nvlow exec -- ENGINE run ...``: inject and replace the process with the engine."""
-    from ..render import shell_line
-    from ..request import request_from_argv
+    from ..plan.render import shell_line
+    from ..plan.request import request_from_argv
 
     if opts.simulate and not opts.dry_run:
         raise UsageError("exec --simulate only works with --dry-run (there is no real GPU to give a container)")

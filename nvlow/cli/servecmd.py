@@ -27,12 +27,12 @@ def run_serve(opts: CommonOptions, env: Mapping[str, str], *, listen: str, plugi
               verbose: bool, allow_remote_clients: bool = False, plugin_name: Optional[str] = None,
               engine_root: Optional[str] = None) -> int:
     """Start both servers and block until SIGTERM/SIGINT."""
-    from ..plan import PLUGIN_DRIVER, check_engine_root, check_plugin_name
+    from ..plan.plan import PLUGIN_DRIVER, check_engine_root, check_plugin_name
     from ..serve.cache import DiscoveryCache
     from ..serve.server import (DEFAULT_SOCKET_DIR, DEFAULT_SPEC_DIR, NvlowServer, ServeState,
                                 check_plugin_name_free, is_loopback, parse_listen, prepare_socket_dir,
                                 serve_until_signal, write_spec)
-    from ..volume import DEFAULT_VOLUMES_DIR
+    from ..plan.volume import DEFAULT_VOLUMES_DIR
     from .session import open_root, warn
 
     if opts.json:

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Callable, List, Mapping, Optional, Tuple
 
 from ..model import Host
 from ..records import DriverLibrary
-from ..root import HostRoot
+from ..host.root import HostRoot
 from .options import CommonOptions
 
 if TYPE_CHECKING:
-    from ..request import PlanRequest
+    from ..plan.request import PlanRequest
 
 #: ``NVLOW_EAGER_NVML=1``: args/exec open NVML even when the request does not need it (the
 #: behaviour before docs/nvml-lazy.md; for comparisons and as a way back)
@@ -48,10 +48,10 @@ def load_host(opts: CommonOptions, env: Mapping[str, str], *, quiet: bool = Fals
     """Discover the host named by the options; warnings go to stderr.
 
     With ``request`` (``args``/``exec`` on a real root) NVML is opened only when
-    :func:`nvlow.request.nvml_reason` says the plan needs it, and then asked only for the
+    :func:`nvlow.plan.request.nvml_reason` says the plan needs it, and then asked only for the
     plan's fields (docs/nvml-lazy.md); without it (info, status, serve, ...) NVML is read whole.
     """
-    from ..discover import discover
+    from ..host.discover import discover
 
     if request is not None and not opts.simulate and env.get(EAGER_NVML_ENV) != "1":
         return _load_for_plan(opts, env, request, quiet=quiet)
@@ -66,8 +66,9 @@ def load_host(opts: CommonOptions, env: Mapping[str, str], *, quiet: bool = Fals
 
 def _load_for_plan(opts: CommonOptions, env: Mapping[str, str], request: "PlanRequest", *,
                    quiet: bool) -> Tuple[HostRoot, Host]:
-    from ..discover import discover
-    from ..request import ProcfsFacts, needs_cuda_version, nvml_reason
+    from ..host.discover import discover
+    from ..model import ProcfsFacts
+    from ..plan.request import needs_cuda_version, nvml_reason
 
     root, _opener = open_root(opts, env)
 

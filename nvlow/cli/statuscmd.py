@@ -14,7 +14,7 @@ from .session import open_root
 def run_status(opts: CommonOptions, env: Mapping[str, str], watch: Optional[float],
                count: Optional[int] = None) -> int:
     """Print live status once, or every ``watch`` seconds (``count`` times, forever when None)."""
-    from ..status import format_status, read_status
+    from ..host.status import format_status, read_status
 
     if watch is not None and watch <= 0:
         raise UsageError(f"--watch needs a positive number of seconds, not {watch}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from ..errors import LibraryError
-from ..root import HostRoot
+from ..host.root import HostRoot
 from ._cuda_ffi import ffi as _ffi
 
 ffi: Any = _ffi  # cffi ships no type information

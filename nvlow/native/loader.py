@@ -13,7 +13,7 @@ The search is nvlow's own, because the process's dynamic loader knows nothing of
 Every candidate that fails is remembered, and the final :class:`LibraryError`
 names all of them on one line. Nothing is loaded at import time.
 
-No file reaches ``dlopen`` unchecked (:func:`nvlow.elf.loadable_problem_at`):
+No file reaches ``dlopen`` unchecked (:func:`nvlow.host.elf.loadable_problem_at`):
 ``dlopen`` of a truncated or corrupt library kills the process with SIGBUS or
 SIGSEGV and ``dlopen`` of a FIFO blocks forever, so a candidate that is not a
 regular file, or not an ELF shared object of this process's class and machine
@@ -24,7 +24,7 @@ byte 28776, the file has 20000 bytes"). Only the bare SONAME of the last step
 library path, which nvlow trusts as the loader does.
 
 Example:
-    >>> from nvlow.root import HostRoot
+    >>> from nvlow.host.root import HostRoot
     >>> candidate_paths(HostRoot("/nonexistent"), NVML_SONAME, {})[0][0]
     ('/usr/lib64/libnvidia-ml.so.1', '/nonexistent/usr/lib64/libnvidia-ml.so.1')
 """
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, List, Mapping, Optional, Tuple
 
 from ..errors import HostError, LibraryError
-from ..root import HostRoot
+from ..host.root import HostRoot
 
 NVML_SONAME = "libnvidia-ml.so.1"
 CUDA_SONAME = "libcuda.so.1"
@@ -74,7 +74,7 @@ def _ldcache_candidates(root: HostRoot, soname: str, tried: List[str]) -> List[s
     """Host paths the root's ld.so.cache lists for ``soname`` (native arch)."""
     if not root.exists("/etc/ld.so.cache"):
         return []
-    from ..ldcache import native_arch, read_ldcache
+    from ..host.ldcache import native_arch, read_ldcache
 
     try:
         cache = read_ldcache(root)
@@ -134,11 +134,11 @@ def _identity(real: str) -> Optional[Tuple[int, int, int, int]]:
 
 
 def _check(real: str) -> Optional[str]:
-    """Why ``real`` must not be dlopened (:func:`nvlow.elf.loadable_problem_at`), or None.
+    """Why ``real`` must not be dlopened (:func:`nvlow.host.elf.loadable_problem_at`), or None.
 
     The file is stat'ed before and after the check: one that changed meanwhile is refused too.
     """
-    from ..elf import loadable_problem_at
+    from ..host.elf import loadable_problem_at
 
     before = _identity(real)
     problem = loadable_problem_at(real)

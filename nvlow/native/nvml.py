@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Tuple, Type
 
 from ..errors import LibraryError
-from ..root import HostRoot
+from ..host.root import HostRoot
 from ._nvml_ffi import ffi as _ffi
 
 ffi: Any = _ffi  # cffi ships no type information

@@ -14,9 +14,9 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar
 
 from ..errors import LibraryError
-from ..procfs import parse_bus_id
+from ..host.procfs import parse_bus_id
 from ..records import GpuRecord, GpuStatus, MigRecord, ProcessRecord, SystemInfo
-from ..root import HostRoot
+from ..host.root import HostRoot
 from .cuda import Cuda, CudaError, cuda_version_string
 from .nvml import FUNCTION_NOT_FOUND, NOT_FOUND, NOT_SUPPORTED, UNINITIALIZED, Nvml, NvmlError
 

@@ -6,4 +6,6 @@
 - :mod:`.volume_plugin` — Docker's legacy volume plugin protocol serving ``nvidia_driver_<version>``.
 - :mod:`.cache` — discovery cached per kernel-module version text; live status.
 - :mod:`.gpuinfo` — 1.0's info/status documents, text tables and Go-compatible encodings.
+
+May import: every stage below the CLI (host, native, plan, engine, cdi, remote, simulate).
 """

@@ -26,10 +26,10 @@ from typing import Any, Dict, List, Tuple
 
 from ..errors import SelectionError
 from ..model import Host
-from ..plan import NVIDIA_DIR
-from ..request import PlanRequest
-from ..select import select_gpus
-from ..volume import VOLUME_BASE
+from ..plan.plan import NVIDIA_DIR
+from ..plan.request import PlanRequest
+from ..plan.select import select_gpus
+from ..plan.volume import VOLUME_BASE
 from . import gpuinfo
 from .wire import Handler, Request, Response, go_json_response, text_error, text_response
 

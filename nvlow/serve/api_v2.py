@@ -2,9 +2,9 @@
 
 ======================  =====================================================
 ``POST /v2/plan``       the ``nvlow args --json`` document for a whole plan
-                        request (JSON, :meth:`nvlow.request.PlanRequest.to_dict`):
+                        request (JSON, :meth:`nvlow.plan.request.PlanRequest.to_dict`):
                         what ``nvlow args|exec --host`` sends, decided by the
-                        same :func:`nvlow.decide.plan_for` as a local run.
+                        same :func:`nvlow.plan.decide.plan_for` as a local run.
 ``GET /v2/args``        the same for a query: ``gpus`` (the CLI's selection
                         syntax), ``nv_gpu`` (NV_GPU grammar), ``capabilities``,
                         ``driver_files`` (bind | volume | plugin, default bind).
@@ -26,10 +26,10 @@ from typing import Any, Dict, Tuple
 
 from ..errors import NvlowError, RequirementError, UsageError
 from ..model import DriverFiles, Host
-from ..plan import Plan
+from ..plan.plan import Plan
 from ..records import GpuRecord
-from ..render import plan_document
-from ..request import PlanRequest, request_from_dict
+from ..plan.render import plan_document
+from ..plan.request import PlanRequest, request_from_dict
 from .wire import Handler, Request, Response, json_error, json_response
 
 ARGS_PARAMS = ("gpus", "nv_gpu", "capabilities", "driver_files")
@@ -48,7 +48,7 @@ def plan_request(state: Any, request: PlanRequest) -> Tuple[Host, Plan]:
     """The plan for ``request`` on this server's host, with the server's cached driver files, its
     one driver-volume builder and its engine view (``--engine-root``, ``--plugin-name``): the same
     decision as a local ``nvlow args``."""
-    from ..decide import plan_for
+    from ..plan.decide import plan_for
 
     host = state.cache.host()
 
@@ -102,7 +102,7 @@ def info(state: Any, request: Request) -> Response:
 
 
 def status(state: Any, request: Request) -> Response:
-    from ..status import status_document
+    from ..host.status import status_document
 
     _check_params(request, ())
     snap, statuses = state.cache.status()

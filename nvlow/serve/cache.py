@@ -19,7 +19,7 @@ life of the process; a
 NVML answers where NVML has them). The simulated library fills them itself.
 
 Example:
-    >>> from nvlow.root import HostRoot
+    >>> from nvlow.host.root import HostRoot
     >>> cache = DiscoveryCache(HostRoot("/nonexistent-root"), None, load_uvm=False)
     >>> cache.version_key() is None
     True
@@ -34,7 +34,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 from ..errors import LibraryError, NvlowError
 from ..model import DriverFiles, Host
 from ..records import DriverLibrary, GpuRecord, GpuStatus, PeerLink
-from ..root import HostRoot
+from ..host.root import HostRoot
 
 T = TypeVar("T")
 
@@ -58,7 +58,7 @@ class Snapshot:
 
 
 def _default_files_selector(root: HostRoot, version: str, caps: Tuple[str, ...]) -> DriverFiles:
-    from ..driverfiles import select_driver_files
+    from ..host.driverfiles import select_driver_files
 
     return select_driver_files(root, version, caps)
 
@@ -139,7 +139,7 @@ class DiscoveryCache:
         if self._discover_fn is not None:
             discover = self._discover_fn
         else:
-            from ..discover import discover
+            from ..host.discover import discover
 
         lib: Optional[DriverLibrary] = None
         warnings = []
@@ -280,7 +280,7 @@ def _cuda_devices(cuda: Any, records: Sequence[GpuRecord], ask: _Asker) -> Dict[
 
 
 def _same_bus(a: Optional[str], b: Optional[str]) -> bool:
-    from ..procfs import parse_bus_id
+    from ..host.procfs import parse_bus_id
 
     return a is not None and b is not None and parse_bus_id(a) is not None and parse_bus_id(a) == parse_bus_id(b)
 

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import NvlowError, UsageError
-from ..plan import PLUGIN_DRIVER, EngineView
-from ..volume import VOLUME_CAPABILITIES as VOLUME_CAPABILITIES
-from ..volume import DEFAULT_VOLUMES_DIR, VolumeResult
-from ..volume import ensure_driver_volume as build_driver_volume
+from ..plan.plan import PLUGIN_DRIVER, EngineView
+from ..plan.volume import VOLUME_CAPABILITIES as VOLUME_CAPABILITIES
+from ..plan.volume import DEFAULT_VOLUMES_DIR, VolumeResult
+from ..plan.volume import ensure_driver_volume as build_driver_volume
 from . import api_v1, api_v2, volume_plugin
 from .cache import DiscoveryCache
 # The HTTP layer lives in .httpd; its limits stay importable from here as before.
@@ -48,13 +48,13 @@ MAX_CONNECTIONS = 256
 
 
 def _default_parse_capabilities(text: str) -> Tuple[str, ...]:
-    from ..driverfiles import parse_capabilities
+    from ..host.driverfiles import parse_capabilities
 
     return tuple(parse_capabilities(text))
 
 
 def _default_capabilities() -> Tuple[str, ...]:
-    from ..driverfiles import DEFAULT_CAPABILITIES
+    from ..host.driverfiles import DEFAULT_CAPABILITIES
 
     return tuple(DEFAULT_CAPABILITIES)
 
@@ -104,7 +104,7 @@ class ServeState:
 
     def ensure_driver_volume(self, version: Optional[str]) -> VolumeResult:
         """The driver volume of the running driver, built or rebuilt by the same function as the CLI's
-        (:func:`nvlow.volume.ensure_driver_volume`) from the cached file selection. Builds of a version
+        (:func:`nvlow.plan.volume.ensure_driver_volume`) from the cached file selection. Builds of a version
         are serialized by that function's volume lock, across this process's threads and other
         processes alike (no lock of this process's own: the plugin holds the volume lock around
         Mount, and taking a second lock here in the other order could deadlock)."""

@@ -4,7 +4,7 @@ dockerd POSTs JSON to ``/Plugin.Activate`` and ``/VolumeDriver.*`` with
 ``Accept: application/vnd.docker.plugins.v1.x+json``; errors travel in
 ``{"Err": "..."}`` with status 200, as in nvidia-docker-plugin 1.0. The volume
 is built by the server's ``ensure_driver_volume``, i.e. the CLI's own
-:func:`nvlow.volume.ensure_driver_volume` (atomic rename of a complete
+:func:`nvlow.plan.volume.ensure_driver_volume` (atomic rename of a complete
 temporary directory), so a build killed midway never leaves a volume that
 Mount or List would return, and the volume holds the same files whoever built
 it. Mount rebuilds a missing or stale (manifest differs) volume of the running
@@ -20,10 +20,10 @@ driver"). Its Mount builds it. Mountpoints are given in the engine's view
 (``--engine-root``: :meth:`ServeState.engine_path`).
 
 Safety: every endpoint that takes a ``Name`` checks it with
-:func:`nvlow.volume.volume_name_version` (``nvidia_driver_`` + ASCII digits and
-dots, full match) before any filesystem call, and :mod:`nvlow.volume` proves
+:func:`nvlow.plan.volume.volume_name_version` (``nvidia_driver_`` + ASCII digits and
+dots, full match) before any filesystem call, and :mod:`nvlow.plan.volume` proves
 every path inside the volumes directory. Create, Mount and Remove of a volume
-hold its lock (:func:`nvlow.volume.volume_lock`, an ``flock`` shared with the
+hold its lock (:func:`nvlow.plan.volume.volume_lock`, an ``flock`` shared with the
 CLI). Mounts are counted per volume and caller ``ID`` as the protocol expects
 (Mount +1, Unmount -1), and Remove refuses a mounted volume; the counts live in
 this ``nvlow serve`` process.
@@ -40,7 +40,7 @@ import threading
 from typing import Any, Dict, Optional, Tuple
 
 from ..errors import NvlowError
-from ..volume import (VOLUME_BASE, find_volume, list_volumes, remove_volume, show_name, volume_exists,
+from ..plan.volume import (VOLUME_BASE, find_volume, list_volumes, remove_volume, show_name, volume_exists,
                       volume_lock, volume_name_version, volume_path)
 from .wire import Request, Response, go_json_response, text_error
 
@@ -56,7 +56,7 @@ class VolumeError(Exception):
 
 def parse_volume_name(name: str) -> Tuple[str, str]:
     """``(base, version)`` of a volume name; VolumeError for any name but ``nvidia_driver_<version>``
-    (:func:`nvlow.volume.volume_name_version`: digits and dots, full match, bounded length)."""
+    (:func:`nvlow.plan.volume.volume_name_version`: digits and dots, full match, bounded length)."""
     version = volume_name_version(name)
     if version is None:
         other = _OTHER_VOLUME_RE.fullmatch(name) if isinstance(name, str) else None

@@ -17,7 +17,7 @@ them (there is no code, so nothing runs).
 and exits 0: the simulated driver binaries (``nvidia-smi``).
 
 Example:
-    >>> from nvlow.elf import parse_elf
+    >>> from nvlow.host.elf import parse_elf
     >>> info = parse_elf(make_elf_so("libcuda.so.1", ["libc.so.6"]), "libcuda")
     >>> (info.elf_class, info.machine, info.soname, info.needed)
     (64, 'x86-64', 'libcuda.so.1', ('libc.so.6',))

@@ -16,7 +16,7 @@ from typing import Callable, Mapping, Optional, Tuple
 
 from ..errors import HostError
 from ..records import DriverLibrary
-from ..root import HostRoot, file_node_reader
+from ..host.root import HostRoot, file_node_reader
 from .presets import Preset, get_preset
 
 #: bump when the layout written by proctree/drivertree changes

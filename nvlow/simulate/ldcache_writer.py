@@ -9,7 +9,7 @@ compare equal keep their input order. The string table is laid out simply
 byte-identical to ldconfig's.
 
 Example:
-    >>> from nvlow.ldcache import parse_ldcache
+    >>> from nvlow.host.ldcache import parse_ldcache
     >>> data = build_ldcache([("libz.so.1", "/lib/libz.so.1", 0x0303), ("libc.so.6", "/lib/libc.so.6", 0x0303)],
     ...                      generator="nvlow")
     >>> c = parse_ldcache(data)
@@ -22,7 +22,7 @@ import functools
 import struct
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from ..ldcache import (DL_CACHE_HWCAP_EXTENSION, EXT_TAG_GENERATOR, EXT_TAG_HWCAPS, EXTENSION_MAGIC,
+from ..host.ldcache import (DL_CACHE_HWCAP_EXTENSION, EXT_TAG_GENERATOR, EXT_TAG_HWCAPS, EXTENSION_MAGIC,
                        NEW_MAGIC, OLD_MAGIC)
 
 #: (key, value, flags) or (key, value, flags, osversion) or (key, value, flags, osversion, hwcaps_subdir)

@@ -3,7 +3,7 @@
 Writes what the NVIDIA kernel module would show for a preset, in the exact
 formats of ``nv-procfs.c``/``nv-caps.c``. Device nodes are regular files
 holding ``nvlow-simulated-char MAJOR:MINOR`` (read by
-:func:`nvlow.root.file_node_reader`), so no privileges are needed. With
+:func:`nvlow.host.root.file_node_reader`), so no privileges are needed. With
 nvidia-drm (``preset.drm``) each GPU's PCI device gets its ``drm/cardN`` and
 ``drm/renderDN`` sysfs directories, reached like on a real host through the
 ``/sys/bus/pci/devices/<bus>`` symlink into ``/sys/devices``.
@@ -21,8 +21,8 @@ from __future__ import annotations
 import os
 from typing import Dict, List, Optional, Tuple
 
-from ..procfs import normalize_bus_id
-from ..root import SIMULATED_NODE_PREFIX
+from ..host.procfs import normalize_bus_id
+from ..host.root import SIMULATED_NODE_PREFIX
 from .presets import ARCH_HOPPER, Preset, SimGpu
 
 NVIDIA_MAJOR = 195

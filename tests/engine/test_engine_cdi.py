@@ -20,7 +20,7 @@ import pytest
 from . import requires_engines, requires_root
 from .fakehost import FakeHost, host_has_nvidia_driver
 from nvlow.cdi.layout import library_dirs
-from nvlow.ldcache import native_arch
+from nvlow.host.ldcache import native_arch
 
 from .helpers import IMAGE, IMAGE_PATH, Engine, NvlowRunner, Section, probe_script, sections
 

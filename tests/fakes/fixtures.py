@@ -21,7 +21,7 @@ from typing import Callable, Dict, Iterable, Iterator, Union
 
 import pytest
 
-from nvlow.root import HostRoot
+from nvlow.host.root import HostRoot
 from nvlow.simulate.presets import Preset
 
 from fakes.build import CompilerMissing, FakeLibs, build_fakes

@@ -1,13 +1,13 @@
 """An image's configuration (environment and labels), read without pulling.
 
-Docker images are read through the Engine API (``nvlow.engine``) when the
+Docker images are read through the Engine API (``nvlow.engine.client``) when the
 engine is local over a unix socket, else through the CLI:
 ``<engine argv> image inspect --format '{{json .Config}}' NAME``. Podman
 always goes through its CLI. Nothing here pulls an image or waits without a
 bound: a missing image or an unreachable engine gives ``(None, reason)``.
 
 The image's PATH/LD_LIBRARY_PATH are merged with the driver's directories by
-``nvlow.plan.merge_search_path`` (``-e PATH=...`` replaces the image's PATH,
+``nvlow.plan.plan.merge_search_path`` (``-e PATH=...`` replaces the image's PATH,
 docs/driver-files.md §6).
 
 Example:
@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .errors import EngineError
+from ..errors import EngineError
 
 
 
@@ -196,7 +196,7 @@ def inspect_image(name: str, *, engine: str, engine_argv: Sequence[str], docker_
     if engine == "docker":
         use_api, host = api_docker_host(argv, docker_host, os.environ if env is None else env)
         if use_api:
-            from .engine import EngineClient
+            from .client import EngineClient
 
             reached = True
             doc: Optional[Dict[str, Any]] = None

@@ -11,7 +11,7 @@ both come from the network, so neither reaches the engine as given. The client k
   sockets, and the driver volume ``nvidia_driver_<version>`` at ``/usr/local/nvidia``;
 * the volume drivers ``nvlow``/``nvidia-docker`` and the variables ``PATH``/``LD_LIBRARY_PATH``;
 
-and renders the arguments itself (:func:`nvlow.render.docker_args`). Anything else is refused with
+and renders the arguments itself (:func:`nvlow.plan.render.docker_args`). Anything else is refused with
 an error naming the item (``--privileged``, ``-v /:/host``, ``--cap-add``, a ``..`` path).
 
 Example:
@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from .errors import RemoteError
+from ..errors import RemoteError
 
 _DEVICE = re.compile(r"/dev/(?:nvidiactl|nvidia-uvm|nvidia-uvm-tools|nvidia-modeset|nvidia[0-9]{1,4}"
                      r"|nvidia-caps/nvidia-cap[0-9]{1,7}|nvidia-caps-imex-channels/channel[0-9]{1,7}"
@@ -57,19 +57,19 @@ def _clean_path(path: Any, what: str, where: str) -> str:
 
 
 def _known_file_targets() -> Tuple[str, ...]:
-    from .capabilities import CONFIG_FILES
+    from ..host.capabilities import CONFIG_FILES
 
     return tuple(p for p, _cap in CONFIG_FILES)
 
 
 def _ipc_targets() -> Tuple[str, ...]:
-    from .capabilities import DEFAULT_MPS_PIPE_DIR, IPC_PATHS
+    from ..host.capabilities import DEFAULT_MPS_PIPE_DIR, IPC_PATHS
 
     return tuple(p for p, _cap in IPC_PATHS) + (DEFAULT_MPS_PIPE_DIR,)
 
 
 def _binaries() -> Tuple[str, ...]:
-    from .capabilities import BINARIES
+    from ..host.capabilities import BINARIES
 
     return tuple(b for names in BINARIES.values() for b in names)
 
@@ -94,7 +94,7 @@ def _bind_allowed(host: str, container: str, read_only: bool) -> bool:
 
 
 def _devices(doc: Mapping[str, Any], where: str) -> List[Any]:
-    from .plan import DeviceMapping
+    from ..plan.plan import DeviceMapping
 
     out = []
     for item in _items(doc, "devices", where):
@@ -107,7 +107,7 @@ def _devices(doc: Mapping[str, Any], where: str) -> List[Any]:
 
 
 def _mounts(doc: Mapping[str, Any], volume_driver: Optional[str], where: str) -> List[Any]:
-    from .plan import Mount
+    from ..plan.plan import Mount
 
     out = []
     for item in _items(doc, "mounts", where):
@@ -156,9 +156,9 @@ def checked_args(doc: Mapping[str, Any], where: str, plugin_names: Tuple[str, ..
     """The docker arguments of a remote plan document, rebuilt from its checked devices, mounts,
     volume driver and environment (the document's own ``args`` are never used). ``plugin_names``
     are volume drivers accepted besides nvidia-docker/nvlow (the client's own NVLOW_PLUGIN_NAME)."""
-    from .plan import Plan
-    from .render import docker_args
-    from .select import Selection
+    from ..plan.plan import Plan
+    from ..plan.render import docker_args
+    from ..plan.select import Selection
 
     driver = doc.get("volume_driver")
     if driver is not None and driver not in _VOLUME_DRIVERS + plugin_names:

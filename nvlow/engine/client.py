@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-from .errors import EngineError
+from ..errors import EngineError
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 DEFAULT_DOCKER_HOST = "unix://" + DEFAULT_SOCKET

@@ -7,7 +7,7 @@ the ``NT_GNU_ABI_TAG`` note (libnvidia-tls is selected by it).
 
 :func:`parse_elf` is pure (bytes in); :func:`read_elf` reads only the parts of
 a file it needs (driver libraries are tens of MB), and only from a regular file
-(:func:`nvlow.root.open_regular`: a FIFO never blocks it). Both raise
+(:func:`nvlow.host.root.open_regular`: a FIFO never blocks it). Both raise
 :class:`~nvlow.errors.HostError` naming the file for non-ELF or truncated
 input; :func:`try_read_elf` returns None instead.
 
@@ -33,7 +33,7 @@ import sys
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
-from .errors import HostError
+from ..errors import HostError
 from .root import HostRoot, open_regular, read_regular
 
 ELF_MAGIC = b"\x7fELF"

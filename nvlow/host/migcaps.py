@@ -7,13 +7,13 @@ plus ``mig/config`` and ``mig/monitor``; each names its ``DeviceFileMinor``.
 every possible instance. Every node is checked like the other /dev nodes
 (char device, major from ``nvidia-caps`` in /proc/devices, the expected
 minor); a missing one is reported with the ``nvidia-modprobe -f`` command
-that creates it. Split out of :mod:`nvlow.scan`, which calls
+that creates it. Split out of :mod:`nvlow.host.scan`, which calls
 :func:`scan_mig_caps` with its node checker.
 
 Example:
     >>> import tempfile
-    >>> from nvlow.root import HostRoot, file_node_reader
-    >>> from nvlow.scan import scan_host
+    >>> from nvlow.host.root import HostRoot, file_node_reader
+    >>> from nvlow.host.scan import scan_host
     >>> from nvlow.simulate.presets import get_preset
     >>> from nvlow.simulate.proctree import write_proc_dev_tree
     >>> with tempfile.TemporaryDirectory() as d:
@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Protocol, Set, Tuple
 
-from .model import DeviceNode
+from ..model import DeviceNode
 from .procfs import parse_cap_access, parse_mig_cap_name, parse_mig_minors
 from .root import HostRoot
 
@@ -48,7 +48,7 @@ class MigCap:
 
 
 class NodeChecker(Protocol):
-    """What :func:`scan_mig_caps` needs from the scanner of :mod:`nvlow.scan`."""
+    """What :func:`scan_mig_caps` needs from the scanner of :mod:`nvlow.host.scan`."""
 
     root: HostRoot
     warnings: List[str]

@@ -12,7 +12,7 @@ mean local mode; ``tcp://host:port`` means the plugin is at ``host:3476`` over
 HTTP (as in 1.0; refused when ``DOCKER_TLS_VERIFY`` is set);
 ``ssh://[user@]host[:port]`` (Docker's grammar, the port is ssh's) means the
 plugin is on that host's loopback, reached through ssh. What a remote host
-answers is data, checked item by item (:mod:`nvlow.remoteplan`); one deadline
+answers is data, checked item by item (:mod:`nvlow.remote.answer`); one deadline
 bounds the whole exchange.
 
 HTTP targets are sent the whole plan request (``POST /v2/plan`` of a remote
@@ -37,8 +37,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
-from .errors import NvlowError, RemoteError, RequirementError, SelectionError, UsageError
-from .request import PlanRequest, requirement_env, selection_choice
+from ..errors import NvlowError, RemoteError, RequirementError, SelectionError, UsageError
+from ..plan.request import PlanRequest, requirement_env, selection_choice
 
 DEFAULT_HTTP_PORT = 3476
 DEFAULT_SSH_PORT = 22
@@ -408,7 +408,7 @@ def _server_error(target: RemoteTarget, status: int, body: bytes) -> NvlowError:
 def remote_plan(host_url: Union[str, RemoteTarget], request: PlanRequest, *, env: Mapping[str, str],
                 timeout: float = DEFAULT_TIMEOUT) -> RemotePlan:
     """Send the whole request to a remote ``nvlow serve`` (``POST /v2/plan``), which decides it with
-    the same :func:`nvlow.decide.plan_for` as a local run; else ask an nvidia-docker-plugin
+    the same :func:`nvlow.plan.decide.plan_for` as a local run; else ask an nvidia-docker-plugin
     (``/v1.0/docker/cli``) and check the image requirements here against its driver versions.
     """
     import time
@@ -418,7 +418,7 @@ def remote_plan(host_url: Union[str, RemoteTarget], request: PlanRequest, *, env
     payload = json.dumps(request.to_dict()).encode("utf-8")
     status, body = http_get(target, "/v2/plan", timeout=_left(deadline, target, timeout), env=env, body=payload)
     if status == 200:
-        from .remoteplan import checked_args
+        from .answer import checked_args
 
         try:
             doc = json.loads(body)
@@ -469,7 +469,7 @@ def _remote_plan_v1(target: RemoteTarget, request: PlanRequest, env: Mapping[str
                           "(/v2/plan and /v1.0/docker/cli are missing)")
     if status != 200:
         raise RemoteError(f"{target.url} ({target.source}) refused the request: HTTP {status}: {_error_text(body)}")
-    from .remoteplan import check_v1_args
+    from .answer import check_v1_args
 
     text = body.decode("utf-8", "replace").strip()
     args = tuple(a for a in text.split(" ") if a)
@@ -486,7 +486,7 @@ def _remote_plan_v1(target: RemoteTarget, request: PlanRequest, env: Mapping[str
     except (RemoteError, ValueError, AttributeError):
         pass
     if request.require:
-        from .require import HostFacts, check_image, requirement_error
+        from ..plan.require import HostFacts, check_image, requirement_error
 
         failures = check_image(requirement_env(request), dict(request.image_labels), HostFacts(cuda, driver, ()))
         if failures:

@@ -51,11 +51,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
-from .capabilities import CAPABILITY_ORDER
-from .errors import HostError
-from .model import DriverFile, DriverFiles
+from ..host.capabilities import CAPABILITY_ORDER
+from ..errors import HostError
+from ..model import DriverFile, DriverFiles
 from .plan import container_library_names
-from .root import HostRoot
+from ..host.root import HostRoot
 
 DEFAULT_VOLUMES_DIR = "/var/lib/nvlow/volumes"
 VOLUME_BASE = "nvidia_driver"
@@ -81,7 +81,7 @@ _VERSION_RE = re.compile(r"[0-9]+(?:\.[0-9]+)*", re.ASCII)
 #: room for the manifest, the marker and the directories, on top of the copied files
 _SPACE_SLACK = 64 * 1024
 
-#: (root, driver version, capabilities) -> the driver files; :func:`nvlow.driverfiles.select_driver_files` fits
+#: (root, driver version, capabilities) -> the driver files; :func:`nvlow.host.driverfiles.select_driver_files` fits
 Selector = Callable[[HostRoot, str, Iterable[str]], DriverFiles]
 #: (path inside the volume, source real path, size, mtime in ns)
 FileEntry = Tuple[str, str, int, int]
@@ -692,7 +692,7 @@ def driver_volume_files(root: HostRoot, driver_version: str, *, select: Optional
     """The files the driver volume holds: those of every capability (:data:`VOLUME_CAPABILITIES`)."""
     if select is not None:
         return select(root, driver_version, VOLUME_CAPABILITIES)
-    from .driverfiles import select_driver_files
+    from ..host.driverfiles import select_driver_files
 
     return select_driver_files(root, driver_version, VOLUME_CAPABILITIES)
 
@@ -702,7 +702,7 @@ def ensure_driver_volume(root: HostRoot, driver_version: Optional[str], volumes_
     """The driver volume of ``driver_version`` under ``root``: the one definition every caller uses.
 
     Holds the binaries and the 64- and 32-bit libraries of every capability
-    (``select`` picks them, :func:`nvlow.driverfiles.select_driver_files` by
+    (``select`` picks them, :func:`nvlow.host.driverfiles.select_driver_files` by
     default; ``nvlow serve`` passes its cached selection). ``volumes_dir``
     defaults to :data:`DEFAULT_VOLUMES_DIR`. Rebuilt when its manifest differs
     from what it should hold (see :func:`ensure_volume`).

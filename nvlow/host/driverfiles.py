@@ -46,10 +46,10 @@ from .capabilities import (ALL_CAPABILITIES, BINARIES, CAPABILITY_ORDER, CONFIG_
                            OWN_VERSION_LIBS, SWEEP_EXTRAS, XORG_MODULES, library_capabilities,
                            parse_capabilities)
 from .elf import ElfInfo, try_read_elf
-from .errors import HostError
+from ..errors import HostError
 from .ldcache import LdCache, compat32_arch, native_arch, read_ldcache
-from .model import DriverFile, DriverFiles
-from .procfs import is_ascii_digits
+from ..model import DriverFile, DriverFiles
+from ..text import is_ascii_digits
 from .root import HostRoot
 
 __all__ = ["ALL_CAPABILITIES", "CAPABILITY_ORDER", "DEFAULT_CAPABILITIES", "DEFAULT_PATH",
@@ -463,7 +463,7 @@ def select_driver_files(
 
     ``cache`` defaults to the root's ``/etc/ld.so.cache``; with no cache (or
     ``use_cache=False``) fixed library directories are searched instead.
-    ``arch`` defaults to this machine's (:func:`nvlow.ldcache.native_arch`).
+    ``arch`` defaults to this machine's (:func:`nvlow.host.ldcache.native_arch`).
     Each :class:`DriverFile` has ``path`` = the host path without the root
     prefix (the symlink-resolved real file for libraries, binaries and
     firmware; the usual lookup location for configs and IPC) and

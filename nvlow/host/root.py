@@ -32,7 +32,7 @@ import stat as _stat
 from dataclasses import dataclass
 from typing import Callable, List, Optional
 
-from .errors import HostError
+from ..errors import HostError
 
 #: the most nvlow reads of a /proc, /sys or other small text file
 TEXT_LIMIT = 1 << 20

@@ -1,7 +1,7 @@
 """Parse a docker/podman command line, find the image, and insert nvlow's arguments before it.
 
 The parser follows spf13/pflag as docker and podman use it (interspersed = false at the
-root and for run/create), with the option tables of :mod:`nvlow.dockerflags`. Unlike
+root and for run/create), with the option tables of :mod:`nvlow.engine.dockerflags`. Unlike
 nvidia-docker 1.0 it understands ``--``, attached short values (``-p8080:80``) and
 ``-x=value``, and it stops on an unknown option instead of guessing (1.0 swallowed the
 image behind flags missing from its tables: NVIDIA/nvidia-docker#46, #52, #917).
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence, Set, Tuple
 
 from .dockerflags import ENGINES, SUDO, FlagTable, command_table, global_table
-from .errors import UsageError
+from ..errors import UsageError
 from .gpusflag import GpusRequest, parse_gpus_flag
 
 __all__ = ["EngineCommand", "GpusRequest", "ParsedOption", "inject", "parse_engine_argv",

@@ -28,7 +28,7 @@ import struct
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-from .errors import HostError
+from ..errors import HostError
 from .root import HostRoot
 
 CACHE_PATH = "/etc/ld.so.cache"

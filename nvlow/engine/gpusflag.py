@@ -17,8 +17,8 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-from .errors import UsageError
-from .procfs import number_or_none
+from ..errors import UsageError
+from ..text import number_or_none
 
 _INT = re.compile(r"[+-]?[0-9]+")
 _INT64_MAX = 2 ** 63 - 1

@@ -1,10 +1,10 @@
 """The /proc and /dev scanner: what the NVIDIA kernel module says, checked against /dev.
 
-Thin readers around :mod:`nvlow.procfs`. Every node is checked to be a
+Thin readers around :mod:`nvlow.host.procfs`. Every node is checked to be a
 character device with the major:minor /proc implies (libnvidia-container
 refuses mismatches as ``invalid device node``); a node that fails is reported
 in ``warnings`` and not used. The MIG capability nodes are read by
-:mod:`nvlow.migcaps` through the same node checks.
+:mod:`nvlow.host.migcaps` through the same node checks.
 
 No device node is ever reached through a symbolic link: ``/dev/nvidiaN``,
 the control nodes, the MIG capability nodes, a GPU's DRM nodes (named by
@@ -23,7 +23,7 @@ tree's /proc/devices *is* the kernel's, so the majors are already the kernel's.
 
 Example:
     >>> import tempfile
-    >>> from nvlow.root import file_node_reader
+    >>> from nvlow.host.root import file_node_reader
     >>> from nvlow.simulate.presets import get_preset
     >>> from nvlow.simulate.proctree import write_proc_dev_tree
     >>> with tempfile.TemporaryDirectory() as d:
@@ -39,13 +39,13 @@ import re
 from dataclasses import dataclass, replace
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
-from .errors import DriverNotLoaded, HostError
-from .migcaps import MigCap as MigCap  # noqa: F401 - re-exported for ``from nvlow.scan import MigCap``
+from ..errors import DriverNotLoaded, HostError
+from .migcaps import MigCap as MigCap  # noqa: F401 - re-exported for ``from nvlow.host.scan import MigCap``
 from .migcaps import scan_mig_caps
-from .model import DeviceNode
+from ..model import DeviceNode
 from .procfs import (MAX_MINOR, device_names_by_major, normalize_bus_id, parse_bus_id, parse_devices,
                      parse_driver_version, parse_drm_node_name, parse_gpu_information, parse_imex_channel_name)
-from .records import GpuRecord
+from ..records import GpuRecord
 from .root import HostRoot, read_regular
 
 Runner = Callable[[List[str]], int]

@@ -2,7 +2,7 @@
 
 Which source selects (the engine ``--gpus`` flag, nvlow's ``--gpus``,
 ``NVIDIA_VISIBLE_DEVICES``, ``NV_GPU``, the image, ...) is decided by
-:func:`nvlow.request.selection_choice`; this module resolves the chosen text
+:func:`nvlow.plan.request.selection_choice`; this module resolves the chosen text
 against the host's GPUs (:func:`resolve_choice`).
 
 Tokens understood (comma separated; NV_GPU also space separated):
@@ -24,9 +24,9 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
-from .errors import SelectionError
-from .model import Gpu, MigDevice
-from .procfs import is_ascii_digits, parse_number, printable
+from ..errors import SelectionError
+from ..model import Gpu, MigDevice
+from ..text import is_ascii_digits, parse_number, printable
 
 if TYPE_CHECKING:  # pragma: no cover
     from .request import SelectionChoice
@@ -77,7 +77,7 @@ class Selection:
 
 def _bus_key(text: str) -> Optional[Tuple[int, int, int, int]]:
     """A bus id in any spelling procfs knows, or without a domain (``7:00.0``, domain 0)."""
-    from .procfs import parse_bus_id
+    from ..host.procfs import parse_bus_id
 
     full = parse_bus_id(text)
     if full is not None:
@@ -245,10 +245,10 @@ def _visible_devices(gpus: Sequence[Gpu], value: str, source: str) -> Selection:
 
 
 def resolve_choice(gpus: Sequence[Gpu], choice: "SelectionChoice") -> Selection:
-    """Resolve the source :func:`nvlow.request.selection_choice` picked against the host's GPUs.
+    """Resolve the source :func:`nvlow.plan.request.selection_choice` picked against the host's GPUs.
 
     Example:
-        >>> from nvlow.request import SelectionChoice
+        >>> from nvlow.plan.request import SelectionChoice
         >>> resolve_choice((), SelectionChoice("NVIDIA_VISIBLE_DEVICES", "", "env")).mode
         'void'
     """

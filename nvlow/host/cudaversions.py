@@ -52,7 +52,7 @@ MINIMUM_DRIVER: Tuple[Tuple[Tuple[int, ...], str], ...] = (
 
 def _parse(version: str) -> Optional[Tuple[int, ...]]:
     """The parts of a dotted driver version: ASCII digits, at most 10 significant each (None otherwise)."""
-    from .procfs import number_or_none
+    from ..text import number_or_none
 
     parts = [number_or_none(p, max_digits=10) for p in version.strip().split(".")]
     return tuple(p for p in parts if p is not None) if all(p is not None for p in parts) else None

@@ -17,8 +17,8 @@ import os
 import stat
 from typing import Callable, Dict, Mapping, Optional, Sequence
 
-from .errors import UsageError
-from .procfs import printable
+from ..errors import UsageError
+from ..text import printable
 
 #: the largest env file nvlow reads (docker sets no limit; real ones are a few KiB)
 ENV_FILE_LIMIT = 1 << 20

@@ -31,8 +31,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
-from .errors import RequirementError, UsageError
-from .procfs import number_or_none, parse_number, printable
+from ..errors import RequirementError, UsageError
+from ..text import number_or_none, parse_number, printable
 
 PROPERTIES = ("cuda", "driver", "arch", "brand")
 OPERATORS = ("==", "!=", "<=", ">=", "=", "<", ">")

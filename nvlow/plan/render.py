@@ -1,8 +1,8 @@
-"""Render a :class:`~nvlow.plan.Plan` as docker/podman arguments, JSON or a compose fragment.
+"""Render a :class:`~nvlow.plan.plan.Plan` as docker/podman arguments, JSON or a compose fragment.
 
 Example:
-    >>> from nvlow.plan import Plan, DeviceMapping, Mount
-    >>> from nvlow.select import Selection
+    >>> from nvlow.plan.plan import Plan, DeviceMapping, Mount
+    >>> from nvlow.plan.select import Selection
     >>> p = Plan("550.54.15", "12.4", Selection(()), ("compute",), "bind",
     ...          (DeviceMapping("/dev/nvidiactl", "/dev/nvidiactl"),),
     ...          (Mount("/usr/bin/nvidia-smi", "/usr/local/nvidia/bin/nvidia-smi"),), ())
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from .model import Host
+from ..model import Host
 from .plan import Plan
 
 SCHEMA_VERSION = 1
@@ -71,7 +71,7 @@ def plan_document(plan: Plan, host: Optional[Host] = None) -> Dict[str, Any]:
         "env": plan.env_dict(),
         "args": docker_args(plan),
         "warnings": list(plan.warnings),
-        # a void plan is decided without looking at the host (nvlow.decide), so it names none
+        # a void plan is decided without looking at the host (nvlow.plan.decide), so it names none
         "simulated": host.simulated if host and not plan.selection.is_void else None,
     }
 

@@ -1,24 +1,24 @@
-"""The one decision: (host, :class:`~nvlow.request.PlanRequest`) -> :class:`~nvlow.plan.Plan`.
+"""The one decision: (host, :class:`~nvlow.plan.request.PlanRequest`) -> :class:`~nvlow.plan.plan.Plan`.
 
 Every path calls :func:`plan_for`: ``nvlow args``/``exec`` (local, and ``serve`` for a remote
 client, which sends its whole request), ``serve``'s v1 and v2 endpoints, ``nvlow list`` and the
 Python API. The steps, in order:
 
 1. the selection source, capabilities and driver-files mode are chosen from the request alone
-   (:mod:`nvlow.request`); a ``void`` selection stops here without touching the host, so
+   (:mod:`nvlow.plan.request`); a ``void`` selection stops here without touching the host, so
    ``NVIDIA_VISIBLE_DEVICES=void`` works on a host without a driver, as with the toolkit;
-2. the selection is resolved against the host's GPUs (:func:`nvlow.select.resolve_choice`);
+2. the selection is resolved against the host's GPUs (:func:`nvlow.plan.select.resolve_choice`);
 3. the image requirements are evaluated on the container's final environment;
 4. the driver files of the capabilities are selected (the driver volume holds every capability);
 5. device nodes: control nodes, GPUs, DRM nodes with ``graphics``/``display``, MIG access nodes,
    and the MIG config/monitor and IMEX channel nodes the environment asks for;
-6. :func:`nvlow.plan.build_plan` places files and merges ``PATH``/``LD_LIBRARY_PATH``;
-7. the engine's view (``engine=``, :class:`nvlow.plan.EngineView`): device and bind-mount host paths
+6. :func:`nvlow.plan.plan.build_plan` places files and merges ``PATH``/``LD_LIBRARY_PATH``;
+7. the engine's view (``engine=``, :class:`nvlow.plan.plan.EngineView`): device and bind-mount host paths
    with the root prefix the engine sees (``--engine-root``) and the volume plugin's name.
 
 Example:
     >>> import nvlow
-    >>> from nvlow.request import PlanRequest
+    >>> from nvlow.plan.request import PlanRequest
     >>> host = nvlow.load_host(simulate="dgx-a100")
     >>> plan = plan_for(host, PlanRequest(image_env=(("NVIDIA_VISIBLE_DEVICES", "3"), ("NVIDIA_DRIVER_CAPABILITIES", "utility"))))
     >>> [g.index for g in plan.selection.gpus], plan.capabilities
@@ -30,12 +30,12 @@ from __future__ import annotations
 
 from typing import Callable, Dict, List, Mapping, Optional, Tuple, Union
 
-from .errors import HostError, SelectionError, UsageError
-from .model import DeviceNode, DriverFiles, Host
+from ..errors import HostError, SelectionError, UsageError
+from ..model import DeviceNode, DriverFiles, Host
 from .plan import EngineView, Plan, build_plan
 from .request import (DRIVER_FILE_MODES, PlanRequest, capabilities_choice, decision_env, requirement_env,
                       selection_choice)
-from .root import HostRoot
+from ..host.root import HostRoot
 from .select import Selection, resolve_choice, select_gpus
 
 HostSource = Union[Host, Callable[[], Host]]
@@ -51,7 +51,7 @@ def host_root(host: Host) -> HostRoot:
 
 def select_files(host: Host, capabilities: Tuple[str, ...]) -> DriverFiles:
     """The driver files of ``capabilities`` (HostError when the driver version is unknown)."""
-    from .driverfiles import select_driver_files
+    from ..host.driverfiles import select_driver_files
 
     if not host.driver_version:
         raise HostError("the NVIDIA driver version is unknown, so its files cannot be selected",
@@ -135,7 +135,7 @@ def _volume(host: Host, volumes_dir: Optional[str]) -> str:
     from .volume import ensure_driver_volume
 
     # one volume per driver version serves every container and `nvlow serve`'s plugin, so it
-    # holds every capability's files, as nvidia-docker 1.0's did (nvlow.volume: one definition)
+    # holds every capability's files, as nvidia-docker 1.0's did (nvlow.plan.volume: one definition)
     return ensure_driver_volume(host_root(host), host.driver_version, volumes_dir).path
 
 
@@ -147,7 +147,7 @@ def plan_for(host: HostSource, request: PlanRequest, *, volumes_dir: Optional[st
     """The plan for ``request`` on ``host`` (a Host, or a callable that discovers it when needed).
 
     ``selection`` replaces the request's selection sources with GPUs already resolved
-    (:func:`nvlow.make_plan` given a :class:`~nvlow.select.Selection`). ``files_for`` and
+    (:func:`nvlow.make_plan` given a :class:`~nvlow.plan.select.Selection`). ``files_for`` and
     ``volume_for`` replace how driver files are selected and the driver volume is built
     (``serve`` passes its cache and its one builder); the decision stays the same. ``engine`` says
     how the container engine sees the host (``--engine-root``, the plugin name): the plan's host
@@ -157,7 +157,7 @@ def plan_for(host: HostSource, request: PlanRequest, *, volumes_dir: Optional[st
     :class:`~nvlow.errors.RequirementError` (exit 3) for unmet image requirements and
     :class:`~nvlow.errors.HostError` for what the host lacks.
     """
-    from .capabilities import CAPABILITY_ORDER, parse_capabilities
+    from ..host.capabilities import CAPABILITY_ORDER, parse_capabilities
 
     if request.driver_files not in DRIVER_FILE_MODES:
         raise UsageError(f"invalid driver-files mode {request.driver_files!r}", hint="use bind, volume or plugin")

@@ -1,4 +1,4 @@
-"""Option tables of the docker and podman CLIs, for the argv parser in :mod:`nvlow.argv`.
+"""Option tables of the docker and podman CLIs, for the argv parser in :mod:`nvlow.engine.argv`.
 
 Each table says, for one command level, which long options exist, whether they take a
 value, their one-letter short forms and the alias names the CLI accepts. Facts only

@@ -18,18 +18,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
 
-from .errors import LibraryError
-from .model import DeviceNode, Gpu, Host, MigDevice
-from .records import DriverLibrary, GpuRecord, SystemInfo
+from ..errors import LibraryError
+from ..model import DeviceNode, Gpu, Host, MigDevice, ProcfsFacts
+from ..records import DriverLibrary, GpuRecord, SystemInfo
 from .root import HostRoot
 
 if TYPE_CHECKING:
-    from .request import ProcfsFacts
     from .scan import MigCap, ProcScan
 
 LibraryOpener = Callable[[HostRoot], DriverLibrary]
 #: decides after the procfs scan whether NVML is opened: a reason (open it) or None (procfs only)
-NvmlWanted = Callable[["ProcfsFacts"], Optional[str]]
+NvmlWanted = Callable[[ProcfsFacts], Optional[str]]
 #: the driver's CUDA version without NVML (libcuda's cuDriverGetVersion), or None
 CudaReader = Callable[[HostRoot], Optional[str]]
 
@@ -104,10 +103,8 @@ def _gpus_from_procfs(scan: ProcScan) -> Tuple[List[Gpu], List[str]]:
 
 
 def procfs_facts(scan: ProcScan) -> ProcfsFacts:
-    """What the scan knows for :func:`nvlow.request.needs_nvml`, with the indices procfs-only
+    """What the scan knows for :func:`nvlow.plan.request.needs_nvml`, with the indices procfs-only
     discovery gives (excluded GPUs skipped, PCI bus order)."""
-    from .request import ProcfsFacts
-
     kept = [pg for pg in scan.gpus if not pg.excluded]
     mig_minors = {c.gpu_minor for c in scan.mig_caps if c.gi is not None}
     return ProcfsFacts(

@@ -1,6 +1,6 @@
 """The container plan: which device nodes, mounts and environment a container gets.
 
-What a container gets is decided by :func:`nvlow.decide.plan_for`; :func:`build_plan`
+What a container gets is decided by :func:`nvlow.plan.decide.plan_for`; :func:`build_plan`
 places it (device mappings, mounts, merged environment). Every output format (docker
 args, JSON, compose, REST API) renders a :class:`Plan`.
 
@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from .errors import HostError, UsageError
-from .model import DeviceNode, DriverFile, DriverFiles, Host
+from ..errors import HostError, UsageError
+from ..model import DeviceNode, DriverFile, DriverFiles, Host
 from .request import DRIVER_FILE_MODES as DRIVER_FILE_MODES  # one definition, re-exported
 from .select import Selection
 
@@ -166,7 +166,7 @@ class EngineView:
 
     def apply(self, plan: "Plan", host_root: str) -> "Plan":
         """The plan with device and bind-mount host paths in the engine's view and this plugin name
-        (the one translation step :func:`nvlow.decide.plan_for` applies to every plan it returns)."""
+        (the one translation step :func:`nvlow.plan.decide.plan_for` applies to every plan it returns)."""
         devices = tuple(replace(d, host_path=self.path(d.host_path, host_root)) for d in plan.devices)
         mounts = tuple(m if m.kind != "bind" else replace(m, host_path=self.path(m.host_path, host_root))
                        for m in plan.mounts)
@@ -339,12 +339,12 @@ def build_plan(
     explicit_env: Optional[Mapping[str, str]] = None,
     extra_devices: Sequence[DeviceNode] = (),
 ) -> Plan:
-    """Place devices, mounts and environment for ``selection`` (called by :func:`nvlow.decide.plan_for`,
+    """Place devices, mounts and environment for ``selection`` (called by :func:`nvlow.plan.decide.plan_for`,
     which decides the selection, capabilities, files and extra device nodes).
 
     ``mode`` is the driver-files mode: ``bind`` (per-file read-only binds),
     ``volume`` (``volume_path`` mounted at /usr/local/nvidia, built by
-    :mod:`nvlow.volume`) or ``plugin`` (named volume served by ``nvlow serve``).
+    :mod:`nvlow.plan.volume`) or ``plugin`` (named volume served by ``nvlow serve``).
     """
     caps = tuple(sorted(set(capabilities)))
     if mode not in DRIVER_FILE_MODES:

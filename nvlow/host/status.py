@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence
 
-from .records import DriverLibrary, GpuRecord, GpuStatus
+from ..records import DriverLibrary, GpuRecord, GpuStatus
 
 MIB = 1024 * 1024
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Dict, FrozenSet, Optional, Set, Tuple
 
-from .errors import UsageError
+from ..errors import UsageError
 
 #: canonical order, used for stable output
 CAPABILITY_ORDER: Tuple[str, ...] = ("compute", "utility", "video", "graphics", "display", "ngx", "compat32")

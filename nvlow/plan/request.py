@@ -5,7 +5,7 @@ docker/podman ``--gpus`` values and ``nvidia.com`` CDI device names of an engine
 nvlow's own ``--gpus``/``--capabilities``, the container environment the engine will set (``-e``,
 ``--env``, ``--env-file``), the NVIDIA variables of nvlow's own environment, the image's
 environment and labels, the driver-files mode and whether requirements are checked.
-:func:`nvlow.decide.plan_for` turns (host, request) into the plan; every path (``args``/``exec``
+:func:`nvlow.plan.decide.plan_for` turns (host, request) into the plan; every path (``args``/``exec``
 local and remote, ``serve``, ``list``, the Python API) builds a request and calls it.
 
 The choices below are pure functions of the request, so a remote client and the server that
@@ -36,7 +36,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .errors import UsageError
+from ..errors import UsageError
+from ..model import ProcfsFacts
 
 Pairs = Tuple[Tuple[str, str], ...]
 #: variables of nvlow's own environment that take part in the decision (like a ``-e`` given
@@ -213,7 +214,7 @@ def _env_get(env: Optional[Pairs], key: str) -> Optional[str]:
 
 
 def _docker_gpus_choice(value: str) -> SelectionChoice:
-    from .gpusflag import parse_gpus_flag
+    from ..engine.gpusflag import parse_gpus_flag
 
     parsed = parse_gpus_flag(value)
     if parsed.devices:
@@ -289,7 +290,7 @@ def capabilities_choice(req: PlanRequest) -> Tuple[str, str]:
     if req.capabilities is not None:
         return "--capabilities", req.capabilities.strip() or DEFAULT_CAPABILITIES_TEXT
     if req.docker_gpus:
-        from .gpusflag import parse_gpus_flag
+        from ..engine.gpusflag import parse_gpus_flag
 
         caps = [c for c in parse_gpus_flag(req.docker_gpus[-1]).capabilities if c != "gpu"]
         if caps:
@@ -311,7 +312,7 @@ class EngineRequest:
     """An engine command line read for nvlow: the parsed command, the request it makes and the
     options that nvlow replaces (``--gpus``, ``--runtime=nvidia``, ``nvidia.com`` CDI devices)."""
 
-    command: Any  # nvlow.argv.EngineCommand
+    command: Any  # nvlow.engine.argv.EngineCommand
     request: PlanRequest
     removed: Tuple[Any, ...] = ()  # ParsedOption
     notes: Tuple[str, ...] = ()
@@ -319,7 +320,7 @@ class EngineRequest:
     def rewrite(self, args: Sequence[str]) -> List[str]:
         """The final argv: ``args`` injected and the replaced options dropped; unchanged when the
         command starts no container."""
-        from .argv import inject
+        from ..engine.argv import inject
 
         if not self.command.injectable:
             return list(self.command.argv)
@@ -347,8 +348,8 @@ def request_from_argv(argv: Sequence[str], env: Mapping[str, str], *, base: Opti
     """
     from dataclasses import replace
 
-    from .argv import parse_engine_argv
-    from .engineenv import container_environment
+    from ..engine.argv import parse_engine_argv
+    from ..engine.environ import container_environment
 
     base = base if base is not None else PlanRequest(process_env=process_pairs(env))
     cmd = parse_engine_argv(list(argv), image_hint=image_hint)
@@ -375,21 +376,6 @@ def request_from_argv(argv: Sequence[str], env: Mapping[str, str], *, base: Opti
 
 
 # -- does this request need NVML? (args/exec on a local host) -------------------------------
-@dataclass(frozen=True)
-class ProcfsFacts:
-    """What a procfs/dev scan already knows, for :func:`needs_nvml` (no driver library involved).
-
-    ``gpu_uuids``: the GPU UUIDs of ``/proc/driver/nvidia/gpus/*/information`` in index order
-    (None where procfs shows none); ``mig_gpus``: indices of GPUs with MIG GPU instances under
-    ``/proc/driver/nvidia/capabilities/gpuN/mig``; ``complete``: every GPU has its minor, UUID,
-    bus id and model in procfs.
-    """
-
-    gpu_uuids: Tuple[Optional[str], ...] = ()
-    mig_gpus: Tuple[int, ...] = ()
-    complete: bool = True
-
-
 _REQUIRE_NEEDS_NVML = ("brand", "arch")
 
 
