@@ -16,8 +16,6 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple, Union
-
 from .model import DriverFiles, Host
 from .plan.plan import Plan
 from .records import DriverLibrary
@@ -25,7 +23,11 @@ from .plan.request import EngineRequest, PlanRequest, pairs, process_pairs
 from .host.root import HostRoot
 from .plan.select import Selection, resolve_choice, select_gpus
 
-Capabilities = Union[str, Sequence[str], FrozenSet[str]]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple, Union
+
+    Capabilities = Union[str, Sequence[str], FrozenSet[str]]
 
 
 def host_root(host: Host) -> HostRoot:
@@ -179,7 +181,7 @@ def request_from_argv(argv: Sequence[str], env: Optional[Mapping[str, str]] = No
         >>> er.request.docker_gpus
         ('"device=1,2"',)
     """
-    from dataclasses import replace
+    from .frozen import replace
 
     from .plan.request import request_from_argv as _from_argv
 

@@ -11,19 +11,22 @@ Example:
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
+from .frozen import Record, asdict, field
 from .errors import DriverNotLoaded, LibraryError, NvlowError
 from .model import Host
 from .records import DriverLibrary, GpuRecord, SystemInfo
 from .host.root import HostRoot
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 
 
-@dataclass(frozen=True)
-class CheckResult:
+class CheckResult(Record):
     """One doctor line: ``status`` is ok, warn, fail or skip; ``fix`` says what to do."""
 
     check: str
@@ -35,8 +38,7 @@ class CheckResult:
         return asdict(self)
 
 
-@dataclass
-class DoctorContext:
+class DoctorContext(Record, frozen=False):
     """What the checks may look at; everything is passed in."""
 
     root: HostRoot

@@ -20,7 +20,9 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
 
 
 class NvlowError(Exception):

@@ -10,12 +10,15 @@ Example:
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from .frozen import Record, asdict, field
 
 
-@dataclass(frozen=True)
-class DeviceNode:
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, Optional, Tuple
+
+
+class DeviceNode(Record):
     """A character device node a container may need.
 
     ``kind`` is one of ``ctl``, ``uvm``, ``uvm-tools``, ``modeset``, ``gpu``,
@@ -37,8 +40,7 @@ class DeviceNode:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class MigDevice:
+class MigDevice(Record):
     """A MIG device (GPU instance + compute instance) on a parent GPU.
 
     Example:
@@ -68,8 +70,7 @@ class MigDevice:
         return d
 
 
-@dataclass(frozen=True)
-class Gpu:
+class Gpu(Record):
     """One physical GPU.
 
     ``bus_id`` is normalised to the procfs/sysfs spelling ``0000:07:00.0``.
@@ -122,8 +123,7 @@ class Gpu:
         }
 
 
-@dataclass(frozen=True)
-class DriverFile:
+class DriverFile(Record):
     """A driver file to expose in a container.
 
     ``kind``: ``lib64``, ``lib32``, ``bin``, ``config``, ``ipc``, ``firmware``.
@@ -150,8 +150,7 @@ class DriverFile:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class DriverFiles:
+class DriverFiles(Record):
     """Driver files selected for a set of capabilities, in the order of ``nvlow list``.
 
     Example:
@@ -189,8 +188,7 @@ class DriverFiles:
         }
 
 
-@dataclass(frozen=True)
-class Host:
+class Host(Record):
     """Everything discovery learned about a host (no capability-dependent data).
 
     Example:
@@ -258,8 +256,7 @@ class Host:
         }
 
 
-@dataclass(frozen=True)
-class ProcfsFacts:
+class ProcfsFacts(Record):
     """What a procfs/dev scan already knows, for :func:`needs_nvml` (no driver library involved).
 
     ``gpu_uuids``: the GPU UUIDs of ``/proc/driver/nvidia/gpus/*/information`` in index order

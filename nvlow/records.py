@@ -14,12 +14,18 @@ Example:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Optional, Protocol, Tuple
+from .frozen import Record, field
 
 
-@dataclass(frozen=True)
-class SystemInfo:
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional, Protocol, Tuple
+
+else:
+    Protocol = object  # a plain base at run time; type checkers see typing.Protocol
+
+
+class SystemInfo(Record):
     """Driver-wide versions. ``cuda_version`` is "major.minor" (12040 -> "12.4")."""
 
     driver_version: Optional[str]
@@ -27,8 +33,7 @@ class SystemInfo:
     cuda_version: Optional[str]
 
 
-@dataclass(frozen=True)
-class MigRecord:
+class MigRecord(Record):
     """One MIG device as NVML reports it."""
 
     index: int  # slot index under the parent (nvmlDeviceGetMigDeviceHandleByIndex)
@@ -44,8 +49,7 @@ TOPOLOGY_INTERNAL, TOPOLOGY_SINGLE, TOPOLOGY_MULTIPLE, TOPOLOGY_HOSTBRIDGE, TOPO
     0, 10, 20, 30, 40, 50)
 
 
-@dataclass(frozen=True)
-class PeerLink:
+class PeerLink(Record):
     """How one GPU reaches another (a ``GpuRecord.peers`` entry).
 
     ``topology`` is the nvmlGpuTopologyLevel_t of the pair (0 same board ... 50
@@ -62,8 +66,7 @@ class PeerLink:
     nvlinks: Optional[int] = None
 
 
-@dataclass(frozen=True)
-class GpuRecord:
+class GpuRecord(Record):
     """Static facts about one GPU from NVML (and libcuda where NVML lacks them)."""
 
     index: int
@@ -100,8 +103,7 @@ class GpuRecord:
     peers: Tuple[PeerLink, ...] = ()
 
 
-@dataclass(frozen=True)
-class ProcessRecord:
+class ProcessRecord(Record):
     """A compute process running on a GPU."""
 
     pid: int
@@ -109,8 +111,7 @@ class ProcessRecord:
     used_memory: Optional[int]  # bytes
 
 
-@dataclass(frozen=True)
-class GpuStatus:
+class GpuStatus(Record):
     """Live readings for one GPU."""
 
     index: int

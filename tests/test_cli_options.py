@@ -337,3 +337,85 @@ def test_nv_host_asks_a_remote_nvlow_serve(tmp_path):
     assert "--volume=nvidia_driver_550.54.15:/usr/local/nvidia:ro" in argv
     assert [a for a in argv if re.match(r"--device=/dev/nvidia\d+$", a)] == ["--device=/dev/nvidia2"]
     assert argv[:3] == ["docker", "run", "--rm"] and argv[-1] == "img"
+
+
+# ----------------------------------------------------------------------------- fast host commands
+from nvlow.cli import main as cli_main  # noqa: E402
+from nvlow.cli.fast import HOST_FLAGS, HOST_VALUES, parse_host_command  # noqa: E402
+
+
+@pytest.mark.parametrize("name", sorted(HOST_FLAGS))
+def test_host_commands_have_the_typer_options(name):
+    assert _params(name) == (set(HOST_FLAGS[name]), set(HOST_VALUES[name]))
+    assert _envvars(name) == {"root": ENV_OPTIONS["root"], "simulate": ENV_OPTIONS["simulate"]}
+
+
+HOST_CASES = [
+    (["info", "--simulate", "dgx-a100"], {}),
+    (["info", "--json", "--no-nvml"], {"NVLOW_SIMULATE": "workstation"}),
+    (["--simulate", "dgx-h100-mig", "--json", "info"], {}),
+    (["info", "--simulate=no-driver"], {}),
+    (["info", "--root", "/nonexistent-root"], {}),
+    (["list", "--simulate", "dgx-a100", "--gpus", "1,3", "--capabilities", "utility"], {}),
+    (["list", "--json", "--gpus=all"], {"NVLOW_SIMULATE": "dgx-a100"}),
+    (["list", "--simulate", "dgx-a100", "--gpus", "9"], {}),
+    (["list", "--simulate", "dgx-a100", "--capabilities", "bogus"], {}),
+    (["status", "--simulate", "dgx-a100", "--json"], {}),
+    (["status", "--simulate", "dgx-a100", "--no-nvml"], {}),
+    (["status", "--simulate", "dgx-a100", "--watch", "0.01", "--count", "1", "--json"], {}),
+    (["status", "--simulate", "dgx-a100", "--count", "2"], {}),
+    (["doctor", "--simulate", "dgx-a100", "--no-engine", "--json"], {}),
+    (["doctor", "--simulate", "no-driver", "--no-engine"], {}),
+    (["doctor", "--no-engine", "--no-nvml"], {"NVLOW_SIMULATE": "workstation"}),
+]
+
+
+@pytest.mark.parametrize("argv,env", HOST_CASES, ids=[" ".join(c[0]) for c in HOST_CASES])
+def test_host_commands_fast_and_typer_agree(argv, env, monkeypatch, capsys):
+    """The same command line run by the fast parser and by the typer app: same output, same status."""
+    for var in ("NVLOW_ROOT", "NVLOW_SIMULATE", "NVLOW_DEBUG"):
+        monkeypatch.delenv(var, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    parse_host_command(argv, dict(env))  # the fast parser takes it (no Fallback)
+    fast_code = cli_main(list(argv))
+    fast = capsys.readouterr()
+    slow_code = run_app(list(argv), False)
+    slow = capsys.readouterr()
+    assert (fast_code, fast.out, fast.err) == (slow_code, slow.out, slow.err)
+
+
+@pytest.mark.parametrize("argv", [
+    ["info", "--help"], ["info", "-h"], ["info", "--bogus"], ["info", "extra"], ["info", "--root"],
+    ["info", "--json=1"], ["list", "--dry-run"], ["status", "--watch", "x"], ["status", "--count", "1.5"],
+    ["doctor", "--gpus", "0"], ["status", "--no-uvm-load"], ["cdi", "list"], ["serve"],
+])
+def test_host_command_fast_parser_falls_back(argv):
+    with pytest.raises(Fallback):
+        parse_host_command(argv, {})
+
+
+def test_host_command_values_and_environment():
+    cmd = parse_host_command(["status", "--watch=2.5", "--count", "3", "--root", "/r"], {"NVLOW_ROOT": "/env"})
+    assert (cmd.name, cmd.options.root, cmd.extra) == ("status", "/r", {"watch": 2.5, "count": 3})
+    cmd = parse_host_command(["--json", "doctor", "--no-engine"], {"NVLOW_SIMULATE": "dgx-a100"})
+    assert (cmd.options.json, cmd.options.simulate, cmd.extra) == (True, "dgx-a100", {"no_engine": True})
+
+
+@pytest.mark.parametrize("argv", [["args", "--simulate", "dgx-a100"], ["info", "--simulate", "dgx-a100"],
+                                  ["list", "--simulate", "dgx-a100"], ["doctor", "--simulate", "dgx-a100",
+                                                                        "--no-engine"],
+                                  ["status", "--simulate", "dgx-a100", "--json"],
+                                  ["exec", "--simulate", "dgx-a100", "--dry-run", "--", "docker", "run", "img"]])
+def test_hot_commands_import_no_heavy_module(argv):
+    """Start-up is paid on every wrapped `docker run`: these commands import neither typer/click nor
+    the modules that cost most of it (typing, dataclasses, inspect)."""
+    # measured against what the interpreter had already loaded (an editable install's import hook
+    # loads typing on some Pythons before any nvlow code runs)
+    code = ("import sys\nbefore = set(sys.modules)\nfrom nvlow.cli import main\ntry:\n    main(%r)\n"
+            "except SystemExit:\n    pass\nheavy = ('typer', 'click', 'typing', 'dataclasses', 'inspect')\n"
+            "sys.stderr.write('HEAVY=%%s' %% sorted(m for m in heavy if m in sys.modules and m not in before))"
+            % (argv,))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NVLOW_", "NV_", "DOCKER_"))}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert res.stderr.rsplit("HEAVY=", 1)[-1] == "[]", res.stderr

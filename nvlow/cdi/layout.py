@@ -32,11 +32,17 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict, List, Optional, Tuple
 
 from ..host.ldcache import native_arch
 from ..model import DriverFile, DriverFiles
 from ..plan.plan import Mount, container_library_names, driver_file_mounts
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Dict, List, Optional, Tuple
+
+    #: ``source(file) -> (host path to bind, warning or None)``
+    Source = Callable[[DriverFile], Tuple[str, Optional[str]]]
 
 BIN_DIR = "/usr/bin"
 #: glibc's default 32-bit directories: Debian's i386 multiarch directory, then the RHEL family's /usr/lib
@@ -46,9 +52,6 @@ COMPAT32_DIRS = ("/usr/lib/i386-linux-gnu", "/usr/lib")
 _MULTIARCH = {"x86-64": "x86_64-linux-gnu", "ppc64le": "powerpc64le-linux-gnu", "i386": "i386-linux-gnu"}
 #: sub-directories of the nvidia-docker 1.0 driver volume (:mod:`nvlow.plan.volume`) by file kind
 VOLUME_SUBDIRS = {"bin": "bin", "lib64": "lib64", "lib32": "lib"}
-
-#: ``source(file) -> (host path to bind, warning or None)``
-Source = Callable[[DriverFile], Tuple[str, Optional[str]]]
 
 
 def multiarch_tuple(arch: str) -> str:

@@ -17,9 +17,13 @@ Example:
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, List, Tuple
 
 from .field_rules import FieldChecker, type_name
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Tuple
+
 
 KNOWN_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.4.0", "0.5.0", "0.6.0", "0.7.0", "0.8.0", "1.0.0", "1.1.0")
 BASE_VERSION = "0.3.0"

@@ -31,14 +31,18 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
+from ..frozen import Record, field
 from ..errors import HostError, UsageError
 from ..model import DeviceNode, DriverFiles, Gpu, Host, MigDevice
 from ..plan.plan import NVIDIA_DIR, Mount, device_mappings
 from ..plan.select import select_gpus
 from .layout import driver_mounts, volume_source
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
+
 
 DEFAULT_VENDOR = "nvidia.com"
 DEFAULT_CLASS = "gpu"
@@ -58,8 +62,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.:-]*[A-Za-z0-9])?$")
 _VENDOR_RE = re.compile(r"^[A-Za-z]([A-Za-z0-9_.-]*[A-Za-z0-9])?$")
 
 
-@dataclass(frozen=True)
-class GeneratedSpec:
+class GeneratedSpec(Record):
     """A CDI spec document and what was left out of it (one line each)."""
 
     document: Dict[str, Any]
@@ -164,8 +167,7 @@ def spec_env() -> List[str]:
     return ["NVIDIA_VISIBLE_DEVICES=void"]
 
 
-@dataclass
-class _Devices:
+class _Devices(Record, frozen=False):
     """The named devices of a spec being built, the nodes of ``all`` and the warnings."""
 
     strategies: Sequence[str]

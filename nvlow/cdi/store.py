@@ -24,12 +24,16 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+from ..frozen import Record
 from ..errors import HostError
 from ..host.root import HostRoot
 from .yaml import YamlError, load_yaml
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
 
 SPEC_DIRS = ("/etc/cdi", "/var/run/cdi")
 DEFAULT_SPEC_DIR = "/var/run/cdi"
@@ -73,8 +77,7 @@ def spec_files(root: HostRoot, dirs: Sequence[str] = SPEC_DIRS) -> List[Tuple[in
     return out
 
 
-@dataclass(frozen=True)
-class ListedDevice:
+class ListedDevice(Record):
     """A resolvable CDI device and the spec file that defines it."""
 
     name: str  # vendor/class=name

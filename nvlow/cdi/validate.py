@@ -25,11 +25,15 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Callable, Dict, List, Optional
 
 from .field_rules import HOOK_NAMES, NODE_TYPES
 from .rules import (BASE_VERSION, KNOWN_VERSIONS, as_list, compatibility_notes, required_version,
                     validate_document)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional
+
 
 __all__ = [
     "BASE_VERSION", "HOOK_NAMES", "KNOWN_VERSIONS", "NODE_TYPES", "compatibility_notes", "driver_version_of",

@@ -30,10 +30,14 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, List, Optional
 
 from .yaml_load import load_yaml
 from .yaml_scalar import BOOL_FALSE, BOOL_TRUE, NULLS, YamlError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, List, Optional
+
 
 __all__ = ["YamlError", "dump_yaml", "load_yaml"]
 

@@ -48,9 +48,13 @@ from __future__ import annotations
 
 import bisect
 import re
-from typing import Any, Dict, List, NoReturn, Optional, Tuple, Union
 
 from .yaml_scalar import YamlError, key_string, resolve_plain
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, NoReturn, Optional, Tuple, Union
+
 
 #: collections nested deeper than this are refused (CDI specs need fewer than 10)
 MAX_DEPTH = 200

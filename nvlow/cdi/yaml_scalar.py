@@ -23,9 +23,13 @@ from __future__ import annotations
 import math
 import re
 import struct
-from typing import Any, Dict, Optional
 
 from ..errors import NvlowError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, Optional
+
 
 # YAML 1.1 booleans and nulls, in the spellings a YAML 1.1 reader resolves
 BOOL_TRUE = {"y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"}

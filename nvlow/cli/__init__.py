@@ -1,7 +1,7 @@
 """nvlow command line (entry point ``nvlow``).
 
-``args`` and ``exec`` take a fast path that never imports typer; every
-other command, and ``--help``, goes through the typer app in
+``args``, ``exec``, ``info``, ``list``, ``status`` and ``doctor`` take a fast path that never
+imports typer; every other command, ``--help`` and usage errors go through the typer app in
 :mod:`nvlow.cli.app`. Errors from the core (:class:`nvlow.errors.NvlowError`)
 become one line on stderr and the error's exit code; anything else is an
 internal error, with a traceback only under ``--debug`` (or NVLOW_DEBUG=1).
@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, List, Mapping, Optional, Sequence, TextIO
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import List, Mapping, Optional, Sequence, TextIO
+
+    from .fast import HostCommand
     from .options import PlanOptions
 
 FAST_COMMANDS = ("args", "exec")
+#: parsed without typer too (see :func:`nvlow.cli.fast.parse_host_command`)
+HOST_COMMANDS = ("info", "list", "status", "doctor")
 
 
 def _wants_debug(argv: Sequence[str], env: "os._Environ[str]") -> bool:
@@ -121,6 +126,31 @@ def run_plan_command(opts: "PlanOptions", env: Mapping[str, str], command: str, 
         sys.stderr = saved
 
 
+def run_host_command(command: "HostCommand", env: Mapping[str, str], debug: bool) -> int:
+    """Run ``info``/``list``/``status``/``doctor`` as the typer app's commands do; errors become exit codes."""
+    opts, extra = command.options, command.extra
+    try:
+        if command.name == "info":
+            from .hostcmd import run_info
+
+            return run_info(opts, env)
+        if command.name == "list":
+            from .hostcmd import run_list
+
+            return run_list(opts, env, extra.get("gpus"), extra.get("capabilities"))
+        if command.name == "status":
+            from .statuscmd import run_status
+
+            return run_status(opts, env, extra.get("watch"), extra.get("count"))
+        from .doctorcmd import run_doctor_cmd
+
+        return run_doctor_cmd(opts, env, check_engine=not extra.get("no_engine"))
+    except BaseException as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
+        if isinstance(exc, SystemExit):
+            raise
+        return report_error(exc, debug or opts.debug)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``nvlow`` command."""
     from .options import hoist_globals
@@ -137,6 +167,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             pass
         else:
             sys.exit(run_plan_command(opts, env, args[0], debug))
+    if args and args[0] in HOST_COMMANDS:
+        from . import fast
+
+        try:
+            command = fast.parse_host_command(args, env)
+        except fast.Fallback:
+            pass
+        else:
+            return run_host_command(command, env, debug)
     from .app import run_app
 
     return run_app(args, debug)

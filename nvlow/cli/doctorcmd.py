@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Mapping, Optional
 
 from .options import CommonOptions
 from .session import open_root
+
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Mapping, Optional
 
 
 def _engine_factory(docker_host: Optional[str]) -> Any:

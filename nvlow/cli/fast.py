@@ -1,4 +1,5 @@
-"""A typer-free parser for ``nvlow args`` and ``nvlow exec`` (the hot path).
+"""A typer-free parser for ``nvlow args`` and ``nvlow exec`` (the hot path), and for ``info``,
+``list``, ``status`` and ``doctor``.
 
 Anything it does not understand (``--help``, an unknown option, a missing
 value) raises :class:`Fallback` and the typer app parses the command line
@@ -6,10 +7,13 @@ instead, so users always get typer's usage messages.
 """
 from __future__ import annotations
 
-from typing import AbstractSet, Dict, List, Mapping, Sequence, Set
-
 from .options import (ARGS_VALUES, ENV_OPTIONS, EXEC_ENV_OPTIONS, EXEC_FLAGS, EXEC_VALUES, FAST_FLAGS, FAST_VALUES,
-                      SHORT_FLAGS, PlanOptions, hoist_globals)
+                      SHORT_FLAGS, CommonOptions, PlanOptions, hoist_globals)
+
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import AbstractSet, Any, Callable, Dict, List, Mapping, Sequence, Set
 
 
 class Fallback(Exception):
@@ -81,3 +85,70 @@ def apply_env_defaults(opts: PlanOptions, env: Mapping[str, str], given: Abstrac
         value = env.get(var)
         if attr not in given and value:
             setattr(opts, attr, value)
+
+
+#: the host commands the fast parser runs too (``info``, ``list``, ``status``, ``doctor``): each
+#: command's boolean flags and value options -> attribute, as the typer app declares them
+#: (tests/test_cli_options.py checks both parsers agree); typer/click cost ~80 ms of start-up and
+#: are imported only for --help, completion and usage errors
+_COMMON_FLAGS: Dict[str, str] = {"--no-nvml": "no_nvml", "--debug": "debug", "--json": "json"}
+_COMMON_VALUES: Dict[str, str] = {"--root": "root", "--simulate": "simulate"}
+HOST_FLAGS: Dict[str, Dict[str, str]] = {
+    "info": {**_COMMON_FLAGS, "--no-uvm-load": "no_uvm_load"},
+    "list": {**_COMMON_FLAGS, "--no-uvm-load": "no_uvm_load"},
+    "status": dict(_COMMON_FLAGS),
+    "doctor": {**_COMMON_FLAGS, "--no-engine": "no_engine"},
+}
+HOST_VALUES: Dict[str, Dict[str, str]] = {
+    "info": dict(_COMMON_VALUES),
+    "list": {**_COMMON_VALUES, "--gpus": "gpus", "--capabilities": "capabilities"},
+    "status": {**_COMMON_VALUES, "--watch": "watch", "--count": "count"},
+    "doctor": dict(_COMMON_VALUES),
+}
+#: value options that are numbers (click's FLOAT and INT types convert with float() and int())
+_NUMBERS: Dict[str, Callable[[str], object]] = {"watch": float, "count": int}
+
+
+class HostCommand:
+    """A parsed host command: its name, the common options and the command's own (``extra``)."""
+
+    __slots__ = ("name", "options", "extra")
+
+    def __init__(self, name: str, options: CommonOptions, extra: Dict[str, Any]) -> None:
+        self.name = name
+        self.options = options
+        self.extra = extra
+
+
+def parse_host_command(argv: Sequence[str], env: Mapping[str, str]) -> HostCommand:
+    """Parse ``info``/``list``/``status``/``doctor`` and their options (global options hoisted);
+    :class:`Fallback` for anything else, ``--help`` and every usage error."""
+    argv = hoist_globals(list(argv))
+    if not argv or argv[0] not in HOST_FLAGS:
+        raise Fallback()
+    name = argv[0]
+    flags, values = HOST_FLAGS[name], HOST_VALUES[name]
+    found: Dict[str, Any] = {}
+    rest = argv[1:]
+    i = 0
+    while i < len(rest):
+        opt, eq, inline = rest[i].partition("=")
+        if opt in flags and not eq:
+            found[flags[opt]] = True
+            i += 1
+        elif opt in values and (eq or i + 1 < len(rest)):
+            raw = inline if eq else rest[i + 1]
+            i += 1 if eq else 2
+            attr = values[opt]
+            convert = _NUMBERS.get(attr)
+            try:
+                found[attr] = convert(raw) if convert else raw
+            except ValueError:
+                raise Fallback() from None  # typer names the option and the bad value
+        else:
+            raise Fallback()
+    for attr, var in (("root", ENV_OPTIONS["root"]), ("simulate", ENV_OPTIONS["simulate"])):
+        if attr not in found and env.get(var):
+            found[attr] = env[var]
+    common = {k: found.pop(k) for k in ("root", "simulate", "no_nvml", "debug", "json", "no_uvm_load") if k in found}
+    return HostCommand(name, CommonOptions(**common), found)

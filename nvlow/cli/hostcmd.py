@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Dict, List, Mapping, Optional
 
 from ..model import Gpu, Host
 from .options import CommonOptions
 from .session import load_host, warn
+
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Mapping, Optional
 
 
 def _mib(value: Optional[int]) -> str:

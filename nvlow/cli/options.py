@@ -8,8 +8,13 @@ line (environment variables included) to the same values.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from ..frozen import Record, field
+
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Sequence
+
 
 #: boolean options of args/exec -> attribute
 FAST_FLAGS: Dict[str, str] = {
@@ -124,8 +129,7 @@ def check_gpus(value: Optional[str], option: str = "--gpus") -> None:
                          hint="separate GPUs with single commas, e.g. 0,1")
 
 
-@dataclass
-class CommonOptions:
+class CommonOptions(Record, frozen=False):
     """Options every command takes."""
 
     root: str = "/"
@@ -137,8 +141,7 @@ class CommonOptions:
     quiet: bool = False  # args/exec: no notes or warnings on stderr (errors still print)
 
 
-@dataclass
-class PlanOptions(CommonOptions):
+class PlanOptions(CommonOptions, frozen=False):
     """Options of ``args`` and ``exec``."""
 
     gpus: Optional[str] = None

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, replace
-from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from ..frozen import Record, replace
 from ..errors import UsageError
 from ..model import Host
 from ..plan.plan import EngineView, Plan
@@ -19,11 +18,15 @@ from ..plan.request import DRIVER_FILE_MODES, PlanRequest, process_pairs, select
 from .options import PlanOptions
 from .session import load_host, note, warn
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+
 ARGS_FORMATS = ("shell", "json", "compose")
 
 
-@dataclass
-class Prepared:
+class Prepared(Record, frozen=False):
     """The arguments to inject and what they came from."""
 
     args: List[str]

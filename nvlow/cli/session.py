@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Callable, List, Mapping, Optional, Tuple
 
 from ..model import Host
 from ..records import DriverLibrary
 from ..host.root import HostRoot
 from .options import CommonOptions
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Callable, List, Mapping, Optional, Tuple
+
     from ..plan.request import PlanRequest
 
 #: ``NVLOW_EAGER_NVML=1``: args/exec open NVML even when the request does not need it (the

@@ -4,11 +4,15 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Mapping, Optional
 
 from ..errors import UsageError
 from .options import CommonOptions
 from .session import open_root
+
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Mapping, Optional
 
 
 def run_status(opts: CommonOptions, env: Mapping[str, str], watch: Optional[float],

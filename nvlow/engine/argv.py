@@ -16,24 +16,28 @@ Example:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import List, Optional, Sequence, Set, Tuple
 
+from ..frozen import Record
 from .dockerflags import ENGINES, SUDO, FlagTable, command_table, global_table
 from ..errors import UsageError
 from .gpusflag import GpusRequest, parse_gpus_flag
+from ..text import lazy_re
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import List, Optional, Sequence, Set, Tuple
+
 
 __all__ = ["EngineCommand", "GpusRequest", "ParsedOption", "inject", "parse_engine_argv",
            "parse_gpus_flag", "split_engine_command"]
 
 _IMAGE_HINT = "name the image explicitly: nvlow exec --image IMG -- docker run ... IMG ..."
-_ENV_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+_ENV_ASSIGNMENT = lazy_re(r"[A-Za-z_][A-Za-z0-9_]*=")
 _TRUE = ("1", "t", "T", "TRUE", "true", "True")
 _FALSE = ("0", "f", "F", "FALSE", "false", "False")
 
 
-@dataclass(frozen=True)
-class ParsedOption:
+class ParsedOption(Record):
     """One option as the engine will read it: canonical long name, value, argv span [start, end).
 
     ``value`` is None for a boolean given without ``=value``. Letters of one short
@@ -46,8 +50,7 @@ class ParsedOption:
     end: int
 
 
-@dataclass(frozen=True)
-class EngineCommand:
+class EngineCommand(Record):
     """What an engine command line means to nvlow.
 
     ``command`` is ``run``/``create`` (also for ``container run|create``), else the first
@@ -82,8 +85,7 @@ class _NeedsArgument(Exception):
     """A value-taking option is the last token: the engine will print its own error."""
 
 
-@dataclass
-class _Scan:
+class _Scan(Record, frozen=False):
     options: List[ParsedOption]
     positional: Optional[int] = None
     dashdash: Optional[int] = None

@@ -25,10 +25,14 @@ from __future__ import annotations
 import errno
 import json
 import time
-from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
 
+from ..frozen import Record
 from ..errors import EngineError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Tuple
+
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 DEFAULT_DOCKER_HOST = "unix://" + DEFAULT_SOCKET
@@ -67,8 +71,7 @@ def quote_path(segment: str) -> str:
     return "".join(out)
 
 
-@dataclass(frozen=True)
-class Response:
+class Response(Record):
     """One HTTP response: status code, lower-cased headers, raw body."""
 
     status: int

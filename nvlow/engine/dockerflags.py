@@ -23,8 +23,13 @@ Example:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Dict, FrozenSet, Iterable, Mapping, Optional, Tuple
+from ..frozen import Record, field
+
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, FrozenSet, Iterable, Mapping, Optional, Tuple
+
 
 SOURCES: Tuple[str, ...] = (
     "docker/cli v28.5.2 + v29.7.2: cli/flags/options.go",
@@ -43,8 +48,7 @@ SOURCES: Tuple[str, ...] = (
 )
 
 
-@dataclass(frozen=True)
-class FlagTable:
+class FlagTable(Record):
     """The options of one command level (e.g. ``docker run``).
 
     ``booleans``/``values`` hold canonical long names; ``shorts`` maps a letter to its

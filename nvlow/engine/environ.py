@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Callable, Dict, Mapping, Optional, Sequence
 
 from ..errors import UsageError
 from ..text import printable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Dict, Mapping, Optional, Sequence
+
 
 #: the largest env file nvlow reads (docker sets no limit; real ones are a few KiB)
 ENV_FILE_LIMIT = 1 << 20

@@ -13,19 +13,21 @@ Example:
 """
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
 
+from ..frozen import Record
 from ..errors import UsageError
-from ..text import number_or_none
+from ..text import lazy_re, number_or_none
 
-_INT = re.compile(r"[+-]?[0-9]+")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Tuple
+
+
+_INT = lazy_re(r"[+-]?[0-9]+")
 _INT64_MAX = 2 ** 63 - 1
 
 
-@dataclass(frozen=True)
-class GpusRequest:
+class GpusRequest(Record):
     """One ``--gpus`` request.
 
     ``count``: -1 for ``all``, N for a count, 1 when neither a count nor devices were given

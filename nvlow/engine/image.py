@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from ..frozen import Record
 from ..errors import EngineError
 
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-@dataclass(frozen=True)
-class ImageConfig:
+
+class ImageConfig(Record):
     """The parts of an image's ``.Config`` nvlow uses; ``source`` is "api" or "cli"."""
 
     name: str

@@ -13,9 +13,12 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Dict, FrozenSet, Optional, Set, Tuple
-
 from ..errors import UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, FrozenSet, Optional, Set, Tuple
+
 
 #: canonical order, used for stable output
 CAPABILITY_ORDER: Tuple[str, ...] = ("compute", "utility", "video", "graphics", "display", "ngx", "compat32")

@@ -17,7 +17,10 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional, Tuple
+
 
 #: (minimum driver version, CUDA version), newest first
 MINIMUM_DRIVER: Tuple[Tuple[Tuple[int, ...], str], ...] = (

@@ -16,21 +16,20 @@ Example:
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
-
 from ..errors import LibraryError
 from ..model import DeviceNode, Gpu, Host, MigDevice, ProcfsFacts
 from ..records import DriverLibrary, GpuRecord, SystemInfo
 from .root import HostRoot
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Callable, List, Optional, Sequence, Tuple
     from .scan import MigCap, ProcScan
-
-LibraryOpener = Callable[[HostRoot], DriverLibrary]
-#: decides after the procfs scan whether NVML is opened: a reason (open it) or None (procfs only)
-NvmlWanted = Callable[[ProcfsFacts], Optional[str]]
-#: the driver's CUDA version without NVML (libcuda's cuDriverGetVersion), or None
-CudaReader = Callable[[HostRoot], Optional[str]]
+    LibraryOpener = Callable[[HostRoot], DriverLibrary]
+    #: decides after the procfs scan whether NVML is opened: a reason (open it) or None (procfs only)
+    NvmlWanted = Callable[[ProcfsFacts], Optional[str]]
+    #: the driver's CUDA version without NVML (libcuda's cuDriverGetVersion), or None
+    CudaReader = Callable[[HostRoot], Optional[str]]
 
 
 def _cap_nodes(mig_caps: Sequence[MigCap], gpu_minor: Optional[int], gi: Optional[int],

@@ -38,7 +38,6 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
 from .capabilities import (ALL_CAPABILITIES, BINARIES, CAPABILITY_ORDER, CONFIG_FILES,  # noqa: F401
                            DEFAULT_CAPABILITIES, DEFAULT_MPS_PIPE_DIR, DRIVER_DIR_LIBS, EXTRA_LINKS, GBM_BACKEND,
@@ -51,6 +50,12 @@ from .ldcache import LdCache, compat32_arch, native_arch, read_ldcache
 from ..model import DriverFile, DriverFiles
 from ..text import is_ascii_digits
 from .root import HostRoot
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
+
+    Candidates = Callable[[str], List[Tuple[str, str]]]  # prefix -> [(key, host path)]
 
 __all__ = ["ALL_CAPABILITIES", "CAPABILITY_ORDER", "DEFAULT_CAPABILITIES", "DEFAULT_PATH",
            "FALLBACK_LIB_DIRS", "parse_capabilities", "select_driver_files"]
@@ -78,8 +83,6 @@ XORG_FIXED_DIRS = tuple(f"{base}/{sub}" for base in ("/usr/lib/xorg", "/usr/lib6
                         for sub in ("modules/drivers", "modules/extensions", "modules/updates/drivers",
                                     "modules/updates/extensions"))
 NEW_TLS_ABI = (2, 3, 99)
-
-Candidates = Callable[[str], List[Tuple[str, str]]]  # prefix -> [(key, host path)]
 
 
 def _dedupe(names: Iterable[str]) -> Tuple[str, ...]:

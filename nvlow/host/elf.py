@@ -30,11 +30,16 @@ from __future__ import annotations
 import os
 import struct
 import sys
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
 
+from ..frozen import Record
 from ..errors import HostError
 from .root import HostRoot, open_regular, read_regular
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Dict, List, Optional, Tuple
+
+    Reader = Callable[[int, int], bytes]
 
 ELF_MAGIC = b"\x7fELF"
 PT_LOAD, PT_DYNAMIC, PT_NOTE = 1, 2, 4
@@ -49,11 +54,8 @@ _MAX_NAME = 4096
 
 EM_386, EM_PPC64, EM_X86_64, EM_AARCH64, EM_ARM = 3, 21, 62, 183, 40
 
-Reader = Callable[[int, int], bytes]
 
-
-@dataclass(frozen=True)
-class ElfInfo:
+class ElfInfo(Record):
     """What nvlow needs from an ELF file.
 
     ``machine`` uses the ld.so.cache arch names: ``x86-64``, ``i386``, ``x32``,

@@ -25,11 +25,15 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
 
+from ..frozen import Record
 from ..errors import HostError
 from .root import HostRoot
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Tuple
+
 
 CACHE_PATH = "/etc/ld.so.cache"
 OLD_MAGIC = b"ld.so-1.7.0"
@@ -65,8 +69,7 @@ _ARCH_NAME = {0x0000: "i386", 0x0300: "x86-64", 0x0800: "x32", 0x0A00: "aarch64"
 _OS_NAMES = ("Linux", "Hurd", "Solaris", "FreeBSD", "kNetBSD", "Syllable")
 
 
-@dataclass(frozen=True)
-class LdCacheEntry:
+class LdCacheEntry(Record):
     """One cache entry: ``key`` is the SONAME, ``value`` the library path.
 
     Example:
@@ -111,8 +114,7 @@ def _is_hwcaps_extension(hwcap: int) -> bool:
     return ((hwcap >> 32) & ~0x3FF) == (DL_CACHE_HWCAP_EXTENSION >> 32)
 
 
-@dataclass(frozen=True)
-class LdCache:
+class LdCache(Record):
     """A parsed cache. ``nlibs_reported`` is the count ``ldconfig -p`` prints
     (new section for new/compat files), which can exceed ``len(entries)`` when
     corrupt entries were skipped."""
@@ -137,7 +139,7 @@ class LdCache:
 
 def _fast_entry(key: str, value: str, flags: int, osversion: int, hwcap: int,
                 subdir: Optional[str]) -> LdCacheEntry:
-    """``LdCacheEntry(...)`` without the frozen-dataclass ``__init__`` (half the parse time
+    """``LdCacheEntry(...)`` without the generic record ``__init__`` (half the parse time
     of a 1,000-entry cache goes there). Equal, hashable and immutable as usual."""
     e = object.__new__(LdCacheEntry)
     d = e.__dict__

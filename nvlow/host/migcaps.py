@@ -26,18 +26,22 @@ Example:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Protocol, Set, Tuple
-
+from ..frozen import Record
 from ..model import DeviceNode
 from .procfs import parse_cap_access, parse_mig_cap_name, parse_mig_minors
 from .root import HostRoot
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Protocol, Set, Tuple
+
+else:
+    Protocol = object  # a plain base at run time; type checkers see typing.Protocol
+
 _CAPS = "/proc/driver/nvidia/capabilities"
 
 
-@dataclass(frozen=True)
-class MigCap:
+class MigCap(Record):
     """A MIG access capability: GI access when ``ci`` is None, else CI access."""
 
     gpu_minor: int

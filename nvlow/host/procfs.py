@@ -21,12 +21,15 @@ Example:
 """
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple, Type
 
+from ..frozen import Record
 from ..errors import HostError, NvlowError
-from ..text import number_or_none
+from ..text import lazy_re, number_or_none
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Tuple, Type
+
 
 #: /proc/devices names nvlow cares about (matched exactly, never by prefix)
 NVIDIA_DEVICE_NAMES: Tuple[str, ...] = (
@@ -36,7 +39,7 @@ NVIDIA_DEVICE_NAMES: Tuple[str, ...] = (
 
 # The name is the second field only: a pasted line may carry a trailing note
 # ("508 nvidia-uvm   # dynamic"), and kernel device names hold no spaces.
-_DEVICES_LINE = re.compile(r"^\s*([0-9]+)\s+(\S+)")
+_DEVICES_LINE = lazy_re(r"^\s*([0-9]+)\s+(\S+)")
 
 
 def parse_devices(text: str) -> Dict[str, int]:
@@ -87,8 +90,7 @@ def device_names_by_major(text: str) -> Dict[int, Tuple[str, ...]]:
     return out
 
 
-@dataclass(frozen=True)
-class DriverVersion:
+class DriverVersion(Record):
     """The kernel module's version banner (``NVRM version:`` line)."""
 
     version: str
@@ -97,9 +99,9 @@ class DriverVersion:
     banner: str
 
 
-_VERSION_TOKEN = re.compile(r"(?<![\w.:])([0-9]{1,10}\.[0-9]{1,10}(?:\.[0-9]{1,10})?)(?![\w.:])")
-_PROPRIETARY_ARCH = re.compile(r"NVIDIA UNIX\s+(\S+)\s+Kernel Module")
-_OPEN_ARCH = re.compile(r"Open Kernel Module\s+for\s+(\S+)")
+_VERSION_TOKEN = lazy_re(r"(?<![\w.:])([0-9]{1,10}\.[0-9]{1,10}(?:\.[0-9]{1,10})?)(?![\w.:])")
+_PROPRIETARY_ARCH = lazy_re(r"NVIDIA UNIX\s+(\S+)\s+Kernel Module")
+_OPEN_ARCH = lazy_re(r"Open Kernel Module\s+for\s+(\S+)")
 
 
 def parse_driver_version(text: str) -> Optional[DriverVersion]:
@@ -142,7 +144,7 @@ def parse_driver_version(text: str) -> Optional[DriverVersion]:
     return DriverVersion(version=m.group(1), open_module=open_module, arch=arch, banner=banner)
 
 
-_BUS_ID = re.compile(r"^([0-9a-fA-F]{1,8}):([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])$")
+_BUS_ID = lazy_re(r"^([0-9a-fA-F]{1,8}):([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])$")
 
 
 def parse_bus_id(text: str) -> Optional[Tuple[int, int, int, int]]:
@@ -179,8 +181,7 @@ def normalize_bus_id(text: str) -> Optional[str]:
     return format_bus_id(parts) if parts is not None else None
 
 
-@dataclass(frozen=True)
-class ProcGpuInfo:
+class ProcGpuInfo(Record):
     """``/proc/driver/nvidia/gpus/<bus>/information`` parsed.
 
     ``bus_location`` is normalised (None when absent or malformed); ``uuid``
@@ -293,7 +294,7 @@ def parse_mig_minors(text: str) -> Dict[str, int]:
     return out
 
 
-_MIG_CAP_NAME = re.compile(r"^gpu([0-9]{1,10})/(?:mig/)?gi([0-9]{1,10})(?:/ci([0-9]{1,10}))?/access\Z")
+_MIG_CAP_NAME = lazy_re(r"^gpu([0-9]{1,10})/(?:mig/)?gi([0-9]{1,10})(?:/ci([0-9]{1,10}))?/access\Z")
 
 
 def parse_mig_cap_name(name: str) -> Optional[Tuple[int, int, Optional[int]]]:
@@ -318,8 +319,8 @@ MAX_MINOR = (1 << 20) - 1
 
 # DRM minors are named "card%d" (primary) and "renderD%d" (render) after the minor number itself
 # (drivers/gpu/drm/drm_sysfs.c); "controlD%d" (legacy control nodes) is not a node a container needs.
-_DRM_NODE = re.compile(r"^(card|renderD)(0|[1-9][0-9]{0,6})$")
-_IMEX_CHANNEL = re.compile(r"^channel(0|[1-9][0-9]{0,6})$")
+_DRM_NODE = lazy_re(r"^(card|renderD)(0|[1-9][0-9]{0,6})$")
+_IMEX_CHANNEL = lazy_re(r"^channel(0|[1-9][0-9]{0,6})$")
 
 
 def parse_drm_node_name(name: str) -> Optional[Tuple[str, int]]:

@@ -29,10 +29,15 @@ from __future__ import annotations
 
 import os
 import stat as _stat
-from dataclasses import dataclass
-from typing import Callable, List, Optional
 
+from ..frozen import Record
 from ..errors import HostError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, List, Optional
+
+    NodeReader = Callable[[str], Optional["NodeInfo"]]
 
 #: the most nvlow reads of a /proc, /sys or other small text file
 TEXT_LIMIT = 1 << 20
@@ -121,8 +126,7 @@ def read_regular(real_path: str, max_size: int = TEXT_LIMIT, *, limit: Optional[
         os.close(fd)
 
 
-@dataclass(frozen=True)
-class NodeInfo:
+class NodeInfo(Record):
     """What a device-node check found at a path.
 
     Example:
@@ -136,9 +140,6 @@ class NodeInfo:
     mode: int
     #: the path is a symbolic link (never followed, so never a device node)
     is_link: bool = False
-
-
-NodeReader = Callable[[str], Optional[NodeInfo]]
 
 
 def stat_node_reader(real_path: str) -> Optional[NodeInfo]:

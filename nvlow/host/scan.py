@@ -35,10 +35,8 @@ Example:
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass, replace
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
+from ..frozen import Record, replace
 from ..errors import DriverNotLoaded, HostError
 from .migcaps import MigCap as MigCap  # noqa: F401 - re-exported for ``from nvlow.host.scan import MigCap``
 from .migcaps import scan_mig_caps
@@ -47,8 +45,14 @@ from .procfs import (MAX_MINOR, device_names_by_major, normalize_bus_id, parse_b
                      parse_driver_version, parse_drm_node_name, parse_gpu_information, parse_imex_channel_name)
 from ..records import GpuRecord
 from .root import HostRoot, read_regular
+from ..text import lazy_re
 
-Runner = Callable[[List[str]], int]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+
+    Runner = Callable[[List[str]], int]
+
 
 #: nvidia-modprobe hard-codes this major; used when /proc/devices lacks the name
 NVIDIA_MAJOR = 195
@@ -62,7 +66,7 @@ UVM_MISSING = ("{path} is missing: CUDA will fail in containers; run 'nvidia-mod
 _EXTRA_PATH = "/usr/bin:/usr/sbin:/bin:/sbin:/usr/local/bin:/usr/local/sbin"
 #: the running kernel's device table (never read under the root), to judge the majors of a tree other than ``/``
 KERNEL_DEVICES = "/proc/devices"
-_GPU_NODE = re.compile(r"^nvidia(0|[1-9][0-9]{0,6})\Z")
+_GPU_NODE = lazy_re(r"^nvidia(0|[1-9][0-9]{0,6})\Z")
 
 #: the /proc/devices names a node of each kind may have its major from, in the running kernel
 KIND_DEVICE_NAMES: Dict[str, Tuple[str, ...]] = {
@@ -107,8 +111,7 @@ def foreign_major(kernel: Mapping[int, Tuple[str, ...]], major: int, kind: str) 
     return None if any(n in wanted for n in names) else names
 
 
-@dataclass(frozen=True)
-class ProcGpu:
+class ProcGpu(Record):
     """A GPU as procfs lists it (``bus_id`` in the procfs spelling)."""
 
     bus_id: str
@@ -122,8 +125,7 @@ class ProcGpu:
     drm_nodes: Tuple[DeviceNode, ...] = ()
 
 
-@dataclass(frozen=True)
-class ProcScan:
+class ProcScan(Record):
     """Everything the kernel side tells about the NVIDIA driver, GPUs and nodes."""
 
     driver_version: Optional[str]

@@ -10,9 +10,12 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
-
 from ..records import DriverLibrary, GpuRecord, GpuStatus
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Sequence
+
 
 MIB = 1024 * 1024
 

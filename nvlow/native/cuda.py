@@ -13,11 +13,14 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
-
 from ..errors import LibraryError
 from ..host.root import HostRoot
 from ._cuda_ffi import ffi as _ffi
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+
 
 ffi: Any = _ffi  # cffi ships no type information
 

@@ -31,9 +31,9 @@ Example:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any, List, Mapping, Optional, Tuple
 
+from ..frozen import Record
 from ..errors import HostError, LibraryError
 from ..host.root import HostRoot
 
@@ -61,8 +61,7 @@ _HINT = ("install the NVIDIA driver's user-space libraries, or point {var} at th
 Candidate = Tuple[str, str]
 
 
-@dataclass(frozen=True)
-class LoadedLibrary:
+class LoadedLibrary(Record):
     """A dlopened library: ``lib`` is the cffi library object, ``path`` the host path."""
 
     lib: Any

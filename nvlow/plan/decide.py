@@ -28,8 +28,6 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Mapping, Optional, Tuple, Union
-
 from ..errors import HostError, SelectionError, UsageError
 from ..model import DeviceNode, DriverFiles, Host
 from .plan import EngineView, Plan, build_plan
@@ -38,7 +36,12 @@ from .request import (DRIVER_FILE_MODES, PlanRequest, capabilities_choice, decis
 from ..host.root import HostRoot
 from .select import Selection, resolve_choice, select_gpus
 
-HostSource = Union[Host, Callable[[], Host]]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Dict, List, Mapping, Optional, Tuple, Union
+
+    HostSource = Union[Host, Callable[[], Host]]
+
 _MIG_ADMIN = (("NVIDIA_MIG_CONFIG_DEVICES", "mig_config_node", "config"),
               ("NVIDIA_MIG_MONITOR_DEVICES", "mig_monitor_node", "monitor"))
 _OFF = ("", "void", "none")
@@ -192,7 +195,7 @@ def plan_for(host: HostSource, request: PlanRequest, *, volumes_dir: Optional[st
     plan = build_plan(found, selection, caps, files, mode=request.driver_files, volume_path=volume_path,
                       image_env=image_env, explicit_env=explicit, extra_devices=tuple(extra))
     if warnings:
-        from dataclasses import replace
+        from ..frozen import replace
 
         plan = replace(plan, warnings=plan.warnings + tuple(warnings))
     if engine is not None:

@@ -11,14 +11,18 @@ Example:
 """
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, replace
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from ..frozen import Record, replace
 from ..errors import HostError, UsageError
 from ..model import DeviceNode, DriverFile, DriverFiles, Host
 from .request import DRIVER_FILE_MODES as DRIVER_FILE_MODES  # one definition, re-exported
 from .select import Selection
+from ..text import lazy_re
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
 
 NVIDIA_DIR = "/usr/local/nvidia"
 NVIDIA_BIN = NVIDIA_DIR + "/bin"
@@ -31,11 +35,10 @@ PATH_ADDITIONS = (NVIDIA_BIN,)
 #: another name sets ``serve --plugin-name`` and ``NVLOW_PLUGIN_NAME`` for the CLI
 PLUGIN_DRIVER = "nvidia-docker"
 #: a legacy plugin name dockerd can find as ``<name>.spec``/``.sock``/``.json`` (one path component)
-_PLUGIN_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", re.ASCII)
+_PLUGIN_NAME_RE = lazy_re(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # explicit ASCII classes
 
 
-@dataclass(frozen=True)
-class DeviceMapping:
+class DeviceMapping(Record):
     """A device node passed with ``--device``.
 
     Example:
@@ -51,8 +54,7 @@ class DeviceMapping:
         return {"host_path": self.host_path, "container_path": self.container_path}
 
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(Record):
     """A read-only (by default) mount. ``kind`` is ``bind`` or ``volume`` (named volume).
 
     Example:
@@ -70,8 +72,7 @@ class Mount:
                 "read_only": self.read_only, "kind": self.kind}
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(Record):
     """Everything a GPU container needs, engine-independent.
 
     Example:
@@ -128,8 +129,7 @@ def check_engine_root(path: str, option: str = "--engine-root") -> str:
     return "/" + norm.lstrip("/") if norm.startswith("//") else norm
 
 
-@dataclass(frozen=True)
-class EngineView:
+class EngineView(Record):
     """How the container engine sees what nvlow reads: where the host root is for the engine and
     which name its volume plugin has.
 

@@ -11,10 +11,13 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
-
 from ..model import Host
 from .plan import Plan
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional
+
 
 SCHEMA_VERSION = 1
 

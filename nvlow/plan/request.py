@@ -33,13 +33,16 @@ Example:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
-
+from ..frozen import Record
 from ..errors import UsageError
 from ..model import ProcfsFacts
 
-Pairs = Tuple[Tuple[str, str], ...]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+    Pairs = Tuple[Tuple[str, str], ...]
+
 #: variables of nvlow's own environment that take part in the decision (like a ``-e`` given
 #: before the command line's own); nothing else of nvlow's environment reaches the plan
 PROCESS_ENV_KEYS = ("NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "NVIDIA_MIG_CONFIG_DEVICES",
@@ -53,8 +56,7 @@ MAX_ITEMS = 4096
 MAX_TEXT = 65536
 
 
-@dataclass(frozen=True)
-class PlanRequest:
+class PlanRequest(Record):
     """Everything that decides a container's GPUs, nodes, driver files and environment, as given.
 
     Environments are tuples of ``(name, value)`` pairs (later pairs win), so the record is
@@ -177,8 +179,7 @@ def request_from_dict(doc: Any) -> PlanRequest:
 
 
 # -- pure choices ----------------------------------------------------------------------
-@dataclass(frozen=True)
-class SelectionChoice:
+class SelectionChoice(Record):
     """The source that selects the GPUs and its text.
 
     ``grammar``: ``list`` (nvlow's selection syntax), ``env`` (``NVIDIA_VISIBLE_DEVICES``: empty or
@@ -307,8 +308,7 @@ def capabilities_choice(req: PlanRequest) -> Tuple[str, str]:
 
 
 # -- the request from an engine command line ---------------------------------------------
-@dataclass(frozen=True)
-class EngineRequest:
+class EngineRequest(Record):
     """An engine command line read for nvlow: the parsed command, the request it makes and the
     options that nvlow replaces (``--gpus``, ``--runtime=nvidia``, ``nvidia.com`` CDI devices)."""
 
@@ -346,7 +346,7 @@ def request_from_argv(argv: Sequence[str], env: Mapping[str, str], *, base: Opti
         >>> er.request.docker_gpus, dict(er.request.container_env or ())
         (('2',), {'NVIDIA_DRIVER_CAPABILITIES': 'video'})
     """
-    from dataclasses import replace
+    from ..frozen import replace
 
     from ..engine.argv import parse_engine_argv
     from ..engine.environ import container_environment

@@ -28,30 +28,33 @@ Example:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
+from ..frozen import Record
 from ..errors import RequirementError, UsageError
-from ..text import number_or_none, parse_number, printable
+from ..text import lazy_re, number_or_none, parse_number, printable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, List, Mapping, Optional, Sequence, Tuple
+
 
 PROPERTIES = ("cuda", "driver", "arch", "brand")
 OPERATORS = ("==", "!=", "<=", ">=", "=", "<", ">")
 LABEL_CUDA_VERSION = "com.nvidia.cuda.version"
-_CONDITION = re.compile(r"^([A-Za-z_]+)(==|!=|<=|>=|=|<|>)(.*)$")
-_NUMERIC = re.compile(r"^[0-9]+(\.[0-9]+)*\Z")
-_MAJOR_MINOR = re.compile(r"^([0-9]+)\.([0-9]+)")
-_LEADING_NUMERIC = re.compile(r"^[0-9]+(\.[0-9]+)*")
+_CONDITION = lazy_re(r"^([A-Za-z_]+)(==|!=|<=|>=|=|<|>)(.*)$")
+_NUMERIC = lazy_re(r"^[0-9]+(\.[0-9]+)*\Z")
+_MAJOR_MINOR = lazy_re(r"^([0-9]+)\.([0-9]+)")
+_LEADING_NUMERIC = lazy_re(r"^[0-9]+(\.[0-9]+)*")
 #: significant digits a part of a version may have (CUDA and driver parts are unsigned 32-bit)
 _MAX_PART_DIGITS = 10
 # Masterminds semver's loose form (NewVersion), which the toolkit parses CUDA_VERSION with
-_SEMVER = re.compile(r"^v?([0-9]+)(?:\.([0-9]+))?(?:\.([0-9]+))?"
+_SEMVER = lazy_re(r"^v?([0-9]+)(?:\.([0-9]+))?(?:\.([0-9]+))?"
                      r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$")
 _UINT32 = 2 ** 32 - 1
 _LIBCUDA_UNKNOWN = "host CUDA version unknown: libcuda could not be read"
 
 
-@dataclass(frozen=True)
-class Condition:
+class Condition(Record):
     """One ``<property><op><value>`` test; ``text`` is how it was written."""
 
     prop: str
@@ -60,16 +63,14 @@ class Condition:
     text: str
 
 
-@dataclass(frozen=True)
-class Requirement:
+class Requirement(Record):
     """OR of clauses, each an AND of conditions. No clause at all means "always holds"."""
 
     clauses: Tuple[Tuple[Condition, ...], ...]
     text: str
 
 
-@dataclass(frozen=True)
-class GpuFacts:
+class GpuFacts(Record):
     """What the requirement language knows about one GPU (None = could not be read)."""
 
     arch: Optional[str]
@@ -77,8 +78,7 @@ class GpuFacts:
     index: Optional[int] = None
 
 
-@dataclass(frozen=True)
-class HostFacts:
+class HostFacts(Record):
     """The host values requirements compare against (None = could not be read)."""
 
     cuda_version: Optional[str]
@@ -386,7 +386,7 @@ def compat_applies(host_driver: str, compat_version: str, note: Optional[Mapping
     host_major, compat_major = _major(host_driver), _major(compat_version)
     if host_major is None or compat_major is None:
         return False
-    branches = note.get("driver") if isinstance(note, Mapping) else None
+    branches = note.get("driver") if isinstance(note, dict) else None
     if isinstance(branches, list):
         listed = {b for b in (_major(str(x)) for x in branches) if b is not None}
         if host_major not in listed:

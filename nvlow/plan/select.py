@@ -21,30 +21,31 @@ Example:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
+from ..frozen import Record
 from ..errors import SelectionError
 from ..model import Gpu, MigDevice
-from ..text import is_ascii_digits, parse_number, printable
+from ..text import is_ascii_digits, lazy_re, parse_number, printable
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
+    from typing import List, Optional, Sequence, Tuple
+
     from .request import SelectionChoice
 
-_SHORT_BUS_RE = re.compile(r"^([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])\Z")
-_MIG_INDEX_RE = re.compile(r"^([0-9]+):([0-9]+)\Z")
+_SHORT_BUS_RE = lazy_re(r"^([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])\Z")
+_MIG_INDEX_RE = lazy_re(r"^([0-9]+):([0-9]+)\Z")
 # The MIG UUID form of drivers R450-R465: MIG-<parent GPU UUID>/<GI>/<CI> (toolkit README).
-_OLD_MIG_UUID_RE = re.compile(r"^MIG-(GPU-[0-9A-Fa-f-]+)/([0-9]+)/([0-9]+)\Z")
+_OLD_MIG_UUID_RE = lazy_re(r"^MIG-(GPU-[0-9A-Fa-f-]+)/([0-9]+)/([0-9]+)\Z")
 #: digits an index, MIG slot or instance id may have (leading zeros aside)
 _MAX_INDEX_DIGITS = 10
 # A CDI-qualified name (vendor/class=device), which the NVIDIA Container Toolkit accepts in
 # NVIDIA_VISIBLE_DEVICES: "-e NVIDIA_VISIBLE_DEVICES=nvidia.com/gpu=all" (its CDI docs).
-_CDI_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*=(\S+)$")
+_CDI_NAME_RE = lazy_re(r"^[A-Za-z0-9][A-Za-z0-9.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*=(\S+)$")
 _HINT = "'nvlow list --json' or 'nvlow info' shows the GPUs, their UUIDs and MIG devices"
 
 
-@dataclass(frozen=True)
-class Selection:
+class Selection(Record):
     """The GPUs and MIG devices a container gets.
 
     ``mode`` is ``devices`` (normal), ``none`` (driver files but no GPU, like

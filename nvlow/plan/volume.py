@@ -43,19 +43,27 @@ import errno
 import fcntl
 import json
 import os
-import re
 import shutil
 import stat
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
+from ..frozen import Record
 from ..host.capabilities import CAPABILITY_ORDER
 from ..errors import HostError
 from ..model import DriverFile, DriverFiles
 from .plan import container_library_names
 from ..host.root import HostRoot
+from ..text import lazy_re
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
+
+    #: (root, driver version, capabilities) -> the driver files; :func:`nvlow.host.driverfiles.select_driver_files` fits
+    Selector = Callable[[HostRoot, str, Iterable[str]], DriverFiles]
+    #: (path inside the volume, source real path, size, mtime in ns)
+    FileEntry = Tuple[str, str, int, int]
 
 DEFAULT_VOLUMES_DIR = "/var/lib/nvlow/volumes"
 VOLUME_BASE = "nvidia_driver"
@@ -77,18 +85,12 @@ _SUBDIRS = ("bin", "lib", "lib64")
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 #: a driver version: ASCII digits in dot-separated groups (no empty group, so no "..", no separator)
-_VERSION_RE = re.compile(r"[0-9]+(?:\.[0-9]+)*", re.ASCII)
+_VERSION_RE = lazy_re(r"[0-9]+(?:\.[0-9]+)*")  # explicit ASCII classes
 #: room for the manifest, the marker and the directories, on top of the copied files
 _SPACE_SLACK = 64 * 1024
 
-#: (root, driver version, capabilities) -> the driver files; :func:`nvlow.host.driverfiles.select_driver_files` fits
-Selector = Callable[[HostRoot, str, Iterable[str]], DriverFiles]
-#: (path inside the volume, source real path, size, mtime in ns)
-FileEntry = Tuple[str, str, int, int]
 
-
-@dataclass(frozen=True)
-class VolumeResult:
+class VolumeResult(Record):
     """A ready driver volume."""
 
     path: str
@@ -99,8 +101,7 @@ class VolumeResult:
     replaced: bool = False  # True when a volume with another manifest was swapped out
 
 
-@dataclass(frozen=True)
-class Manifest:
+class Manifest(Record):
     """What a driver volume holds: files (sorted) and symlinks (sorted)."""
 
     driver_version: str

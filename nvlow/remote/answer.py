@@ -24,23 +24,27 @@ Example:
 """
 from __future__ import annotations
 
-import re
-from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ..errors import RemoteError
+from ..text import lazy_re
 
-_DEVICE = re.compile(r"/dev/(?:nvidiactl|nvidia-uvm|nvidia-uvm-tools|nvidia-modeset|nvidia[0-9]{1,4}"
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+
+_DEVICE = lazy_re(r"/dev/(?:nvidiactl|nvidia-uvm|nvidia-uvm-tools|nvidia-modeset|nvidia[0-9]{1,4}"
                      r"|nvidia-caps/nvidia-cap[0-9]{1,7}|nvidia-caps-imex-channels/channel[0-9]{1,7}"
                      r"|dri/card[0-9]{1,4}|dri/renderD[0-9]{1,4})")
-_LIBRARY = re.compile(r"lib[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,200}\.so(?:\.[0-9A-Za-z_]{1,20}){0,6}")
-_VOLUME = re.compile(r"nvidia_driver_[0-9]{1,6}(?:\.[0-9]{1,6}){1,3}")
+_LIBRARY = lazy_re(r"lib[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,200}\.so(?:\.[0-9A-Za-z_]{1,20}){0,6}")
+_VOLUME = lazy_re(r"nvidia_driver_[0-9]{1,6}(?:\.[0-9]{1,6}){1,3}")
 _VOLUME_DRIVERS = ("nvlow", "nvidia-docker")
 NVIDIA_DIR = "/usr/local/nvidia"
-_FIRMWARE = re.compile(r"/(?:usr/)?lib/firmware/nvidia/[0-9.]{1,20}/[A-Za-z0-9_.-]{1,100}\.bin")
-_XORG = re.compile(r"/[A-Za-z0-9_./-]{1,200}/xorg/modules/[A-Za-z0-9_/-]{0,100}/"
+_FIRMWARE = lazy_re(r"/(?:usr/)?lib/firmware/nvidia/[0-9.]{1,20}/[A-Za-z0-9_.-]{1,100}\.bin")
+_XORG = lazy_re(r"/[A-Za-z0-9_./-]{1,200}/xorg/modules/[A-Za-z0-9_/-]{0,100}/"
                    r"(?:nvidia_drv\.so|libglxserver_nvidia\.so(?:\.[0-9.]{1,20})?)")
-_XORG_CONF = re.compile(r"/(?:usr/share|etc)/X11/xorg\.conf\.d/[A-Za-z0-9_.-]{0,60}nvidia[A-Za-z0-9_.-]{0,60}\.conf")
-_GBM = re.compile(r"/[A-Za-z0-9_./-]{1,200}/gbm/nvidia-drm_gbm\.so")
+_XORG_CONF = lazy_re(r"/(?:usr/share|etc)/X11/xorg\.conf\.d/[A-Za-z0-9_.-]{0,60}nvidia[A-Za-z0-9_.-]{0,60}\.conf")
+_GBM = lazy_re(r"/[A-Za-z0-9_./-]{1,200}/gbm/nvidia-drm_gbm\.so")
 _ENV = ("PATH", "LD_LIBRARY_PATH")
 _MAX_ITEMS = 2048
 
@@ -168,7 +172,7 @@ def checked_args(doc: Mapping[str, Any], where: str, plugin_names: Tuple[str, ..
     return docker_args(plan)
 
 
-_V1_OPTION = re.compile(r"--(volume-driver|volume|device)=(.*)")
+_V1_OPTION = lazy_re(r"--(volume-driver|volume|device)=(.*)")
 
 
 def check_v1_args(args: Tuple[str, ...], where: str) -> Tuple[str, ...]:

@@ -34,11 +34,16 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, replace
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
+from ..frozen import Record, replace
 from ..errors import NvlowError, RemoteError, RequirementError, SelectionError, UsageError
 from ..plan.request import PlanRequest, requirement_env, selection_choice
+from ..text import lazy_re
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+
 
 DEFAULT_HTTP_PORT = 3476
 DEFAULT_SSH_PORT = 22
@@ -46,15 +51,14 @@ DEFAULT_TIMEOUT = 10.0  # seconds for the whole exchange, 1.0's client timeout
 #: set to 1 to let a TCP/SSH DOCKER_HOST name the plugin's host, as nvidia-docker 1.0 did
 DOCKER_HOST_OPT_IN = "NVLOW_PLUGIN_ON_DOCKER_HOST"
 MAX_RESPONSE = 4 * 1024 * 1024
-_SCHEME_RE = re.compile(r"^[a-z0-9+.-]+://")
-_ADDR_RE = re.compile(r"^(\[[0-9a-fA-F.:]+\]|[0-9A-Za-z.\-_]+)?(:\d+)?:(\d+)?$")
-_BARE_RE = re.compile(r"^(\[[0-9a-fA-F.:]+\]|[0-9A-Za-z.\-_]+)$")
+_SCHEME_RE = lazy_re(r"^[a-z0-9+.-]+://")
+_ADDR_RE = lazy_re(r"^(\[[0-9a-fA-F.:]+\]|[0-9A-Za-z.\-_]+)?(:\d+)?:(\d+)?$")
+_BARE_RE = lazy_re(r"^(\[[0-9a-fA-F.:]+\]|[0-9A-Za-z.\-_]+)$")
 _LOCAL_SCHEMES = ("unix", "fd", "npipe")
 _HINT = "use [http://|ssh://][user@]host[:ssh-port]:[http-port], e.g. 10.0.0.1: or ssh://me@gpu1:22:3476"
 
 
-@dataclass(frozen=True)
-class RemoteTarget:
+class RemoteTarget(Record):
     """Where the plugin of a remote host is reached."""
 
     scheme: str  # "http" or "ssh"
@@ -74,8 +78,7 @@ class RemoteTarget:
         return f"ssh://{user}{self.host}:{self.ssh_port}:{self.http_port}"
 
 
-@dataclass(frozen=True)
-class RemotePlan:
+class RemotePlan(Record):
     """What a remote host answered: docker args plus what is known about its driver."""
 
     args: Tuple[str, ...]

@@ -31,11 +31,16 @@ from __future__ import annotations
 
 import json
 import os
-from typing import List, Optional, Sequence, Tuple
 
 from .elfgen import make_elf_exec, make_elf_so
 from .ldcache_writer import FLAGS_I386, FLAGS_X86_64, build_ldcache
 from .presets import Preset
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import List, Optional, Sequence, Tuple
+
+    _Lib = Tuple[str, Optional[str], Tuple[str, ...]]
 
 LIB64 = "/usr/lib/x86_64-linux-gnu"
 LIB32 = "/usr/lib/i386-linux-gnu"
@@ -44,7 +49,6 @@ STALE_DIR = "/usr/local/lib"
 GENERATOR = "ldconfig (nvlow simulated host) stable release version 2.36"
 
 # (name stem, SONAME or None for "the versioned name itself", extra DT_NEEDED)
-_Lib = Tuple[str, Optional[str], Tuple[str, ...]]
 _COMPUTE: Tuple[_Lib, ...] = (
     ("libnvidia-ml.so", "libnvidia-ml.so.1", ()),
     ("libnvidia-cfg.so", "libnvidia-cfg.so.1", ()),

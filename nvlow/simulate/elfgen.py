@@ -29,7 +29,11 @@ Example:
 from __future__ import annotations
 
 import struct
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Sequence, Tuple, Union
+
 
 #: machine name -> (e_machine, ELF class); names are the ld.so.cache arch names
 MACHINES: Dict[str, Tuple[int, int]] = {

@@ -21,11 +21,14 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
-
 from ..errors import LibraryError
 from ..records import GpuRecord, GpuStatus, MigRecord, PeerLink, ProcessRecord, SystemInfo
 from .presets import Preset, SimGpu, nvlink_count, p2p_supported, topology_level
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, Optional, Tuple
+
 
 #: nvmlBrandType_t value -> lower-case token (shared with the native helper)
 BRAND_NAMES: Dict[int, str] = {

@@ -12,12 +12,16 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import Callable, Mapping, Optional, Tuple
 
 from ..errors import HostError
 from ..records import DriverLibrary
 from ..host.root import HostRoot, file_node_reader
 from .presets import Preset, get_preset
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Mapping, Optional, Tuple
+
 
 #: bump when the layout written by proctree/drivertree changes
 TREE_SCHEMA = 1

@@ -20,13 +20,17 @@ from __future__ import annotations
 
 import functools
 import struct
-from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from ..host.ldcache import (DL_CACHE_HWCAP_EXTENSION, EXT_TAG_GENERATOR, EXT_TAG_HWCAPS, EXTENSION_MAGIC,
                        NEW_MAGIC, OLD_MAGIC)
 
-#: (key, value, flags) or (key, value, flags, osversion) or (key, value, flags, osversion, hwcaps_subdir)
-EntrySpec = Union[Tuple[str, str, int], Tuple[str, str, int, int], Tuple[str, str, int, int, Optional[str]]]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+    #: (key, value, flags) or (key, value, flags, osversion) or (key, value, flags, osversion, hwcaps_subdir)
+    EntrySpec = Union[Tuple[str, str, int], Tuple[str, str, int, int], Tuple[str, str, int, int, Optional[str]]]
+
 
 FLAGS_X86_64 = 0x0303
 FLAGS_I386 = 0x0003

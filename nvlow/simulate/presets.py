@@ -12,10 +12,13 @@ Example:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Dict, Optional, Tuple
-
+from ..frozen import Record, replace
 from ..errors import UsageError
+
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, Optional, Tuple
 
 
 def _uuid(seed: str, prefix: str = "GPU") -> str:
@@ -27,8 +30,7 @@ def _uuid(seed: str, prefix: str = "GPU") -> str:
     return f"{prefix}-{h[0:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
 
 
-@dataclass(frozen=True)
-class SimMig:
+class SimMig(Record):
     """A simulated MIG device (GPU instance ``gi``, compute instance ``ci``)."""
 
     slot: int
@@ -39,15 +41,13 @@ class SimMig:
     memory_total: int  # bytes
 
 
-@dataclass(frozen=True)
-class SimProcess:
+class SimProcess(Record):
     pid: int
     name: str
     used_memory: int
 
 
-@dataclass(frozen=True)
-class SimGpu:
+class SimGpu(Record):
     """A simulated GPU with everything NVML, CUDA and procfs would report."""
 
     index: int
@@ -99,8 +99,7 @@ class SimGpu:
     pcie_switch: Optional[int] = None
 
 
-@dataclass(frozen=True)
-class Preset:
+class Preset(Record):
     """A simulated machine."""
 
     name: str

@@ -19,11 +19,15 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional, Tuple
 
 from ..host.procfs import normalize_bus_id
 from ..host.root import SIMULATED_NODE_PREFIX
 from .presets import ARCH_HOPPER, Preset, SimGpu
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Tuple
+
 
 NVIDIA_MAJOR = 195
 DRM_MAJOR = 226
