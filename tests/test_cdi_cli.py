@@ -9,6 +9,7 @@ import sys
 from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
+from goldens import check_golden
 import typer
 from typer.testing import CliRunner
 
@@ -412,7 +413,6 @@ def test_simulated_presets_generate_valid_specs(preset: str, sim_env: str, monke
     assert "stale: mounts " in out
 
 
-GOLDEN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
 
 
 @pytest.mark.parametrize("preset, caps", [("dgx-h100-mig", "compute,utility"),
@@ -428,14 +428,7 @@ def test_simulated_spec_golden(preset: str, caps: str, sim_env: str, monkeypatch
 
     root, _opener = simulated_host(preset, {"NVLOW_CACHE_DIR": sim_env})
     text = out.replace(root.path.rstrip("/"), "$ROOT")
-    path = os.path.join(GOLDEN_DIR, f"cdi-{preset}--{caps.replace(',', '+')}.json")
-    if os.environ.get("NVLOW_UPDATE_GOLDEN") == "1" or not os.path.exists(path):
-        with open(path, "w") as fh:
-            fh.write(text)
-        if os.environ.get("NVLOW_UPDATE_GOLDEN") != "1":
-            pytest.fail(f"golden file {path} was missing and has been written; rerun")
-    with open(path) as fh:
-        assert text == fh.read(), f"output differs from {path} (NVLOW_UPDATE_GOLDEN=1 rewrites it)"
+    check_golden(f"cdi-{preset}--{caps.replace(',', '+')}.json", text)
     doc = json.loads(text)
     assert doc["containerEdits"]["env"] == ["NVIDIA_VISIBLE_DEVICES=void"]
     assert not any(m["containerPath"].startswith("/usr/local/nvidia") for m in doc["containerEdits"]["mounts"])

@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from goldens import check_golden
 
-GOLDEN = Path(__file__).parent / "golden"
-UPDATE = os.environ.get("NVLOW_UPDATE_GOLDEN") == "1"
 
 
 @pytest.fixture(scope="module")
@@ -37,16 +36,6 @@ def nvlow(env, *args, extra_env=None):
 def tree_of(env, preset):
     out = nvlow(env, "info", "--simulate", preset, "--json")
     return json.loads(out.stdout)["root"]
-
-
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if UPDATE or not path.exists():
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(text)
-        if not UPDATE:
-            pytest.fail(f"golden file {name} was missing and has been written; rerun")
-    assert text == path.read_text(), f"output differs from tests/golden/{name}"
 
 
 CASES = [

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from goldens import check_golden
 
 from nvlow.model import DeviceNode, Gpu, Host
 from nvlow.native.probe import open_native_library
@@ -19,8 +20,6 @@ from nvlow.simulate.hosttree import build_tree, simulated_host
 from nvlow.simulate.presets import get_preset
 
 MIB = 1024 * 1024
-GOLDEN = Path(__file__).parent / "golden"
-UPDATE = os.environ.get("NVLOW_UPDATE_GOLDEN") == "1"
 
 
 @pytest.fixture()
@@ -181,16 +180,6 @@ def test_status_documents_and_text(p100):
 # --- the compiled fakes behind a DiscoveryCache: golden 1.0 documents ------------------------
 
 GOLDEN_PRESETS = ["dgx-a100", "dgx-h100-mig", "workstation", "no-gpu"]
-
-
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if UPDATE or not path.exists():
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        if not UPDATE:
-            pytest.fail(f"golden file {name} was missing and has been written; rerun")
-    assert text == path.read_text(encoding="utf-8"), f"output differs from tests/golden/{name}"
 
 
 def fake_root(tmp_path, preset_name: str) -> HostRoot:

@@ -499,6 +499,20 @@ class _Reader:
     # ------------------------------------------------------------ block scalars
     def block_scalar(self, at: int, enclosing: int) -> str:
         literal = self.s[at] == "|"
+        chomp = self.block_header(at)
+        indent, content_follows = self.block_indent(enclosing)
+        if content_follows:
+            text, pending_break, breaks = self.block_lines(literal, indent)
+        else:
+            text, pending_break, breaks = "", "", self.block_empty_lines()
+        if chomp == "-":
+            return text
+        if chomp == "+":
+            return text + pending_break + "\n" * breaks
+        return text + pending_break
+
+    def block_header(self, at: int) -> str:
+        """The chomping indicator (``+``, ``-`` or none) after ``|``/``>``; moves to the next line."""
         j = at + 1
         chomp = ""
         if self.ch(j) in "+-":
@@ -511,7 +525,11 @@ class _Reader:
         while j < self.n and self.s[j] in " \t":
             j += 1
         self.finish_line(j)
-        # the indentation: the first line with content; empty lines before it may not be longer
+        return chomp
+
+    def block_indent(self, enclosing: int) -> Tuple[int, bool]:
+        """The block's indentation, from its first line with content (empty lines before it may not
+        be longer), and whether content follows at all."""
         j = self.i
         longest = 0
         indent = -1
@@ -528,20 +546,23 @@ class _Reader:
             if k < self.n:
                 indent = k - j
             break
-        if indent <= enclosing or indent < 1:
+        content_follows = indent > enclosing and indent >= 1
+        if not content_follows:
             indent = max(enclosing + 1, 1)
-            content_follows = False
-        else:
-            content_follows = True
         if longest > indent:
             self.fail("an empty line at the start of a block scalar is indented more than its first line",
                       j)
+        return indent, content_follows
+
+    def block_lines(self, literal: bool, indent: int) -> Tuple[str, str, int]:
+        """The block's content lines, folded (``>``) or kept (``|``): (text, the pending line break,
+        the count of trailing empty lines)."""
         text: List[str] = []
         pending_break = ""
         breaks = 0
         previous_blank = False
         j = self.i
-        while content_follows and j < self.n:
+        while j < self.n:
             k = j
             while k < self.n and k - j < indent and self.s[k] == " ":
                 k += 1
@@ -567,25 +588,24 @@ class _Reader:
             previous_blank = blank_start
             pending_break = "\n" if end < self.n else ""
             j = min(end + 1, self.n)
-        if not content_follows:
-            # only empty lines: count the ones that belong to the scalar
-            j = self.i
-            while j < self.n:
-                k = j
-                while k < self.n and self.s[k] == " ":
-                    k += 1
-                if k < self.n and self.s[k] == "\n":
-                    breaks += 1
-                    j = k + 1
-                    continue
-                break
         self.i = j
-        body = "".join(text)
-        if chomp == "-":
-            return body
-        if chomp == "+":
-            return body + pending_break + "\n" * breaks
-        return body + pending_break
+        return "".join(text), pending_break, breaks
+
+    def block_empty_lines(self) -> int:
+        """A block with only empty lines: how many belong to it."""
+        j = self.i
+        breaks = 0
+        while j < self.n:
+            k = j
+            while k < self.n and self.s[k] == " ":
+                k += 1
+            if k < self.n and self.s[k] == "\n":
+                breaks += 1
+                j = k + 1
+                continue
+            break
+        self.i = j
+        return breaks
 
     # ------------------------------------------------------------ flow collections
     def skip_flow_space(self, j: int) -> int:

@@ -192,13 +192,6 @@ class EngineClient:
         self.timeout = timeout
 
     # -- the calls ---------------------------------------------------------
-    def ping(self) -> bool:
-        """True when the engine answers ``GET /_ping`` with 200; False on any failure."""
-        try:
-            return self.request("GET", "/_ping").status == 200
-        except EngineError:
-            return False
-
     def version(self) -> Dict[str, Any]:
         """``GET /version`` as a dict (``Version``, ``ApiVersion``, ...)."""
         return self._object("/version")

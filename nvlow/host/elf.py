@@ -37,7 +37,10 @@ from .root import HostRoot, open_regular, read_regular
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, Dict, List, Optional, Tuple
+    from typing import Callable, Dict, List, Optional, Tuple, Union
+
+    #: (vaddr, offset, filesz, memsz, flags) of a PT_LOAD segment
+    _Load = Tuple[int, int, int, int, int]
 
     Reader = Callable[[int, int], bytes]
 
@@ -313,7 +316,9 @@ def native_identity() -> Tuple[int, int, int]:
 def loadable_problem(read: Reader, size: int, want: Optional[Tuple[int, int, int]] = None) -> Optional[str]:
     """Why ``dlopen`` must not be given this file (None when it may), from its bytes.
 
-    ``want`` is ``(class, EI_DATA, e_machine)``, by default :func:`native_identity`.
+    ``want`` is ``(class, EI_DATA, e_machine)``, by default :func:`native_identity`. The checks run
+    in the order ld.so meets the structures: identification, ELF header, program headers, the
+    segments inside PT_LOAD, then the dynamic section.
 
     Example (the simulator's stub libraries carry no symbol table: glibc 2.36 dies on them):
         >>> from nvlow.simulate.elfgen import make_elf_so
@@ -326,9 +331,32 @@ def loadable_problem(read: Reader, size: int, want: Optional[Tuple[int, int, int
         'ELF machine x86-64, this process is aarch64'
     """
     want = want or native_identity()
-    if size < 16:
-        return "not an ELF file (shorter than an ELF header)"
-    ident = read(0, 16)
+    header = _elf_header(read, size, want)
+    if isinstance(header, str):
+        return header
+    segments = _program_headers(read, size, header)
+    if isinstance(segments, str):
+        return segments
+    problem = _section_table_problem(size, header) or segments.placement_problem(size)
+    if problem:
+        return problem
+    if segments.dynamic is None:
+        return "no PT_DYNAMIC segment (not a dynamic library)"
+    return _dynamic_problem(read, segments, header.is64, header.bo)
+
+
+class _Header:
+    """The ELF header fields the loadability checks need."""
+
+    __slots__ = ("is64", "bo", "phoff", "phentsize", "phnum", "shoff", "shentsize", "shnum")
+
+    def __init__(self, is64: bool, bo: str, fields: Tuple[int, ...]) -> None:
+        self.is64, self.bo = is64, bo
+        (_type, _machine, _version, _entry, self.phoff, self.shoff, _flags, _ehsize, self.phentsize,
+         self.phnum, self.shentsize, self.shnum, _shstrndx) = fields
+
+
+def _ident_problem(ident: bytes, want: Tuple[int, int, int]) -> Optional[str]:
     if len(ident) < 16 or ident[:4] != ELF_MAGIC:
         return "not an ELF file (no ELF magic)"
     if ident[4] not in (1, 2):
@@ -340,7 +368,18 @@ def loadable_problem(read: Reader, size: int, want: Optional[Tuple[int, int, int
         return "ELF byte order differs from this machine's"
     if ident[6] != 1:
         return f"unknown ELF version {ident[6]}"
-    is64 = elf_class == 64
+    return None
+
+
+def _elf_header(read: Reader, size: int, want: Tuple[int, int, int]) -> Union[_Header, str]:
+    """The ELF header checked against ``want``, or the problem."""
+    if size < 16:
+        return "not an ELF file (shorter than an ELF header)"
+    ident = read(0, 16)
+    problem = _ident_problem(ident, want)
+    if problem:
+        return problem
+    is64 = ident[4] == 2
     bo = "<" if ident[5] == 1 else ">"
     ehsize = 64 if is64 else 52
     if size < ehsize:
@@ -348,90 +387,117 @@ def loadable_problem(read: Reader, size: int, want: Optional[Tuple[int, int, int
     hdr = read(16, ehsize - 16)
     if len(hdr) != ehsize - 16:
         return "truncated ELF header"
-    (e_type, e_machine, _version, _entry, e_phoff, e_shoff, _flags, _ehsize, e_phentsize, e_phnum,
-     e_shentsize, e_shnum, _shstrndx) = struct.unpack(bo + ("HHIQQQIHHHHHH" if is64 else "HHIIIIIHHHHHH"), hdr)
+    header = _Header(is64, bo, struct.unpack(bo + ("HHIQQQIHHHHHH" if is64 else "HHIIIIIHHHHHH"), hdr))
+    e_type, e_machine = struct.unpack_from(bo + "HH", hdr)
     if e_type != ET_DYN:
         return f"not a shared object (ELF type {e_type})"
     if e_machine != want[2]:
-        return (f"ELF machine {_machine_name(e_machine, elf_class, bo == '>')}, this process is "
+        return (f"ELF machine {_machine_name(e_machine, 64 if is64 else 32, bo == '>')}, this process is "
                 f"{_machine_name(want[2], want[0], want[1] == 2)}")
-    phent = 56 if is64 else 32
-    if e_phentsize != phent or not 0 < e_phnum <= _MAX_PHDRS:
-        return f"corrupt program header table ({e_phnum} entries of {e_phentsize} bytes)"
-    ph_end = e_phoff + phent * e_phnum
-    if ph_end > size:
-        return f"truncated: the program headers end at byte {ph_end}, the file has {size} bytes"
-    table = read(e_phoff, phent * e_phnum)
-    if len(table) != phent * e_phnum:
-        return "truncated program headers"
-    loads: List[Tuple[int, int, int, int, int]] = []  # (vaddr, offset, filesz, memsz, flags)
-    others: List[Tuple[int, int, int, int, int]] = []  # (type, vaddr, offset, filesz, memsz)
-    for i in range(e_phnum):
-        if is64:
-            p_type, p_flags, p_off, p_vaddr, _pa, p_filesz, p_memsz, _al = struct.unpack_from(
-                bo + "IIQQQQQQ", table, i * phent)
-        else:
-            p_type, p_off, p_vaddr, _pa, p_filesz, p_memsz, p_flags, _al = struct.unpack_from(
-                bo + "IIIIIIII", table, i * phent)
-        if p_type == PT_LOAD:
-            if p_off + p_filesz > size:
-                return (f"truncated: PT_LOAD segment {i} ends at byte {p_off + p_filesz}, "
-                        f"the file has {size} bytes")
-            if p_filesz > p_memsz:
-                return f"corrupt PT_LOAD segment {i} (file size above memory size)"
-            if p_flags & PF_X and p_filesz != p_memsz:
-                return f"corrupt PT_LOAD segment {i} (executable but not all in the file)"
-            if loads and p_vaddr < loads[-1][0] + loads[-1][3]:
-                return f"corrupt PT_LOAD segment {i} (overlaps or precedes the one before it)"
-            loads.append((p_vaddr, p_off, p_filesz, p_memsz, p_flags))
-        elif p_type in _SEGMENT_NAMES:
-            others.append((p_type, p_vaddr, p_off, p_filesz, p_memsz))
-    if not loads:
-        return "no PT_LOAD segment"
-    if loads[-1][0] + loads[-1][3] - loads[0][0] > _MAX_SPAN:
-        return "corrupt PT_LOAD segments (they span more than 64 GiB)"
-    if e_shoff:
-        shent = 64 if is64 else 40
-        if e_shnum and e_shentsize != shent:
-            return f"corrupt section header table ({e_shnum} entries of {e_shentsize} bytes)"
-        sh_end = e_shoff + shent * max(e_shnum, 1)
-        if sh_end > size:
-            return f"truncated: the section headers end at byte {sh_end}, the file has {size} bytes"
+    return header
 
-    def in_file(vaddr: int, length: int) -> Optional[Tuple[int, int, int, int, int]]:
+
+class _Segments:
+    """The PT_LOAD segments (in order) and the other segments ld.so uses, with the address checks."""
+
+    __slots__ = ("loads", "others", "dynamic", "is64")
+
+    def __init__(self, is64: bool) -> None:
+        self.is64 = is64
+        self.loads: List[_Load] = []
+        self.others: List[Tuple[int, int, int, int, int]] = []  # (type, vaddr, offset, filesz, memsz)
+        self.dynamic: Optional[Tuple[int, int]] = None
+
+    def in_file(self, vaddr: int, length: int) -> Optional[_Load]:
         """The PT_LOAD segment whose file-backed part holds [vaddr, vaddr + length)."""
-        for seg in loads:
+        for seg in self.loads:
             if seg[0] <= vaddr and vaddr + length <= seg[0] + seg[2]:
                 return seg
         return None
 
-    def in_memory(vaddr: int, length: int, flags: int = 0) -> bool:
+    def in_memory(self, vaddr: int, length: int, flags: int = 0) -> bool:
         """Whether a PT_LOAD segment with all of ``flags`` holds [vaddr, vaddr + length) in memory."""
         return any(seg[0] <= vaddr and vaddr + length <= seg[0] + seg[3] and seg[4] & flags == flags
-                   for seg in loads)
+                   for seg in self.loads)
 
-    dynamic: Optional[Tuple[int, int]] = None
-    for p_type, p_vaddr, p_off, p_filesz, p_memsz in others:
-        name = _SEGMENT_NAMES[p_type]
-        if p_off + p_filesz > size:
-            return f"truncated: the {name} segment ends at byte {p_off + p_filesz}, the file has {size} bytes"
-        seg = in_file(p_vaddr, p_filesz)
-        if seg is None or (p_type != PT_TLS and not in_memory(p_vaddr, p_memsz)):
-            return f"corrupt {name} segment (not inside a PT_LOAD segment)"
-        if p_type == PT_DYNAMIC and p_vaddr % (8 if is64 else 4):
-            return "corrupt PT_DYNAMIC segment (misaligned)"
-        if p_filesz and p_vaddr - seg[0] + seg[1] != p_off:
-            return f"corrupt {name} segment (its file offset does not match its PT_LOAD segment)"
-        if p_type == PT_DYNAMIC and dynamic is None:
-            dynamic = (p_off, p_filesz)
-    if dynamic is None:
-        return "no PT_DYNAMIC segment (not a dynamic library)"
-    return _dynamic_problem(read, dynamic, is64, bo, in_file, in_memory)
+    def add_load(self, i: int, size: int, vaddr: int, off: int, filesz: int, memsz: int, flags: int) -> Optional[str]:
+        if off + filesz > size:
+            return f"truncated: PT_LOAD segment {i} ends at byte {off + filesz}, the file has {size} bytes"
+        if filesz > memsz:
+            return f"corrupt PT_LOAD segment {i} (file size above memory size)"
+        if flags & PF_X and filesz != memsz:
+            return f"corrupt PT_LOAD segment {i} (executable but not all in the file)"
+        if self.loads and vaddr < self.loads[-1][0] + self.loads[-1][3]:
+            return f"corrupt PT_LOAD segment {i} (overlaps or precedes the one before it)"
+        self.loads.append((vaddr, off, filesz, memsz, flags))
+        return None
+
+    def placement_problem(self, size: int) -> Optional[str]:
+        """Every non-PT_LOAD segment inside the file and inside its PT_LOAD segment; finds PT_DYNAMIC."""
+        for p_type, p_vaddr, p_off, p_filesz, p_memsz in self.others:
+            name = _SEGMENT_NAMES[p_type]
+            if p_off + p_filesz > size:
+                return f"truncated: the {name} segment ends at byte {p_off + p_filesz}, the file has {size} bytes"
+            seg = self.in_file(p_vaddr, p_filesz)
+            if seg is None or (p_type != PT_TLS and not self.in_memory(p_vaddr, p_memsz)):
+                return f"corrupt {name} segment (not inside a PT_LOAD segment)"
+            if p_type == PT_DYNAMIC and p_vaddr % (8 if self.is64 else 4):
+                return "corrupt PT_DYNAMIC segment (misaligned)"
+            if p_filesz and p_vaddr - seg[0] + seg[1] != p_off:
+                return f"corrupt {name} segment (its file offset does not match its PT_LOAD segment)"
+            if p_type == PT_DYNAMIC and self.dynamic is None:
+                self.dynamic = (p_off, p_filesz)
+        return None
 
 
-def _dynamic_problem(read: Reader, dynamic: Tuple[int, int], is64: bool, bo: str,
-                     in_file: Callable[[int, int], Optional[Tuple[int, int, int, int, int]]],
-                     in_memory: Callable[[int, int, int], bool]) -> Optional[str]:
+def _program_headers(read: Reader, size: int, h: _Header) -> Union[_Segments, str]:
+    """The program header table read into :class:`_Segments`, or the problem."""
+    phent = 56 if h.is64 else 32
+    if h.phentsize != phent or not 0 < h.phnum <= _MAX_PHDRS:
+        return f"corrupt program header table ({h.phnum} entries of {h.phentsize} bytes)"
+    ph_end = h.phoff + phent * h.phnum
+    if ph_end > size:
+        return f"truncated: the program headers end at byte {ph_end}, the file has {size} bytes"
+    table = read(h.phoff, phent * h.phnum)
+    if len(table) != phent * h.phnum:
+        return "truncated program headers"
+    segments = _Segments(h.is64)
+    for i in range(h.phnum):
+        if h.is64:
+            p_type, p_flags, p_off, p_vaddr, _pa, p_filesz, p_memsz, _al = struct.unpack_from(
+                h.bo + "IIQQQQQQ", table, i * phent)
+        else:
+            p_type, p_off, p_vaddr, _pa, p_filesz, p_memsz, p_flags, _al = struct.unpack_from(
+                h.bo + "IIIIIIII", table, i * phent)
+        if p_type == PT_LOAD:
+            problem = segments.add_load(i, size, p_vaddr, p_off, p_filesz, p_memsz, p_flags)
+            if problem:
+                return problem
+        elif p_type in _SEGMENT_NAMES:
+            segments.others.append((p_type, p_vaddr, p_off, p_filesz, p_memsz))
+    loads = segments.loads
+    if not loads:
+        return "no PT_LOAD segment"
+    if loads[-1][0] + loads[-1][3] - loads[0][0] > _MAX_SPAN:
+        return "corrupt PT_LOAD segments (they span more than 64 GiB)"
+    return segments
+
+
+def _section_table_problem(size: int, h: _Header) -> Optional[str]:
+    if not h.shoff:
+        return None
+    shent = 64 if h.is64 else 40
+    if h.shnum and h.shentsize != shent:
+        return f"corrupt section header table ({h.shnum} entries of {h.shentsize} bytes)"
+    sh_end = h.shoff + shent * max(h.shnum, 1)
+    if sh_end > size:
+        return f"truncated: the section headers end at byte {sh_end}, the file has {size} bytes"
+    return None
+
+
+def _read_dynamic(read: Reader, dynamic: Tuple[int, int], is64: bool, bo: str
+                  ) -> Union[Tuple[Dict[int, int], List[int]], str]:
+    """The dynamic section's address/size/entry values (first of each tag) and name offsets."""
     off, filesz = dynamic
     entsize = 16 if is64 else 8
     count = min(filesz // entsize, _MAX_DYN)
@@ -441,25 +507,25 @@ def _dynamic_problem(read: Reader, dynamic: Tuple[int, int], is64: bool, bo: str
     fmt = bo + ("qQ" if is64 else "iI")
     values: Dict[int, int] = {}
     strings: List[int] = []
-    terminated = False
     for i in range(count):
         tag, val = struct.unpack_from(fmt, blob, i * entsize)
         if tag == DT_NULL:
-            terminated = True
-            break
+            return values, strings
         if tag in _STRING_TAGS:
             strings.append(val)
         elif tag in _ADDRESS_TAGS or tag in _SIZE_TAGS or tag in _ENTRY_TAGS:
             values.setdefault(tag, val)
-    if not terminated:
-        return "corrupt dynamic section (no DT_NULL entry)"
-    word = 8 if is64 else 4
+    return "corrupt dynamic section (no DT_NULL entry)"
+
+
+def _address_problem(values: Dict[int, int], segments: _Segments) -> Optional[str]:
+    word = 8 if segments.is64 else 4
     for tag, what in _ADDRESS_TAGS.items():
         if tag not in values:
             continue
-        if not in_memory(values[tag], 1, 0):
+        if not segments.in_memory(values[tag], 1, 0):
             return f"corrupt dynamic section ({what} 0x{values[tag]:x} is outside every PT_LOAD segment)"
-        if tag in (12, 13) and not in_memory(values[tag], 1, PF_X):  # code ld.so calls
+        if tag in (12, 13) and not segments.in_memory(values[tag], 1, PF_X):  # code ld.so calls
             return f"corrupt dynamic section ({what} 0x{values[tag]:x} is not in an executable segment)"
         align = word if tag in _WORD_ALIGNED else 4 if tag in _ALIGN4 else 2 if tag in _ALIGN2 else 1
         if values[tag] % align:
@@ -467,8 +533,13 @@ def _dynamic_problem(read: Reader, dynamic: Tuple[int, int], is64: bool, bo: str
     for size_tag, addr_tag in _SIZE_TAGS.items():
         if (size_tag in values) != (addr_tag in values):
             return f"corrupt dynamic section ({_ADDRESS_TAGS[addr_tag]} without its size, or a size without it)"
-        if size_tag in values and not in_memory(values[addr_tag], values[size_tag], 0):
+        if size_tag in values and not segments.in_memory(values[addr_tag], values[size_tag], 0):
             return f"corrupt dynamic section ({_ADDRESS_TAGS[addr_tag]} runs past its PT_LOAD segment)"
+    return None
+
+
+def _table_problem(values: Dict[int, int], is64: bool) -> Optional[str]:
+    word = 8 if is64 else 4
     rela = 24 if is64 else 12
     rel = 16 if is64 else 8
     plt = rela if values.get(DT_PLTREL, DT_RELA_TAG) == DT_RELA_TAG else rel
@@ -486,21 +557,36 @@ def _dynamic_problem(read: Reader, dynamic: Tuple[int, int], is64: bool, bo: str
             return f"corrupt dynamic section ({what} missing or not {want_size})"
     if (DT_PLTREL in values and values[DT_PLTREL] not in (7, 17)) or (23 in values and DT_PLTREL not in values):
         return "corrupt dynamic section (DT_PLTREL missing or neither DT_RELA nor DT_REL)"
-    if strings:
-        strtab, strsz = values.get(5), values.get(10)
-        if strtab is None or strsz is None:
-            return "corrupt dynamic section (names without DT_STRTAB and DT_STRSZ)"
-        seg = in_file(strtab, strsz)
-        if seg is None:
-            return "corrupt dynamic section (the string table is not in the file)"
-        table_off = strtab - seg[0] + seg[1]
-        for index in strings:
-            if index >= strsz:
-                return "corrupt dynamic section (a name outside the string table)"
-            chunk = read(table_off + index, min(_MAX_NAME, strsz - index))
-            if b"\0" not in chunk:
-                return "corrupt dynamic section (an unterminated name)"
     return None
+
+
+def _names_problem(read: Reader, values: Dict[int, int], strings: List[int], segments: _Segments) -> Optional[str]:
+    if not strings:
+        return None
+    strtab, strsz = values.get(5), values.get(10)
+    if strtab is None or strsz is None:
+        return "corrupt dynamic section (names without DT_STRTAB and DT_STRSZ)"
+    seg = segments.in_file(strtab, strsz)
+    if seg is None:
+        return "corrupt dynamic section (the string table is not in the file)"
+    table_off = strtab - seg[0] + seg[1]
+    for index in strings:
+        if index >= strsz:
+            return "corrupt dynamic section (a name outside the string table)"
+        chunk = read(table_off + index, min(_MAX_NAME, strsz - index))
+        if b"\0" not in chunk:
+            return "corrupt dynamic section (an unterminated name)"
+    return None
+
+
+def _dynamic_problem(read: Reader, segments: _Segments, is64: bool, bo: str) -> Optional[str]:
+    assert segments.dynamic is not None
+    found = _read_dynamic(read, segments.dynamic, is64, bo)
+    if isinstance(found, str):
+        return found
+    values, strings = found
+    return (_address_problem(values, segments) or _table_problem(values, is64)
+            or _names_problem(read, values, strings, segments))
 
 
 def loadable_problem_at(real_path: str, want: Optional[Tuple[int, int, int]] = None) -> Optional[str]:

@@ -225,16 +225,6 @@ class HostRoot:
             return os.path.normpath(path)
         return os.path.normpath(self.path + path)
 
-    def unhost(self, real_path: str) -> str:
-        """Inverse of :meth:`host`: the host path of a real path under the root."""
-        if self.path == "/":
-            return real_path
-        if real_path == self.path:
-            return "/"
-        if real_path.startswith(self.path + "/"):
-            return real_path[len(self.path):]
-        return real_path
-
     # -- thin readers -------------------------------------------------------
     def exists(self, path: str) -> bool:
         return os.path.lexists(self.host(path))

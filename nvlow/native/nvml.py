@@ -337,14 +337,6 @@ class Nvml:
     def compute_instance_id(self, mig: Handle) -> int:
         return self._uint("nvmlDeviceGetComputeInstanceId", mig)
 
-    def mig_parent(self, mig: Handle) -> Handle:
-        out = ffi.new("nvmlDevice_t *")
-        self._call("nvmlDeviceGetDeviceHandleFromMigDeviceHandle", mig, out)
-        return out[0]
-
-    def is_mig_handle(self, h: Handle) -> bool:
-        return self._uint("nvmlDeviceIsMigDeviceHandle", h) != 0
-
     # -- info and status ---------------------------------------------------
     def power_usage(self, h: Handle) -> int:
         """Milliwatts."""

@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 
 
 PROPERTIES = ("cuda", "driver", "arch", "brand")
-OPERATORS = ("==", "!=", "<=", ">=", "=", "<", ">")
 LABEL_CUDA_VERSION = "com.nvidia.cuda.version"
 _CONDITION = lazy_re(r"^([A-Za-z_]+)(==|!=|<=|>=|=|<|>)(.*)$")
 _NUMERIC = lazy_re(r"^[0-9]+(\.[0-9]+)*\Z")
