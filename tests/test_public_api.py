@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 import nvlow
+from goldens import check_golden
 
-PINNED = Path(__file__).parent / "golden" / "public_api.txt"
 
 
 def describe() -> str:
@@ -37,17 +37,9 @@ def describe() -> str:
 
 
 def test_public_surface_is_pinned():
-    text = describe()
-    if os.environ.get("NVLOW_UPDATE_GOLDEN") == "1":
-        import difflib
-
-        old = PINNED.read_text() if PINNED.exists() else ""
-        sys.stdout.write("".join(difflib.unified_diff(old.splitlines(True), text.splitlines(True),
-                                                      str(PINNED), "now")))
-        PINNED.write_text(text)
-    # a missing pin is a failure, not a silent re-pin: the file is the record of the public API
-    assert PINNED.exists(), f"{PINNED} is missing: regenerate it with NVLOW_UPDATE_GOLDEN=1 and review it"
-    assert text == PINNED.read_text(), "the public API changed: update tests/golden/public_api.txt and CHANGELOG.md"
+    """A missing pin fails (once written, reviewed); NVLOW_UPDATE_GOLDEN=1 re-pins and prints the diff;
+    a change fails with the diff: update tests/golden/public_api.txt and CHANGELOG.md together."""
+    check_golden("public_api.txt", describe())
 
 
 def test_every_public_name_has_a_docstring_with_an_example():

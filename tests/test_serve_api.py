@@ -10,6 +10,7 @@ import zlib
 
 import pytest
 
+from nvlow.errors import UsageError
 from nvlow.serve import server as srvmod
 from test_serve_support import get, get_json, raw, running_server
 
@@ -287,7 +288,7 @@ def test_parse_listen_and_loopback():
     assert srvmod.parse_listen("[::1]:80") == ("::1", 80)
     assert srvmod.parse_listen(":3476") == ("0.0.0.0", 3476)
     for bad in ("3476", "host:port", "h:70000"):
-        with pytest.raises(Exception):
+        with pytest.raises(UsageError, match="--listen"):
             srvmod.parse_listen(bad)
     assert srvmod.is_loopback("localhost") and srvmod.is_loopback("127.0.0.2") and srvmod.is_loopback("::1")
     assert not srvmod.is_loopback("0.0.0.0") and not srvmod.is_loopback("10.0.0.1")
