@@ -165,16 +165,15 @@ def test_default_address() -> None:
 def test_calls(serve: Callable[[Handler], FakeEngine], chunked: bool) -> None:
     eng = serve(lambda path, conn: docker_api(path, conn, chunked))
     c = client(eng)
-    assert c.ping() is True
     assert c.version() == VERSION
     assert c.info() == INFO
     assert c.inspect_image("nvidia/cuda:12.4.1-base-ubuntu22.04") == IMAGE
     assert c.inspect_image("nosuch:latest") is None
     heads = [r.decode() for r in eng.requests]
-    assert heads[0] == ("GET /_ping HTTP/1.1\r\nHost: docker\r\nUser-Agent: nvlow\r\n"
+    assert heads[0] == ("GET /version HTTP/1.1\r\nHost: docker\r\nUser-Agent: nvlow\r\n"
                         "Accept: application/json\r\nConnection: close\r\n\r\n")
     assert [h.split(" ")[1] for h in heads] == [
-        "/_ping", "/version", "/info", "/images/nvidia/cuda:12.4.1-base-ubuntu22.04/json", "/images/nosuch:latest/json"]
+        "/version", "/info", "/images/nvidia/cuda:12.4.1-base-ubuntu22.04/json", "/images/nosuch:latest/json"]
 
 
 def test_image_name_is_percent_encoded(serve: Callable[[Handler], FakeEngine]) -> None:
@@ -206,11 +205,6 @@ def test_error_status_with_text_body(serve: Callable[[Handler], FakeEngine]) -> 
         client(eng).info()
 
 
-def test_ping_false_on_non_200(serve: Callable[[Handler], FakeEngine]) -> None:
-    eng = serve(lambda path, conn: reply(conn, 503, b"down"))
-    assert client(eng).ping() is False
-
-
 def test_body_until_close(serve: Callable[[Handler], FakeEngine]) -> None:
     def handler(path: str, conn: socket.socket) -> None:
         conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + json.dumps(VERSION).encode())
@@ -236,7 +230,6 @@ def test_no_socket(sockdir: str) -> None:
         c.version()
     assert str(exc.value) == f"cannot reach the Docker engine at unix://{path}: no such socket"
     assert "systemctl start docker" in (exc.value.hint or "")
-    assert c.ping() is False
 
 
 def test_socket_file_without_listener(sockdir: str) -> None:

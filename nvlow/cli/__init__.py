@@ -137,7 +137,8 @@ def run_host_command(command: "HostCommand", env: Mapping[str, str], debug: bool
         if command.name == "list":
             from .hostcmd import run_list
 
-            return run_list(opts, env, extra.get("gpus"), extra.get("capabilities"))
+            return run_list(opts, env, extra.get("gpus"), extra.get("capabilities"),
+                            tuple(f for f in ("gds", "mofed", "gdrcopy", "nvswitch") if extra.get(f)))
         if command.name == "status":
             from .statuscmd import run_status
 
@@ -158,24 +159,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = hoist_globals(list(sys.argv[1:] if argv is None else argv))
     env = os.environ
     debug = _wants_debug(args, env)
-    if args and args[0] in FAST_COMMANDS:
+    if args and (args[0] in FAST_COMMANDS or args[0] in HOST_COMMANDS):
         from . import fast
 
         try:
-            opts = fast.parse(args, env)
+            if args[0] in FAST_COMMANDS:
+                sys.exit(run_plan_command(fast.parse(args, env), env, args[0], debug))
+            return run_host_command(fast.parse_host_command(args, env), env, debug)
         except fast.Fallback:
-            pass
-        else:
-            sys.exit(run_plan_command(opts, env, args[0], debug))
-    if args and args[0] in HOST_COMMANDS:
-        from . import fast
-
-        try:
-            command = fast.parse_host_command(args, env)
-        except fast.Fallback:
-            pass
-        else:
-            return run_host_command(command, env, debug)
+            pass  # --help, a usage error, an option the fast parser does not know: typer answers
     from .app import run_app
 
     return run_app(args, debug)
