@@ -61,12 +61,14 @@ def test_wheel_installs_into_a_fresh_venv_and_runs(tmp_path: Path) -> None:
     import click
     import typer
 
-    deps = sorted({str(Path(m.__file__).resolve().parent.parent) for m in (cffi, click, typer)})  # type: ignore[arg-type]
-    (site / "nvlow-test-deps.pth").write_text("".join(d + "\n" for d in deps))
     # this interpreter's pip installs into the venv (pip >= 22.3: --python); no ensurepip, which is slow
     res = _run([sys.executable, "-m", "pip", "--python", str(vpy), "install", "-q", "--no-index", "--no-deps",
                 wheels[0]], tmp_path, env)
     assert res.returncode == 0, res.stdout + res.stderr
+    # then the dependencies' directories (after the install: where nvlow itself is installed non-editable
+    # beside them, pip would otherwise see it "already satisfied" there and install nothing)
+    deps = sorted({str(Path(m.__file__).resolve().parent.parent) for m in (cffi, click, typer)})  # type: ignore[arg-type]
+    (site / "nvlow-test-deps.pth").write_text("".join(d + "\n" for d in deps))
 
     # 3. the installed package is the wheel's, typed, with the generated ffi modules
     res = _run([str(vpy), "-c", "import nvlow, os; print(os.path.dirname(nvlow.__file__))"], tmp_path, env)

@@ -412,3 +412,24 @@ def test_random_byte_flips_never_crash() -> None:
             render_ldconfig_p(c, "/f")
         except HostError:
             pass
+
+
+def test_driver_file_candidates_match_prefixed_in_cache_order() -> None:
+    """The bisection index driverfiles uses gives exactly LdCache.prefixed's entries, in cache order."""
+    from nvlow.host.driverfiles import _cache_candidates
+    from nvlow.host.ldcache import FLAG_ELF_LIBC6, LdCache, LdCacheEntry
+
+    x86 = FLAG_ELF_LIBC6 | 0x0300
+    names = ["libcuda.so.1", "libcuda.so", "libc.so.6", "libcudadebugger.so.1", "libcuda.so.1", "libnvidia-ml.so.1",
+             "libcuda.so.1"]
+    entries = tuple(LdCacheEntry(n, f"/lib{i}/{n}", x86 if i != 4 else FLAG_ELF_LIBC6, 0, 0, None)
+                    for i, n in enumerate(names))
+    cache = LdCache("new", entries, None, len(entries))
+    find = _cache_candidates(cache, "x86-64")
+    for prefix in ("libcuda.so", "libcuda.so.1", "libnvidia-ml.so", "libz", "", "libc"):
+        assert find(prefix) == [(e.key, e.value) for e in cache.prefixed(prefix, "x86-64")], prefix
+    # cache order, the i386 entry (4) left out, libcudadebugger not under the prefix "libcuda.so"
+    assert find("libcuda.so") == [("libcuda.so.1", "/lib0/libcuda.so.1"), ("libcuda.so", "/lib1/libcuda.so"),
+                                  ("libcuda.so.1", "/lib6/libcuda.so.1")]
+    assert find("libcuda") == find("libcuda.so")[:2] + [("libcudadebugger.so.1", "/lib3/libcudadebugger.so.1"),
+                                                          ("libcuda.so.1", "/lib6/libcuda.so.1")]

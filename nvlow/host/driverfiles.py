@@ -166,8 +166,22 @@ class _Collector:
 
 
 def _cache_candidates(cache: LdCache, arch: str) -> Candidates:
+    """``prefix -> [(key, path)]`` over the cache's ELF entries of ``arch`` (no glibc-hwcaps), in cache
+    order, as :meth:`LdCache.prefixed` gives them; the keys are sorted once so that each of the ~60
+    prefixes is a bisection, not a pass over every entry (a real cache holds 500-1,000)."""
+    from bisect import bisect_left
+
+    index = sorted((e.key, i, e.value) for i, e in enumerate(cache.entries)
+                   if e.is_elf and e.arch == arch and not e.is_hwcaps)
+    keys = [key for key, _, _ in index]
+
     def find(prefix: str) -> List[Tuple[str, str]]:
-        return [(e.key, e.value) for e in cache.prefixed(prefix, arch)]
+        hits: List[Tuple[int, str, str]] = []
+        for key, order, value in index[bisect_left(keys, prefix):]:
+            if not key.startswith(prefix):
+                break
+            hits.append((order, key, value))
+        return [(key, value) for _, key, value in sorted(hits)]
     return find
 
 
