@@ -14,12 +14,32 @@ May import: the leaf modules, :mod:`nvlow.host` and :mod:`nvlow.plan`.
 """
 from __future__ import annotations
 
-from .spec import DEFAULT_CLASS, DEFAULT_NAMING, DEFAULT_VENDOR, GeneratedSpec, build_spec, render_spec
-from .store import SPEC_DIRS, ListedDevice, list_devices, write_atomic
-from .validate import host_problems, required_version, validate_document
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # the static view of the lazy names below
+    from typing import Any
 
-__all__ = [
-    "DEFAULT_CLASS", "DEFAULT_NAMING", "DEFAULT_VENDOR", "GeneratedSpec", "ListedDevice", "SPEC_DIRS",
-    "build_spec", "host_problems", "list_devices", "render_spec", "required_version", "validate_document",
-    "write_atomic",
-]
+    from .spec import DEFAULT_CLASS, DEFAULT_NAMING, DEFAULT_VENDOR, GeneratedSpec, build_spec, render_spec
+    from .store import SPEC_DIRS, ListedDevice, list_devices, write_atomic
+    from .validate import host_problems, required_version, validate_document
+
+#: name -> submodule; imported on first use, so that `cdi generate` does not load the YAML reader or
+#: the validator it never calls
+_EXPORTS = {
+    "DEFAULT_CLASS": "spec", "DEFAULT_NAMING": "spec", "DEFAULT_VENDOR": "spec", "GeneratedSpec": "spec",
+    "build_spec": "spec", "render_spec": "spec", "SPEC_DIRS": "store", "ListedDevice": "store",
+    "list_devices": "store", "write_atomic": "store", "host_problems": "validate",
+    "required_version": "validate", "validate_document": "validate",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nvlow.cdi' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

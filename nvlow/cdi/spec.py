@@ -30,10 +30,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 
 from ..frozen import Record, field
 from ..errors import HostError, UsageError
+from ..text import lazy_re
 from ..model import DeviceNode, DriverFiles, Gpu, Host, MigDevice
 from ..plan.plan import NVIDIA_DIR, Mount, device_mappings
 from ..plan.select import select_gpus
@@ -58,8 +58,8 @@ IPC_MOUNT_OPTIONS = ("nosuid", "nodev", "bind")
 #: the most recent version both podman 4.x (CDI 0.5) and Docker 26 accept (docs/cdi.md §2)
 MAX_EMITTED_VERSION = "0.5.0"
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.:-]*[A-Za-z0-9])?$")
-_VENDOR_RE = re.compile(r"^[A-Za-z]([A-Za-z0-9_.-]*[A-Za-z0-9])?$")
+_NAME_RE = lazy_re(r"^[A-Za-z0-9]([A-Za-z0-9_.:-]*[A-Za-z0-9])?$")
+_VENDOR_RE = lazy_re(r"^[A-Za-z]([A-Za-z0-9_.-]*[A-Za-z0-9])?$")
 
 
 class GeneratedSpec(Record):
@@ -271,6 +271,9 @@ def build_spec(
     caps = tuple(sorted(set(capabilities)))
     if driver_files not in CDI_DRIVER_FILE_MODES:
         raise UsageError(f"invalid --driver-files {driver_files!r} for a CDI spec", hint="use bind or volume")
+    if host.wsl is not None:
+        return _wsl_spec(host, files, kind=kind, driver_files=driver_files, include_all=include_all, arch=arch,
+                         engine_root=engine_root)
     known = _known_nodes(host)
     common_maps = device_mappings(host, select_gpus(host.gpus, "none"), caps)  # control nodes only
     found = _collect_devices(host, caps, strategies, {m.container_path for m in common_maps})
@@ -300,6 +303,43 @@ def build_spec(
     if engine_root is not None:
         _engine_view(document, engine_root, host.root)
     return GeneratedSpec(document, tuple(found.warnings + mount_warnings))
+
+
+def _wsl_spec(host: Host, files: Optional[DriverFiles], *, kind: str, driver_files: str, include_all: bool,
+              arch: Optional[str], engine_root: Optional[str]) -> GeneratedSpec:
+    """The spec of a WSL2 host, as nvidia-ctk's WSL mode: one device ``all`` with ``/dev/dxg``, the
+    driver files bound at their host paths (:func:`nvlow.host.wsl.placements`: link names and
+    ``/usr/bin/nvidia-smi`` as second binds, not hooks), then, as on every nvlow spec, the libraries
+    under their SONAMEs in the loader's default directories (:mod:`nvlow.cdi.layout`), since no
+    ldconfig runs and the spec sets no ``LD_LIBRARY_PATH``."""
+    from ..host.wsl import ALL_DEVICE, dxg_node, placements
+
+    if driver_files != "bind":
+        raise UsageError(f"--driver-files {driver_files} is not available on WSL2: the driver files are the "
+                         "Windows driver store's", hint="use bind")
+    if not include_all:
+        raise UsageError("a WSL2 spec has only the device 'all' (every GPU is behind /dev/dxg)",
+                         hint="drop --no-all-device")
+    node = dxg_node(host)
+    devices = [{"name": ALL_DEVICE, "containerEdits": {
+        "deviceNodes": [_node_dict(node.container_path, node.host_path, node)]}}]
+    mounts: List[Mount] = []
+    warnings: List[str] = []
+    if files is not None:
+        mounts = [Mount(h, c) for h, c in placements(files)]
+        extra, warnings = driver_mounts(files, arch=arch)
+        seen = {m.container_path for m in mounts}
+        mounts += [m for m in extra if m.container_path not in seen]
+    edits: Dict[str, Any] = {"env": spec_env()}
+    if mounts:
+        edits["mounts"] = [_mount_dict(m) for m in mounts]
+    document: Dict[str, Any] = {"cdiVersion": "", "kind": kind, "devices": devices, "containerEdits": edits}
+    from .validate import required_version
+
+    document["cdiVersion"] = required_version(document)[0]
+    if engine_root is not None:
+        _engine_view(document, engine_root, host.root)
+    return GeneratedSpec(document, tuple(warnings))
 
 
 def _engine_view(document: Dict[str, Any], engine_root: str, host_root: str) -> None:

@@ -29,19 +29,18 @@ Example:
 from __future__ import annotations
 
 import json
-import re
 
-from .yaml_load import load_yaml
+from ..text import lazy_re
 from .yaml_scalar import BOOL_FALSE, BOOL_TRUE, NULLS, YamlError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, List, Optional
+    from typing import Any, List, Optional, Union
 
 
 __all__ = ["YamlError", "dump_yaml", "load_yaml"]
 
-_PLAIN_SAFE = re.compile(r"[A-Za-z/_][A-Za-z0-9_./=+@,:-]*")  # used with fullmatch: "$" would allow "x\n"
+_PLAIN_SAFE = lazy_re(r"[A-Za-z/_][A-Za-z0-9_./=+@,:-]*")  # used with fullmatch: "$" would allow "x\n"
 
 
 # ---------------------------------------------------------------- emitter
@@ -140,3 +139,11 @@ def dump_yaml(value: Any, *, header: Optional[List[str]] = None, document_start:
     else:
         _emit(value, 0, lines)
     return "\n".join(lines) + "\n"
+
+
+def load_yaml(text: Union[str, bytes]) -> Any:
+    """The document in ``text`` (:func:`nvlow.cdi.yaml_load.load_yaml`, imported when first needed:
+    writing a spec never reads one)."""
+    from .yaml_load import load_yaml as load
+
+    return load(text)
