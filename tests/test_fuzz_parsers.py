@@ -272,3 +272,13 @@ def test_ldcache_samples_parse(sample: bytes) -> None:
 @pytest.mark.parametrize("sample", ELFS)
 def test_elf_samples_parse(sample: bytes) -> None:
     assert parse_elf(sample, "sample").elf_class in (32, 64)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text())
+def test_shell_quote_is_shlex_quote(word: str) -> None:
+    import shlex
+
+    from nvlow.plan.render import shell_quote
+
+    assert shell_quote(word) == shlex.quote(word)

@@ -585,3 +585,28 @@ def test_every_numeric_failure_is_an_nvlow_error() -> None:
     for attempt in attempts:
         with pytest.raises(NvlowError):
             attempt()
+
+
+def test_resolve_below_agrees_with_realpath(tmp_path) -> None:
+    """HostRoot.contains resolves only below the (already real) root: the same answer as
+    os.path.realpath on every shape of link, and a link loop is inside no root."""
+    from nvlow.host.root import HostRoot, _resolve_below
+
+    base = tmp_path / "root"
+    (base / "dev" / "sub").mkdir(parents=True)
+    (base / "dev" / "nvidia0").write_text("")
+    os.symlink("/etc/hostname", base / "dev" / "abs")            # absolute: the host's
+    os.symlink("../../..", base / "dev" / "up")                   # climbs out of the root
+    os.symlink("sub/../nvidia0", base / "dev" / "rel")            # stays inside
+    os.symlink("loop2", base / "dev" / "loop1")
+    os.symlink("loop1", base / "dev" / "loop2")
+    os.symlink("rel", base / "dev" / "chain")
+    real = os.path.realpath(base)
+    for rest in ("dev/nvidia0", "dev/abs", "dev/up/etc", "dev/rel", "dev/chain", "dev/missing/../rel",
+                 "dev/./sub/../nvidia0", "dev/../../outside", "dev/missing/x", "", "dev/up"):
+        assert _resolve_below(real, rest) == os.path.realpath(os.path.join(real, rest)), rest
+    assert _resolve_below(real, "dev/loop1") == ""
+    root = HostRoot(str(base))
+    assert root.contains(root.host("/dev/rel")) and root.contains(root.host("/dev/nvidia0"))
+    assert not root.contains(root.host("/dev/abs")) and not root.contains(root.host("/dev/up"))
+    assert not root.contains(root.host("/dev/loop1"))

@@ -187,6 +187,49 @@ def file_node_reader(real_path: str) -> Optional[NodeInfo]:
     return info
 
 
+_MAX_LINKS = 40  # the kernel's limit on symbolic links followed in one lookup (MAXSYMLINKS)
+
+
+def _resolve_below(base: str, rest: str) -> str:
+    """``os.path.realpath(base + "/" + rest)`` for a ``base`` that is already a real path (no symbolic
+    link in it): only the components of ``rest`` are looked up. Link targets follow the kernel's rules
+    (an absolute target starts again at ``/``, ``..`` goes up from where the link is); a missing
+    component is kept as written, as realpath does; a chain of more than 40 links resolves to ``""``
+    (inside no root: the kernel would refuse it with ELOOP).
+
+    Example:
+        >>> _resolve_below("/", "proc/../etc/./hostname") == os.path.realpath("/etc/hostname")
+        True
+    """
+    path = base
+    pending = [c for c in reversed(rest.split("/")) if c and c != "."]
+    links = 0
+    while pending:
+        name = pending.pop()
+        if name == "..":
+            path = os.path.dirname(path)
+            continue
+        candidate = path.rstrip("/") + "/" + name
+        try:
+            mode = os.lstat(candidate).st_mode
+        except OSError:
+            mode = 0  # missing (or unreadable): kept as written, as realpath does
+        if not _stat.S_ISLNK(mode):
+            path = candidate
+            continue
+        links += 1
+        if links > _MAX_LINKS:
+            return ""
+        try:
+            target = os.readlink(candidate)
+        except OSError:
+            return ""
+        if target.startswith("/"):
+            path = "/"
+        pending.extend(c for c in reversed(target.split("/")) if c and c != ".")
+    return path
+
+
 class HostRoot:
     """A host filesystem seen from ``path`` (``/`` for the real host).
 
@@ -286,8 +329,14 @@ class HostRoot:
             return True
         if self._real_root is None:
             self._real_root = os.path.realpath(self.path)
-        resolved = os.path.realpath(real_path)
         base = self._real_root
+        prefix = self.path.rstrip("/") + "/"
+        if real_path.startswith(prefix):
+            # the root itself is resolved once: only the components below it are looked at (a host
+            # path under a deep --root costs two lstat calls, not one per component of the whole path)
+            resolved = _resolve_below(base, real_path[len(prefix):])
+        else:
+            resolved = os.path.realpath(real_path)
         return resolved == base or resolved.startswith(base.rstrip("/") + "/")
 
     def realpath(self, path: str) -> str:
