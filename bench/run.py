@@ -180,6 +180,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rows += bench_optional("argv parse + inject", "bench.bench_argv", runs)
     rows += bench_optional("nvlow serve", "bench.bench_serve", runs)
     rows += bench_optional("driver volume", "bench.bench_volume", runs)
+    rows += bench_optional("cdi generate vs nvidia-ctk", "bench.bench_cdi", runs)  # NVLOW_BENCH_NVIDIA_CTK=PATH
     width = max(len(str(r.get("figure"))) for r in rows)
     print(f"{'figure':<{width}}  {'median':>10}  {'ratio':>6}  baseline")
     for r in rows:
