@@ -699,3 +699,29 @@ def test_vulkan_producer_is_optional_and_gets_its_link(fake: Fake) -> None:
     fake.finish()
     prod = [x for x in fake.select("graphics").libraries64 if x.names[0].startswith("libnvidia-vulkan-producer")]
     assert [x.names for x in prod] == [(f"libnvidia-vulkan-producer.so.{V}", "libnvidia-vulkan-producer.so")]
+
+
+@pytest.mark.parametrize("custom,release,where,found", [
+    # a driver installed under /usr/local/nvidia (as on GPU clouds): the kernel's firmware_class.path
+    ("/usr/local/nvidia/firmware\n", None, "/usr/local/nvidia/firmware", True),
+    (None, "6.8.0-49-generic", "/lib/firmware/updates/6.8.0-49-generic", True),
+    (None, None, "/lib/firmware/updates", True),
+    (None, "6.8.0-49-generic", "/lib/firmware/6.8.0-49-generic", True),
+    # hostile or unusable values are ignored, never followed
+    ("relative/firmware\n", None, "/relative/firmware", False),
+    ("/usr/local/../../etc\n", None, "/etc", False),
+    (None, "../../etc", "/lib/firmware/etc", False),
+])
+def test_firmware_in_every_kernel_search_dir(fake: Fake, custom, release, where, found) -> None:
+    """GSP firmware is looked up where the kernel loads it from, as nvidia-ctk does (firmware_class.path,
+    then /lib/firmware/updates/<release>, /lib/firmware/updates, /lib/firmware/<release>, /lib/firmware)."""
+    basic(fake)
+    fake.finish()
+    if custom is not None:
+        fake.write("/sys/module/firmware_class/parameters/path", custom.encode())
+    if release is not None:
+        fake.write("/proc/sys/kernel/osrelease", release.encode() + b"\n")
+    fake.write(f"{where}/nvidia/{V}/gsp_ga10x.bin", b"fw")
+    df = fake.select("compute,utility")
+    paths_found = [x.path for x in df.firmware]
+    assert paths_found == ([f"{where}/nvidia/{V}/gsp_ga10x.bin"] if found else [])

@@ -392,6 +392,56 @@ def _present(col: _Collector, entries: Iterable[Tuple[str, str]], wanted: Set[st
     return tuple(out)
 
 
+#: the kernel's firmware_class search path set by the administrator (empty when unset); driver
+#: containers and installs under /usr/local/nvidia point it at their own firmware directory
+FIRMWARE_CLASS_PATH = "/sys/module/firmware_class/parameters/path"
+
+
+def firmware_search_dirs(root: HostRoot) -> Tuple[str, ...]:
+    r"""Where the kernel looks for ``nvidia/<version>/gsp*.bin``, in its order: the custom
+    ``firmware_class.path``, then ``/lib/firmware/updates/<release>``, ``/lib/firmware/updates``,
+    ``/lib/firmware/<release>``, ``/lib/firmware`` (the kernel's ``fw_path``, as nvidia-ctk searches:
+    ``pkg/nvcdi/driver-nvml.go`` ``getFirmwareSearchPaths``), and ``/usr/lib/firmware`` for trees
+    without the ``/lib`` link. ``<release>`` is the tree's ``/proc/sys/kernel/osrelease`` (the running
+    kernel's on a real host).
+
+    Example:
+        >>> import tempfile, os
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     os.makedirs(f"{d}/sys/module/firmware_class/parameters"); os.makedirs(f"{d}/proc/sys/kernel")
+        ...     _ = open(f"{d}{FIRMWARE_CLASS_PATH}", "w").write("/usr/local/nvidia/firmware\n")
+        ...     _ = open(f"{d}/proc/sys/kernel/osrelease", "w").write("6.8.0-49-generic\n")
+        ...     firmware_search_dirs(HostRoot(d))[:3]
+        ('/usr/local/nvidia/firmware', '/lib/firmware/updates/6.8.0-49-generic', '/lib/firmware/updates')
+    """
+    dirs: List[str] = []
+    custom = _sysfs_value(root, FIRMWARE_CLASS_PATH)
+    if custom and custom.startswith("/") and ".." not in custom.split("/"):
+        dirs.append(custom.rstrip("/") or "/")
+    release = _sysfs_value(root, "/proc/sys/kernel/osrelease")
+    if release is None and root.is_default:
+        release = os.uname().release
+    versioned = release is not None and "/" not in release and release not in (".", "..")
+    if versioned:
+        dirs.append(f"/lib/firmware/updates/{release}")
+    dirs.append("/lib/firmware/updates")
+    if versioned:
+        dirs.append(f"/lib/firmware/{release}")
+    dirs.extend(FIRMWARE_DIRS)
+    return tuple(dict.fromkeys(dirs))
+
+
+def _sysfs_value(root: HostRoot, path: str) -> Optional[str]:
+    """A one-line kernel value (``/proc/sys``, ``/sys/module``), or None when absent, unreadable,
+    empty or not plain printable text."""
+    try:
+        text = root.read_text_optional(path, max_size=4096)
+    except HostError:
+        return None
+    value = (text or "").strip()
+    return value if value and value.isprintable() else None
+
+
 def _firmware(col: _Collector, caps: FrozenSet[str]) -> Tuple[DriverFile, ...]:
     preferred: Tuple[str, ...] = ("compute", "utility") + CAPABILITY_ORDER
     cap = next((c for c in preferred if c in caps), None)
@@ -399,7 +449,7 @@ def _firmware(col: _Collector, caps: FrozenSet[str]) -> Tuple[DriverFile, ...]:
         return ()
     out: List[DriverFile] = []
     seen: Set[str] = set()
-    for base in FIRMWARE_DIRS:
+    for base in firmware_search_dirs(col.root):
         d = f"{base}/nvidia/{col.version}"
         if not col.root.exists(d):
             continue
