@@ -22,7 +22,8 @@ class DeviceNode(Record):
     """A character device node a container may need.
 
     ``kind`` is one of ``ctl``, ``uvm``, ``uvm-tools``, ``modeset``, ``gpu``,
-    ``cap`` (MIG/nvidia-caps), ``imex``, ``drm``.
+    ``cap`` (MIG/nvidia-caps), ``imex``, ``drm``, and the multi-node features ``gds``, ``mofed``,
+    ``gdrcopy``, ``nvswitch``, and ``dxg`` (WSL2's ``/dev/dxg``).
 
     Example:
         >>> DeviceNode("/dev/nvidiactl", "/dev/nvidiactl", 195, 255, "ctl").minor
@@ -188,6 +189,33 @@ class DriverFiles(Record):
         }
 
 
+class WslDriver(Record):
+    """The GPU side of a WSL2 host (:mod:`nvlow.host.wsl`): the ``/dev/dxg`` node and the driver files
+    nvidia-ctk's WSL mode mounts, each at its host path (``DriverFile.path``).
+
+    ``driver_store`` is the host path of the NVIDIA driver store directory
+    (``/usr/lib/wsl/drivers/nv_dispi.inf_amd64_...``, None when none holds ``libcuda.so.1.1``);
+    ``library_dirs`` the directories the toolkit's ldcache hook names, in its order.
+
+    Example:
+        >>> dxg = DeviceNode("/dev/dxg", "/dev/dxg", 10, 63, "dxg")
+        >>> WslDriver(dxg, None, DriverFiles()).to_dict()["driver_store"] is None
+        True
+    """
+
+    dxg: DeviceNode
+    driver_store: Optional[str]
+    files: DriverFiles
+    library_dirs: Tuple[str, ...] = ()
+    #: False when ``/dev/dxg`` is not dxgkrnl's character device (``dxg`` then only names the path)
+    usable: bool = True
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready dict (the ``wsl`` member of ``info --json`` on a WSL2 host)."""
+        return {"dxg": self.dxg.to_dict() if self.usable else None, "driver_store": self.driver_store,
+                "library_dirs": list(self.library_dirs), "files": self.files.to_dict()}
+
+
 class Host(Record):
     """Everything discovery learned about a host (no capability-dependent data).
 
@@ -220,6 +248,15 @@ class Host(Record):
     mig_monitor_node: Optional[DeviceNode] = None
     #: ``/dev/nvidia-caps-imex-channels/channelN`` nodes that exist, by channel number (NVIDIA_IMEX_CHANNELS)
     imex_channels: Tuple[DeviceNode, ...] = ()
+    #: multi-node training nodes found (kind ``gds``, ``mofed``, ``gdrcopy``, ``nvswitch``), given to a
+    #: container only when it asks (NVIDIA_GDS=enabled, ... or nvlow's --gds, ...; nvlow.host.extradevices)
+    feature_nodes: Tuple[DeviceNode, ...] = ()
+    #: set on a WSL2 host (``/dev/dxg``, driver under ``/usr/lib/wsl``; :mod:`nvlow.host.wsl`)
+    wsl: Optional[WslDriver] = None
+
+    def features(self, feature: str) -> Tuple[DeviceNode, ...]:
+        """The nodes found for a multi-node feature (``gds``, ``mofed``, ``gdrcopy``, ``nvswitch``)."""
+        return tuple(n for n in self.feature_nodes if n.kind == feature)
 
     def control(self, kind: str) -> Optional[DeviceNode]:
         """The control node of a kind (``ctl``, ``uvm``, ``uvm-tools``, ``modeset``) if present."""
@@ -252,7 +289,10 @@ class Host(Record):
             "mig_config_node": self.mig_config_node.to_dict() if self.mig_config_node else None,
             "mig_monitor_node": self.mig_monitor_node.to_dict() if self.mig_monitor_node else None,
             "imex_channels": [n.to_dict() for n in self.imex_channels],
+            "feature_nodes": {f: [n.to_dict() for n in self.feature_nodes if n.kind == f]
+                              for f in ("gds", "mofed", "gdrcopy", "nvswitch")},
             "warnings": list(self.warnings),
+            **({"wsl": self.wsl.to_dict()} if self.wsl is not None else {}),
         }
 
 

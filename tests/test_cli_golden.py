@@ -48,11 +48,16 @@ CASES = [
     ("dgx-h100-mig", ("args", "--gpus", "0:1,1:2,3", "--json")),
     ("dgx-h100-mig", ("list", "--gpus", "1:1")),
     ("dgx-h100-mig", ("info", "--json")),
+    ("dgx-h100-mig", ("list", "--gpus", "2", "--gds", "--mofed", "--gdrcopy", "--nvswitch", "--json")),
     ("workstation", ("args", "--capabilities", "all")),
     ("workstation", ("list", "--capabilities", "graphics,display,compat32", "--json")),
     ("workstation", ("info",)),
     ("no-gpu", ("args",)),
     ("no-gpu", ("info", "--json")),
+    ("wsl2", ("info",)),
+    ("wsl2", ("info", "--json")),
+    ("wsl2", ("args",)),
+    ("wsl2", ("cdi", "generate", "--format", "json")),
 ]
 
 

@@ -25,6 +25,7 @@ ALLOWED: Dict[str, FrozenSet[str]] = {
     "text": frozenset(),
     "model": frozenset(),
     "records": frozenset(),
+    "slurm": frozenset(),  # nvlow/slurm.py: pure functions of text and records (the root object is passed in)
     "host": frozenset(),
     "native": frozenset({"host"}),
     "engine": frozenset(),
@@ -38,7 +39,7 @@ ALLOWED: Dict[str, FrozenSet[str]] = {
     "package": frozenset({"api", "plan"}),  # nvlow/__init__.py: lazy re-exports
     "__main__": frozenset({"cli"}),
     "cli": frozenset({"host", "native", "plan", "engine", "cdi", "remote", "serve", "simulate", "doctor",
-                      "api", "package"}),
+                      "api", "package", "slurm"}),
 }
 PACKAGES = ("host", "plan", "engine", "remote", "native", "cdi", "serve", "cli", "simulate")
 

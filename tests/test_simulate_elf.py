@@ -27,7 +27,7 @@ from nvlow.simulate.presets import PRESET_NAMES, get_preset
 
 HAVE_READELF = shutil.which("readelf") is not None
 X86_64 = platform.machine() in ("x86_64", "AMD64")
-TREE_PRESETS = [n for n in PRESET_NAMES if get_preset(n).libraries_present]
+TREE_PRESETS = [n for n in PRESET_NAMES if get_preset(n).libraries_present and not get_preset(n).wsl]  # wsl2: test_wsl
 
 #: loads argv[1:] in order, prints the marker string of the last one; a failed load is a clean error
 LOADER = r"""

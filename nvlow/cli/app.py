@@ -22,7 +22,7 @@ app = typer.Typer(
 ROOT = typer.Option("/", "--root", help="Host root for /proc, /dev, ld.so.cache and driver files.",
                     envvar=ENV_OPTIONS["root"])
 SIMULATE = typer.Option(None, "--simulate", help="Run on a built-in simulated host: dgx-a100, dgx-h100-mig, "
-                        "workstation, no-gpu, no-driver.", envvar=ENV_OPTIONS["simulate"],
+                        "workstation, no-gpu, no-driver, wsl2.", envvar=ENV_OPTIONS["simulate"],
                         metavar="[" + "|".join(SIMULATE_PRESETS) + "]")
 NO_NVML = typer.Option(False, "--no-nvml", help="Do not load NVML; use /proc and /dev only.")
 QUIET = typer.Option(False, "--quiet", "-q", help="No notes or warnings on stderr (errors still print).")
@@ -39,6 +39,12 @@ VOLUMES_DIR = typer.Option(None, "--volumes-dir", help="Where --driver-files vol
 IMAGE = typer.Option(None, "--image", help="Image to read PATH/LD_LIBRARY_PATH and requirements from "
                      "(exec: the image token, when the engine argv is unusual).")
 NO_REQUIRE = typer.Option(False, "--no-require", help="Skip the image's CUDA/driver requirement checks.")
+GDS = typer.Option(False, "--gds", help="Add the GPUDirect Storage nodes /dev/nvidia-fs* (as NVIDIA_GDS=enabled).")
+MOFED = typer.Option(False, "--mofed", help="Add the InfiniBand nodes /dev/infiniband/uverbs* and rdma_cm "
+                     "(as NVIDIA_MOFED=enabled).")
+GDRCOPY = typer.Option(False, "--gdrcopy", help="Add the GDRCopy node /dev/gdrdrv (as NVIDIA_GDRCOPY=enabled).")
+NVSWITCH = typer.Option(False, "--nvswitch", help="Add the NVSwitch nodes /dev/nvidia-nvswitch* "
+                        "(as NVIDIA_NVSWITCH=enabled).")
 ENGINE_ROOT = typer.Option(None, "--engine-root", envvar=ENV_OPTIONS["engine_root"],
                            help="The host root as the container engine sees it (default: the same as --root): "
                            "device and driver-file paths are handed to the engine under it, e.g. --root /host "
@@ -77,7 +83,7 @@ def args_cmd(
     engine_root: Optional[str] = ENGINE_ROOT, plugin_name: Optional[str] = PLUGIN_NAME,
     format_: Optional[str] = typer.Option(None, "--format", metavar="[shell|json|compose]",
                                           help="shell (default), json or compose."),
-    quiet: bool = QUIET,
+    quiet: bool = QUIET, gds: bool = GDS, mofed: bool = MOFED, gdrcopy: bool = GDRCOPY, nvswitch: bool = NVSWITCH,
 ) -> None:
     """Print the docker/podman run arguments: docker run $(nvlow args) IMAGE."""
     from . import run_plan_command
@@ -85,7 +91,8 @@ def args_cmd(
     opts = PlanOptions(root=root, simulate=simulate, no_nvml=no_nvml, debug=debug, json=json_,
                        no_uvm_load=no_uvm_load, gpus=gpus, capabilities=capabilities, driver_files=driver_files,
                        volumes_dir=volumes_dir, image=image, no_require=no_require, format=format_, host=host,
-                       engine_root=engine_root, plugin_name=plugin_name, quiet=quiet)
+                       engine_root=engine_root, plugin_name=plugin_name, quiet=quiet, gds=gds, mofed=mofed,
+                       gdrcopy=gdrcopy, nvswitch=nvswitch)
     raise typer.Exit(run_plan_command(opts, os.environ, "args", debug))
 
 
@@ -103,7 +110,7 @@ def exec_cmd(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the final command instead of running it."),
     docker: Optional[str] = typer.Option(None, "--docker", help="Engine command to use (split like a shell).",
                                          envvar=EXEC_ENV_OPTIONS["docker"]),
-    quiet: bool = QUIET,
+    quiet: bool = QUIET, gds: bool = GDS, mofed: bool = MOFED, gdrcopy: bool = GDRCOPY, nvswitch: bool = NVSWITCH,
 ) -> None:
     """Run the engine with GPU arguments injected: nvlow exec -- docker run --rm IMAGE CMD.
 
@@ -115,7 +122,8 @@ def exec_cmd(
                        no_uvm_load=no_uvm_load, gpus=gpus, capabilities=capabilities, driver_files=driver_files,
                        volumes_dir=volumes_dir, image=image, no_require=no_require, dry_run=dry_run,
                        docker=docker, engine_argv=list(engine_argv or []), host=host, engine_root=engine_root,
-                       plugin_name=plugin_name, quiet=quiet)
+                       plugin_name=plugin_name, quiet=quiet, gds=gds, mofed=mofed, gdrcopy=gdrcopy,
+                       nvswitch=nvswitch)
     raise typer.Exit(run_plan_command(opts, os.environ, "exec", debug))
 
 
@@ -132,12 +140,15 @@ def info_cmd(root: str = ROOT, simulate: Optional[str] = SIMULATE, no_nvml: bool
 @app.command("list")
 def list_cmd(root: str = ROOT, simulate: Optional[str] = SIMULATE, no_nvml: bool = NO_NVML,
              debug: bool = DEBUG, json_: bool = JSON, no_uvm_load: bool = NO_UVM,
-             gpus: Optional[str] = GPUS, capabilities: Optional[str] = CAPS) -> None:
+             gpus: Optional[str] = GPUS, capabilities: Optional[str] = CAPS, gds: bool = GDS,
+             mofed: bool = MOFED, gdrcopy: bool = GDRCOPY, nvswitch: bool = NVSWITCH) -> None:
     """Device nodes, binaries, libraries and sockets a GPU container gets (one host path per line)."""
     from .hostcmd import run_list
 
     opts = _common(root, simulate, no_nvml, debug, json_, no_uvm_load)
-    _run(debug, lambda: run_list(opts, os.environ, gpus, capabilities))
+    features = tuple(f for f, on in (("gds", gds), ("mofed", mofed), ("gdrcopy", gdrcopy), ("nvswitch", nvswitch))
+                     if on)
+    _run(debug, lambda: run_list(opts, os.environ, gpus, capabilities, features))
 
 
 @app.command("status")
@@ -198,9 +209,11 @@ def completion_script(shell: str) -> str:
 def _register_groups() -> None:
     from .cdicmd import register as register_cdi
     from .servecmd import register as register_serve
+    from .slurmcmd import register as register_slurm
 
     register_cdi(app)
     register_serve(app)
+    register_slurm(app)
 
 
 _register_groups()

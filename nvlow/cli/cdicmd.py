@@ -76,14 +76,19 @@ def run_generate(opts: CommonOptions, env: Mapping[str, str], *, output: Optiona
     path, spec_fmt = _target(output, write, fmt, root)
     if if_changed and path is None:
         raise UsageError("--if-changed needs a file to compare with", hint="add --write or --output FILE")
-    if not host.driver_version:
+    if host.wsl is not None:  # WSL2: the toolkit's WSL-mode files (nvlow.host.wsl)
+        from ..host.wsl import wsl_driver_files
+
+        files = wsl_driver_files(host)
+    elif not host.driver_version:
         raise HostError("the NVIDIA driver version is unknown, so its files cannot be selected",
                         hint="check /proc/driver/nvidia/version ('nvlow doctor')")
-    from ..host.driverfiles import select_driver_files
+    else:
+        from ..host.driverfiles import select_driver_files
 
-    files = select_driver_files(root, host.driver_version, caps)
+        files = select_driver_files(root, host.driver_version, caps)
     volume_path = None
-    if driver_files == "volume":
+    if driver_files == "volume" and host.wsl is None:
         # the one driver volume of this driver (every capability's files), shared with nvlow args and serve;
         # the spec binds the files of its own capabilities out of it
         from ..plan.volume import ensure_driver_volume

@@ -95,7 +95,8 @@ _COMMON_FLAGS: Dict[str, str] = {"--no-nvml": "no_nvml", "--debug": "debug", "--
 _COMMON_VALUES: Dict[str, str] = {"--root": "root", "--simulate": "simulate"}
 HOST_FLAGS: Dict[str, Dict[str, str]] = {
     "info": {**_COMMON_FLAGS, "--no-uvm-load": "no_uvm_load"},
-    "list": {**_COMMON_FLAGS, "--no-uvm-load": "no_uvm_load"},
+    "list": {**_COMMON_FLAGS, "--no-uvm-load": "no_uvm_load", "--gds": "gds", "--mofed": "mofed",
+             "--gdrcopy": "gdrcopy", "--nvswitch": "nvswitch"},
     "status": dict(_COMMON_FLAGS),
     "doctor": {**_COMMON_FLAGS, "--no-engine": "no_engine"},
 }

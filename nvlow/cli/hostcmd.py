@@ -11,7 +11,7 @@ from .session import load_host, warn
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Mapping, Optional
+    from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 
 def _mib(value: Optional[int]) -> str:
@@ -39,6 +39,10 @@ def format_info(host: Host) -> str:
         f"Source:          {host.source}" + (f" (simulated: {host.simulated})" if host.simulated else ""),
         f"GPUs:            {len(host.gpus)}",
     ]
+    if host.wsl is not None:
+        from ..host.wsl import describe
+
+        lines[-1:-1] = [f"{key + ':':<17}{value}" for key, value in describe(host).items()]
     for g in host.gpus:
         lines.append(f"GPU {g.index}: {_na(g.name)}")
         lines.append(f"  UUID:          {_na(g.uuid)}")
@@ -67,16 +71,20 @@ def run_info(opts: CommonOptions, env: Mapping[str, str]) -> int:
 
 
 def list_document(host: Host, gpus: Optional[str], capabilities: Optional[str], root: Any,
-                  env: Mapping[str, str]) -> Dict[str, Any]:
+                  env: Mapping[str, str], features: Tuple[str, ...] = ()) -> Dict[str, Any]:
     """What ``nvlow list`` shows: the host paths a container gets, by category, decided by the same
     :func:`nvlow.plan.decide.plan_for` as ``nvlow args`` (so ``NVIDIA_DRIVER_CAPABILITIES`` counts too)."""
     from ..plan.decide import plan_for
     from ..plan.request import PlanRequest, process_pairs
 
-    request = PlanRequest(gpus=gpus, capabilities=capabilities, process_env=process_pairs(env), require=False)
+    request = PlanRequest(gpus=gpus, capabilities=capabilities, process_env=process_pairs(env), require=False,
+                          features=features)
     plan = plan_for(host, request)
     doc: Dict[str, Any] = {"schema_version": 1, "driver_version": host.driver_version,
-                           "capabilities": list(plan.capabilities), "devices": [d.host_path for d in plan.devices]}
+                           "capabilities": list(plan.capabilities), "devices": [d.host_path for d in plan.devices],
+                           # multi-node nodes the host has; "devices" holds them only with --gds, ...
+                           "feature_devices": {f: [n.host_path for n in host.features(f)]
+                                               for f in ("gds", "mofed", "gdrcopy", "nvswitch")}}
     files = plan.files
     if files is not None:
         doc.update({
@@ -95,10 +103,11 @@ def list_document(host: Host, gpus: Optional[str], capabilities: Optional[str], 
 LIST_ORDER = ("devices", "binaries", "libraries64", "libraries32", "ipcs", "configs", "firmware")
 
 
-def run_list(opts: CommonOptions, env: Mapping[str, str], gpus: Optional[str], capabilities: Optional[str]) -> int:
+def run_list(opts: CommonOptions, env: Mapping[str, str], gpus: Optional[str], capabilities: Optional[str],
+             features: Tuple[str, ...] = ()) -> int:
     """``nvlow list``: one absolute host path per line (nvidia-container-cli list order)."""
     root, host = load_host(opts, env)
-    doc = list_document(host, gpus, capabilities, root, env)
+    doc = list_document(host, gpus, capabilities, root, env, features)
     for item in doc.get("skipped", []):
         if item["reason"].startswith("corrupt"):
             warn(item["reason"])

@@ -13,7 +13,7 @@ from ..frozen import Record, field
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Dict, List, Optional, Sequence
+    from typing import Dict, List, Optional, Sequence, Tuple
 
 
 #: boolean options of args/exec -> attribute
@@ -24,6 +24,11 @@ FAST_FLAGS: Dict[str, str] = {
     "--no-require": "no_require",
     "--no-uvm-load": "no_uvm_load",
     "--quiet": "quiet",
+    # multi-node devices, as the container's NVIDIA_GDS=enabled, ... (nvlow.host.extradevices)
+    "--gds": "gds",
+    "--mofed": "mofed",
+    "--gdrcopy": "gdrcopy",
+    "--nvswitch": "nvswitch",
 }
 #: short spellings of FAST_FLAGS
 SHORT_FLAGS: Dict[str, str] = {"-q": "quiet"}
@@ -55,11 +60,11 @@ EXEC_ENV_OPTIONS: Dict[str, str] = {"docker": "NV_DOCKER"}
 GLOBAL_FLAGS = ("--no-nvml", "--json", "--debug")
 GLOBAL_VALUES = ("--root", "--simulate")
 #: commands whose name is followed by a subcommand (the global options go after both words)
-GROUPS = ("cdi",)
+GROUPS = ("cdi", "slurm")
 #: choices shown in --help (metavars) and checked with one line naming the value and the choices (exit 2)
 ARGS_FORMATS = ("shell", "json", "compose")
 DRIVER_FILE_CHOICES = ("bind", "volume", "plugin")
-SIMULATE_PRESETS = ("dgx-a100", "dgx-h100-mig", "workstation", "no-gpu", "no-driver")
+SIMULATE_PRESETS = ("dgx-a100", "dgx-h100-mig", "workstation", "no-gpu", "no-driver", "wsl2")
 
 
 def hoist_globals(argv: List[str]) -> List[str]:
@@ -129,6 +134,15 @@ def check_gpus(value: Optional[str], option: str = "--gpus") -> None:
                          hint="separate GPUs with single commas, e.g. 0,1")
 
 
+#: the multi-node feature flags (also taken by ``list``)
+FEATURE_FLAGS = ("--gds", "--mofed", "--gdrcopy", "--nvswitch")
+
+
+def features_of(opts: object) -> Tuple[str, ...]:
+    """The features whose flag is set on ``opts`` (an options record), in the toolkit's order."""
+    return tuple(f[2:] for f in FEATURE_FLAGS if getattr(opts, f[2:], False))
+
+
 class CommonOptions(Record, frozen=False):
     """Options every command takes."""
 
@@ -150,6 +164,11 @@ class PlanOptions(CommonOptions, frozen=False):
     volumes_dir: Optional[str] = None
     image: Optional[str] = None
     no_require: bool = False
+    #: multi-node features asked for with --gds, --mofed, --gdrcopy, --nvswitch
+    gds: bool = False
+    mofed: bool = False
+    gdrcopy: bool = False
+    nvswitch: bool = False
     host: Optional[str] = None
     #: the host root as the container engine sees it (None: the same as ``root``)
     engine_root: Optional[str] = None

@@ -36,8 +36,10 @@ class Prepared(Record, frozen=False):
 
 def base_request(opts: PlanOptions, env: Mapping[str, str]) -> PlanRequest:
     """nvlow's own options and the decision variables of its environment, as a request."""
+    from .options import features_of
+
     return PlanRequest(gpus=opts.gpus, capabilities=opts.capabilities, process_env=process_pairs(env),
-                       driver_files=opts.driver_files, require=not opts.no_require)
+                       driver_files=opts.driver_files, require=not opts.no_require, features=features_of(opts))
 
 
 def with_image(request: PlanRequest, image: Optional[str], engine_argv: Sequence[str], engine: str,
@@ -187,6 +189,11 @@ def run_exec(opts: PlanOptions, env: Mapping[str, str]) -> int:
         prepared = prepare(opts, env, request)
         document = prepared.document
         final = er.rewrite(prepared.args)
+        # ---- rootless podman: the user must open the nodes (nvlow/cli/rootless.py) ----
+        if prepared.plan is not None and prepared.plan.devices and not opts.simulate and not opts.engine_root \
+                and cmd.engine == "podman" and os.geteuid() != 0:
+            _check_rootless(opts, env, prepared.plan, cmd)
+        # ---- end rootless podman ----
     if opts.dry_run:
         if opts.json:
             # the plan document too (as 'nvlow args --json' prints it); null when nothing was injected
@@ -204,6 +211,25 @@ def run_exec(opts: PlanOptions, env: Mapping[str, str]) -> int:
         raise EngineError(f"cannot run {final[0]}: {exc.strerror}",
                           hint="install Docker or Podman, or name the engine with --docker / NV_DOCKER") from None
     return 127  # pragma: no cover
+
+
+def _check_rootless(opts: PlanOptions, env: Mapping[str, str], plan: Plan, cmd: Any) -> None:
+    """Rootless podman cannot give the container a node its user cannot open: an error before the
+    engine runs (a warning with --dry-run, which runs nothing)."""
+    from ..errors import HostError
+    from ..host.root import HostRoot
+    from .rootless import check
+
+    devices = [(d.host_path, d.container_path) for d in plan.devices]
+    error, hint, warnings = check(HostRoot(opts.root or "/"), devices, cmd, env)
+    for w in warnings:
+        warn(w)
+    if error is None:
+        return
+    if opts.dry_run:
+        warn(f"{error} ({hint})")
+        return
+    raise HostError(error, hint=hint)
 
 
 def _json_dumps(value: object, **kwargs: Any) -> str:

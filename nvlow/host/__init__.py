@@ -4,6 +4,7 @@
   containment, bounded reads);
 - :mod:`.procfs` — parsers of ``/proc/driver/nvidia`` and ``/proc/devices`` (pure functions of text);
 - :mod:`.scan` and :mod:`.migcaps` — device nodes, GPUs and MIG access nodes from procfs and ``/dev``;
+- :mod:`.extradevices` — the multi-node nodes (GDS, InfiniBand, GDRCopy, NVSwitch), checked by the scanner;
 - :mod:`.discover` — the :class:`~nvlow.model.Host` record: the scan, plus NVML when it is needed;
 - :mod:`.ldcache`, :mod:`.elf`, :mod:`.driverfiles` — the driver's libraries, binaries and files;
 - :mod:`.capabilities` — which driver files each ``NVIDIA_DRIVER_CAPABILITIES`` value needs;

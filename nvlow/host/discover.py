@@ -152,6 +152,12 @@ def discover(
     """
     from .scan import cross_check, scan_host
 
+    if root.exists("/dev/dxg") and not root.exists("/proc/driver/nvidia"):
+        from .wsl import discover_wsl, looks_like_wsl
+
+        if looks_like_wsl(root):  # WSL2: /dev/dxg and /usr/lib/wsl, no NVIDIA kernel module (docs/wsl2.md)
+            return discover_wsl(root, library=library, library_opener=library_opener, use_nvml=use_nvml,
+                                cuda_reader=cuda_reader)
     scan = scan_host(root, load_uvm=load_uvm, runner=runner)
     warnings: List[str] = list(scan.warnings)
     if use_nvml and library is None and nvml_wanted is not None and nvml_wanted(procfs_facts(scan)) is None:
@@ -222,5 +228,6 @@ def discover(
         mig_config_node=scan.config_cap,
         mig_monitor_node=scan.monitor_cap,
         imex_channels=scan.imex_channels,
+        feature_nodes=scan.feature_nodes,
     )
 

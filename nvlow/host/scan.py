@@ -44,6 +44,7 @@ from ..model import DeviceNode
 from .procfs import (MAX_MINOR, device_names_by_major, normalize_bus_id, parse_bus_id, parse_devices,
                      parse_driver_version, parse_drm_node_name, parse_gpu_information, parse_imex_channel_name)
 from ..records import GpuRecord
+from .extradevices import FEATURE_DEVICE_NAMES, scan_feature_nodes
 from .root import HostRoot, read_regular
 from ..text import lazy_re
 
@@ -79,6 +80,7 @@ KIND_DEVICE_NAMES: Dict[str, Tuple[str, ...]] = {
     "imex": ("nvidia-caps-imex-channels",),
     "drm": ("drm",),
 }
+KIND_DEVICE_NAMES.update(FEATURE_DEVICE_NAMES)  # gds, mofed, gdrcopy, nvswitch (nvlow.host.extradevices)
 
 
 def is_dynamic_major(major: int) -> bool:
@@ -141,6 +143,8 @@ class ProcScan(Record):
     gpu_nodes: Tuple[DeviceNode, ...] = ()
     #: checked ``/dev/nvidia-caps-imex-channels/channelN`` nodes, by channel number
     imex_channels: Tuple[DeviceNode, ...] = ()
+    #: checked multi-node feature nodes (kind gds, mofed, gdrcopy, nvswitch; nvlow.host.extradevices)
+    feature_nodes: Tuple[DeviceNode, ...] = ()
 
     def major(self, name: str) -> Optional[int]:
         """Char major for an exact /proc/devices name."""
@@ -436,13 +440,14 @@ def scan_host(root: HostRoot, *, load_uvm: bool = True, runner: Optional[Runner]
 
     caps, config, monitor = scan_mig_caps(sc, majors.get("nvidia-caps"))
     channels = scan_imex_channels(sc, majors.get("nvidia-caps-imex-channels"))
+    features = scan_feature_nodes(sc, devices_text)
     return ProcScan(
         driver_version=version.version if version else None,
         open_module=version.open_module if version else None,
         majors=tuple(sorted(majors.items())),
         gpus=tuple(gpus), control_nodes=tuple(control), mig_caps=tuple(caps),
         config_cap=config, monitor_cap=monitor, warnings=tuple(sc.warnings), gpu_nodes=tuple(gpu_nodes),
-        imex_channels=channels,
+        imex_channels=channels, feature_nodes=features,
     )
 
 

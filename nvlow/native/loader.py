@@ -52,6 +52,7 @@ FALLBACK_DIRS: Tuple[str, ...] = (
     "/usr/lib/x86_64-linux-gnu/nvidia/current",
     "/usr/local/nvidia/lib64",
     "/usr/lib",
+    "/usr/lib/wsl/lib",  # WSL2: the Windows driver's libnvidia-ml.so.1 and libcuda.so.1 (docs/wsl2.md)
 )
 
 _HINT = ("install the NVIDIA driver's user-space libraries, or point {var} at the library "

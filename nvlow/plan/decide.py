@@ -11,7 +11,8 @@ Python API. The steps, in order:
 3. the image requirements are evaluated on the container's final environment;
 4. the driver files of the capabilities are selected (the driver volume holds every capability);
 5. device nodes: control nodes, GPUs, DRM nodes with ``graphics``/``display``, MIG access nodes,
-   and the MIG config/monitor and IMEX channel nodes the environment asks for;
+   and the MIG config/monitor, IMEX channel and multi-node feature (GDS, MOFED, GDRCopy, NVSwitch)
+   nodes the environment or nvlow's options ask for;
 6. :func:`nvlow.plan.plan.build_plan` places files and merges ``PATH``/``LD_LIBRARY_PATH``;
 7. the engine's view (``engine=``, :class:`nvlow.plan.plan.EngineView`): device and bind-mount host paths
    with the root prefix the engine sees (``--engine-root``) and the volume plugin's name.
@@ -31,8 +32,8 @@ from __future__ import annotations
 from ..errors import HostError, SelectionError, UsageError
 from ..model import DeviceNode, DriverFiles, Host
 from .plan import EngineView, Plan, build_plan
-from .request import (DRIVER_FILE_MODES, PlanRequest, capabilities_choice, decision_env, requirement_env,
-                      selection_choice)
+from .request import (DRIVER_FILE_MODES, PlanRequest, capabilities_choice, decision_env, requested_features,
+                      requirement_env, selection_choice)
 from ..host.root import HostRoot
 from .select import Selection, resolve_choice, select_gpus
 
@@ -56,6 +57,10 @@ def select_files(host: Host, capabilities: Tuple[str, ...]) -> DriverFiles:
     """The driver files of ``capabilities`` (HostError when the driver version is unknown)."""
     from ..host.driverfiles import select_driver_files
 
+    if host.wsl is not None:  # WSL2: the toolkit's fixed set, whatever the capabilities (nvlow.host.wsl)
+        from ..host.wsl import wsl_driver_files
+
+        return wsl_driver_files(host)
     if not host.driver_version:
         raise HostError("the NVIDIA driver version is unknown, so its files cannot be selected",
                         hint="check /proc/driver/nvidia/version ('nvlow doctor')")
@@ -129,6 +134,23 @@ def _imex_nodes(host: Host, env: Mapping[str, str]) -> List[DeviceNode]:
     return out
 
 
+def _feature_nodes(host: Host, request: PlanRequest) -> Tuple[List[DeviceNode], List[str]]:
+    """The multi-node feature nodes the request asks for (:func:`~nvlow.plan.request.requested_features`);
+    a feature whose nodes the host lacks is a warning naming it and the paths, not an error (the
+    toolkit's char-device discoverers find nothing and inject nothing)."""
+    from ..host.extradevices import feature_paths
+
+    nodes: List[DeviceNode] = []
+    warnings: List[str] = []
+    for feature, source in requested_features(request):
+        found = host.features(feature)
+        if not found:
+            warnings.append(f"{feature} requested ({source}) but this host has no usable {feature_paths(feature)}: "
+                            f"the container gets no {feature} devices")
+        nodes.extend(n for n in found if n not in nodes)
+    return nodes, warnings
+
+
 def _void_plan(request: PlanRequest, selection: Selection, caps: Tuple[str, ...]) -> Plan:
     return Plan(driver_version=None, cuda_version=None, selection=selection, capabilities=caps,
                 driver_files_mode=request.driver_files, devices=(), mounts=(), env=())
@@ -189,6 +211,9 @@ def plan_for(host: HostSource, request: PlanRequest, *, volumes_dir: Optional[st
     denv = decision_env(request)
     extra, warnings = _mig_admin_nodes(found, denv, request.privileged)
     extra.extend(_imex_nodes(found, denv))
+    feature_nodes, feature_warnings = _feature_nodes(found, request)
+    extra.extend(feature_nodes)
+    warnings.extend(feature_warnings)
     warnings.extend(_missing_mig_caps(found, selection))
     explicit = dict(request.container_env or ())
     image_env: Optional[Dict[str, str]] = dict(request.image_env) if request.image_env is not None else None

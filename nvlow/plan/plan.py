@@ -215,6 +215,11 @@ def device_mappings(host: Host, selection: Selection, capabilities: Iterable[str
     nodes: List[DeviceNode] = []
     if selection.is_void:
         return []
+    if host.wsl is not None:  # WSL2: every GPU is behind /dev/dxg (nvlow.host.wsl)
+        from ..host.wsl import dxg_node
+
+        nodes = [dxg_node(host)] + list(extra)
+        return [DeviceMapping(n.host_path, n.container_path) for n in nodes]
     ctl = host.control("ctl")
     if ctl is None:
         raise HostError(
@@ -297,8 +302,9 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def container_env(image_env: Optional[Mapping[str, str]], explicit_env: Mapping[str, str],
-                  mode: str) -> Tuple[List[Tuple[str, str]], List[str]]:
-    """PATH and LD_LIBRARY_PATH additions, merged with the image's own values.
+                  mode: str, *, lib_dirs: Sequence[str] = LD_LIBRARY_PATH_ADDITIONS,
+                  bin_dirs: Sequence[str] = PATH_ADDITIONS) -> Tuple[List[Tuple[str, str]], List[str]]:
+    """PATH and LD_LIBRARY_PATH additions (``bin_dirs``, ``lib_dirs``), merged with the image's own values.
 
     ``explicit_env`` holds variables the user already sets on the engine
     command line: those are never touched. Without the image's environment
@@ -312,16 +318,20 @@ def container_env(image_env: Optional[Mapping[str, str]], explicit_env: Mapping[
         return env, warnings
     if "LD_LIBRARY_PATH" not in explicit_env:
         current = image_env.get("LD_LIBRARY_PATH") if image_env is not None else None
-        merged = merge_search_path(current, LD_LIBRARY_PATH_ADDITIONS)
+        merged = merge_search_path(current, lib_dirs)
         if merged is not None:
             env.append(("LD_LIBRARY_PATH", merged))
-    if image_env is None and not {"PATH", "LD_LIBRARY_PATH"} <= set(explicit_env):
+    if image_env is None and not bin_dirs and "LD_LIBRARY_PATH" not in explicit_env:
+        warnings.append("image environment unknown: LD_LIBRARY_PATH is set to the driver's directories "
+                        "(replacing any value the image sets); pass --image IMAGE, or have the image "
+                        "present locally, to merge it")
+    elif image_env is None and bin_dirs and not {"PATH", "LD_LIBRARY_PATH"} <= set(explicit_env):
         warnings.append("image environment unknown: LD_LIBRARY_PATH is set to the driver's directories "
                         "(replacing any value the image sets) and PATH is left as the image sets it "
-                        "(driver binaries are in /usr/local/nvidia/bin); pass --image IMAGE, "
+                        f"(driver binaries are in {':'.join(bin_dirs)}); pass --image IMAGE, "
                         "or have the image present locally, to merge both")
-    if "PATH" not in explicit_env and image_env is not None:
-        merged = merge_search_path(image_env.get("PATH", DEFAULT_PATH), PATH_ADDITIONS)
+    if "PATH" not in explicit_env and image_env is not None and bin_dirs:
+        merged = merge_search_path(image_env.get("PATH", DEFAULT_PATH), bin_dirs)
         if merged is not None:
             env.append(("PATH", merged))
     return env, warnings
@@ -352,7 +362,17 @@ def build_plan(
     devices = device_mappings(host, selection, caps, extra_devices)
     mounts: List[Mount] = []
     volume_driver = None
-    if not selection.is_void and files is not None:
+    notes: List[str] = []
+    if host.wsl is not None and not selection.is_void:
+        from ..host.wsl import placements, subset_warning
+
+        if mode != "bind":
+            raise UsageError(f"--driver-files {mode} is not available on WSL2: the driver files are the "
+                             "Windows driver store's, bound where the toolkit binds them", hint="use bind")
+        note = subset_warning(len(selection.gpus), len(host.gpus))
+        notes = [note] if note else []
+        mounts = [Mount(h, c) for h, c in placements(files)] if files is not None else []
+    elif not selection.is_void and files is not None:
         if mode == "bind":
             mounts = driver_file_mounts(files)
         else:
@@ -369,7 +389,12 @@ def build_plan(
             if ":" in p:
                 raise HostError(f"path {p!r} contains ':', which docker -v cannot express",
                                 hint="move the driver files or the --root to a path without ':'")
-    env, warnings = container_env(image_env, explicit_env or {}, selection.mode)
+    if host.wsl is not None:  # the toolkit's ldconfig folders; nvidia-smi is bound into /usr/bin
+        env, warnings = container_env(image_env, explicit_env or {}, selection.mode,
+                                      lib_dirs=host.wsl.library_dirs, bin_dirs=())
+        warnings = notes + warnings
+    else:
+        env, warnings = container_env(image_env, explicit_env or {}, selection.mode)
     if files is not None:
         # a corrupt ld.so.cache is survivable (the usual directories are searched) but must be said
         warnings = [reason for _path, reason in files.skipped if reason.startswith("corrupt")] + warnings

@@ -36,6 +36,7 @@ from __future__ import annotations
 from ..frozen import Record
 from ..errors import UsageError
 from ..model import ProcfsFacts
+from ..host.extradevices import ENABLED, FEATURE_ENV, FEATURES
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -80,6 +81,9 @@ class PlanRequest(Record):
     require: bool = True
     #: ``--privileged`` in the engine argv: True/False, None when there is no argv (``args``)
     privileged: Optional[bool] = None
+    #: multi-node features asked for by nvlow's options (``--gds``, ``--mofed``, ``--gdrcopy``,
+    #: ``--nvswitch``), besides the container's ``NVIDIA_GDS=enabled``, ... (:func:`requested_features`)
+    features: Tuple[str, ...] = ()
 
     def to_dict(self) -> Dict[str, Any]:
         """The request as JSON-ready data (what the remote client sends to ``serve``)."""
@@ -95,6 +99,8 @@ class PlanRequest(Record):
             "driver_files": self.driver_files,
             "require": self.require,
             "privileged": self.privileged,
+            # only when asked: a server from before the features refuses unknown fields
+            **({"features": list(self.features)} if self.features else {}),
         }
 
 
@@ -148,7 +154,7 @@ def _flag(doc: Mapping[str, Any], key: str, default: Optional[bool]) -> Optional
 
 
 _FIELDS = ("docker_gpus", "cdi_devices", "gpus", "capabilities", "container_env", "process_env", "image_env",
-           "image_labels", "driver_files", "require", "privileged")
+           "image_labels", "driver_files", "require", "privileged", "features")
 
 
 def request_from_dict(doc: Any) -> PlanRequest:
@@ -167,6 +173,11 @@ def request_from_dict(doc: Any) -> PlanRequest:
     if mode not in DRIVER_FILE_MODES:
         raise UsageError(f"invalid driver-files mode {mode!r}", hint="use bind, volume or plugin")
     process = _pairs_field(doc, "process_env", optional=False) or ()
+    features = _strings(doc, "features")
+    unknown_features = [f for f in features if f not in FEATURES]
+    if unknown_features:
+        raise UsageError(f"unknown feature {unknown_features[0][:40]!r} in the request",
+                         hint="features: " + ", ".join(FEATURES))
     return PlanRequest(
         docker_gpus=_strings(doc, "docker_gpus"), cdi_devices=_strings(doc, "cdi_devices"),
         gpus=_text(doc, "gpus"), capabilities=_text(doc, "capabilities"),
@@ -175,6 +186,7 @@ def request_from_dict(doc: Any) -> PlanRequest:
         image_env=_pairs_field(doc, "image_env", optional=True),
         image_labels=_pairs_field(doc, "image_labels", optional=False) or (),
         driver_files=mode, require=bool(_flag(doc, "require", True)), privileged=_flag(doc, "privileged", None),
+        features=tuple(f for f in FEATURES if f in features),
     )
 
 
@@ -279,6 +291,29 @@ def requirement_env(req: PlanRequest) -> Dict[str, str]:
         out["NVIDIA_DISABLE_REQUIRE"] = disable
     out.update(req.container_env or ())
     return out
+
+
+def requested_features(req: PlanRequest) -> Tuple[Tuple[str, str], ...]:
+    """(feature, source) of every multi-node feature the request asks for, in the toolkit's order:
+    nvlow's option (``--gds``), else the container's final environment (image overlaid by ``-e``)
+    holding exactly ``enabled`` (toolkit ``internal/modifier/cdi.go``, ``gatedDevices``: ``Getenv(...)
+    == "enabled"``, case-sensitive; ``ENABLED``, ``true`` or ``1`` do not count).
+
+    Example:
+        >>> requested_features(PlanRequest(features=("gdrcopy",), image_env=(("NVIDIA_GDS", "enabled"),),
+        ...                                container_env=(("NVIDIA_MOFED", "true"),)))
+        (('gds', 'image NVIDIA_GDS=enabled'), ('gdrcopy', '--gdrcopy'))
+    """
+    out: List[Tuple[str, str]] = []
+    for feature in FEATURES:
+        var = FEATURE_ENV[feature]
+        cvalue = _env_get(req.container_env, var)
+        value = cvalue if cvalue is not None else _env_get(req.image_env, var)
+        if feature in req.features:
+            out.append((feature, f"--{feature}"))
+        elif value == ENABLED:
+            out.append((feature, f"{'container' if cvalue is not None else 'image'} {var}={ENABLED}"))
+    return tuple(out)
 
 
 def capabilities_choice(req: PlanRequest) -> Tuple[str, str]:

@@ -4,7 +4,9 @@ A remote ``nvlow serve`` answers a plan document and an nvidia-docker-plugin a l
 both come from the network, so neither reaches the engine as given. The client keeps only
 
 * device nodes under NVIDIA's names (``/dev/nvidia*``, ``/dev/nvidia-caps/...``,
-  ``/dev/nvidia-caps-imex-channels/channelN``, ``/dev/dri/cardN|renderDN``), with a host path that
+  ``/dev/nvidia-caps-imex-channels/channelN``, ``/dev/dri/cardN|renderDN``), and the multi-node
+  nodes (``/dev/nvidia-fsN``, ``/dev/infiniband/uverbsN|rdma_cm``, ``/dev/gdrdrv``,
+  ``/dev/nvidia-nvswitch*``) only for a feature the request asked for, with a host path that
   is the same node (it ends with the container path; a server under ``--root`` prefixes it);
 * read-only binds of driver files into the places nvlow uses (``/usr/local/nvidia/{bin,lib,lib64}``,
   the driver's config, firmware and X.Org/GBM paths), writable binds only for the driver's IPC
@@ -36,6 +38,13 @@ if TYPE_CHECKING:
 _DEVICE = lazy_re(r"/dev/(?:nvidiactl|nvidia-uvm|nvidia-uvm-tools|nvidia-modeset|nvidia[0-9]{1,4}"
                      r"|nvidia-caps/nvidia-cap[0-9]{1,7}|nvidia-caps-imex-channels/channel[0-9]{1,7}"
                      r"|dri/card[0-9]{1,4}|dri/renderD[0-9]{1,4})")
+#: the multi-node feature nodes (nvlow.host.extradevices), accepted only for a feature the request asked for
+_FEATURE_DEVICE = {
+    "gds": lazy_re(r"/dev/nvidia-fs[0-9]{1,4}"),
+    "mofed": lazy_re(r"/dev/infiniband/(?:uverbs[0-9]{1,4}|rdma_cm)"),
+    "gdrcopy": lazy_re(r"/dev/gdrdrv"),
+    "nvswitch": lazy_re(r"/dev/nvidia-nvswitch(?:ctl|[0-9]{1,4})"),
+}
 _LIBRARY = lazy_re(r"lib[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,200}\.so(?:\.[0-9A-Za-z_]{1,20}){0,6}")
 _VOLUME = lazy_re(r"nvidia_driver_[0-9]{1,6}(?:\.[0-9]{1,6}){1,3}")
 _VOLUME_DRIVERS = ("nvlow", "nvidia-docker")
@@ -97,14 +106,16 @@ def _bind_allowed(host: str, container: str, read_only: bool) -> bool:
     return read_only and bool(known) and host.endswith(container)
 
 
-def _devices(doc: Mapping[str, Any], where: str) -> List[Any]:
+def _devices(doc: Mapping[str, Any], where: str, features: Tuple[str, ...] = ()) -> List[Any]:
     from ..plan.plan import DeviceMapping
 
     out = []
     for item in _items(doc, "devices", where):
         container = _clean_path(item.get("container_path"), "device path", where)
         host = _clean_path(item.get("host_path"), "device path", where)
-        if not _DEVICE.fullmatch(container) or not host.endswith(container):
+        known = bool(_DEVICE.fullmatch(container)) or any(
+            f in _FEATURE_DEVICE and _FEATURE_DEVICE[f].fullmatch(container) for f in features)
+        if not known or not host.endswith(container):
             raise RemoteError(f"{where} answered a device that is not an NVIDIA device node: {host[:80]}:{container}")
         out.append(DeviceMapping(host, container))
     return out
@@ -156,10 +167,13 @@ def _env(doc: Mapping[str, Any], where: str) -> List[Tuple[str, str]]:
     return out
 
 
-def checked_args(doc: Mapping[str, Any], where: str, plugin_names: Tuple[str, ...] = ()) -> List[str]:
+def checked_args(doc: Mapping[str, Any], where: str, plugin_names: Tuple[str, ...] = (),
+                 features: Tuple[str, ...] = ()) -> List[str]:
     """The docker arguments of a remote plan document, rebuilt from its checked devices, mounts,
     volume driver and environment (the document's own ``args`` are never used). ``plugin_names``
-    are volume drivers accepted besides nvidia-docker/nvlow (the client's own NVLOW_PLUGIN_NAME)."""
+    are volume drivers accepted besides nvidia-docker/nvlow (the client's own NVLOW_PLUGIN_NAME);
+    ``features`` are the multi-node features the request asked for, whose nodes (``/dev/nvidia-fsN``,
+    ``/dev/infiniband/uverbsN``, ...) are then accepted too."""
     from ..plan.plan import Plan
     from ..plan.render import docker_args
     from ..plan.select import Selection
@@ -167,7 +181,7 @@ def checked_args(doc: Mapping[str, Any], where: str, plugin_names: Tuple[str, ..
     driver = doc.get("volume_driver")
     if driver is not None and driver not in _VOLUME_DRIVERS + plugin_names:
         raise RemoteError(f"{where} answered a volume driver nvlow refuses: {str(driver)[:40]!r}")
-    plan = Plan(None, None, Selection(()), (), "bind", tuple(_devices(doc, where)),
+    plan = Plan(None, None, Selection(()), (), "bind", tuple(_devices(doc, where, features)),
                 tuple(_mounts(doc, driver, where)), tuple(_env(doc, where)), driver)
     return docker_args(plan)
 

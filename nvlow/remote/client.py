@@ -37,7 +37,7 @@ import re
 
 from ..frozen import Record, replace
 from ..errors import NvlowError, RemoteError, RequirementError, SelectionError, UsageError
-from ..plan.request import PlanRequest, requirement_env, selection_choice
+from ..plan.request import PlanRequest, requested_features, requirement_env, selection_choice
 from ..text import lazy_re
 
 TYPE_CHECKING = False
@@ -432,7 +432,8 @@ def remote_plan(host_url: Union[str, RemoteTarget], request: PlanRequest, *, env
         # the plan is data: devices, mounts and env are checked one by one and the arguments are
         # rebuilt here; the server's own "args" never reach the engine
         own = env.get("NVLOW_PLUGIN_NAME")
-        args = checked_args(doc, f"{target.url} ({target.source})", (own,) if own else ())
+        features = tuple(f for f, _source in requested_features(request))
+        args = checked_args(doc, f"{target.url} ({target.source})", (own,) if own else (), features)
         doc["args"] = args
         warnings = doc.get("warnings") or ()
         return RemotePlan(tuple(args), _text_field(doc, "driver_version"), _text_field(doc, "cuda_version"), "v2",

@@ -70,6 +70,8 @@ def cuda_version_text(value: Optional[int]) -> Optional[str]:
 
 def simulated_library_paths(preset: Preset) -> Tuple[str, ...]:
     """Host paths the simulated NVML and libcuda are "loaded" from."""
+    if preset.wsl:  # the Windows driver's stubs, found through /etc/ld.so.conf.d/ld.wsl.conf
+        return ("/usr/lib/wsl/lib/libnvidia-ml.so.1", "/usr/lib/wsl/lib/libcuda.so.1")
     libdir = f"/usr/lib/{_MULTIARCH.get(preset.arch, preset.arch + '-linux-gnu')}"
     version = preset.driver_version or "unknown"
     return (f"{libdir}/libnvidia-ml.so.{version}", f"{libdir}/libcuda.so.{version}")
@@ -184,7 +186,7 @@ def open_simulated_library(preset: Preset) -> SimulatedLibrary:
             "cannot load libnvidia-ml.so.1: libnvidia-ml.so.1: cannot open shared object file: "
             "No such file or directory",
             hint="install the NVIDIA driver's user-space libraries")
-    if not preset.driver_loaded:
+    if not preset.driver_loaded and not preset.wsl:  # WSL2: no kernel module, NVML works through /dev/dxg
         raise LibraryError("nvmlInit failed: Driver Not Loaded (libnvidia-ml.so.1)",
                            hint="load the NVIDIA kernel module: 'modprobe nvidia'")
     return SimulatedLibrary(preset)

@@ -46,7 +46,7 @@ def _fingerprint(preset: Preset) -> str:
 
     here = os.path.dirname(__file__)
     crc = zlib.crc32(repr(preset).encode())
-    for mod in ("proctree.py", "drivertree.py", "elfgen.py", "hosttree.py"):
+    for mod in ("proctree.py", "drivertree.py", "elfgen.py", "hosttree.py", "wsltree.py"):
         try:
             with open(os.path.join(here, mod), "rb") as fh:
                 crc = zlib.crc32(fh.read(), crc)
@@ -61,6 +61,11 @@ def build_tree(dest: str, preset: Preset) -> None:
     from .proctree import write_proc_dev_tree
 
     write_proc_dev_tree(dest, preset)
+    if preset.wsl:  # /dev/dxg and /usr/lib/wsl instead of the Linux driver (nvlow.simulate.wsltree)
+        from .wsltree import write_wsl_tree
+
+        write_wsl_tree(dest, preset)
+        return
     write_driver_tree(dest, preset)
 
 

@@ -124,6 +124,15 @@ class Preset(Record):
     imex_channels: int = 0
     #: the driver ships libnvidia-nvvm70.so.4 next to libcuda (R575+; simulated on older versions too)
     nvvm70: bool = False
+    #: multi-node devices (nvlow.host.extradevices): /dev/nvidia-nvswitchctl and nvidia-nvswitch0..N-1,
+    #: /dev/infiniband/uverbs0..N-1 and rdma_cm, /dev/nvidia-fs0..15 (GDS), /dev/gdrdrv (GDRCopy)
+    nvswitches: int = 0
+    ib_verbs: int = 0
+    gds: bool = False
+    gdrcopy: bool = False
+    #: a WSL2 host (nvlow.host.wsl): /dev/dxg and the Windows driver under /usr/lib/wsl, no NVIDIA kernel
+    #: module (``driver_loaded`` is False) but a working NVML; nvlow.simulate.wsltree writes the tree
+    wsl: bool = False
 
 
 # nvmlGpuTopologyLevel_t values (nvml.h)
@@ -197,7 +206,7 @@ def _dgx_a100() -> Preset:
         name="dgx-a100", description="8x A100-SXM4-40GB, driver 550.54.15, CUDA 12.4",
         driver_loaded=True, driver_version="550.54.15", cuda_version=12040,
         nvml_version="12.550.54.15", gpus=gpus, uvm_major=510, caps_major=511,
-        drm=True, drm_first_card=1,
+        drm=True, drm_first_card=1, nvswitches=6, ib_verbs=8,
     )
 
 
@@ -235,7 +244,7 @@ def _dgx_h100_mig() -> Preset:
         description="8x H100 80GB, GPUs 0 and 1 in MIG mode, driver 550.90.07, CUDA 12.4",
         driver_loaded=True, driver_version="550.90.07", cuda_version=12040,
         nvml_version="12.550.90.07", gpus=gpus, uvm_major=509, caps_major=237,
-        drm=True, drm_first_card=1, imex_channels=2,
+        drm=True, drm_first_card=1, imex_channels=2, nvswitches=4, ib_verbs=8, gds=True, gdrcopy=True,
     )
 
 
@@ -275,12 +284,30 @@ def _no_driver() -> Preset:
     )
 
 
+def _wsl2() -> Preset:
+    gpu = SimGpu(
+        index=0, minor=0, name="NVIDIA GeForce RTX 4070 Laptop GPU", uuid=_uuid("wsl2:0"),
+        bus_id="00000000:01:00.0", pci_device_id=(0x2820 << 16) | 0x10DE,
+        brand=BRAND_GEFORCE, architecture=ARCH_ADA, cc_major=8, cc_minor=9,
+        memory_total=8 * GiB, multiprocessor_count=36, power_limit=115000, persistence_mode=False,
+        max_clock_sm=2175, max_clock_memory=8001, clock_memory=405, ecc=None, shared_memory_per_sm=102400,
+        l2_cache=32 * 1024 ** 2, memory_clock=8001000, memory_bus_width=128, bar1_total=256 * 1024 ** 2,
+    )
+    # WSL2 reports the Windows driver's version (560.94: the R560 branch, CUDA 12.6)
+    return Preset(
+        name="wsl2", description="WSL2: 1x GeForce RTX 4070 Laptop behind /dev/dxg, Windows driver 560.94, CUDA 12.6",
+        driver_loaded=False, driver_version="560.94", cuda_version=12060, nvml_version="12.560.94",
+        gpus=(gpu,), wsl=True,
+    )
+
+
 _BUILDERS = {
     "dgx-a100": _dgx_a100,
     "dgx-h100-mig": _dgx_h100_mig,
     "workstation": _workstation,
     "no-gpu": _no_gpu,
     "no-driver": _no_driver,
+    "wsl2": _wsl2,
 }
 _CACHE: Dict[str, Preset] = {}
 

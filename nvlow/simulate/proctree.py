@@ -71,6 +71,38 @@ def imex_major(preset: Preset) -> int:
     return major
 
 
+#: InfiniBand verbs: fixed major 231, minors from 192 (uverbs0); rdma_cm is a misc device (10:58 here)
+IB_VERBS_MAJOR = 231
+IB_VERBS_BASE_MINOR = 192
+MISC_MAJOR = 10
+RDMA_CM_MINOR = 58
+GDS_NODES = 16
+
+
+def feature_majors(preset: Preset) -> Dict[str, int]:
+    """Free dynamic majors (below the others) for the preset's nvidia-nvswitch, nvidia-fs and gdrdrv."""
+    used = {preset.uvm_major, preset.caps_major, NVIDIA_MAJOR, imex_major(preset)} | {m for m, _ in _OTHER_CHAR}
+    out: Dict[str, int] = {}
+    major = 508
+    for name, wanted in (("nvidia-nvswitch", preset.nvswitches > 0), ("nvidia-fs", preset.gds),
+                         ("gdrdrv", preset.gdrcopy)):
+        if not wanted:
+            continue
+        while major in used:
+            major -= 1
+        out[name] = major
+        used.add(major)
+    return out
+
+
+def misc_text(preset: Preset) -> str:
+    """``/proc/misc`` with rdma_cm when the preset has InfiniBand."""
+    lines = [(183, "hw_random"), (200, "tun"), (237, "loop-control"), (227, "mcelog")]
+    if preset.ib_verbs:
+        lines.append((RDMA_CM_MINOR, "rdma_cm"))
+    return "".join(f"{m:3d} {n}\n" for m, n in lines)
+
+
 def proc_devices_text(preset: Preset) -> str:
     """``/proc/devices`` with the preset's NVIDIA majors among ordinary ones."""
     chars: List[Tuple[int, str]] = list(_OTHER_CHAR)
@@ -79,6 +111,9 @@ def proc_devices_text(preset: Preset) -> str:
                   (imex_major(preset), "nvidia-caps-imex-channels"), (preset.caps_major, "nvidia-caps")]
         if preset.display:
             chars.append((NVIDIA_MAJOR, "nvidia-modeset"))
+        chars += [(m, n) for n, m in feature_majors(preset).items()]
+    if preset.ib_verbs:
+        chars.append((IB_VERBS_MAJOR, "infiniband_verbs"))
     # The kernel lists by major; the sort is stable, so equal majors keep the order above.
     lines = ["Character devices:"] + [f"{m:3d} {n}" for m, n in sorted(chars, key=lambda c: c[0])]
     lines += ["", "Block devices:"] + [f"{m:3d} {n}" for m, n in _BLOCK]
@@ -219,12 +254,31 @@ def _mig_caps(preset: Preset) -> Dict[str, Tuple[int, int]]:
     return caps
 
 
+def _feature_nodes(dest: str, preset: Preset) -> None:
+    """The multi-node nodes: NVSwitch (ctl minor 255), InfiniBand verbs and rdma_cm, GDS, GDRCopy."""
+    majors = feature_majors(preset)
+    if preset.nvswitches:
+        _node(dest, "/dev/nvidia-nvswitchctl", majors["nvidia-nvswitch"], 255)
+        for n in range(preset.nvswitches):
+            _node(dest, f"/dev/nvidia-nvswitch{n}", majors["nvidia-nvswitch"], n)
+    if preset.ib_verbs:
+        for n in range(preset.ib_verbs):
+            _node(dest, f"/dev/infiniband/uverbs{n}", IB_VERBS_MAJOR, IB_VERBS_BASE_MINOR + n)
+        _node(dest, "/dev/infiniband/rdma_cm", MISC_MAJOR, RDMA_CM_MINOR)
+    if preset.gds:
+        for n in range(GDS_NODES):
+            _node(dest, f"/dev/nvidia-fs{n}", majors["nvidia-fs"], n)
+    if preset.gdrcopy:
+        _node(dest, "/dev/gdrdrv", majors["gdrdrv"], 0)
+
+
 def write_proc_dev_tree(dest: str, preset: Preset) -> None:
     """Write the preset's ``/proc`` and ``/dev`` under the directory ``dest``.
 
     Nothing under ``/proc/driver`` and no NVIDIA nodes for a driverless preset.
     """
     _write(os.path.join(dest, "proc/devices"), proc_devices_text(preset))
+    _write(os.path.join(dest, "proc/misc"), misc_text(preset))
     os.makedirs(os.path.join(dest, "dev"), exist_ok=True)
     if not preset.driver_loaded:
         return
@@ -259,6 +313,7 @@ def write_proc_dev_tree(dest: str, preset: Preset) -> None:
         _drm(dest, preset)
     for channel in range(preset.imex_channels):
         _node(dest, f"/dev/nvidia-caps-imex-channels/channel{channel}", imex_major(preset), channel)
+    _feature_nodes(dest, preset)
     caps = _mig_caps(preset)
     if caps:
         # nvidia-modprobe creates the cap nodes (libnvidia-container asks it to): config 0400, others 0444.

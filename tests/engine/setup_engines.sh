@@ -16,6 +16,9 @@
 set -euo pipefail
 
 PACKAGES=(docker.io podman runc busybox-static)
+# ---- rootless podman (tests/engine/test_engine_rootless.py): newuidmap/newgidmap for a throwaway user ----
+PACKAGES+=(uidmap)
+# ---- end rootless podman ----
 IMAGE=nvlow-test:latest
 IMAGE_NEWCUDA=nvlow-test-newcuda:latest
 # A directory only the image's PATH has, so tests can check that nvlow kept the image PATH.
