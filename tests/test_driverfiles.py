@@ -725,3 +725,32 @@ def test_firmware_in_every_kernel_search_dir(fake: Fake, custom, release, where,
     df = fake.select("compute,utility")
     paths_found = [x.path for x in df.firmware]
     assert paths_found == ([f"{where}/nvidia/{V}/gsp_ga10x.bin"] if found else [])
+
+
+def test_collector_resolution_agrees_with_the_root(tmp_path) -> None:
+    """The per-selection directory memo resolves every shape of link exactly as HostRoot.realpath."""
+    from nvlow.errors import HostError
+    from nvlow.host.driverfiles import _Collector
+    from nvlow.host.root import HostRoot
+
+    r = tmp_path
+    (r / "usr/lib/x86_64-linux-gnu").mkdir(parents=True)
+    (r / "opt/nv/lib").mkdir(parents=True)
+    (r / "usr/lib/x86_64-linux-gnu/libcuda.so.550.54.15").write_text("")
+    os.symlink("libcuda.so.550.54.15", r / "usr/lib/x86_64-linux-gnu/libcuda.so.1")   # same dir
+    os.symlink("libcuda.so.1", r / "usr/lib/x86_64-linux-gnu/libcuda.so")             # chain
+    os.symlink("/opt/nv/lib/libx.so", r / "usr/lib/x86_64-linux-gnu/libx.so.1")       # absolute: inside the root
+    os.symlink("../../../opt/nv/lib", r / "usr/lib/nvlink")                          # a directory link
+    (r / "opt/nv/lib/libx.so").write_text("")
+    os.symlink("loop2", r / "usr/lib/x86_64-linux-gnu/loop1")
+    os.symlink("loop1", r / "usr/lib/x86_64-linux-gnu/loop2")
+    os.symlink("x86_64-linux-gnu", r / "usr/lib/lib64")                               # dir link, same parent
+    root = HostRoot(str(r))
+    col = _Collector(root, "550.54.15")
+    for path in ("/usr/lib/x86_64-linux-gnu/libcuda.so", "/usr/lib/x86_64-linux-gnu/libcuda.so.1",
+                 "/usr/lib/x86_64-linux-gnu/libx.so.1", "/usr/lib/nvlink/libx.so", "/usr/lib/lib64/libcuda.so",
+                 "/usr/lib/x86_64-linux-gnu/missing.so", "/usr/lib/lib64/../nvlink/libx.so", "/libc.so"):
+        assert col.realpath(path) == root.realpath(path), path
+    with pytest.raises(HostError):
+        root.realpath("/usr/lib/x86_64-linux-gnu/loop1")
+    assert col.realpath("/usr/lib/x86_64-linux-gnu/loop1") is None and col.skipped

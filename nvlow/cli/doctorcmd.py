@@ -1,7 +1,6 @@
 """``nvlow doctor [--json]``."""
 from __future__ import annotations
 
-import json
 import sys
 
 from .options import CommonOptions
@@ -49,6 +48,8 @@ def run_doctor_cmd(opts: CommonOptions, env: Mapping[str, str], check_engine: bo
                         podman_finder=(lambda: _find_podman(env)) if check_engine else None)
     results = run_doctor(ctx)
     if opts.json:
+        import json
+
         sys.stdout.write(json.dumps(doctor_document(results), indent=2) + "\n")
     else:
         sys.stdout.write(format_doctor(results))

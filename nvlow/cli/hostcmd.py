@@ -1,7 +1,6 @@
 """``nvlow info`` and ``nvlow list``."""
 from __future__ import annotations
 
-import json
 import sys
 
 from ..model import Gpu, Host
@@ -64,6 +63,8 @@ def run_info(opts: CommonOptions, env: Mapping[str, str]) -> int:
     """``nvlow info``."""
     _root, host = load_host(opts, env)
     if opts.json:
+        import json
+
         sys.stdout.write(json.dumps(host.to_dict(), indent=2) + "\n")
     else:
         sys.stdout.write(format_info(host))
@@ -112,6 +113,8 @@ def run_list(opts: CommonOptions, env: Mapping[str, str], gpus: Optional[str], c
         if item["reason"].startswith("corrupt"):
             warn(item["reason"])
     if opts.json:
+        import json
+
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return 0
     lines: List[str] = []

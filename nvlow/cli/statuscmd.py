@@ -1,7 +1,6 @@
 """``nvlow status [--json] [--watch SECONDS]``."""
 from __future__ import annotations
 
-import json
 import sys
 import time
 
@@ -34,6 +33,8 @@ def run_status(opts: CommonOptions, env: Mapping[str, str], watch: Optional[floa
         while True:
             doc = read_status(library)
             if opts.json:
+                import json
+
                 sys.stdout.write(json.dumps(doc) + "\n")
             else:
                 if watch is not None and sys.stdout.isatty():

@@ -111,6 +111,7 @@ class _Collector:
         self.skipped: List[Tuple[str, str]] = []
         self.missing: List[str] = []
         self._skipped_paths: Set[str] = set()
+        self._dirs: Dict[str, str] = {}  # host directory -> its resolved path, for this selection
 
     def skip(self, path: str, reason: str) -> None:
         if path not in self._skipped_paths:
@@ -119,10 +120,32 @@ class _Collector:
 
     def realpath(self, path: str) -> Optional[str]:
         try:
-            return self.root.realpath(path)
+            return self._resolve(path)
         except HostError as exc:
             self.skip(path, str(exc))
             return None
+
+    def _resolve(self, path: str) -> str:
+        """:meth:`HostRoot.realpath`, with each directory resolved once per selection: a selection
+        resolves ~100 paths in a handful of directories, and every component costs an lstat. A name
+        that is a link to a plain name in the same directory (``libcuda.so.1 -> libcuda.so.580.65.06``,
+        the usual case) is followed here; any other link takes the full walk."""
+        parent, _, name = path.rpartition("/")
+        if not parent or name in ("", ".", ".."):
+            return self.root.realpath(path)
+        base = self._dirs.get(parent)
+        if base is None:
+            base = self._dirs[parent] = self.root.realpath(parent)
+        candidate = base.rstrip("/") + "/" + name
+        for _ in range(40):
+            real = self.root.host(candidate)
+            if not os.path.islink(real):
+                return candidate
+            target = os.readlink(real)
+            if "/" in target or target in ("", ".", ".."):
+                return self.root.realpath(candidate)
+            candidate = base.rstrip("/") + "/" + target
+        return self.root.realpath(candidate)  # a loop: the full walk names it
 
     def version_reason(self, base: str, prefix: str, own_version: bool) -> Optional[str]:
         """Why the file name ``base`` is not of the running driver (None when it is).

@@ -31,11 +31,17 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import Any, List, Mapping, Optional, Tuple
 
 from ..frozen import Record
 from ..errors import HostError, LibraryError
 from ..host.root import HostRoot
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, List, Mapping, Optional, Tuple
+
+    #: (host path shown to the user, real path to dlopen)
+    Candidate = Tuple[str, str]
 
 NVML_SONAME = "libnvidia-ml.so.1"
 CUDA_SONAME = "libcuda.so.1"
@@ -58,8 +64,6 @@ FALLBACK_DIRS: Tuple[str, ...] = (
 _HINT = ("install the NVIDIA driver's user-space libraries, or point {var} at the library "
          "(an absolute path)")
 
-#: (host path shown to the user, real path to dlopen)
-Candidate = Tuple[str, str]
 
 
 class LoadedLibrary(Record):

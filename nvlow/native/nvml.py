@@ -19,14 +19,18 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Tuple, Type
 
 from ..errors import LibraryError
 from ..host.root import HostRoot
 from ._nvml_ffi import ffi as _ffi
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Tuple, Type
+
+    Handle = Any  # an nvmlDevice_t cdata
+
 ffi: Any = _ffi  # cffi ships no type information
-Handle = Any  # an nvmlDevice_t cdata
 
 #: functions nvlow cannot work without; the rest are optional (older drivers lack some)
 REQUIRED: Tuple[str, ...] = ("nvmlInit_v2", "nvmlShutdown", "nvmlDeviceGetCount_v2",

@@ -11,7 +11,6 @@ Example (no driver needed):
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar
 
 from ..errors import LibraryError
 from ..host.procfs import parse_bus_id
@@ -20,7 +19,11 @@ from ..host.root import HostRoot
 from .cuda import Cuda, CudaError, cuda_version_string
 from .nvml import FUNCTION_NOT_FOUND, NOT_FOUND, NOT_SUPPORTED, UNINITIALIZED, Nvml, NvmlError
 
-T = TypeVar("T")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar
+
+    T = TypeVar("T")
 
 # nvmlBrandType_t -> NVIDIA_REQUIRE_* brand token (NVML API reference; docs/host-formats.md)
 _BRANDS = ("unknown", "quadro", "tesla", "nvs", "grid", "geforce", "titan", "vapps", "vpc", "vcs", "vws",
