@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from nvlow.cdi.store import read_spec
 from nvlow.cdi.validate import validate_document
 from nvlow.cdi.yaml import load_yaml
-from nvlow.cli import cdicmd
+from nvlow.cli import cdicmd, cdirun
 from nvlow.model import DriverFile, DriverFiles, Host
 from nvlow.host.root import HostRoot
 
@@ -74,10 +74,10 @@ def fake(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> str:
     root = str(tmp_path)
     state = {"host": make_host(root), "files": make_files(root)}
 
-    def load_host(opts: Any, env: Any, quiet: bool = False) -> Tuple[HostRoot, Host]:
+    def load_host(opts: Any, env: Any, quiet: bool = False, **kw: Any) -> Tuple[HostRoot, Host]:
         return HostRoot(opts.root), state["host"]  # type: ignore[return-value]
 
-    monkeypatch.setattr(cdicmd, "load_host", load_host)
+    monkeypatch.setattr(cdirun, "load_host", load_host)
     import nvlow.host.driverfiles
 
     monkeypatch.setattr(nvlow.host.driverfiles, "select_driver_files", lambda r, v, caps, **kw: state["files"])
@@ -277,7 +277,7 @@ def test_list_empty(tmp_path: Any) -> None:
 
 @pytest.fixture
 def driver(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cdicmd, "_running_driver", lambda opts, env: V)
+    monkeypatch.setattr(cdirun, "_running_driver", lambda opts, env: V)
 
 
 def test_validate_ok_and_broken(tmp_path: Any, driver: None) -> None:
@@ -374,7 +374,7 @@ def test_validate_stale_spec_and_json(tmp_path: Any, driver: None) -> None:
 
 
 def test_validate_without_driver_notes_it(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cdicmd, "_running_driver", lambda opts, env: None)
+    monkeypatch.setattr(cdirun, "_running_driver", lambda opts, env: None)
     path = _write(str(tmp_path), "/s.json", _spec("0"))
     code, out, err = invoke("cdi", "validate", path)
     assert (code, out) == (0, f"{path}: ok (1 device)\n")

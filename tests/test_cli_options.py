@@ -16,10 +16,16 @@ from nvlow.cli.options import (ARGS_VALUES, ENV_OPTIONS, EXEC_ENV_OPTIONS, EXEC_
                                FAST_VALUES, PlanOptions)
 
 
+def _command(name: str):
+    cmd = typer.main.get_command(app)
+    for word in name.split():
+        assert isinstance(cmd, click.Group)
+        cmd = cmd.commands[word]
+    return cmd
+
+
 def _params(name: str):
-    group = typer.main.get_command(app)
-    assert isinstance(group, click.Group)
-    cmd = group.commands[name]
+    cmd = _command(name)
     flags, values = set(), set()
     for p in cmd.params:
         if isinstance(p, click.Option):
@@ -28,8 +34,7 @@ def _params(name: str):
 
 
 def _envvars(name: str):
-    group = typer.main.get_command(app)
-    return {p.name: p.envvar for p in group.commands[name].params if isinstance(p, click.Option) and p.envvar}
+    return {p.name: p.envvar for p in _command(name).params if isinstance(p, click.Option) and p.envvar}
 
 
 @pytest.mark.parametrize("name,flags,values", [
@@ -341,13 +346,17 @@ def test_nv_host_asks_a_remote_nvlow_serve(tmp_path):
 
 # ----------------------------------------------------------------------------- fast host commands
 from nvlow.cli import main as cli_main  # noqa: E402
-from nvlow.cli.fast import HOST_FLAGS, HOST_VALUES, parse_host_command  # noqa: E402
+from nvlow.cli.fast import HOST_ENV, HOST_FLAGS, HOST_VALUES, parse_host_command  # noqa: E402
 
 
 @pytest.mark.parametrize("name", sorted(HOST_FLAGS))
 def test_host_commands_have_the_typer_options(name):
-    assert _params(name) == (set(HOST_FLAGS[name]), set(HOST_VALUES[name]))
-    assert _envvars(name) == {"root": ENV_OPTIONS["root"], "simulate": ENV_OPTIONS["simulate"]}
+    cmd = _command(name)
+    shorts = {o for p in cmd.params if isinstance(p, click.Option) for o in p.opts
+              if not o.startswith("--") and o != "-h"}
+    assert _params(name) == (set(HOST_FLAGS[name]), set(HOST_VALUES[name]) - shorts)
+    assert shorts <= set(HOST_VALUES[name]) | set(HOST_FLAGS[name])
+    assert _envvars(name) == HOST_ENV[name]
 
 
 HOST_CASES = [
@@ -367,6 +376,15 @@ HOST_CASES = [
     (["doctor", "--simulate", "dgx-a100", "--no-engine", "--json"], {}),
     (["doctor", "--simulate", "no-driver", "--no-engine"], {}),
     (["doctor", "--no-engine", "--no-nvml"], {"NVLOW_SIMULATE": "workstation"}),
+    (["cdi", "generate", "--simulate", "dgx-a100"], {}),
+    (["cdi", "generate", "--simulate", "dgx-h100-mig", "--json", "--device-name-strategy", "uuid",
+      "--device-name-strategy=type-index", "--capabilities", "utility", "--no-all-device"], {}),
+    (["--simulate", "workstation", "cdi", "generate", "--format", "json", "--vendor", "example.com",
+      "--class", "device"], {}),
+    (["cdi", "generate", "--driver-files", "plugin"], {"NVLOW_SIMULATE": "dgx-a100"}),
+    (["cdi", "generate", "--simulate", "dgx-a100", "--format", "toml"], {}),
+    (["cdi", "generate", "--simulate", "dgx-a100", "--write"], {}),
+    (["cdi", "generate", "--simulate", "wsl2", "--engine-root", "/host"], {}),
 ]
 
 
@@ -389,6 +407,8 @@ def test_host_commands_fast_and_typer_agree(argv, env, monkeypatch, capsys):
     ["info", "--help"], ["info", "-h"], ["info", "--bogus"], ["info", "extra"], ["info", "--root"],
     ["info", "--json=1"], ["list", "--dry-run"], ["status", "--watch", "x"], ["status", "--count", "1.5"],
     ["doctor", "--gpus", "0"], ["status", "--no-uvm-load"], ["cdi", "list"], ["serve"],
+    ["cdi", "generate", "--help"], ["cdi", "generate", "-o=x.yaml"], ["cdi", "generate", "extra"],
+    ["cdi", "validate", "x.yaml"], ["cdi"],
 ])
 def test_host_command_fast_parser_falls_back(argv):
     with pytest.raises(Fallback):
@@ -403,6 +423,7 @@ def test_host_command_values_and_environment():
 
 
 @pytest.mark.parametrize("argv", [["args", "--simulate", "dgx-a100"], ["info", "--simulate", "dgx-a100"],
+                                  ["cdi", "generate", "--simulate", "dgx-a100"],
                                   ["list", "--simulate", "dgx-a100"], ["doctor", "--simulate", "dgx-a100",
                                                                         "--no-engine"],
                                   ["status", "--simulate", "dgx-a100", "--json"],

@@ -1,6 +1,6 @@
 """nvlow command line (entry point ``nvlow``).
 
-``args``, ``exec``, ``info``, ``list``, ``status`` and ``doctor`` take a fast path that never
+``args``, ``exec``, ``info``, ``list``, ``status``, ``doctor`` and ``cdi generate`` take a fast path that never
 imports typer; every other command, ``--help`` and usage errors go through the typer app in
 :mod:`nvlow.cli.app`. Errors from the core (:class:`nvlow.errors.NvlowError`)
 become one line on stderr and the error's exit code; anything else is an
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 FAST_COMMANDS = ("args", "exec")
 #: parsed without typer too (see :func:`nvlow.cli.fast.parse_host_command`)
-HOST_COMMANDS = ("info", "list", "status", "doctor")
+HOST_COMMANDS = ("info", "list", "status", "doctor", "cdi")
 
 
 def _wants_debug(argv: Sequence[str], env: "os._Environ[str]") -> bool:
@@ -127,7 +127,8 @@ def run_plan_command(opts: "PlanOptions", env: Mapping[str, str], command: str, 
 
 
 def run_host_command(command: "HostCommand", env: Mapping[str, str], debug: bool) -> int:
-    """Run ``info``/``list``/``status``/``doctor`` as the typer app's commands do; errors become exit codes."""
+    """Run ``info``/``list``/``status``/``doctor``/``cdi generate`` as the typer app's commands do; errors
+    become exit codes."""
     opts, extra = command.options, command.extra
     try:
         if command.name == "info":
@@ -143,6 +144,16 @@ def run_host_command(command: "HostCommand", env: Mapping[str, str], debug: bool
             from .statuscmd import run_status
 
             return run_status(opts, env, extra.get("watch"), extra.get("count"))
+        if command.name == "cdi generate":
+            from .cdirun import run_generate
+
+            return run_generate(
+                opts, env, output=extra.get("output"), fmt=extra.get("fmt"), strategies=extra.get("strategies", []),
+                capabilities=extra.get("capabilities"), driver_files=extra.get("driver_files", "bind"),
+                volumes_dir=extra.get("volumes_dir"), vendor=extra.get("vendor", "nvidia.com"),
+                class_=extra.get("class_", "gpu"), write=bool(extra.get("write")),
+                if_changed=bool(extra.get("if_changed")), no_all_device=bool(extra.get("no_all_device")),
+                engine_root=extra.get("engine_root"))
         from .doctorcmd import run_doctor_cmd
 
         return run_doctor_cmd(opts, env, check_engine=not extra.get("no_engine"))

@@ -13,7 +13,7 @@ from .options import (ARGS_VALUES, ENV_OPTIONS, EXEC_ENV_OPTIONS, EXEC_FLAGS, EX
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import AbstractSet, Any, Callable, Dict, List, Mapping, Sequence, Set
+    from typing import AbstractSet, Any, Callable, Dict, List, Mapping, Sequence, Set, Tuple
 
 
 class Fallback(Exception):
@@ -99,12 +99,26 @@ HOST_FLAGS: Dict[str, Dict[str, str]] = {
              "--gdrcopy": "gdrcopy", "--nvswitch": "nvswitch"},
     "status": dict(_COMMON_FLAGS),
     "doctor": {**_COMMON_FLAGS, "--no-engine": "no_engine"},
+    "cdi generate": {**_COMMON_FLAGS, "--no-uvm-load": "no_uvm_load", "--write": "write",
+                     "--if-changed": "if_changed", "--no-all-device": "no_all_device"},
 }
 HOST_VALUES: Dict[str, Dict[str, str]] = {
     "info": dict(_COMMON_VALUES),
     "list": {**_COMMON_VALUES, "--gpus": "gpus", "--capabilities": "capabilities"},
     "status": {**_COMMON_VALUES, "--watch": "watch", "--count": "count"},
     "doctor": dict(_COMMON_VALUES),
+    "cdi generate": {**_COMMON_VALUES, "--output": "output", "-o": "output", "--format": "fmt",
+                     "--device-name-strategy": "strategies", "--capabilities": "capabilities",
+                     "--driver-files": "driver_files", "--volumes-dir": "volumes_dir", "--vendor": "vendor",
+                     "--class": "class_", "--engine-root": "engine_root"},
+}
+#: value options that may be repeated (click's multiple=True): every value is kept, in order
+_LISTS = frozenset({"strategies"})
+#: environment variables of each command's value options (the typer app's ``envvar``)
+_ENV = {"root": ENV_OPTIONS["root"], "simulate": ENV_OPTIONS["simulate"]}
+HOST_ENV: Dict[str, Dict[str, str]] = {
+    "info": _ENV, "list": _ENV, "status": _ENV, "doctor": _ENV,
+    "cdi generate": {**_ENV, "engine_root": ENV_OPTIONS["engine_root"]},
 }
 #: value options that are numbers (click's FLOAT and INT types convert with float() and int())
 _NUMBERS: Dict[str, Callable[[str], object]] = {"watch": float, "count": int}
@@ -121,35 +135,50 @@ class HostCommand:
         self.extra = extra
 
 
+def _command_name(argv: Sequence[str]) -> Tuple[str, int]:
+    """The host command ``argv`` starts with and how many words it takes (``cdi generate``: two)."""
+    if len(argv) > 1 and argv[0] == "cdi" and argv[1] == "generate":
+        return "cdi generate", 2
+    if argv and argv[0] in HOST_FLAGS:
+        return argv[0], 1
+    raise Fallback()
+
+
 def parse_host_command(argv: Sequence[str], env: Mapping[str, str]) -> HostCommand:
-    """Parse ``info``/``list``/``status``/``doctor`` and their options (global options hoisted);
-    :class:`Fallback` for anything else, ``--help`` and every usage error."""
+    """Parse ``info``/``list``/``status``/``doctor``/``cdi generate`` and their options (global options
+    hoisted); :class:`Fallback` for anything else, ``--help`` and every usage error."""
     argv = hoist_globals(list(argv))
-    if not argv or argv[0] not in HOST_FLAGS:
-        raise Fallback()
-    name = argv[0]
+    name, words = _command_name(argv)
     flags, values = HOST_FLAGS[name], HOST_VALUES[name]
     found: Dict[str, Any] = {}
-    rest = argv[1:]
+    rest = argv[words:]
     i = 0
     while i < len(rest):
-        opt, eq, inline = rest[i].partition("=")
+        # --opt=value (long options only: click reads "-o=x" as the value "=x")
+        opt, eq, inline = rest[i].partition("=") if rest[i].startswith("--") else (rest[i], "", "")
         if opt in flags and not eq:
             found[flags[opt]] = True
             i += 1
         elif opt in values and (eq or i + 1 < len(rest)):
             raw = inline if eq else rest[i + 1]
             i += 1 if eq else 2
-            attr = values[opt]
-            convert = _NUMBERS.get(attr)
-            try:
-                found[attr] = convert(raw) if convert else raw
-            except ValueError:
-                raise Fallback() from None  # typer names the option and the bad value
+            _store(found, values[opt], raw)
         else:
             raise Fallback()
-    for attr, var in (("root", ENV_OPTIONS["root"]), ("simulate", ENV_OPTIONS["simulate"])):
+    for attr, var in HOST_ENV[name].items():
         if attr not in found and env.get(var):
             found[attr] = env[var]
     common = {k: found.pop(k) for k in ("root", "simulate", "no_nvml", "debug", "json", "no_uvm_load") if k in found}
     return HostCommand(name, CommonOptions(**common), found)
+
+
+def _store(found: Dict[str, Any], attr: str, raw: str) -> None:
+    convert = _NUMBERS.get(attr)
+    try:
+        value = convert(raw) if convert else raw
+    except ValueError:
+        raise Fallback() from None  # typer names the option and the bad value
+    if attr in _LISTS:
+        found.setdefault(attr, []).append(value)
+    else:
+        found[attr] = value

@@ -13,6 +13,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable, List, Mapping, Optional, Tuple
 
+    from ..model import ProcfsFacts
     from ..plan.request import PlanRequest
 
 #: ``NVLOW_EAGER_NVML=1``: args/exec open NVML even when the request does not need it (the
@@ -46,17 +47,20 @@ def open_root(opts: CommonOptions, env: Mapping[str, str]
 
 
 def load_host(opts: CommonOptions, env: Mapping[str, str], *, quiet: bool = False,
-              request: Optional["PlanRequest"] = None) -> Tuple[HostRoot, Host]:
+              request: Optional["PlanRequest"] = None,
+              nvml_wanted: Optional[Callable[["ProcfsFacts"], Optional[str]]] = None) -> Tuple[HostRoot, Host]:
     """Discover the host named by the options; warnings go to stderr.
 
     With ``request`` (``args``/``exec`` on a real root) NVML is opened only when
-    :func:`nvlow.plan.request.nvml_reason` says the plan needs it, and then asked only for the
-    plan's fields (docs/nvml-lazy.md); without it (info, status, serve, ...) NVML is read whole.
+    :func:`nvlow.plan.request.nvml_reason` says the plan needs it, and with ``nvml_wanted``
+    (``cdi generate``) only when that says so; either way it is then asked only for the plan's fields
+    (docs/nvml-lazy.md). Without them (info, status, serve, ...) NVML is read whole.
     """
     from ..host.discover import discover
 
-    if request is not None and not opts.simulate and env.get(EAGER_NVML_ENV) != "1":
-        return _load_for_plan(opts, env, request, quiet=quiet)
+    lazy = (request is not None or nvml_wanted is not None) and not opts.simulate
+    if lazy and env.get(EAGER_NVML_ENV) != "1":
+        return _load_for_plan(opts, env, request, nvml_wanted, quiet=quiet)
     root, opener = open_root(opts, env)
     host = discover(root, library_opener=opener, use_nvml=not opts.no_nvml,
                     load_uvm=not opts.no_uvm_load)
@@ -66,7 +70,8 @@ def load_host(opts: CommonOptions, env: Mapping[str, str], *, quiet: bool = Fals
     return root, host
 
 
-def _load_for_plan(opts: CommonOptions, env: Mapping[str, str], request: "PlanRequest", *,
+def _load_for_plan(opts: CommonOptions, env: Mapping[str, str], request: Optional["PlanRequest"],
+                   nvml_wanted: Optional[Callable[["ProcfsFacts"], Optional[str]]], *,
                    quiet: bool) -> Tuple[HostRoot, Host]:
     from ..host.discover import discover
     from ..model import ProcfsFacts
@@ -80,6 +85,9 @@ def _load_for_plan(opts: CommonOptions, env: Mapping[str, str], request: "PlanRe
         return open_native_library(r, env, fields="plan")
 
     def wanted(facts: ProcfsFacts) -> Optional[str]:
+        if nvml_wanted is not None:
+            return nvml_wanted(facts)
+        assert request is not None
         return nvml_reason(request, facts)
 
     def libcuda_version(r: HostRoot) -> Optional[str]:
@@ -90,7 +98,7 @@ def _load_for_plan(opts: CommonOptions, env: Mapping[str, str], request: "PlanRe
     # libcuda is loaded without NVML only for a requirement that compares the CUDA version
     host = discover(root, library_opener=plan_opener, use_nvml=not opts.no_nvml,
                     load_uvm=not opts.no_uvm_load, nvml_wanted=wanted,
-                    cuda_reader=libcuda_version if needs_cuda_version(request) else None)
+                    cuda_reader=libcuda_version if request is not None and needs_cuda_version(request) else None)
     if not quiet:
         for w in host.warnings:
             warn(w)
