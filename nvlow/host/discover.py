@@ -128,6 +128,34 @@ def _order_check(scan: ProcScan, records: Sequence[GpuRecord]) -> List[str]:
             "number GPUs in bus order; select GPUs by UUID or bus id"]
 
 
+def ask_library(root: HostRoot, library: Optional[DriverLibrary], opener: Optional[LibraryOpener],
+                warnings: List[str], fallback: str
+                ) -> Tuple[Optional[SystemInfo], Optional[Tuple[GpuRecord, ...]], Tuple[str, ...]]:
+    """(system, GPU records, loaded library paths) from ``library``, or from one ``opener`` opens and
+    closes; a library that cannot be opened or fails adds a warning ending in ``fallback`` (what
+    discovery does without it) and gives ``(None, None, ())``."""
+    lib = library
+    if lib is None and opener is not None:
+        try:
+            lib = opener(root)
+        except LibraryError as exc:
+            warnings.append(f"NVML unavailable, {fallback}: {exc}")
+            return None, None, ()
+        opened_here = True
+    else:
+        opened_here = False
+    if lib is None:
+        return None, None, ()
+    try:
+        return lib.system(), lib.gpus(), tuple(lib.loaded_paths)
+    except LibraryError as exc:
+        warnings.append(f"NVML failed, {fallback}: {exc}")
+        return None, None, ()
+    finally:
+        if opened_here:
+            lib.close()
+
+
 def discover(
     root: HostRoot,
     *,
@@ -162,28 +190,8 @@ def discover(
     warnings: List[str] = list(scan.warnings)
     if use_nvml and library is None and nvml_wanted is not None and nvml_wanted(procfs_facts(scan)) is None:
         use_nvml = False
-    system: Optional[SystemInfo] = None
-    records: Optional[Tuple[GpuRecord, ...]] = None
-    lib = library
-    opened_here = False
-    paths: Tuple[str, ...] = ()
-    if use_nvml and lib is None and library_opener is not None:
-        try:
-            lib = library_opener(root)
-            opened_here = True
-        except LibraryError as exc:
-            warnings.append(f"NVML unavailable, using procfs only: {exc}")
-    if use_nvml and lib is not None:
-        try:
-            system = lib.system()
-            records = lib.gpus()
-            paths = tuple(lib.loaded_paths)
-        except LibraryError as exc:
-            warnings.append(f"NVML failed, using procfs only: {exc}")
-            system, records = None, None
-        finally:
-            if opened_here:
-                lib.close()
+    system, records, paths = ask_library(root, library, library_opener, warnings,
+                                         "using procfs only") if use_nvml else (None, None, ())
     if records is not None:
         gpus = _gpus_from_records(records, scan)
         warnings.extend(cross_check(scan, records))

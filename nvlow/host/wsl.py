@@ -386,28 +386,10 @@ def discover_wsl(
     """The :class:`~nvlow.model.Host` of a WSL2 host: GPUs and versions from NVML when it loads
     (``/usr/lib/wsl/lib/libnvidia-ml.so.1``), else one entry for every GPU and no driver version."""
     wsl, warnings = scan_wsl(root)
-    lib = library
-    opened_here = False
-    system = None
-    records = None
-    paths: Tuple[str, ...] = ()
-    if use_nvml and lib is None and library_opener is not None:
-        try:
-            lib = library_opener(root)
-            opened_here = True
-        except LibraryError as exc:
-            warnings.append(f"NVML unavailable, GPUs not listed: {exc}")
-    if use_nvml and lib is not None:
-        try:
-            system = lib.system()
-            records = lib.gpus()
-            paths = tuple(lib.loaded_paths)
-        except LibraryError as exc:
-            warnings.append(f"NVML failed, GPUs not listed: {exc}")
-            system, records = None, None
-        finally:
-            if opened_here:
-                lib.close()
+    from .discover import ask_library  # discover imports this module
+
+    system, records, paths = ask_library(root, library, library_opener, warnings,
+                                         "GPUs not listed") if use_nvml else (None, None, ())
     gpus = _gpus(records) if records is not None else [ALL_GPUS]
     driver_version = system.driver_version if system is not None else None
     cuda_version = system.cuda_version if system is not None else None
