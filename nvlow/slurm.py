@@ -381,6 +381,10 @@ def gres_line(device: GresDevice, cores: Optional[str] = None) -> str:
         >>> gres_line(d, "0-55").replace(d.gpu.device_path.rsplit("/dev/", 1)[0], "$ROOT")
         'Name=gpu Type=h100_80gb_hbm3_1g.10gb MultipleFiles=$ROOT/dev/nvidia0,$ROOT/dev/nvidia-caps/nvidia-cap66,$ROOT/dev/nvidia-caps/nvidia-cap67 Cores=0-55'
     """
+    # The MIG form is gres.conf(5)'s MultipleFiles= (https://slurm.schedmd.com/gres.conf.html#OPT_MultipleFiles,
+    # "Graphics cards using Multi-Instance GPU (MIG) technology will present multiple device files that should
+    # be managed as a single generic resource"; https://slurm.schedmd.com/gres.html#MIG_Management): the parent's
+    # /dev/nvidiaN and the GI and CI access nodes, the files Slurm's own NVML autodetection lists.
     _check_files(device)
     parts = ["Name=gpu"]
     kind = device_type(device)

@@ -5,7 +5,9 @@
 # 2. as root (unless NVLOW_ENGINES=0), starts private docker and podman engines with
 #    tests/engine/setup_engines.sh (installing Debian's packages when missing) so that the
 #    real-engine tests run; otherwise those tests skip with a reason;
-# 3. runs pytest over tests/ and always tears the engines down.
+# 3. as root (unless NVLOW_SLURM=0), starts a private Slurm cluster with tests/slurm/setup_slurm.sh for
+#    tests/test_slurm_real.py (the "slurm (begin)" block);
+# 4. runs pytest over tests/ and always tears the engines and the cluster down.
 # With NVLOW_LINT=1 (.ci/run) it runs `ruff check .` before the tests, and a lint failure (or one that
 # .ci/run names in NVLOW_CI_FAILED) makes the exit status non-zero after the tests ran.
 # In CI (CI=true) a missing gcc or a failed engine setup is an error instead of a skip.
@@ -61,10 +63,14 @@ fi
 
 # ---------------------------------------------------------------- engines
 ENGINE_WORKDIR=""
+SLURM_WORKDIR=""  # the Slurm block below
 cleanup() {
     local rc=$?
     if [ -n "$ENGINE_WORKDIR" ]; then
         bash tests/engine/setup_engines.sh stop "$ENGINE_WORKDIR" || say "warning: engine teardown failed"
+    fi
+    if [ -n "$SLURM_WORKDIR" ]; then
+        bash tests/slurm/setup_slurm.sh stop "$SLURM_WORKDIR" || say "warning: Slurm teardown failed"
     fi
     exit "$rc"
 }
@@ -96,6 +102,35 @@ else
         export NVLOW_ENGINES=0
     fi
 fi
+
+# ---------------------------------------------------------------- slurm (begin)
+# tests/test_slurm_real.py: as root (unless NVLOW_SLURM=0), a private one-node Slurm cluster from
+# tests/slurm/setup_slurm.sh (installing Debian's slurmctld, slurmd, slurm-client and munge when missing),
+# stopped by cleanup(). Without it those tests skip with a reason; in CI a failed setup is an error.
+if [ "${NVLOW_SLURM:-}" = 0 ]; then
+    say "NVLOW_SLURM=0: real-Slurm tests disabled"
+elif [ "$(id -u)" -ne 0 ]; then
+    if in_ci; then
+        say "error: CI runs the real-Slurm tests, which need root"
+        exit 1
+    fi
+    say "not root: real-Slurm tests will be skipped"
+    export NVLOW_SLURM=0
+else
+    SLURM_WORKDIR=/tmp/nvlow-slurm-$$
+    if PYTHON="$REPO/.venv/bin/python" bash tests/slurm/setup_slurm.sh start "$SLURM_WORKDIR"; then
+        # shellcheck disable=SC1091
+        . "$SLURM_WORKDIR/env.sh"
+    else
+        say "Slurm setup failed (see the lines above)"
+        in_ci && exit 1
+        bash tests/slurm/setup_slurm.sh stop "$SLURM_WORKDIR" || true
+        SLURM_WORKDIR=""
+        say "continuing without real-Slurm tests"
+        export NVLOW_SLURM=0
+    fi
+fi
+# ---------------------------------------------------------------- slurm (end)
 
 # ---------------------------------------------------------------- tests
 set +e

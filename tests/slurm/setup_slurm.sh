@@ -160,14 +160,42 @@ for m in d["minor_order"]: print("Name=gpu Type=%s File=%s/dev/nvidia%d" % (d["g
 }
 
 # ---------------------------------------------------------------- daemons
+slurmd_start_time() {
+    timeout "$T" scontrol show node "$NODE" 2>/dev/null | grep -o 'SlurmdStartTime=[^ ]*' || true
+}
+
+# $1 (optional): a SlurmdStartTime= the node must no longer report (a slurmd started before ours): until the
+# new slurmd has registered, slurmctld still shows the old one's state, and a job started in that window
+# leaves the node "mixed" for half a minute after it ends
 wait_node_idle() {
-    local i state
+    local i state old=${1:-}
     for i in $(seq 1 150); do
         state=$(timeout "$T" sinfo -h -N -n "$NODE" -o '%T' 2>/dev/null || true)
-        case "$state" in idle*) return 0 ;; esac
+        if [ -z "$old" ] || [ "$(slurmd_start_time)" != "$old" ]; then
+            case "$state" in idle*) return 0 ;; esac
+        fi
         sleep 0.2
     done
-    log "node $NODE is '${state:-unknown}' after 30 s"
+    log "node $NODE is '${state:-unknown}' after 30 s:"
+    { timeout "$T" scontrol show node "$NODE"; timeout "$T" squeue -t all; } 2>&1 | sed 's/^/    /' >&2 || true
+    return 1
+}
+
+# no job in a non-final state on the node, and idle on two polls a second apart
+wait_node_quiet() {
+    local i quiet=0 jobs state
+    for i in $(seq 1 150); do
+        jobs=$(timeout "$T" squeue -h -w "$NODE" -t PD,R,CG,CF,S,ST -o %i 2>/dev/null || echo busy)
+        state=$(timeout "$T" sinfo -h -N -n "$NODE" -o '%T' 2>/dev/null || true)
+        if [ -z "$jobs" ] && [ "$state" = idle ]; then
+            quiet=$((quiet + 1))
+            [ "$quiet" -ge 5 ] && return 0
+        else
+            quiet=0
+        fi
+        sleep 0.2
+    done
+    log "node $NODE still busy ('$state', jobs: ${jobs:-none}) after 30 s"
     return 1
 }
 
@@ -187,10 +215,11 @@ start_slurmctld() {
 
 # $1: the slurm.conf slurmd reads (gres.conf is read from the same directory)
 start_slurmd() {
-    local conf=$1
+    local conf=$1 old
+    old=$(slurmd_start_time)
     SLURM_CONF=$conf slurmd -D -N "$NODE" </dev/null >>"$W/log/slurmd.out" 2>&1 &
     echo $! >"$W/run/slurmd.launch.pid"
-    if ! wait_node_idle; then
+    if ! wait_node_idle "$old"; then
         tail -30 "$W/log/slurmd.log" "$W/log/slurmd.out" >&2 2>/dev/null || true
         return 1
     fi
@@ -230,9 +259,9 @@ restart_slurmd() {
     [ -f "$dir/slurm.conf" ] || die "$dir/slurm.conf missing"
     find_tools
     export SLURM_CONF="$W/etc/slurm.conf"
-    # a job that just ended is completing until slurmd reports it; a slurmd stopped before that leaves the
-    # node allocated ("mixed") until slurmctld gives up on the job, so wait for an idle node first
-    wait_node_idle || log "stopping slurmd anyway"
+    # a job that just ended is completing until slurmd reports its epilog; a slurmd stopped before that
+    # leaves the node "mixed" for half a minute, so wait until no job is left and the node stays idle
+    wait_node_quiet || log "stopping slurmd anyway"
     stop_pidfile "$W/run/slurmd.launch.pid"
     start_slurmd "$dir/slurm.conf" || die "slurmd did not bring node $NODE up with $dir"
     log "slurmd restarted with $dir"
