@@ -25,7 +25,6 @@ ALLOWED: Dict[str, FrozenSet[str]] = {
     "text": frozenset(),
     "model": frozenset(),
     "records": frozenset(),
-    "slurm": frozenset(),  # nvlow/slurm.py: pure functions of text and records (the root object is passed in)
     "host": frozenset(),
     "native": frozenset({"host"}),
     "engine": frozenset(),
@@ -39,7 +38,7 @@ ALLOWED: Dict[str, FrozenSet[str]] = {
     "package": frozenset({"api", "plan"}),  # nvlow/__init__.py: lazy re-exports
     "__main__": frozenset({"cli"}),
     "cli": frozenset({"host", "native", "plan", "engine", "cdi", "remote", "serve", "simulate", "doctor",
-                      "api", "package", "slurm"}),
+                      "api", "package"}),
 }
 PACKAGES = ("host", "plan", "engine", "remote", "native", "cdi", "serve", "cli", "simulate")
 

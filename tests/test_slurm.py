@@ -1,4 +1,4 @@
-"""nvlow.slurm and ``nvlow slurm gres|allocation`` without a cluster: the allocation parser on the
+"""nvlow.plan.slurm and ``nvlow slurm gres|allocation`` without a cluster: the allocation parser on the
 environments Slurm 22.05 really sets (recorded from tests/slurm's cluster), the GRES order of a host,
 gres.conf rendering, CPU affinity from a sysfs tree, the CLI, goldens and a fuzz target.
 
@@ -21,7 +21,7 @@ import nvlow
 from nvlow.errors import HostError, NvlowError, SelectionError
 from nvlow.host.root import HostRoot
 from nvlow.model import DeviceNode, Gpu, Host, MigDevice
-from nvlow.slurm import (SlurmAllocation, allocated_devices, allocation_spec, check_selection, cores_for_cpus,
+from nvlow.plan.slurm import (SlurmAllocation, allocated_devices, allocation_spec, check_selection, cores_for_cpus,
                          format_ranges, gpu_type, gres_devices, gres_document, gres_line, logical_cores, mig_type,
                          parse_cpu_list, parse_gres_indices, read_cpu_topology, read_gpu_cores, render_gres_conf,
                          slurm_allocation)
@@ -467,3 +467,50 @@ def test_fuzz_cpu_list(text: str) -> None:
         assert "\n" not in str(exc)
         return
     assert list(cpus) == sorted(set(cpus))
+
+
+# ----------------------------------------------------------------------------- the decision inside a job
+from nvlow.errors import SelectionError as _SelectionError  # noqa: E402
+from nvlow.plan.decide import plan_for as _plan_for  # noqa: E402
+from nvlow.plan.request import PlanRequest as _PlanRequest, request_from_dict as _from_dict  # noqa: E402
+
+_JOB = (("SLURM_JOB_ID", "7"), ("SLURM_JOB_GPUS", "1,3"))
+_STEP = (("SLURM_JOB_ID", "7"), ("SLURM_STEP_ID", "0"), ("SLURM_JOB_GPUS", "1,3,5"), ("SLURM_STEP_GPUS", "5,1"))
+
+
+@pytest.mark.parametrize("request_kw,env,want", [
+    ({}, _JOB, [1, 3]),                                              # the default: the allocation
+    ({"gpus": "all"}, _JOB, [1, 3]),                                 # all: the allocation
+    ({"docker_gpus": ("all",)}, _JOB, [1, 3]),
+    ({"docker_gpus": ("1",)}, _JOB, [1]),                            # docker --gpus N: the first N allocated
+    ({"gpus": "3"}, _JOB, [3]),                                      # inside: as asked
+    ({}, _STEP, [1, 5]),                                             # a step: its own GPUs, not the job's
+    ({"process_env_extra": (("NVIDIA_VISIBLE_DEVICES", "all"),)}, _JOB, [1, 3]),
+    ({}, (("SLURM_JOB_ID", "7"), ("SLURM_STEP_ID", "1")), []),      # a step given no GPU: none
+    ({"gpus": "2"}, (), [2]),                                        # outside a job: anything
+])
+def test_selection_inside_a_slurm_job(request_kw, env, want):
+    host = nvlow.load_host(simulate="dgx-a100")
+    extra = request_kw.pop("process_env_extra", ())
+    plan = _plan_for(host, _PlanRequest(process_env=env + extra, **request_kw))
+    assert [g.index for g in plan.selection.gpus] == want
+
+
+@pytest.mark.parametrize("request_kw,message", [
+    ({"gpus": "0"}, "SLURM_JOB_GPUS=1,3"),
+    ({"gpus": "1,2"}, "SLURM_JOB_GPUS=1,3"),
+    ({"docker_gpus": ("3",)}, "more GPUs than the Slurm allocation holds (2"),
+    ({"process_env_extra": (("NV_GPU", "0"),)}, "Slurm"),
+])
+def test_selection_outside_the_allocation_is_refused(request_kw, message):
+    host = nvlow.load_host(simulate="dgx-a100")
+    extra = request_kw.pop("process_env_extra", ())
+    with pytest.raises(_SelectionError) as info:
+        _plan_for(host, _PlanRequest(process_env=_JOB + extra, **request_kw))
+    assert message in str(info.value) and info.value.exit_code == 2
+
+
+def test_a_remote_request_carries_no_slurm_job():
+    """A request that arrives over the network is for another machine: its Slurm variables are dropped."""
+    req = _from_dict({"process_env": [["SLURM_JOB_ID", "7"], ["SLURM_JOB_GPUS", "1"], ["NV_GPU", "2"]]})
+    assert req.process_env == (("NV_GPU", "2"),)

@@ -3,7 +3,7 @@ test run; the node's four GPUs are mknod'd nodes of a fake root whose minors are
 
 Checked: what ``srun``/``sbatch`` really put in ``SLURM_STEP_GPUS``/``SLURM_JOB_GPUS`` (against the
 scheduler's own ``scontrol show job -d`` IDX, for 1 and 2 GPUs and for two 1-GPU jobs running at once),
-that :mod:`nvlow.slurm` maps that environment to exactly the fake root's allocated GPUs, and that the
+that :mod:`nvlow.plan.slurm` maps that environment to exactly the fake root's allocated GPUs, and that the
 gres.conf ``nvlow slurm gres`` writes is what slurmd loads (``slurmd -G``) and serves jobs with.
 
 ``tests/run.sh`` starts the cluster as root and exports NVLOW_SLURM=1 (``. WORKDIR/env.sh``). Without it
@@ -25,7 +25,7 @@ from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import pytest
 
 import nvlow
-from nvlow.slurm import allocated_devices, gres_devices, slurm_allocation
+from nvlow.plan.slurm import allocated_devices, gres_devices, slurm_allocation
 
 pytestmark = [pytest.mark.slurm]
 
@@ -219,7 +219,6 @@ def test_batch_step_and_gpu_less_step(cluster: Cluster, tmp_path: Path) -> None:
     assert empty is not None and empty.indices == () and empty.step_id is not None
 
 
-@pytest.mark.xfail(strict=True, reason="selection wiring")
 def test_nvlow_args_in_a_step_lists_exactly_the_allocated_gpus(cluster: Cluster) -> None:
     script = ('import os, subprocess, sys, json\n'
               'out = subprocess.run([sys.executable, "-m", "nvlow", "args", "--root", sys.argv[1], "--no-nvml", '
@@ -299,3 +298,23 @@ def test_slurmd_loads_nvlow_mig_records(cluster: Cluster, tmp_path: Path) -> Non
     want = [(d.files, d.mig is not None) for d in gres_devices(host)]
     assert [(tuple(files.split(",")), kind == "a100_mig") for kind, files, _ in loaded] == want
     assert [len(files.split(",")) for _, files, _ in loaded] == [3, 3, 1, 1, 1]
+
+
+def test_a_selection_outside_the_allocation_is_refused_and_all_means_the_allocation(cluster: Cluster) -> None:
+    """In a 1-GPU step: --gpus all gives that GPU; a GPU the step was not given is exit 2, naming the
+    allocation; the same command outside any job selects freely."""
+    script = ('import os, subprocess, sys, json\n'
+              'base = [sys.executable, "-m", "nvlow", "args", "--root", sys.argv[1], "--no-nvml", "--json"]\n'
+              'a = subprocess.run(base + ["--gpus", "all"], capture_output=True, text=True, timeout=60)\n'
+              'step = [int(i) for i in os.environ["SLURM_STEP_GPUS"].split(",")]\n'
+              'given = json.loads(a.stdout)["selection"]["gpus"]\n'
+              'other = [i for i in range(int(sys.argv[2])) if i not in given][0]\n'
+              'b = subprocess.run(base + ["--gpus", str(other)], capture_output=True, text=True, timeout=60)\n'
+              'print(json.dumps({"step": step, "all": a.stdout, "rc": b.returncode, "err": b.stderr}))')
+    res = cluster.run("srun", "--gres=gpu:1", sys.executable, "-c", script, cluster.root,
+                      str(len(cluster.fake["gpus"])))
+    doc = json.loads(res.stdout.strip().splitlines()[-1])
+    assert json.loads(doc["all"])["selection"]["gpus"] == cluster.expected_nvlow_indices(doc["step"])
+    assert doc["rc"] == 2, doc["err"]
+    assert "Slurm" in doc["err"] and "SLURM_STEP_GPUS" in doc["err"], doc["err"]
+

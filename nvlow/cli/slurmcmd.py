@@ -1,7 +1,7 @@
 """``nvlow slurm gres|allocation``: a typer sub-app added by :func:`register`.
 
 ``gres`` prints the node's gres.conf (GPUs in device-minor order, MIG devices as ``MultipleFiles=``,
-``Cores=`` from sysfs), the order :mod:`nvlow.slurm` maps Slurm's GRES indices through;
+``Cores=`` from sysfs), the order :mod:`nvlow.plan.slurm` maps Slurm's GRES indices through;
 ``allocation`` shows which of the host's GPUs the current Slurm job step was given.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from .session import load_host, note, warn
 
 def run_gres(opts: CommonOptions, env: Mapping[str, str]) -> int:
     """``nvlow slurm gres``: gres.conf text, or with ``--json`` its records (schema_version 1)."""
-    from ..slurm import gres_document, read_gpu_cores, render_gres_conf
+    from ..plan.slurm import gres_document, read_gpu_cores, render_gres_conf
 
     root, host = load_host(opts, env)
     cores, warnings = read_gpu_cores(root, host)
@@ -35,7 +35,7 @@ def run_gres(opts: CommonOptions, env: Mapping[str, str]) -> int:
 def allocation_document(opts: CommonOptions, env: Mapping[str, str]) -> Dict[str, Any]:
     """What ``nvlow slurm allocation`` shows: the allocation read from ``env`` and the host's GPUs it
     names (the host is read only when the step has GPUs)."""
-    from ..slurm import allocated_devices, allocation_spec, slurm_allocation
+    from ..plan.slurm import allocated_devices, allocation_spec, slurm_allocation
 
     alloc = slurm_allocation(env)
     doc: Dict[str, Any] = {"schema_version": 1, "allocation": alloc.to_dict() if alloc else None,
@@ -64,7 +64,7 @@ def run_allocation(opts: CommonOptions, env: Mapping[str, str]) -> int:
     if alloc is None:
         note("not in a Slurm job (no SLURM_JOB_ID): Slurm restricts no GPU")
         return 0
-    from ..slurm import SlurmAllocation
+    from ..plan.slurm import SlurmAllocation
 
     described = SlurmAllocation(alloc["job_id"], alloc["step_id"], alloc["variable"], alloc["value"],
                                 tuple(alloc["indices"])).describe()

@@ -7,7 +7,9 @@
 - :mod:`.require` — ``NVIDIA_REQUIRE_*`` and ``CUDA_VERSION`` checks;
 - :mod:`.plan` — the :class:`~nvlow.plan.plan.Plan` record, device mappings and the engine's view;
 - :mod:`.render` — a plan as ``docker run`` arguments, JSON and compose fragments;
-- :mod:`.volume` — the ``nvidia_driver_<version>`` driver volume a plan may mount.
+- :mod:`.volume` — the ``nvidia_driver_<version>`` driver volume a plan may mount;
+- :mod:`.slurm` — a Slurm job's GPU allocation (the default selection inside a job, and its bound)
+  and the node's ``gres.conf``.
 
 May import: the leaf modules, :mod:`nvlow.host` and :mod:`nvlow.engine` (to read an engine command
 line into a request). Never the CLI, ``serve``, CDI or remote modules.

@@ -32,10 +32,11 @@ from __future__ import annotations
 from ..errors import HostError, SelectionError, UsageError
 from ..model import DeviceNode, DriverFiles, Host
 from .plan import EngineView, Plan, build_plan
-from .request import (DRIVER_FILE_MODES, PlanRequest, capabilities_choice, decision_env, requested_features,
-                      requirement_env, selection_choice)
+from .request import (DRIVER_FILE_MODES, PlanRequest, SelectionChoice, capabilities_choice, decision_env,
+                      requested_features, requirement_env, selection_choice)
 from ..host.root import HostRoot
 from .select import Selection, resolve_choice, select_gpus
+from ..text import number_or_none
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -196,7 +197,7 @@ def plan_for(host: HostSource, request: PlanRequest, *, volumes_dir: Optional[st
         return _void_plan(request, selection, tuple(sorted(caps)))
     found = host() if callable(host) else host
     if selection is None:
-        selection = resolve_choice(found.gpus, choice)
+        selection = _resolve(found, request, choice)
     env = requirement_env(request)
     if request.require:
         failures = check_requirements(found, selection, env, dict(request.image_labels))
@@ -226,6 +227,33 @@ def plan_for(host: HostSource, request: PlanRequest, *, volumes_dir: Optional[st
     if engine is not None:
         plan = engine.apply(plan, found.root)
     return plan
+
+
+def _resolve(host: Host, request: PlanRequest, choice: SelectionChoice) -> Selection:
+    """The selection on ``host``; inside a Slurm job (nvlow's own environment), bounded by the job's
+    allocation: the default, ``all`` and a docker GPU count mean the allocated GPUs, and an explicit
+    GPU outside them is an error naming the allocation (docs/slurm.md)."""
+    from .slurm import allocation_spec, check_selection, slurm_allocation
+
+    allocation = slurm_allocation(dict(request.process_env))
+    if allocation is None:
+        return resolve_choice(host.gpus, choice)
+    spec = allocation_spec(host, allocation)
+    source = f"{choice.source}, within the Slurm allocation {allocation.describe()}"
+    if choice.source in ("default", "legacy image") or choice.spec.strip().lower() == "all" or \
+            (choice.grammar == "count" and choice.spec == "-1"):
+        return resolve_choice(host.gpus, SelectionChoice(source, spec, "list"))
+    if choice.grammar == "count":  # docker --gpus N: the first N allocated GPUs
+        tokens = [] if spec == "none" else spec.split(",")
+        wanted = number_or_none(choice.spec) or 0
+        if wanted > len(tokens):
+            raise SelectionError(f"docker --gpus {choice.spec} asks for more GPUs than the Slurm allocation "
+                                 f"holds ({len(tokens)}: {allocation.describe()})",
+                                 hint="ask Slurm for more (srun --gres=gpu:N) or fewer with --gpus")
+        return resolve_choice(host.gpus, SelectionChoice(source, ",".join(tokens[:wanted]) or "none", "list"))
+    selection = resolve_choice(host.gpus, choice)
+    check_selection(host, allocation, selection.gpus, selection.mig_devices)
+    return selection
 
 
 def _missing_mig_caps(host: Host, selection: Selection) -> List[str]:

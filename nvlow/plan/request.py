@@ -47,7 +47,11 @@ if TYPE_CHECKING:
 #: variables of nvlow's own environment that take part in the decision (like a ``-e`` given
 #: before the command line's own); nothing else of nvlow's environment reaches the plan
 PROCESS_ENV_KEYS = ("NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "NVIDIA_MIG_CONFIG_DEVICES",
-                    "NVIDIA_MIG_MONITOR_DEVICES", "NVIDIA_IMEX_CHANNELS", "NVIDIA_DISABLE_REQUIRE", "NV_GPU")
+                    "NVIDIA_MIG_MONITOR_DEVICES", "NVIDIA_IMEX_CHANNELS", "NVIDIA_DISABLE_REQUIRE", "NV_GPU",
+                    "SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS")
+#: a Slurm job's variables name GPUs of the node the job runs on: a request that arrives over the
+#: network (serve) is for another machine, so they never cross it (docs/slurm.md)
+LOCAL_ONLY_KEYS = frozenset({"SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS"})
 DRIVER_FILE_MODES = ("bind", "volume", "plugin")
 DEFAULT_CAPABILITIES_TEXT = "compute,utility"
 #: a CDI device of NVIDIA's vendor (nvidia.com/gpu=0, nvidia.com/mig=1:2, nvidia.com/gpu=all)
@@ -182,7 +186,7 @@ def request_from_dict(doc: Any) -> PlanRequest:
         docker_gpus=_strings(doc, "docker_gpus"), cdi_devices=_strings(doc, "cdi_devices"),
         gpus=_text(doc, "gpus"), capabilities=_text(doc, "capabilities"),
         container_env=_pairs_field(doc, "container_env", optional=True),
-        process_env=tuple(p for p in process if p[0] in PROCESS_ENV_KEYS),
+        process_env=tuple(p for p in process if p[0] in PROCESS_ENV_KEYS and p[0] not in LOCAL_ONLY_KEYS),
         image_env=_pairs_field(doc, "image_env", optional=True),
         image_labels=_pairs_field(doc, "image_labels", optional=False) or (),
         driver_files=mode, require=bool(_flag(doc, "require", True)), privileged=_flag(doc, "privileged", None),

@@ -31,10 +31,10 @@ May import: the leaf modules (:mod:`nvlow.errors`, :mod:`nvlow.frozen`, :mod:`nv
 """
 from __future__ import annotations
 
-from .errors import HostError, NvlowError, SelectionError
-from .frozen import Record
-from .model import Gpu, Host, MigDevice
-from .text import number_or_none, printable
+from ..errors import HostError, NvlowError, SelectionError
+from ..frozen import Record
+from ..model import Gpu, Host, MigDevice
+from ..text import number_or_none, printable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
