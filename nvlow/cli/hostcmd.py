@@ -10,6 +10,7 @@ from .session import load_host, warn
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from ..plan.request import PlanRequest
     from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 
@@ -71,15 +72,11 @@ def run_info(opts: CommonOptions, env: Mapping[str, str]) -> int:
     return 0
 
 
-def list_document(host: Host, gpus: Optional[str], capabilities: Optional[str], root: Any,
-                  env: Mapping[str, str], features: Tuple[str, ...] = ()) -> Dict[str, Any]:
+def list_document(host: Host, request: "PlanRequest") -> Dict[str, Any]:
     """What ``nvlow list`` shows: the host paths a container gets, by category, decided by the same
     :func:`nvlow.plan.decide.plan_for` as ``nvlow args`` (so ``NVIDIA_DRIVER_CAPABILITIES`` counts too)."""
     from ..plan.decide import plan_for
-    from ..plan.request import PlanRequest, process_pairs
 
-    request = PlanRequest(gpus=gpus, capabilities=capabilities, process_env=process_pairs(env), require=False,
-                          features=features)
     plan = plan_for(host, request)
     doc: Dict[str, Any] = {"schema_version": 1, "driver_version": host.driver_version,
                            "capabilities": list(plan.capabilities), "devices": [d.host_path for d in plan.devices],
@@ -107,8 +104,13 @@ LIST_ORDER = ("devices", "binaries", "libraries64", "libraries32", "ipcs", "conf
 def run_list(opts: CommonOptions, env: Mapping[str, str], gpus: Optional[str], capabilities: Optional[str],
              features: Tuple[str, ...] = ()) -> int:
     """``nvlow list``: one absolute host path per line (nvidia-container-cli list order)."""
-    root, host = load_host(opts, env)
-    doc = list_document(host, gpus, capabilities, root, env, features)
+    from ..plan.request import PlanRequest, process_pairs
+
+    request = PlanRequest(gpus=gpus, capabilities=capabilities, process_env=process_pairs(env), require=False,
+                          features=features)
+    # NVML only when the plan needs it, as for args (docs/nvml-lazy.md)
+    _root, host = load_host(opts, env, request=request)
+    doc = list_document(host, request)
     for item in doc.get("skipped", []):
         if item["reason"].startswith("corrupt"):
             warn(item["reason"])
