@@ -63,6 +63,10 @@ _NAMES = (
 )
 
 
+#: the first letters every feature node name has (a cheap filter before the patterns)
+_STEMS = ("nvidia-fs", "uverbs", "rdma_cm", "gdrdrv", "nvidia-nvswitch")
+
+
 def parse_feature_node(rel: str) -> Optional[Tuple[str, int]]:
     """(feature, instance) of a path under ``/dev`` (``infiniband/uverbs0``), instance -1 for a single
     node (``rdma_cm``, ``gdrdrv``, ``nvidia-nvswitchctl``); None for anything else (``nvidia-fs``,
@@ -144,6 +148,8 @@ def _candidates(sc: _Scanner) -> List[Tuple[str, int, str]]:
     found: List[Tuple[int, int, str, str]] = []
     for directory, prefix in (("/dev", ""), ("/dev/infiniband", "infiniband/")):
         for name in sc.listdir(directory):
+            if not name.startswith(_STEMS):  # most of /dev: no pattern to try (nor to compile)
+                continue
             parsed = parse_feature_node(prefix + name)
             if parsed is not None:
                 feature, n = parsed
