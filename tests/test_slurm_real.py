@@ -4,7 +4,9 @@ test run; the node's four GPUs are mknod'd nodes of a fake root whose minors are
 Checked: what ``srun``/``sbatch`` really put in ``SLURM_STEP_GPUS``/``SLURM_JOB_GPUS`` (against the
 scheduler's own ``scontrol show job -d`` IDX, for 1 and 2 GPUs and for two 1-GPU jobs running at once),
 that :mod:`nvlow.plan.slurm` maps that environment to exactly the fake root's allocated GPUs, and that the
-gres.conf ``nvlow slurm gres`` writes is what slurmd loads (``slurmd -G``) and serves jobs with.
+gres.conf ``nvlow slurm gres`` writes is what slurmd loads (``slurmd -G``) and serves jobs with. A second
+cluster of this module's own (``setup_slurm.sh start DIR --task-cgroup``: task/cgroup, ConstrainDevices=yes,
+cgroup v1) shows the renumbered case: CUDA_VISIBLE_DEVICES from 0, SLURM_STEP_GPUS global, nvlow unmoved.
 
 ``tests/run.sh`` starts the cluster as root and exports NVLOW_SLURM=1 (``. WORKDIR/env.sh``). Without it
 these tests skip with a reason; under ``CI=true`` they fail instead, unless the real-daemon tests are
@@ -51,10 +53,11 @@ def _require_cluster() -> None:
 class Cluster:
     """The running cluster and its fake root (from WORKDIR/env.sh and WORKDIR/fakeroot.json)."""
 
-    def __init__(self) -> None:
-        self.workdir = os.environ["NVLOW_TEST_SLURM_WORKDIR"]
-        self.conf = os.environ["SLURM_CONF"]
-        self.node = os.environ["NVLOW_TEST_SLURM_NODE"]
+    def __init__(self, workdir: Optional[str] = None) -> None:
+        """``workdir``: a cluster this module started itself (not the one of the environment)."""
+        self.workdir = workdir or os.environ["NVLOW_TEST_SLURM_WORKDIR"]
+        self.conf = os.path.join(workdir, "etc", "slurm.conf") if workdir else os.environ["SLURM_CONF"]
+        self.node = "nvlow-node" if workdir else os.environ["NVLOW_TEST_SLURM_NODE"]
         with open(os.path.join(self.workdir, "fakeroot.json"), encoding="utf-8") as fh:
             self.fake = json.load(fh)
         self.root: str = self.fake["root"]
@@ -318,3 +321,106 @@ def test_a_selection_outside_the_allocation_is_refused_and_all_means_the_allocat
     assert doc["rc"] == 2, doc["err"]
     assert "Slurm" in doc["err"] and "SLURM_STEP_GPUS" in doc["err"], doc["err"]
 
+
+
+# ----------------------------------------------------------------------------- task/cgroup (begin)
+# the renumbered case: CUDA_VISIBLE_DEVICES from 0 in the step, SLURM_STEP_GPUS global
+
+CGROUP_DEVICES = "/sys/fs/cgroup/devices"
+
+
+def _cgroup_v1_devices() -> bool:
+    """Whether the cgroup v1 devices controller is mounted where Slurm's cgroup/v1 plugin looks."""
+    with open("/proc/self/mounts", encoding="utf-8") as fh:
+        return any(f[1] == CGROUP_DEVICES and f[2] == "cgroup" and "devices" in f[3].split(",")
+                   for f in (line.split() for line in fh) if len(f) > 3)
+
+
+def _setup(*args: str, timeout: float) -> "subprocess.CompletedProcess[str]":
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "NVLOW_TEST_SLURM_"))}
+    env["PYTHON"] = sys.executable
+    return subprocess.run(["timeout", "-k", "10", str(int(timeout)), "bash", str(SETUP), *args],
+                          capture_output=True, text=True, timeout=timeout + 20, env=env)
+
+
+@pytest.fixture(scope="module")
+def cgroup_cluster() -> Iterator[Cluster]:
+    """A second private cluster with TaskPlugin=task/cgroup and ConstrainDevices=yes (cgroup/v1), started and
+    stopped here (its daemons by PID, SIGKILL after 10 s, all under ``timeout``)."""
+    _require_cluster()
+    if not _cgroup_v1_devices():
+        pytest.skip(f"task/cgroup variant: no cgroup v1 devices hierarchy at {CGROUP_DEVICES} (Slurm 22.05's "
+                    "cgroup/v2 plugin needs systemd/dbus, which this test does not set up)")
+    workdir = f"/tmp/nvlow-slurm-cgroup-{os.getpid()}"
+    started = _setup("start", workdir, "--task-cgroup", timeout=180)
+    try:
+        if started.returncode != 0:
+            pytest.fail(f"setup_slurm.sh start --task-cgroup exited {started.returncode}:\n{started.stderr}")
+        yield Cluster(workdir)
+    finally:
+        stopped = _setup("stop", workdir, timeout=120)
+        assert stopped.returncode == 0, stopped.stderr
+
+
+@pytest.fixture
+def gres_zero_held(cgroup_cluster: Cluster, tmp_path: Path) -> Iterator[List[int]]:
+    """A batch job holding one GPU (GRES index 0 on the idle node), so later steps get indices not from 0."""
+    tmp_path.chmod(0o755)
+    res = cgroup_cluster.run("sbatch", "--parsable", "--gres=gpu:1", "-n1", "-o", str(tmp_path / "hold.log"),
+                             "--wrap", "sleep 300")
+    job = res.stdout.strip().split(";")[0]
+    try:
+        deadline = time.monotonic() + T
+        while cgroup_cluster.run("squeue", "-h", "-j", job, "-o", "%T").stdout.strip() != "RUNNING":
+            assert time.monotonic() < deadline, f"holder job {job} not running after {T} s"
+            time.sleep(0.2)
+        yield scheduler_idx(cgroup_cluster.run("scontrol", "show", "job", "-d", job).stdout)
+    finally:
+        cgroup_cluster.run("scancel", job, check=False)
+        _wait_for_jobs(cgroup_cluster, [job])
+
+
+#: inside the step: its variables, its devices cgroup, which fake GPU nodes it may open, and nvlow's plan
+CGROUP_PROBE = r'''
+import errno, json, os, subprocess, sys
+root, minors = sys.argv[1], [int(m) for m in sys.argv[2].split(",")]
+opened = {}
+for m in minors:  # the fake nodes have no driver: ENXIO when the cgroup allows the device, EPERM when it denies
+    try:
+        os.close(os.open(f"{root}/dev/nvidia{m}", os.O_RDWR))
+        opened[m] = "ok"
+    except OSError as e:
+        opened[m] = errno.errorcode.get(e.errno, str(e.errno))
+args = subprocess.run([sys.executable, "-m", "nvlow", "args", "--root", root, "--no-nvml", "--json"],
+                      capture_output=True, text=True, timeout=60)
+job = subprocess.run(["scontrol", "show", "job", "-d", os.environ["SLURM_JOB_ID"]], capture_output=True,
+                     text=True, timeout=30).stdout
+print(json.dumps({"env": {k: v for k, v in os.environ.items() if k.startswith(("SLURM_", "CUDA_"))},
+                  "cgroup": open("/proc/self/cgroup").read(), "opened": opened, "job": job,
+                  "args": args.stdout, "err": args.stderr, "rc": args.returncode}))
+'''
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_task_cgroup_renumbers_cuda_visible_devices_but_not_the_step_gpus(
+        cgroup_cluster: Cluster, gres_zero_held: List[int], count: int) -> None:
+    cluster = cgroup_cluster
+    minors = ",".join(str(m) for m in cluster.minor_order)
+    res = cluster.run("srun", f"--gres=gpu:{count}", sys.executable, "-c", CGROUP_PROBE, cluster.root, minors)
+    doc = json.loads(res.stdout.strip().splitlines()[-1])
+    env = doc["env"]
+    gres = [int(i) for i in env["SLURM_STEP_GPUS"].split(",")]
+    # SLURM_STEP_GPUS: the scheduler's global GRES indices, here not 0.. (index 0 is the holder's)
+    assert gres == scheduler_idx(doc["job"]) and len(gres) == count
+    assert gres != list(range(count)) and not set(gres) & set(gres_zero_held), (gres, gres_zero_held)
+    # CUDA_VISIBLE_DEVICES: renumbered from 0 inside the device cgroup
+    assert env["CUDA_VISIBLE_DEVICES"] == ",".join(str(i) for i in range(count)), env
+    assert re.search(rf"^\d+:devices:/slurm_{cluster.node}/uid_\d+/job_{env['SLURM_JOB_ID']}/step_\d+",
+                     doc["cgroup"], re.M), doc["cgroup"]
+    allowed = {cluster.minor_order[i] for i in gres}
+    assert doc["opened"] == {str(m): ("ENXIO" if m in allowed else "EPERM") for m in cluster.minor_order}
+    # nvlow follows SLURM_STEP_GPUS, not the renumbered CUDA_VISIBLE_DEVICES
+    assert doc["rc"] == 0, doc["err"]
+    assert json.loads(doc["args"])["selection"]["gpus"] == cluster.expected_nvlow_indices(gres), doc["err"]
+
+# ----------------------------------------------------------------------------- task/cgroup (end)

@@ -2,6 +2,7 @@
 # Start or stop a private one-node Slurm cluster for nvlow's real-Slurm tests (tests/test_slurm_real.py).
 #
 #   tests/slurm/setup_slurm.sh start WORKDIR              # install (if needed), start; writes WORKDIR/env.sh
+#   tests/slurm/setup_slurm.sh start WORKDIR --task-cgroup  # the same with task/cgroup (see below)
 #   tests/slurm/setup_slurm.sh restart-slurmd WORKDIR DIR # slurmd again, with DIR/slurm.conf + DIR/gres.conf
 #   tests/slurm/setup_slurm.sh stop  WORKDIR              # idempotent teardown; removes WORKDIR
 #
@@ -17,7 +18,15 @@
 # are stopped by their PID, SIGKILL after 10 s.
 #
 # After `start`, `. WORKDIR/env.sh` exports SLURM_CONF, NVLOW_SLURM=1, NVLOW_TEST_SLURM_WORKDIR,
-# NVLOW_TEST_SLURM_ROOT (the fake root), NVLOW_TEST_SLURM_NODE and NVLOW_TEST_SLURM_GPUS (GRES count).
+# NVLOW_TEST_SLURM_ROOT (the fake root), NVLOW_TEST_SLURM_NODE, NVLOW_TEST_SLURM_GPUS (GRES count) and
+# NVLOW_TEST_SLURM_TASK (the TaskPlugin).
+#
+# --task-cgroup (the renumbered variant): TaskPlugin=task/cgroup, and WORKDIR/etc/cgroup.conf with
+# CgroupPlugin=cgroup/v1, CgroupAutomount=no, ConstrainDevices=yes (cores and memory unconstrained). Slurm
+# then puts each step in a devices cgroup under /sys/fs/cgroup/devices/slurm_<node> and numbers the step's
+# CUDA_VISIBLE_DEVICES from 0, while SLURM_STEP_GPUS keeps the GRES indices. Needs the cgroup v1 devices
+# hierarchy mounted at /sys/fs/cgroup/devices (a pure cgroup v2 host has none: `start` says so and fails).
+# `stop` removes the (empty) /sys/fs/cgroup/*/slurm_<node> trees Slurm left, unless they predate `start`.
 set -euo pipefail
 
 PACKAGES=(slurmctld slurmd slurm-client munge)
@@ -25,10 +34,13 @@ NODE=nvlow-node
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PYTHON=${PYTHON:-python3}
 T=10  # seconds for one client call
+TASK_PLUGIN=task/none
+# task/cgroup's v1 cgroups (Debian's build names the root slurm_<node>, as with MULTIPLE_SLURMD: measured)
+CGROUP_ROOTS="/sys/fs/cgroup/*/slurm_$NODE"
 
 log() { printf 'setup_slurm: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
-usage() { die "usage: $0 start|stop WORKDIR | restart-slurmd WORKDIR CONFDIR"; }
+usage() { die "usage: $0 start WORKDIR [--task-cgroup] | stop WORKDIR | restart-slurmd WORKDIR CONFDIR"; }
 
 # ---------------------------------------------------------------- packages
 ensure_packages() {
@@ -131,7 +143,7 @@ SlurmdLogFile=$W/log/slurmd.log
 SlurmctldDebug=info
 SlurmdDebug=info
 ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+TaskPlugin=$TASK_PLUGIN
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 GresTypes=gpu
@@ -155,6 +167,18 @@ EOF
 for m in d["minor_order"]: print("Name=gpu Type=%s File=%s/dev/nvidia%d" % (d["gres_type"], d["root"], m))' \
             "$W/fakeroot.json"
     } >"$W/etc/gres.conf"
+    if [ "$TASK_PLUGIN" = task/cgroup ]; then
+        # read from slurm.conf's directory; autodetection would pick v1 on this hybrid layout too, but say it
+        cat >"$W/etc/cgroup.conf" <<EOF
+CgroupPlugin=cgroup/v1
+CgroupMountpoint=/sys/fs/cgroup
+CgroupAutomount=no
+ConstrainDevices=yes
+ConstrainCores=no
+ConstrainRAMSpace=no
+ConstrainSwapSpace=no
+EOF
+    fi
     export SLURM_CONF="$W/etc/slurm.conf"
     GRES_COUNT=$count
 }
@@ -234,6 +258,7 @@ export NVLOW_TEST_SLURM_WORKDIR='$W'
 export NVLOW_TEST_SLURM_ROOT='$W/root'
 export NVLOW_TEST_SLURM_NODE='$NODE'
 export NVLOW_TEST_SLURM_GPUS='$GRES_COUNT'
+export NVLOW_TEST_SLURM_TASK='$TASK_PLUGIN'
 EOF
 }
 
@@ -243,15 +268,24 @@ start() {
     local t0=$SECONDS
     ensure_packages
     find_tools
+    if [ "$TASK_PLUGIN" = task/cgroup ]; then
+        [ "$(stat -fc %T /sys/fs/cgroup/devices 2>/dev/null)" = cgroupfs ] \
+            || die "--task-cgroup needs the cgroup v1 devices hierarchy at /sys/fs/cgroup/devices" \
+                   "(/sys/fs/cgroup is $(stat -fc %T /sys/fs/cgroup 2>/dev/null || echo missing))"
+    fi
     mkdir -p "$W"
-    log "work dir $W"
+    log "work dir $W ($TASK_PLUGIN)"
+    # shellcheck disable=SC2086
+    if [ "$TASK_PLUGIN" = task/cgroup ] && ! ls -d $CGROUP_ROOTS >/dev/null 2>&1; then
+        touch "$W/cgroup-ours"  # stop removes the slurm cgroup trees again
+    fi
     "$PYTHON" "$HERE/fakeroot.py" "$W/root" --json >"$W/fakeroot.json" || die "building the fake root failed"
     start_munged
     write_conf
     start_slurmctld
     start_slurmd "$W/etc/slurm.conf" || die "slurmd did not bring node $NODE up"
     write_env
-    log "slurm ready in $((SECONDS - t0)) s (SLURM_CONF=$SLURM_CONF, $GRES_COUNT GPUs on $NODE)"
+    log "slurm ready in $((SECONDS - t0)) s (SLURM_CONF=$SLURM_CONF, $GRES_COUNT GPUs on $NODE, $TASK_PLUGIN)"
 }
 
 restart_slurmd() {
@@ -292,6 +326,14 @@ stop() {
     stop_pidfile "$W/run/slurmd.launch.pid"
     stop_pidfile "$W/run/slurmctld.launch.pid"
     stop_pidfile "$W/munge/run/munged.pid"
+    if [ -f "$W/cgroup-ours" ]; then
+        # rmdir removes only empty cgroups; one still holding a process stays (and is reported)
+        local d
+        # shellcheck disable=SC2086
+        for d in $(find $CGROUP_ROOTS -depth -type d 2>/dev/null); do
+            rmdir "$d" 2>/dev/null || log "cgroup $d not removed (busy?)"
+        done
+    fi
     rm -rf --one-file-system "$W"
 }
 
@@ -300,7 +342,9 @@ W=$2
 case "$W" in /*) ;; *) die "WORKDIR must be absolute: $W" ;; esac
 [ "$W" != / ] || die "refusing WORKDIR /"
 case "$1" in
-    start) [ $# -eq 2 ] || usage; start ;;
+    start)
+        case "$#:${3:-}" in 2:) ;; 3:--task-cgroup) TASK_PLUGIN=task/cgroup ;; *) usage ;; esac
+        start ;;
     stop) [ $# -eq 2 ] || usage; stop ;;
     restart-slurmd) [ $# -eq 3 ] || usage; restart_slurmd "$3" ;;
     *) usage ;;
