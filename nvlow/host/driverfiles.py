@@ -49,7 +49,7 @@ from ..errors import HostError
 from .ldcache import LdCache, compat32_arch, native_arch, read_ldcache
 from ..model import DriverFile, DriverFiles
 from ..text import is_ascii_digits
-from .root import HostRoot
+from .root import HostRoot, not_regular
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -174,7 +174,8 @@ class _Collector:
         if reason is not None:
             return reason, None
         if not self.root.is_file(real):
-            return "listed in ld.so.cache but not a file", None
+            # a FIFO or device where a library should be: say so (dlopen of it would block or fail)
+            return not_regular(self.root.host(real)) or "listed in ld.so.cache but not a file", None
         elf = try_read_elf(self.root, real)
         if elf is None:
             return "not a readable ELF file", None

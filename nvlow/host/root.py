@@ -59,6 +59,25 @@ def _kind_of(mode: int) -> str:
     return "not a regular file"
 
 
+def not_regular(real_path: str) -> Optional[str]:
+    """Why the file at ``real_path`` is not a regular file (``"/x is a FIFO, not a regular file"``), or
+    None when it is one or does not exist (symlinks followed).
+
+    Example:
+        >>> not_regular("/dev/null"), not_regular("/no/such/file")
+        ('/dev/null is a character device, not a regular file', None)
+    """
+    try:
+        mode = os.stat(real_path).st_mode
+    except OSError:
+        return None
+    if _stat.S_ISREG(mode):
+        return None
+    kind = _kind_of(mode)
+    return f"{real_path} is {kind}, not a regular file" if kind != "not a regular file" else \
+        f"{real_path} is not a regular file"
+
+
 def open_regular(real_path: str) -> int:
     """A read-only descriptor of the regular file at ``real_path`` (symlinks followed, as ``open``).
 

@@ -5,7 +5,10 @@ serving the old version until restarted (NVIDIA/nvidia-docker #80, #365,
 #737). Here every request compares ``/proc/driver/nvidia/version`` (one small
 procfs read) with the text the cached discovery was made under, and
 rediscovers when it differs. Live status is read on every request from the
-driver library kept open alongside the snapshot.
+driver library kept open alongside the snapshot. Answers that depend only on a
+discovery are kept in its :attr:`Snapshot.answers` (:meth:`DiscoveryCache.remember`,
+read back after :meth:`DiscoveryCache.current` has checked the version text), so
+they go when it goes.
 
 nvidia-docker 1.0 also showed what only libcuda knows (memory attributes,
 peer-to-peer access) and NVML readings nvlow's probe does not take (ECC
@@ -43,6 +46,11 @@ LibraryOpener = Callable[[HostRoot], DriverLibrary]
 FilesSelector = Callable[[HostRoot, str, Tuple[str, ...]], DriverFiles]
 #: a failed discovery is retried after this many seconds even if the version text is unchanged
 ERROR_RETRY_SECONDS = 5.0
+#: how much of the version file is compared (the file is a few hundred bytes)
+VERSION_KEY_BYTES = 16 * 1024
+#: the most answers kept per discovery (the set starts over when full: a client sending endless
+#: distinct queries costs recomputation, never memory)
+MAX_ANSWERS = 512
 
 
 @dataclass
@@ -55,6 +63,8 @@ class Snapshot:
     library: Optional[DriverLibrary]
     numa_nodes: Dict[int, Optional[int]] = field(default_factory=dict)
     created: float = 0.0
+    #: answers that depend only on this discovery, by request (:meth:`DiscoveryCache.remember`)
+    answers: Dict[Any, Any] = field(default_factory=dict)
 
 
 def _default_files_selector(root: HostRoot, version: str, caps: Tuple[str, ...]) -> DriverFiles:
@@ -99,8 +109,19 @@ class DiscoveryCache:
         self.discoveries = 0
 
     def version_key(self) -> Optional[str]:
-        """The current text of the kernel module's version file (None without a driver)."""
-        return self.root.read_text_optional(VERSION_FILE)
+        """The current text of the kernel module's version file (its first
+        :data:`VERSION_KEY_BYTES`; None without a driver). Read on every request, so with a
+        small read buffer (a 1 MiB one costs an mmap and munmap per read) and no separate
+        existence check."""
+        from ..errors import HostError
+
+        try:
+            data = self.root.read_bytes(VERSION_FILE, limit=VERSION_KEY_BYTES)
+        except HostError:
+            if not self.root.exists(VERSION_FILE):
+                return None
+            raise
+        return data.decode("utf-8", "replace")
 
     def snapshot(self) -> Snapshot:
         """The discovery for the running driver, rediscovered when the version text changed.
@@ -134,6 +155,28 @@ class DiscoveryCache:
     def host(self) -> Host:
         """The cached :class:`Host`."""
         return self.snapshot().host
+
+    def current(self) -> Optional[Snapshot]:
+        """The snapshot when it is that of the running driver, else None; never discovers (one
+        read of the version text: what ``nvlow serve`` checks before answering from
+        :attr:`Snapshot.answers`)."""
+        snap = self._snapshot
+        if snap is None:
+            return None
+        try:
+            key = self.version_key()
+        except NvlowError:
+            return None
+        return snap if snap.key == key else None
+
+    def remember(self, snap: Snapshot, key: Any, answer: Any) -> None:
+        """Keep ``answer`` in ``snap``'s answers, unless another discovery has replaced ``snap``
+        meanwhile (the answer may then describe either)."""
+        if self._snapshot is not snap:
+            return
+        if len(snap.answers) >= MAX_ANSWERS:
+            snap.answers.clear()
+        snap.answers[key] = answer
 
     def _discover(self, key: Optional[str]) -> Snapshot:
         if self._discover_fn is not None:

@@ -1,14 +1,21 @@
 """The ``nvlow serve`` servers: REST API on TCP and the Docker volume plugin on a unix socket.
 
-Standard library only (``http.server`` + ``socketserver`` threads). Robustness
-rules: only GET on the REST API and POST on the plugin (else 405); unknown
-paths 404; request lines over 8 KiB 414, bodies over 64 KiB 413, malformed
-requests 400; a client that stalls for :data:`CLIENT_TIMEOUT` seconds is
-dropped; at most :data:`MAX_CONNECTIONS` connections are served at once (503
-beyond); a handler exception becomes a 500 with a short message and one log
-line, and the server keeps serving. :meth:`NvlowServer.stop` finishes
-in-flight requests and closes idle keep-alive connections. The HTTP handler
-and the connection-tracking servers live in :mod:`nvlow.serve.httpd`.
+Standard library only (a selector loop per socket plus a few worker threads,
+:mod:`nvlow.serve.httpd`). Robustness rules: only GET on the REST API and POST
+on the plugin (else 405); unknown paths 404; request lines over 8 KiB 414,
+bodies over 64 KiB 413, malformed requests 400; a client that stalls for
+:data:`CLIENT_TIMEOUT` seconds is dropped; at most :data:`MAX_CONNECTIONS`
+connections are served at once (503 beyond); a handler exception becomes a 500
+with a short message and one log line, and the server keeps serving.
+:meth:`NvlowServer.stop` finishes in-flight requests and closes idle keep-alive
+connections.
+
+Answers that depend only on the discovered host (:data:`CACHED_PATHS`: the
+docker/mesos arguments, gpu/info, /v2/args, /v2/info, /healthz) are kept per
+discovery and answered again without running their handler until the kernel
+module's version text changes (:meth:`nvlow.serve.cache.DiscoveryCache.current`,
+checked on every request); live readings (gpu/status, /v2/status) are read on
+every request, as nvidia-docker-plugin 1.0 did.
 """
 from __future__ import annotations
 
@@ -32,7 +39,7 @@ from .cache import DiscoveryCache
 from .httpd import CLIENT_TIMEOUT as CLIENT_TIMEOUT
 from .httpd import MAX_BODY as MAX_BODY
 from .httpd import MAX_LINE as MAX_LINE
-from .httpd import _Handler, _TCP6Server, _TCPServer, _UnixServer
+from .httpd import HTTPServer
 from .wire import Handler, Request, Response, text_error
 
 DEFAULT_LISTEN = "127.0.0.1:3476"
@@ -119,6 +126,31 @@ class ServeState:
 ROUTES: Dict[str, Handler] = {**api_v1.ROUTES, **api_v2.ROUTES}
 
 
+_CACHED_V1 = ("/docker/cli", "/docker/cli/json", "/gpu/info", "/gpu/info/json", "/mesos/cli")
+#: GET paths whose successful answer depends only on the discovery, this server's settings and the
+#: query (/v2/args only without driver_files=volume, which builds the volume when it is missing)
+CACHED_PATHS = frozenset(_CACHED_V1 + tuple("/v1.0" + p for p in _CACHED_V1) + ("/v2/args", "/v2/info", "/healthz"))
+
+
+def _cacheable(request: Request) -> bool:
+    if request.method != "GET" or request.path not in CACHED_PATHS:
+        return False
+    return request.path != "/v2/args" or "volume" not in request.query.get("driver_files", ())
+
+
+def quick_answer(state: ServeState, method: str, path: str, raw_query: str) -> Optional[Response]:
+    """The kept answer to a GET of ``path?raw_query`` when the running driver is the one it was made
+    for, else None (the request then goes to :func:`dispatch`). Never blocks and never discovers:
+    one read of the driver's version text."""
+    if method != "GET" or path not in CACHED_PATHS:
+        return None
+    snap = state.cache.current()
+    if snap is None:
+        return None
+    answer = snap.answers.get((ROUTES.get(path), path, raw_query))
+    return answer if isinstance(answer, Response) else None
+
+
 def dispatch(state: ServeState, request: Request) -> Response:
     """Route a REST request; never raises."""
     handler = ROUTES.get(request.path)
@@ -128,7 +160,11 @@ def dispatch(state: ServeState, request: Request) -> Response:
     if request.method != allowed:
         return Response(405, b"method not allowed\n", headers=(("Allow", allowed),))
     try:
-        return handler(state, request)
+        snap = state.cache.current() if _cacheable(request) else None
+        response = handler(state, request)
+        if snap is not None and response.status == 200:
+            state.cache.remember(snap, (handler, request.path, request.raw_query), response)
+        return response
     except NvlowError as exc:
         state.errors += 1
         state.log(f"{request.method} {request.path}: {exc}")
@@ -375,35 +411,29 @@ def write_spec(spec_dir: str, socket_path: str, plugin_name: str = PLUGIN_DRIVER
     return spec
 
 
-def _activate(srv: Any, state: ServeState, handler: Any, max_connections: int, client_timeout: float) -> None:
-    """Set up connection tracking and limits on an unbound server, then bind and listen."""
-    srv.init_tracking(state, handler, max_connections)
-    srv.client_timeout = client_timeout
-    srv.server_bind()
-    srv.server_activate()
-
-
 class NvlowServer:
     """The REST server and (optionally) the volume plugin, each on its own thread."""
 
     def __init__(self, state: ServeState, listen: Tuple[str, int] = ("127.0.0.1", 3476),
                  plugin_socket: Optional[str] = None, *, max_connections: int = MAX_CONNECTIONS,
                  client_timeout: float = CLIENT_TIMEOUT) -> None:
+        import socket
+
         self.state = state
-        cls = _TCP6Server if ":" in listen[0] else _TCPServer
+        family = socket.AF_INET6 if ":" in listen[0] else socket.AF_INET
         try:
-            self.rest = cls(listen, _Handler, bind_and_activate=False)
-            _activate(self.rest, state, dispatch, max_connections, client_timeout)
+            self.rest = HTTPServer(family, listen, state, dispatch, quick=quick_answer, coalesce=True,
+                                   max_connections=max_connections, client_timeout=client_timeout)
         except OSError as exc:
             raise UsageError(f"cannot listen on {listen[0]}:{listen[1]}: {exc.strerror or exc}",
                              hint="another nvidia-docker-plugin or nvlow serve may be running; use --listen") from None
-        self.plugin: Optional[_UnixServer] = None
+        self.plugin: Optional[HTTPServer] = None
         self.plugin_socket = plugin_socket
         if plugin_socket:
             old_umask = os.umask(0o077)
             try:
-                self.plugin = _UnixServer(plugin_socket, _Handler, bind_and_activate=False)
-                _activate(self.plugin, state, dispatch_plugin, max_connections, client_timeout)
+                self.plugin = HTTPServer(socket.AF_UNIX, plugin_socket, state, dispatch_plugin,
+                                         max_connections=max_connections, client_timeout=client_timeout)
             except OSError as exc:
                 self.rest.server_close()
                 raise UsageError(f"cannot serve the volume plugin on {plugin_socket}: {exc.strerror or exc}",
@@ -420,22 +450,17 @@ class NvlowServer:
 
     def start(self) -> None:
         """Serve on background threads."""
-        for srv in (self.rest, self.plugin):
+        for srv, name in ((self.rest, "nvlow-serve-rest"), (self.plugin, "nvlow-serve-plugin")):
             if srv is not None:
-                t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
-                t.start()
-                self._threads.append(t)
+                self._threads.append(srv.start(name))
 
     def stop(self, grace: float = CLIENT_TIMEOUT) -> None:
         """Stop accepting, finish in-flight requests (at most ``grace`` s), close everything."""
         servers = [s for s in (self.rest, self.plugin) if s is not None]
         for srv in servers:
-            srv.stopping.set()
-            srv.shutdown()
+            srv.stop(grace)  # closes the listener and the idle connections at once
         for srv in servers:
-            srv.close_idle_connections()
-        for srv in servers:
-            srv.wait_threads(grace)
+            srv.wait(grace + 1.0)
             srv.server_close()
         if self.plugin_socket:
             try:

@@ -21,13 +21,15 @@ JSON = "application/json"
 
 @dataclass(frozen=True)
 class Request:
-    """A parsed request: method, path without query, query values (blank values kept), headers, body."""
+    """A parsed request: method, path without query, query values (blank values kept), headers
+    (lower-case names), body, and the query as sent (what answers are cached by)."""
 
     method: str
     path: str
     query: Mapping[str, List[str]] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
+    raw_query: str = ""
 
     def param(self, name: str) -> Optional[str]:
         """First value of a query parameter (Go's ``FormValue``), None when absent."""
