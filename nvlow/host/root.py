@@ -115,7 +115,7 @@ def read_fd(fd: int, real_path: str, max_size: int, *, limit: Optional[int] = No
     got = 0
     try:
         while got < want:
-            chunk = os.read(fd, min(want - got, 1 << 20))
+            chunk = os.read(fd, min(want - got, 1 << 16))  # small reads: no 1 MiB buffer per /proc line
             if not chunk:
                 break
             chunks.append(chunk)

@@ -31,7 +31,7 @@ from ..plan.request import PlanRequest
 from ..plan.select import select_gpus
 from ..plan.volume import VOLUME_BASE
 from . import gpuinfo
-from .wire import Handler, Request, Response, go_json_response, text_error, text_response
+from .wire import Handler, Request, Response, go_json_response, text_error, text_response, HandlerState
 
 #: volume names /docker/cli knows (1.0's only volume)
 VOLUMES = (VOLUME_BASE,)
@@ -81,7 +81,7 @@ def select_volumes(host: Host, tokens: List[str]) -> List[str]:
     return out
 
 
-def docker_cli_args(state: Any, request: Request) -> Dict[str, Any]:
+def docker_cli_args(state: HandlerState, request: Request) -> Dict[str, Any]:
     """The ``/docker/cli/json`` document: ``{"VolumeDriver","Volumes","Devices"}``."""
     from .api_v2 import plan_request
 
@@ -99,38 +99,39 @@ def docker_cli_args(state: Any, request: Request) -> Dict[str, Any]:
     return {"VolumeDriver": plan.volume_driver or state.plugin_name, "Volumes": volumes, "Devices": devices}
 
 
-def _info(state: Any) -> Tuple[Host, Dict[str, Any]]:
+def _info(state: HandlerState) -> Tuple[Host, Dict[str, Any]]:
     snap = state.cache.snapshot()
     return snap.host, gpuinfo.info_document(snap.host, snap.records, snap.numa_nodes)
 
 
-def gpu_info(state: Any, request: Request) -> Response:
+def gpu_info(state: HandlerState, request: Request) -> Response:
     _host, doc = _info(state)
     return text_response(gpuinfo.info_text(doc))
 
 
-def gpu_info_json(state: Any, request: Request) -> Response:
+def gpu_info_json(state: HandlerState, request: Request) -> Response:
     _host, doc = _info(state)
     return go_json_response(doc)
 
 
-def _status(state: Any) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+def _status(state: HandlerState) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     snap, statuses = state.cache.status()
     info = gpuinfo.info_document(snap.host, snap.records, snap.numa_nodes)
     return info, gpuinfo.status_document(snap.host, statuses)
 
 
-def gpu_status(state: Any, request: Request) -> Response:
+def gpu_status(state: HandlerState, request: Request) -> Response:
     info, status = _status(state)
     return text_response(gpuinfo.status_text(info, status))
 
 
-def gpu_status_json(state: Any, request: Request) -> Response:
-    _info_doc, status = _status(state)
-    return go_json_response(status)
+def gpu_status_json(state: HandlerState, request: Request) -> Response:
+    # the JSON form needs the live readings only (the text form also shows the info document's names)
+    snap, statuses = state.cache.status()
+    return go_json_response(gpuinfo.status_document(snap.host, statuses))
 
 
-def docker_cli(state: Any, request: Request) -> Response:
+def docker_cli(state: HandlerState, request: Request) -> Response:
     try:
         args = docker_cli_args(state, request)
     except BadRequest as exc:
@@ -141,7 +142,7 @@ def docker_cli(state: Any, request: Request) -> Response:
     return text_response(line)
 
 
-def docker_cli_json(state: Any, request: Request) -> Response:
+def docker_cli_json(state: HandlerState, request: Request) -> Response:
     try:
         args = docker_cli_args(state, request)
     except BadRequest as exc:
@@ -154,7 +155,7 @@ def mesos_attribute(info_json: bytes) -> str:
     return base64.urlsafe_b64encode(zlib.compress(info_json)).decode("ascii").rstrip("=")
 
 
-def mesos_cli(state: Any, request: Request) -> Response:
+def mesos_cli(state: HandlerState, request: Request) -> Response:
     host, doc = _info(state)
     attr = mesos_attribute(gpuinfo.go_json(doc))
     uuids = ",".join(g.uuid or "" for g in host.gpus)

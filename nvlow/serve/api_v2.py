@@ -30,7 +30,7 @@ from ..plan.plan import Plan
 from ..records import GpuRecord
 from ..plan.render import plan_document
 from ..plan.request import PlanRequest, request_from_dict
-from .wire import Handler, Request, Response, json_error, json_response
+from .wire import Handler, Request, Response, json_error, json_response, HandlerState
 
 ARGS_PARAMS = ("gpus", "nv_gpu", "capabilities", "driver_files")
 #: POST routes (everything else is GET)
@@ -44,7 +44,7 @@ def _check_params(request: Request, allowed: Tuple[str, ...]) -> None:
                              hint="use " + ", ".join(allowed) if allowed else "this endpoint takes no parameters")
 
 
-def plan_request(state: Any, request: PlanRequest) -> Tuple[Host, Plan]:
+def plan_request(state: HandlerState, request: PlanRequest) -> Tuple[Host, Plan]:
     """The plan for ``request`` on this server's host, with the server's cached driver files, its
     one driver-volume builder and its engine view (``--engine-root``, ``--plugin-name``): the same
     decision as a local ``nvlow args``."""
@@ -53,7 +53,7 @@ def plan_request(state: Any, request: PlanRequest) -> Tuple[Host, Plan]:
     host = state.cache.host()
 
     def files_for(caps: Tuple[str, ...]) -> DriverFiles:
-        return state.cache.driver_files(caps)  # type: ignore[no-any-return]
+        return state.cache.driver_files(caps)
 
     def volume_for(h: Host) -> str:
         return str(state.ensure_driver_volume(h.driver_version).path)
@@ -73,13 +73,13 @@ def query_request(request: Request) -> PlanRequest:
                        driver_files=request.param("driver_files") or "bind", require=False)
 
 
-def plan_for(state: Any, request: Request) -> Dict[str, Any]:
+def plan_for(state: HandlerState, request: Request) -> Dict[str, Any]:
     """The ``nvlow args --json`` document for the query of ``request``."""
     host, plan = plan_request(state, query_request(request))
     return plan_document(plan, host)
 
 
-def plan_post(state: Any, request: Request) -> Response:
+def plan_post(state: HandlerState, request: Request) -> Response:
     """``POST /v2/plan``: a whole :class:`PlanRequest` as JSON -> the plan document."""
     import json
 
@@ -92,16 +92,16 @@ def plan_post(state: Any, request: Request) -> Response:
     return json_response(plan_document(plan, host))
 
 
-def args(state: Any, request: Request) -> Response:
+def args(state: HandlerState, request: Request) -> Response:
     return json_response(plan_for(state, request))
 
 
-def info(state: Any, request: Request) -> Response:
+def info(state: HandlerState, request: Request) -> Response:
     _check_params(request, ())
     return json_response(state.cache.host().to_dict())
 
 
-def status(state: Any, request: Request) -> Response:
+def status(state: HandlerState, request: Request) -> Response:
     from ..host.status import status_document
 
     _check_params(request, ())
@@ -110,7 +110,7 @@ def status(state: Any, request: Request) -> Response:
     return json_response(status_document(records, statuses))
 
 
-def healthz(state: Any, request: Request) -> Response:
+def healthz(state: HandlerState, request: Request) -> Response:
     try:
         host = state.cache.host()
     except NvlowError as exc:

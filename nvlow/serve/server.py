@@ -35,14 +35,9 @@ from ..plan.volume import DEFAULT_VOLUMES_DIR, VolumeResult
 from ..plan.volume import ensure_driver_volume as build_driver_volume
 from . import api_v1, api_v2, volume_plugin
 from .cache import DiscoveryCache
-# The HTTP layer lives in .httpd; its limits stay importable from here as before.
-from .httpd import CLIENT_TIMEOUT as CLIENT_TIMEOUT
-from .httpd import MAX_BODY as MAX_BODY
-from .httpd import MAX_LINE as MAX_LINE
-from .httpd import HTTPServer
+from .httpd import CLIENT_TIMEOUT, HTTPServer
 from .wire import Handler, Request, Response, text_error
 
-DEFAULT_LISTEN = "127.0.0.1:3476"
 DEFAULT_SOCKET_DIR = "/run/nvlow"
 DEFAULT_SPEC_DIR = "/etc/docker/plugins"
 #: the socket and spec file names of the default plugin name (``<name>.sock``, ``<name>.spec``)

@@ -42,7 +42,7 @@ from typing import Any, Dict, Optional, Tuple
 from ..errors import NvlowError
 from ..plan.volume import (VOLUME_BASE, find_volume, list_volumes, remove_volume, show_name, volume_exists,
                       volume_lock, volume_name_version, volume_path)
-from .wire import Request, Response, go_json_response, text_error
+from .wire import Request, Response, go_json_response, text_error, HandlerState
 
 PLUGIN_CONTENT_TYPE = "application/vnd.docker.plugins.v1+json"
 ACCEPTED = ("application/vnd.docker.plugins.v1.1+json", "application/vnd.docker.plugins.v1.2+json")
@@ -96,7 +96,7 @@ class MountTable:
             return sum(self._counts.get(version, {}).values())
 
 
-def mounts(state: Any) -> MountTable:
+def mounts(state: HandlerState) -> MountTable:
     """The server's mount table (``ServeState.plugin_mounts``)."""
     table: MountTable = state.plugin_mounts
     return table
@@ -119,27 +119,27 @@ def _reply(obj: Dict[str, Any]) -> Response:
     return go_json_response(obj, 200, PLUGIN_CONTENT_TYPE)
 
 
-def _current_version(state: Any) -> Optional[str]:
-    return state.cache.host().driver_version  # type: ignore[no-any-return]
+def _current_version(state: HandlerState) -> Optional[str]:
+    return state.cache.host().driver_version
 
 
-def _check_version(state: Any, name: str, version: str) -> None:
+def _check_version(state: HandlerState, name: str, version: str) -> None:
     current = _current_version(state)
     if version != current:
         raise VolumeError(f"invalid volume version: {name} (the running driver is {current or 'unknown'}, "
                           f"the volume is for {version})")
 
 
-def _ensure(state: Any, name: str, version: str) -> str:
+def _ensure(state: HandlerState, name: str, version: str) -> str:
     _check_version(state, name, version)
     return str(state.ensure_driver_volume(version).path)
 
 
-def activate(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
+def activate(state: HandlerState, q: Dict[str, Any]) -> Dict[str, Any]:
     return {"Implements": ["VolumeDriver"]}
 
 
-def create(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
+def create(state: HandlerState, q: Dict[str, Any]) -> Dict[str, Any]:
     name, version = _name(q)
     _check_version(state, name, version)
     with volume_lock(state.volumes_dir, version):
@@ -147,7 +147,7 @@ def create(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
     return {"Err": ""}
 
 
-def remove(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
+def remove(state: HandlerState, q: Dict[str, Any]) -> Dict[str, Any]:
     """Refused while the volume is mounted (Docker checks its own references first; this covers the
     plugin's own view, e.g. a Remove racing a Mount)."""
     name, version = _name(q)
@@ -162,7 +162,7 @@ def remove(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
     return {"Err": ""}
 
 
-def mount(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
+def mount(state: HandlerState, q: Dict[str, Any]) -> Dict[str, Any]:
     """The running driver's volume is checked against its manifest (and rebuilt when stale or
     missing) on every Mount; another version's volume is only looked up. Counted per caller ID
     until its Unmount, under the volume's lock, so a racing Remove cannot delete it meanwhile."""
@@ -178,7 +178,7 @@ def mount(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
     return {"Mountpoint": _engine_path(state, path), "Err": ""}
 
 
-def _running_version(state: Any) -> Optional[str]:
+def _running_version(state: HandlerState) -> Optional[str]:
     """The running driver's version, None when discovery fails (List then shows what is on disk)."""
     try:
         return _current_version(state)
@@ -186,7 +186,7 @@ def _running_version(state: Any) -> Optional[str]:
         return None
 
 
-def _existing(state: Any, name: str) -> str:
+def _existing(state: HandlerState, name: str) -> str:
     """The mountpoint (engine view) of volume ``name``: a complete volume on disk, or the running
     driver's volume whether built or not (its Mount builds it); ``no such volume`` otherwise."""
     _base, version = parse_volume_name(name)
@@ -198,17 +198,17 @@ def _existing(state: Any, name: str) -> str:
     return _engine_path(state, path)
 
 
-def _engine_path(state: Any, path: str) -> str:
+def _engine_path(state: HandlerState, path: str) -> str:
     engine_path = getattr(state, "engine_path", None)
     return str(engine_path(path)) if engine_path is not None else path
 
 
-def path_(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
+def path_(state: HandlerState, q: Dict[str, Any]) -> Dict[str, Any]:
     name, _version = _name(q)
     return {"Mountpoint": _existing(state, name), "Err": ""}
 
 
-def unmount(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
+def unmount(state: HandlerState, q: Dict[str, Any]) -> Dict[str, Any]:
     """One mount of the caller ID less (an Unmount without a matching Mount changes nothing)."""
     name, version = _name(q)
     if not mounts(state).unmount(version, _caller(q)) and state.verbose:
@@ -216,12 +216,12 @@ def unmount(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
     return {"Err": ""}
 
 
-def get(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
+def get(state: HandlerState, q: Dict[str, Any]) -> Dict[str, Any]:
     name, _version = _name(q)
     return {"Volume": {"Name": name, "Mountpoint": _existing(state, name)}, "Err": ""}
 
 
-def list_(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
+def list_(state: HandlerState, q: Dict[str, Any]) -> Dict[str, Any]:
     """The complete volumes on disk and the running driver's volume (built or not)."""
     versions = list_volumes(state.volumes_dir)
     running = _running_version(state)
@@ -237,7 +237,7 @@ def list_(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
                         for v in versions], "Err": ""}
 
 
-def capabilities(state: Any, q: Dict[str, Any]) -> Dict[str, Any]:
+def capabilities(state: HandlerState, q: Dict[str, Any]) -> Dict[str, Any]:
     return {"Capabilities": {"Scope": "local"}}
 
 
@@ -254,7 +254,7 @@ ENDPOINTS = {
 }
 
 
-def handle(state: Any, request: Request) -> Response:
+def handle(state: HandlerState, request: Request) -> Response:
     """Answer one plugin request (the server has already checked the method).
 
     A ``Name`` is checked here, before the endpoint runs, for every endpoint that takes one."""

@@ -11,9 +11,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Protocol, Tuple
 
 from .gpuinfo import go_json
+
+if TYPE_CHECKING:
+    from ..plan.plan import EngineView
+    from ..plan.volume import VolumeResult
+    from .cache import DiscoveryCache
+    from .volume_plugin import MountTable
 
 TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"
@@ -75,4 +81,22 @@ def json_error(status: int, message: str, hint: Optional[str] = None) -> Respons
     return json_response(body, status)
 
 
-Handler = Callable[[Any, Request], Response]
+class HandlerState(Protocol):
+    """What a handler may use of the server (:class:`nvlow.serve.server.ServeState` implements it), so
+    that ``mypy --strict`` checks every handler's use of its state."""
+
+    cache: "DiscoveryCache"
+    volumes_dir: str
+    verbose: bool
+    plugin_name: str
+    plugin_mounts: "MountTable"
+
+    @property
+    def engine_view(self) -> "EngineView": ...
+
+    def log(self, message: str) -> None: ...
+
+    def ensure_driver_volume(self, version: Optional[str]) -> "VolumeResult": ...
+
+
+Handler = Callable[[HandlerState, Request], Response]
