@@ -128,6 +128,24 @@ def _order_check(scan: ProcScan, records: Sequence[GpuRecord]) -> List[str]:
             "number GPUs in bus order; select GPUs by UUID or bus id"]
 
 
+def cuda_level(root: HostRoot, system: Optional[SystemInfo], driver_version: Optional[str],
+               cuda_reader: Optional[CudaReader]) -> Tuple[Optional[str], Optional[str]]:
+    """(the driver's CUDA version, where it came from): the driver library's answer, else libcuda's
+    (``cuda_reader``), else the driver branch's published CUDA level ("driver table"), else (None, None)."""
+    version = system.cuda_version if system is not None else None
+    if version is None and cuda_reader is not None:
+        version = cuda_reader(root)
+    if version:
+        return version, "library"
+    if driver_version:
+        from .cudaversions import cuda_for_driver
+
+        # no libcuda answer (procfs only, or a broken libcuda): the driver's published CUDA level
+        version = cuda_for_driver(driver_version)
+        return version, ("driver table" if version else None)
+    return None, None
+
+
 def ask_library(root: HostRoot, library: Optional[DriverLibrary], opener: Optional[LibraryOpener],
                 warnings: List[str], fallback: str
                 ) -> Tuple[Optional[SystemInfo], Optional[Tuple[GpuRecord, ...]], Tuple[str, ...]]:
@@ -208,17 +226,7 @@ def discover(
                 f"driver library version {system.driver_version} differs from kernel module {driver_version}: "
                 "Driver/library version mismatch (reboot or reload the nvidia module)")
         driver_version = driver_version or system.driver_version
-    cuda_version = system.cuda_version if system else None
-    cuda_source = "library" if cuda_version else None
-    if cuda_version is None and cuda_reader is not None:
-        cuda_version = cuda_reader(root)
-        cuda_source = "library" if cuda_version else None
-    if cuda_version is None and driver_version:
-        from .cudaversions import cuda_for_driver
-
-        # no libcuda answer (procfs only, or a broken libcuda): the driver's published CUDA level
-        cuda_version = cuda_for_driver(driver_version)
-        cuda_source = "driver table" if cuda_version else None
+    cuda_version, cuda_source = cuda_level(root, system, driver_version, cuda_reader)
     return Host(
         root=root.path,
         driver_version=driver_version,

@@ -386,21 +386,13 @@ def discover_wsl(
     """The :class:`~nvlow.model.Host` of a WSL2 host: GPUs and versions from NVML when it loads
     (``/usr/lib/wsl/lib/libnvidia-ml.so.1``), else one entry for every GPU and no driver version."""
     wsl, warnings = scan_wsl(root)
-    from .discover import ask_library  # discover imports this module
+    from .discover import ask_library, cuda_level  # discover imports this module
 
     system, records, paths = ask_library(root, library, library_opener, warnings,
                                          "GPUs not listed") if use_nvml else (None, None, ())
     gpus = _gpus(records) if records is not None else [ALL_GPUS]
     driver_version = system.driver_version if system is not None else None
-    cuda_version = system.cuda_version if system is not None else None
-    if cuda_version is None and cuda_reader is not None:
-        cuda_version = cuda_reader(root)
-    cuda_source = "library" if cuda_version else None
-    if cuda_version is None and driver_version:
-        from .cudaversions import cuda_for_driver
-
-        cuda_version = cuda_for_driver(driver_version)
-        cuda_source = "driver table" if cuda_version else None
+    cuda_version, cuda_source = cuda_level(root, system, driver_version, cuda_reader)
     return Host(
         root=root.path, driver_version=driver_version, cuda_version=cuda_version, cuda_version_source=cuda_source,
         source="nvml" if records is not None else "wsl", gpus=tuple(gpus),
