@@ -13,7 +13,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Callable, Dict
 
 
 __version__ = "0.1.0"
@@ -48,15 +48,23 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy exports
     from .plan.select import Selection
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'nvlow' has no attribute {name!r}")
-    import importlib
+def _lazy_exports(package: str, exports: Dict[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that imports ``package.<exports[name]>`` on first use of ``name`` and
+    keeps the value in the package (``nvlow`` and ``nvlow.cdi`` export their names this way)."""
+    def getattr_(name: str) -> Any:
+        module = exports.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        import importlib
+        import sys
 
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+        value = getattr(importlib.import_module(f".{module}", package), name)
+        setattr(sys.modules[package], name, value)
+        return value
+    return getattr_
+
+
+__getattr__ = _lazy_exports(__name__, _EXPORTS)
 
 
 def __dir__() -> "list[str]":

@@ -62,6 +62,11 @@ def _modules() -> Iterator[Tuple[str, str, bool]]:
             yield (rel[: -len(".__init__")] if init else rel), path, init
 
 
+def _is_module(dotted: str) -> bool:
+    rel = os.path.join(os.path.dirname(PACKAGE_DIR), *dotted.split("."))
+    return os.path.isfile(rel + ".py") or os.path.isdir(rel)
+
+
 def _imports(module: str, path: str, init: bool) -> List[str]:
     package = module if init else module.rpartition(".")[0]
     out: List[str] = []
@@ -75,8 +80,8 @@ def _imports(module: str, path: str, init: bool) -> List[str]:
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
-            if node.module is None:  # from . import x: x may be a module of that package
-                out.extend(f"{target}.{a.name}" for a in node.names)
+            if node.module is None:  # from . import x: x may be a module of that package, or a name in it
+                out.extend(f"{target}.{a.name}" if _is_module(f"{target}.{a.name}") else target for a in node.names)
             else:
                 out.append(target)
         elif isinstance(node, ast.Import):

@@ -14,10 +14,10 @@ May import: the leaf modules, :mod:`nvlow.host` and :mod:`nvlow.plan`.
 """
 from __future__ import annotations
 
+from .. import _lazy_exports
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # the static view of the lazy names below
-    from typing import Any
-
     from .spec import DEFAULT_CLASS, DEFAULT_NAMING, DEFAULT_VENDOR, GeneratedSpec, build_spec, render_spec
     from .store import SPEC_DIRS, ListedDevice, list_devices, write_atomic
     from .validate import host_problems, required_version, validate_document
@@ -32,14 +32,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'nvlow.cdi' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = _lazy_exports(__name__, _EXPORTS)

@@ -56,6 +56,12 @@ HOST = typer.Option(None, "--host", help="Ask a remote 'nvlow serve' or nvidia-d
                     "ssh://[USER@]HOST[:PORT] (default: NV_HOST, or DOCKER_HOST=tcp://HOST on port 3476).")
 
 
+def group(name: str, help_text: str) -> typer.Typer:
+    """A command group (``cdi``, ``slurm``) that behaves like the app: ``-h``, help when bare."""
+    return typer.Typer(name=name, help=help_text, no_args_is_help=True,
+                       context_settings={"help_option_names": ["-h", "--help"]})
+
+
 def _run(debug: bool, fn: Callable[[], int]) -> None:
     from . import report_error
 

@@ -17,18 +17,13 @@ def register(app: typer.Typer) -> None:
 
 
 def _build() -> typer.Typer:
-    from .app import DEBUG, ENGINE_ROOT, JSON, NO_NVML, NO_UVM, ROOT, SIMULATE, VOLUMES_DIR, _run
+    from .app import DEBUG, ENGINE_ROOT, JSON, NO_NVML, NO_UVM, ROOT, SIMULATE, VOLUMES_DIR, _run, group
 
     # cdi list and validate ask no driver library: --no-nvml is accepted (as on every command) and changes nothing
     no_nvml_noop = typer.Option(False, "--no-nvml", help="Accepted as on every command; no effect (no driver "
                                 "library is loaded here).")
 
-    cdi = typer.Typer(
-        name="cdi",
-        help="CDI specs for podman, Docker 25+, containerd and CRI-O: --device nvidia.com/gpu=0.",
-        no_args_is_help=True,
-        context_settings={"help_option_names": ["-h", "--help"]},
-    )
+    cdi = group("cdi", "CDI specs for podman, Docker 25+, containerd and CRI-O: --device nvidia.com/gpu=0.")
 
     @cdi.command("generate")
     def generate_cmd(

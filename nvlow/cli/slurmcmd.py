@@ -82,14 +82,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _build() -> typer.Typer:
-    from .app import DEBUG, JSON, NO_NVML, NO_UVM, ROOT, SIMULATE, _run
+    from .app import DEBUG, JSON, NO_NVML, NO_UVM, ROOT, SIMULATE, _run, group
 
-    slurm = typer.Typer(
-        name="slurm",
-        help="Slurm: the node's gres.conf in the GPU order nvlow maps SLURM_STEP_GPUS through.",
-        no_args_is_help=True,
-        context_settings={"help_option_names": ["-h", "--help"]},
-    )
+    slurm = group("slurm", "Slurm: the node's gres.conf in the GPU order nvlow maps SLURM_STEP_GPUS through.")
 
     @slurm.command("gres")
     def gres_cmd(root: str = ROOT, simulate: Optional[str] = SIMULATE, no_nvml: bool = NO_NVML,
