@@ -13,7 +13,8 @@ import pytest
 
 import nvlow
 from nvlow.errors import RemoteError, UsageError
-from nvlow.host.extradevices import char_majors_by_name, parse_feature_node, parse_misc
+from nvlow.host.extradevices import parse_feature_node, parse_misc
+from nvlow.host.procfs import majors_by_name
 from nvlow.host.root import HostRoot, file_node_reader
 from nvlow.host.scan import scan_host
 from nvlow.plan.decide import plan_for
@@ -38,7 +39,7 @@ def test_feature_node_names(rel, want):
 def test_proc_devices_and_misc_parsers():
     text = "Character devices:\n 10 misc\n231 infiniband_verbs\n508 nvidia-nvswitch\n509 infiniband_verbs\n\n" \
            "Block devices:\n231 infiniband_verbs\n"
-    assert char_majors_by_name(text) == {"misc": (10,), "infiniband_verbs": (231, 509), "nvidia-nvswitch": (508,)}
+    assert majors_by_name(text) == {"misc": (10,), "infiniband_verbs": (231, 509), "nvidia-nvswitch": (508,)}
     assert parse_misc(" 58 rdma_cm\n200 tun\n\nx y\n999999999999999999999999 big\n") == {"rdma_cm": 58, "tun": 200}
 
 

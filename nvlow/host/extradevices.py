@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from ..model import DeviceNode
 from ..text import lazy_re, number_or_none
+from .procfs import majors_by_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -88,32 +89,6 @@ def parse_feature_node(rel: str) -> Optional[Tuple[str, int]]:
     return None
 
 
-def char_majors_by_name(text: str) -> Dict[str, Tuple[int, ...]]:
-    """Every char major ``/proc/devices`` lists under each name (``infiniband_verbs`` has two on a
-    host with more than 32 verbs devices: the fixed 231 and a dynamic one).
-
-    Example:
-        >>> char_majors_by_name("Character devices:\\n231 infiniband_verbs\\n509 infiniband_verbs\\n\\n"
-        ...                     "Block devices:\\n  8 sd\\n")
-        {'infiniband_verbs': (231, 509)}
-    """
-    out: Dict[str, Tuple[int, ...]] = {}
-    in_char = False
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.endswith(":"):
-            in_char = stripped == "Character devices:"
-            continue
-        if not in_char:
-            continue
-        num, _, name = stripped.partition(" ")
-        major = number_or_none(num)
-        name = name.strip()
-        if major is not None and name and major not in out.get(name, ()):
-            out[name] = out.get(name, ()) + (major,)
-    return out
-
-
 def parse_misc(text: str) -> Dict[str, int]:
     """``/proc/misc`` (``MINOR NAME`` lines): name -> minor.
 
@@ -166,7 +141,7 @@ def scan_feature_nodes(sc: _Scanner, devices_text: Optional[str]) -> Tuple[Devic
     candidates = _candidates(sc)
     if not candidates:
         return ()
-    majors = char_majors_by_name(devices_text or "")
+    majors = majors_by_name(devices_text or "")
     misc: Optional[Dict[str, int]] = None
     running: Optional[Dict[str, int]] = None
     out: List[DeviceNode] = []

@@ -42,19 +42,19 @@ NVIDIA_DEVICE_NAMES: Tuple[str, ...] = (
 _DEVICES_LINE = lazy_re(r"^\s*([0-9]+)\s+(\S+)")
 
 
-def parse_devices(text: str) -> Dict[str, int]:
-    """Character-device name -> major from ``/proc/devices``.
+def char_devices(text: str) -> List[Tuple[int, str]]:
+    """(major, name) of every line of ``/proc/devices``' ``Character devices:`` section, in file order.
 
-    Only the ``Character devices:`` section is read: block majors reuse the
-    same numbers. Names are the whole second field, matched exactly (so
-    ``nvidia-caps`` and ``nvidia-caps-imex-channels`` never mix); anything after
-    it is ignored; when a name repeats, the first line wins. Junk lines are skipped.
+    Block majors reuse the same numbers, so the section ends at ``Block devices`` (or at the blank line
+    after its entries). A name is the whole second field, matched exactly (``nvidia-caps`` and
+    ``nvidia-caps-imex-channels`` never mix); anything after it is ignored; junk lines are skipped.
 
     Example:
-        >>> parse_devices("Character devices:\\n508 nvidia-caps-imex-channels\\n509 nvidia-caps\\n")["nvidia-caps"]
-        509
+        >>> char_devices("Character devices:\\n231 infiniband_verbs\\n509 infiniband_verbs  # x\\n\\n"
+        ...              "Block devices:\\n  8 sd\\n")
+        [(231, 'infiniband_verbs'), (509, 'infiniband_verbs')]
     """
-    majors: Dict[str, int] = {}
+    out: List[Tuple[int, str]] = []
     seen_entry = False
     for raw in text.splitlines():
         line = raw.strip()
@@ -71,10 +71,39 @@ def parse_devices(text: str) -> Dict[str, int]:
             continue
         seen_entry = True
         major = number_or_none(m.group(1), max_digits=10)
-        name = m.group(2)
-        if major is not None and name not in majors:
-            majors[name] = major
+        if major is not None:
+            out.append((major, m.group(2)))
+    return out
+
+
+def parse_devices(text: str) -> Dict[str, int]:
+    """Character-device name -> major from ``/proc/devices`` (:func:`char_devices`); when a name
+    repeats, the first line wins.
+
+    Example:
+        >>> parse_devices("Character devices:\\n508 nvidia-caps-imex-channels\\n509 nvidia-caps\\n")["nvidia-caps"]
+        509
+    """
+    majors: Dict[str, int] = {}
+    for major, name in char_devices(text):
+        majors.setdefault(name, major)
     return majors
+
+
+def majors_by_name(text: str) -> Dict[str, Tuple[int, ...]]:
+    """Every char major ``/proc/devices`` lists under each name (``infiniband_verbs`` has two on a
+    host with more than 32 verbs devices: the fixed 231 and a dynamic one).
+
+    Example:
+        >>> majors_by_name("Character devices:\\n231 infiniband_verbs\\n509 infiniband_verbs\\n\\n"
+        ...                "Block devices:\\n  8 sd\\n")
+        {'infiniband_verbs': (231, 509)}
+    """
+    out: Dict[str, Tuple[int, ...]] = {}
+    for major, name in char_devices(text):
+        if major not in out.get(name, ()):
+            out[name] = out.get(name, ()) + (major,)
+    return out
 
 
 def device_names_by_major(text: str) -> Dict[int, Tuple[str, ...]]:
