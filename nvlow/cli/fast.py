@@ -35,39 +35,16 @@ def parse(argv: Sequence[str], env: Mapping[str, str]) -> PlanOptions:
     else:
         values.update(ARGS_VALUES)
     opts = PlanOptions()
-    given: Set[str] = set()  # attributes set on the command line: their environment variables do not apply
     rest: List[str] = list(argv[1:])
-    i = 0
-    while i < len(rest):
-        tok = rest[i]
-        if tok == "--":
-            if command != "exec":
-                raise Fallback()
-            opts.engine_argv = rest[i + 1:]
-            break
-        if not tok.startswith("-") or tok == "-":
-            if command != "exec":
-                raise Fallback()
-            opts.engine_argv = rest[i:]
-            break
-        name, eq, inline = tok.partition("=")
-        if name in flags and not eq:
-            setattr(opts, flags[name], True)
-            i += 1
-            continue
-        if name in values:
-            if eq:
-                value = inline
-                i += 1
-            else:
-                if i + 1 >= len(rest):
-                    raise Fallback()
-                value = rest[i + 1]
-                i += 2
-            setattr(opts, values[name], value)
-            given.add(values[name])
-            continue
-        raise Fallback()
+    found, end = _scan_options(rest, flags, values)
+    if end < len(rest):  # "--" or the first engine word: the engine command line starts
+        if command != "exec":
+            raise Fallback()
+        opts.engine_argv = rest[end + 1:] if rest[end] == "--" else rest[end:]
+    for attr, value in found.items():
+        setattr(opts, attr, value)
+    # attributes set on the command line: their environment variables do not apply
+    given: Set[str] = {attr for attr in found if attr in values.values()}
     apply_env_defaults(opts, env, given, command)
     return opts
 
@@ -150,26 +127,40 @@ def parse_host_command(argv: Sequence[str], env: Mapping[str, str]) -> HostComma
     argv = hoist_globals(list(argv))
     name, words = _command_name(argv)
     flags, values = HOST_FLAGS[name], HOST_VALUES[name]
-    found: Dict[str, Any] = {}
     rest = argv[words:]
-    i = 0
-    while i < len(rest):
-        # --opt=value (long options only: click reads "-o=x" as the value "=x")
-        opt, eq, inline = rest[i].partition("=") if rest[i].startswith("--") else (rest[i], "", "")
-        if opt in flags and not eq:
-            found[flags[opt]] = True
-            i += 1
-        elif opt in values and (eq or i + 1 < len(rest)):
-            raw = inline if eq else rest[i + 1]
-            i += 1 if eq else 2
-            _store(found, values[opt], raw)
-        else:
-            raise Fallback()
+    found, end = _scan_options(rest, flags, values)
+    if end < len(rest):  # a word or "--": these commands take no arguments
+        raise Fallback()
     for attr, var in HOST_ENV[name].items():
         if attr not in found and env.get(var):
             found[attr] = env[var]
     common = {k: found.pop(k) for k in ("root", "simulate", "no_nvml", "debug", "json", "no_uvm_load") if k in found}
     return HostCommand(name, CommonOptions(**common), found)
+
+
+def _scan_options(tokens: Sequence[str], flags: Mapping[str, str], values: Mapping[str, str]
+                  ) -> Tuple[Dict[str, Any], int]:
+    """The options at the start of ``tokens`` as {attribute: value} (flags True, repeatable values
+    as lists, numbers converted), and the index of the first token that is not an option (``--``, a
+    word or ``-``; ``len(tokens)`` when all are). An option the tables do not know, a missing value
+    or a bad number is :class:`Fallback`: typer then says what is wrong."""
+    found: Dict[str, Any] = {}
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok == "--" or tok == "-" or not tok.startswith("-"):
+            return found, i
+        # --opt=value (long options only: click reads "-o=x" as the value "=x")
+        opt, eq, inline = tok.partition("=") if tok.startswith("--") else (tok, "", "")
+        if opt in flags and not eq:
+            found[flags[opt]] = True
+            i += 1
+        elif opt in values and (eq or i + 1 < len(tokens)):
+            _store(found, values[opt], inline if eq else tokens[i + 1])
+            i += 1 if eq else 2
+        else:
+            raise Fallback()
+    return found, i
 
 
 def _store(found: Dict[str, Any], attr: str, raw: str) -> None:
