@@ -147,13 +147,7 @@ def run_host_command(command: "HostCommand", env: Mapping[str, str], debug: bool
         if command.name == "cdi generate":
             from .cdirun import run_generate
 
-            return run_generate(
-                opts, env, output=extra.get("output"), fmt=extra.get("fmt"), strategies=extra.get("strategies", []),
-                capabilities=extra.get("capabilities"), driver_files=extra.get("driver_files", "bind"),
-                volumes_dir=extra.get("volumes_dir"), vendor=extra.get("vendor", "nvidia.com"),
-                class_=extra.get("class_", "gpu"), write=bool(extra.get("write")),
-                if_changed=bool(extra.get("if_changed")), no_all_device=bool(extra.get("no_all_device")),
-                engine_root=extra.get("engine_root"))
+            return run_generate(opts, env, **extra)  # the fast parser's attributes are its keywords
         from .doctorcmd import run_doctor_cmd
 
         return run_doctor_cmd(opts, env, check_engine=not extra.get("no_engine"))

@@ -7,6 +7,7 @@ from typing import List, Optional
 
 import typer
 
+from ..cdi.spec import DEFAULT_CLASS, DEFAULT_VENDOR
 from .cdirun import run_generate, run_list, run_validate
 from .options import CommonOptions
 
@@ -42,8 +43,8 @@ def _build() -> typer.Typer:
                                          "files) or volume (binds of the 1.0 driver volume's copies, which is "
                                          "also mounted at /usr/local/nvidia)."),
         volumes_dir: Optional[str] = VOLUMES_DIR,
-        vendor: str = typer.Option("nvidia.com", "--vendor", help="CDI vendor (kind = vendor/class)."),
-        class_: str = typer.Option("gpu", "--class", help="CDI class (kind = vendor/class)."),
+        vendor: str = typer.Option(DEFAULT_VENDOR, "--vendor", help="CDI vendor (kind = vendor/class)."),
+        class_: str = typer.Option(DEFAULT_CLASS, "--class", help="CDI class (kind = vendor/class)."),
         write: bool = typer.Option(False, "--write", help="Write to /var/run/cdi/nvidia.yaml (under --root; "
                                    "with --simulate only together with --output, so the shared simulated host "
                                    "is never changed)."),

@@ -8,6 +8,7 @@ import sys
 
 from ..errors import HostError, NvlowError, UsageError
 from .options import CommonOptions
+from ..cdi.spec import DEFAULT_CLASS, DEFAULT_VENDOR
 from .session import load_host, note, warn
 
 TYPE_CHECKING = False
@@ -58,11 +59,12 @@ def spec_needs_nvml(facts: "ProcfsFacts") -> Optional[str]:
     return None
 
 
-def run_generate(opts: CommonOptions, env: Mapping[str, str], *, output: Optional[str], fmt: Optional[str],
-                 strategies: Sequence[str], capabilities: Optional[str], driver_files: str,
-                 volumes_dir: Optional[str], vendor: str, class_: str, write: bool, if_changed: bool,
-                 no_all_device: bool, engine_root: Optional[str] = None) -> int:
-    """``nvlow cdi generate``."""
+def run_generate(opts: CommonOptions, env: Mapping[str, str], *, output: Optional[str] = None,
+                 fmt: Optional[str] = None, strategies: Sequence[str] = (), capabilities: Optional[str] = None,
+                 driver_files: str = "bind", volumes_dir: Optional[str] = None, vendor: str = DEFAULT_VENDOR,
+                 class_: str = DEFAULT_CLASS, write: bool = False, if_changed: bool = False,
+                 no_all_device: bool = False, engine_root: Optional[str] = None) -> int:
+    """``nvlow cdi generate`` (the defaults are the command line's)."""
     from ..cdi.spec import CDI_DRIVER_FILE_MODES, build_spec, parse_naming_strategies, render_spec
     from ..cdi.store import other_specs_with_kind, read_spec, write_atomic
     from ..host.capabilities import parse_capabilities
