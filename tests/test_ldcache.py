@@ -415,7 +415,8 @@ def test_random_byte_flips_never_crash() -> None:
 
 
 def test_driver_file_candidates_match_prefixed_in_cache_order() -> None:
-    """The bisection index driverfiles uses gives exactly LdCache.prefixed's entries, in cache order."""
+    """The bisection index (LdCache.prefixed, driver-file selection) gives exactly the entries a pass over
+    the whole cache gives, in cache order."""
     from nvlow.host.driverfiles import _cache_candidates
     from nvlow.host.ldcache import FLAG_ELF_LIBC6, LdCache, LdCacheEntry
 
@@ -427,7 +428,10 @@ def test_driver_file_candidates_match_prefixed_in_cache_order() -> None:
     cache = LdCache("new", entries, None, len(entries))
     find = _cache_candidates(cache, "x86-64")
     for prefix in ("libcuda.so", "libcuda.so.1", "libnvidia-ml.so", "libz", "", "libc"):
-        assert find(prefix) == [(e.key, e.value) for e in cache.prefixed(prefix, "x86-64")], prefix
+        brute = [(e.key, e.value) for e in cache.entries
+                 if e.key.startswith(prefix) and e.is_elf and e.arch == "x86-64" and not e.is_hwcaps]
+        assert find(prefix) == brute, prefix
+        assert [(e.key, e.value) for e in cache.prefixed(prefix, "x86-64")] == brute, prefix
     # cache order, the i386 entry (4) left out, libcudadebugger not under the prefix "libcuda.so"
     assert find("libcuda.so") == [("libcuda.so.1", "/lib0/libcuda.so.1"), ("libcuda.so", "/lib1/libcuda.so"),
                                   ("libcuda.so.1", "/lib6/libcuda.so.1")]

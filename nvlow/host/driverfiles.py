@@ -46,7 +46,7 @@ from .capabilities import (ALL_CAPABILITIES, BINARIES, CAPABILITY_ORDER, CONFIG_
                            parse_capabilities)
 from .elf import ElfInfo, try_read_elf
 from ..errors import HostError
-from .ldcache import LdCache, compat32_arch, native_arch, read_ldcache
+from .ldcache import LdCache, PrefixIndex, compat32_arch, native_arch, read_ldcache
 from ..model import DriverFile, DriverFiles
 from ..text import is_ascii_digits
 from .root import HostRoot, not_regular
@@ -191,21 +191,11 @@ class _Collector:
 
 def _cache_candidates(cache: LdCache, arch: str) -> Candidates:
     """``prefix -> [(key, path)]`` over the cache's ELF entries of ``arch`` (no glibc-hwcaps), in cache
-    order, as :meth:`LdCache.prefixed` gives them; the keys are sorted once so that each of the ~60
-    prefixes is a bisection, not a pass over every entry (a real cache holds 500-1,000)."""
-    from bisect import bisect_left
-
-    index = sorted((e.key, i, e.value) for i, e in enumerate(cache.entries)
-                   if e.is_elf and e.arch == arch and not e.is_hwcaps)
-    keys = [key for key, _, _ in index]
+    order (:class:`~nvlow.host.ldcache.PrefixIndex`: sorted once for all prefixes)."""
+    index = PrefixIndex(cache, arch)
 
     def find(prefix: str) -> List[Tuple[str, str]]:
-        hits: List[Tuple[int, str, str]] = []
-        for key, order, value in index[bisect_left(keys, prefix):]:
-            if not key.startswith(prefix):
-                break
-            hits.append((order, key, value))
-        return [(key, value) for _, key, value in sorted(hits)]
+        return [(e.key, e.value) for e in index.find(prefix)]
     return find
 
 

@@ -132,9 +132,31 @@ class LdCache(Record):
 
     def prefixed(self, prefix: str, arch: str, *, include_hwcaps: bool = False) -> Tuple[LdCacheEntry, ...]:
         """ELF entries whose key starts with ``prefix`` (``libcuda.so``) for ``arch``, in cache order."""
-        return tuple(e for e in self.entries
-                     if e.key.startswith(prefix) and e.is_elf and e.arch == arch
-                     and (include_hwcaps or not e.is_hwcaps))
+        return PrefixIndex(self, arch, include_hwcaps=include_hwcaps).find(prefix)
+
+
+class PrefixIndex:
+    """:meth:`LdCache.prefixed` for many prefixes: the ELF entries of one ``arch`` sorted by key once,
+    so that each prefix is a bisection, not a pass over every entry (a real cache holds 500-1,000;
+    driver-file selection asks ~60 prefixes)."""
+
+    __slots__ = ("_index", "_keys")
+
+    def __init__(self, cache: LdCache, arch: str, *, include_hwcaps: bool = False) -> None:
+        self._index = sorted((e.key, i, e) for i, e in enumerate(cache.entries)
+                             if e.is_elf and e.arch == arch and (include_hwcaps or not e.is_hwcaps))
+        self._keys = [key for key, _, _ in self._index]
+
+    def find(self, prefix: str) -> Tuple[LdCacheEntry, ...]:
+        """The entries whose key starts with ``prefix``, in cache order."""
+        from bisect import bisect_left
+
+        hits: List[Tuple[int, LdCacheEntry]] = []
+        for key, order, entry in self._index[bisect_left(self._keys, prefix):]:
+            if not key.startswith(prefix):
+                break
+            hits.append((order, entry))
+        return tuple(entry for _, entry in sorted(hits, key=lambda hit: hit[0]))
 
 
 def _fast_entry(key: str, value: str, flags: int, osversion: int, hwcap: int,
