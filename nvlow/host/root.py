@@ -71,8 +71,10 @@ def not_regular(real_path: str) -> Optional[str]:
         mode = os.stat(real_path).st_mode
     except OSError:
         return None
-    if _stat.S_ISREG(mode):
-        return None
+    return None if _stat.S_ISREG(mode) else _not_regular(real_path, mode)
+
+
+def _not_regular(real_path: str, mode: int) -> str:
     kind = _kind_of(mode)
     return f"{real_path} is {kind}, not a regular file" if kind != "not a regular file" else \
         f"{real_path} is not a regular file"
@@ -89,7 +91,7 @@ def open_regular(real_path: str) -> int:
     try:
         st = os.stat(real_path)
         if not _stat.S_ISREG(st.st_mode):
-            raise HostError(f"{real_path} is {_kind_of(st.st_mode)}, not a regular file; not read")
+            raise HostError(f"{_not_regular(real_path, st.st_mode)}; not read")
         fd = os.open(real_path, _OPEN_FLAGS)
     except OSError as exc:
         raise HostError(f"cannot read {real_path}: {exc.strerror or exc}") from None
@@ -100,7 +102,7 @@ def open_regular(real_path: str) -> int:
         raise HostError(f"cannot read {real_path}: {exc.strerror or exc}") from None
     if not _stat.S_ISREG(st.st_mode):
         os.close(fd)
-        raise HostError(f"{real_path} is {_kind_of(st.st_mode)}, not a regular file; not read")
+        raise HostError(f"{_not_regular(real_path, st.st_mode)}; not read")
     return fd
 
 
