@@ -1,4 +1,5 @@
-"""Field-shape rules of a CDI spec (docs/cdi.md §1): strict fields, value types, paths, edits.
+"""Field-shape rules of a CDI spec: strict fields, value types, paths, edits (docs/cdi.md, "What a
+spec holds").
 
 :class:`FieldChecker` collects one ``location: what is wrong`` line per
 problem in the shape of a spec's parts: unknown fields (engines decode specs

@@ -1,11 +1,12 @@
-"""CDI spec rules (docs/cdi.md §§1–3): the checks an engine's CDI library makes when it loads a spec.
+"""CDI spec rules: the checks an engine's CDI library makes when it loads a spec (docs/cdi.md, "What a
+spec holds", "Versions" and "Names").
 
 :func:`validate_document` applies the rules the CDI library applies when an
 engine loads a spec (strict fields, version minima, kind and device-name
 syntax, unique names, env/mount/node/hook shape) plus the ones engines accept
 silently but that break containers (relative container paths). Each problem
 is one line: ``location: what is wrong``. :func:`required_version` is the
-version-minimum table (docs/cdi.md §2); the per-field shape checks live in
+version-minimum table (docs/cdi.md "Versions"); the per-field shape checks live in
 :mod:`nvlow.cdi.field_rules`. These are pure functions of the parsed spec;
 the checks against this host are :mod:`nvlow.cdi.validate`'s.
 

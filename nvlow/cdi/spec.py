@@ -55,7 +55,7 @@ CDI_DRIVER_FILE_MODES = ("bind", "volume")
 MOUNT_OPTIONS = ("ro", "nosuid", "nodev", "bind")
 #: IPC sockets must stay writable (toolkit 1.19 dropped "ro" for them too)
 IPC_MOUNT_OPTIONS = ("nosuid", "nodev", "bind")
-#: the most recent version both podman 4.x (CDI 0.5) and Docker 26 accept (docs/cdi.md §2)
+#: the most recent version both podman 4.x (CDI 0.5) and Docker 26 accept (docs/cdi.md "Versions")
 MAX_EMITTED_VERSION = "0.5.0"
 
 _NAME_RE = lazy_re(r"^[A-Za-z0-9]([A-Za-z0-9_.:-]*[A-Za-z0-9])?$")
@@ -99,7 +99,7 @@ def parse_naming_strategies(values: Iterable[str]) -> Tuple[str, ...]:
 
 
 def check_kind(vendor: str, class_: str) -> str:
-    """``vendor/class`` after checking both halves against the CDI name rules (docs/cdi.md §3)."""
+    """``vendor/class`` after checking both halves against the CDI name rules (docs/cdi.md "Names")."""
     if not _VENDOR_RE.match(vendor) or len(vendor) > 253:
         raise UsageError(f"invalid CDI vendor {vendor!r}",
                          hint="start with a letter, end with a letter or digit, use only letters, digits, '_', '.', '-'")

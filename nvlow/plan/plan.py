@@ -275,7 +275,7 @@ def merge_search_path(current: Optional[str], additions: Sequence[str], *,
                       prepend: Sequence[str] = ()) -> Optional[str]:
     """``current`` (a colon list) plus the ``additions`` it lacks, appended, and the
     ``prepend`` entries it lacks, first (CUDA forward-compat libraries must come
-    before the driver's, docs/driver-files.md §7); None when nothing is missing.
+    before the driver's, docs/driver-files.md "CUDA forward compatibility"); None when nothing is missing.
     Empty entries are dropped.
 
     Example:
