@@ -236,12 +236,16 @@ def check_engine(ctx: DoctorContext) -> List[CheckResult]:
 
 
 def check_cdi_specs(ctx: DoctorContext) -> List[CheckResult]:
-    from .cdi.store import read_spec, spec_files
-    from .cdi.validate import host_problems
+    from .cdi.store import spec_files
+
+    files = spec_files(ctx.root)
+    if not files:
+        return [CheckResult("CDI specs", OK, "no CDI specs in /etc/cdi or /var/run/cdi")]
+    from .cdi.store import read_spec
+    from .cdi.validate import host_problems  # only with specs to read: it compiles regular expressions
 
     version = ctx.scan.driver_version if ctx.scan is not None else None
     stale: List[str] = []
-    files = spec_files(ctx.root)
     for _prio, path in files:
         try:
             doc = read_spec(path)
@@ -252,8 +256,6 @@ def check_cdi_specs(ctx: DoctorContext) -> List[CheckResult]:
     if stale:
         return [CheckResult("CDI specs", WARN, f"stale for driver {version}: " + "; ".join(stale),
                             "regenerate: 'nvlow cdi generate --write' (or nvidia-ctk cdi generate)")]
-    if not files:
-        return [CheckResult("CDI specs", OK, "no CDI specs in /etc/cdi or /var/run/cdi")]
     return [CheckResult("CDI specs", OK, f"{len(files)} spec file(s) match the running driver")]
 
 

@@ -12,7 +12,7 @@ from .errors import HostError, NvlowError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from re import Pattern
-    from typing import Any, Optional, Type
+    from typing import Any, Optional, Sequence, Type
 
 
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
@@ -39,6 +39,90 @@ def is_ascii_digits(text: str) -> bool:
         (True, False, False)
     """
     return bool(text) and text.isascii() and text.isdigit()
+
+
+def numbered(name: str, prefix: str, *, max_digits: int = 7) -> Optional[int]:
+    """N of a name ``prefix`` + N, N written as the kernel writes it: ``0`` or 1 to ``max_digits`` ASCII
+    digits without a leading zero (the regular expression ``prefix(0|[1-9][0-9]{0,6})\\Z``, which the
+    hot paths no longer compile); None for any other name.
+
+    Example:
+        >>> numbered("nvidia12", "nvidia"), numbered("nvidia012", "nvidia"), numbered("nvidiactl", "nvidia")
+        (12, None, None)
+    """
+    if not name.startswith(prefix):
+        return None
+    digits = name[len(prefix):]
+    if not is_ascii_digits(digits) or len(digits) > max_digits or (digits[0] == "0" and len(digits) > 1):
+        return None
+    return int(digits)
+
+
+def _is_word(c: str) -> bool:
+    """A character of ``\\w`` in a ``str`` regular expression (Unicode letters, digits, ``_``)."""
+    return c.isalnum() or c == "_"
+
+
+def isolated_version(text: str, start: int = 0) -> Optional[str]:
+    """The first ``N.N`` or ``N.N.N`` (1-10 ASCII digits each) that starts at or after ``start`` and
+    stands alone: no letter, digit, ``_``, ``.`` or ``:`` touches it on either side (what the
+    regular expression ``(?<![\\w.:])([0-9]{1,10}\\.[0-9]{1,10}(?:\\.[0-9]{1,10})?)(?![\\w.:])`` finds).
+
+    Example:
+        >>> isolated_version("Module for x86_64  560.35.03  Release"), isolated_version("v560.35.03 1.2.3.4")
+        ('560.35.03', None)
+    """
+    n = len(text)
+    i = start
+    while i < n:
+        c = text[i]
+        if not (_is_word(c) or c in ".:"):
+            i += 1
+            continue
+        j = i
+        while j < n and (_is_word(text[j]) or text[j] in ".:"):
+            j += 1
+        # a run of word/dot/colon characters: a match must be a whole run whose left edge is free
+        if (i == 0 or not (_is_word(text[i - 1]) or text[i - 1] in ".:")) and _is_version(text[i:j]):
+            return text[i:j]
+        i = j
+    return None
+
+
+def _is_version(token: str) -> bool:
+    parts = token.split(".")
+    return 2 <= len(parts) <= 3 and all(is_ascii_digits(p) and len(p) <= 10 for p in parts)
+
+
+def word_after(text: str, before: Sequence[str], after: str = "") -> Optional[str]:
+    """The whitespace-free word that follows the literals ``before`` (each separated from the next by
+    whitespace) and whitespace in ``text``, and, when ``after`` is given, is followed by whitespace and
+    ``after``: the first match of the regular expression ``b0\\s+b1\\s+...\\s+(\\S+)\\s+after``; None
+    when there is none.
+
+    Example:
+        >>> word_after("NVIDIA UNIX x86_64 Kernel Module  550.54", ["NVIDIA UNIX"], "Kernel Module")
+        'x86_64'
+        >>> word_after("Open Kernel Module for  aarch64 1.2", ["Open Kernel Module", "for"]), word_after("a b", ["b"])
+        ('aarch64', None)
+    """
+    first, rest_literals = before[0], before[1:]
+    pos = text.find(first)
+    while pos >= 0:
+        rest: Optional[str] = text[pos + len(first):]
+        for literal in (*rest_literals, ""):
+            if rest is None or not rest[:1].isspace():
+                rest = None
+                break
+            rest = rest.lstrip()
+            rest = rest[len(literal):] if rest.startswith(literal) else None
+        if rest:
+            word = rest.split(None, 1)[0]
+            tail = rest[len(word):]
+            if not after or (tail[:1].isspace() and tail.lstrip().startswith(after)):
+                return word
+        pos = text.find(first, pos + 1)
+    return None
 
 
 def number_or_none(text: str, *, max_digits: int = 20, base: int = 10) -> Optional[int]:

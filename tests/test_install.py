@@ -85,3 +85,16 @@ def test_wheel_installs_into_a_fresh_venv_and_runs(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.startswith("--device="), res.stdout
     assert "/dev/nvidiactl:/dev/nvidiactl" in res.stdout
+
+    # 5. that command is the plain script (nvlow/cli/script/nvlow), its "#!python" line rewritten to the
+    # venv's interpreter; an entry-point wrapper would import re (~6 ms) before nvlow runs
+    script = venv / "bin" / "nvlow"
+    first = script.read_text().splitlines()[0]
+    assert first.startswith("#!") and "python" in first and first != "#!python", first
+    probe = ("import sys\nbefore = set(sys.modules)\nsys.argv = [%r, 'args', '--simulate', 'dgx-a100']\n"
+             "try:\n    exec(compile(open(%r).read(), 'nvlow', 'exec'), {'__name__': '__main__'})\n"
+             "except SystemExit:\n    pass\n"
+             "print(sorted(m for m in ('re', 'enum', 'typing', 'typer') if m in sys.modules and m not in before))"
+             % (str(script), str(script)))
+    res = _run([str(vpy), "-c", probe], tmp_path, env)
+    assert res.returncode == 0 and res.stdout.strip().splitlines()[-1] == "[]", res.stdout + res.stderr

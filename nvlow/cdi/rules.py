@@ -17,7 +17,6 @@ Example:
 """
 from __future__ import annotations
 
-import re
 
 from .field_rules import FieldChecker, type_name
 
@@ -32,8 +31,32 @@ BASE_VERSION = "0.3.0"
 _SPEC_FIELDS = ("cdiVersion", "kind", "annotations", "devices", "containerEdits")
 _DEVICE_FIELDS = ("name", "annotations", "containerEdits")
 
-_VENDOR_RE = re.compile(r"^[A-Za-z]([A-Za-z0-9_.-]*[A-Za-z0-9])?$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.:-]*[A-Za-z0-9])?$")
+_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_ALNUM = _LETTERS | frozenset("0123456789")
+_VENDOR_CHARS = _ALNUM | frozenset("_.-")
+_NAME_CHARS = _ALNUM | frozenset("_.:-")
+
+
+def is_vendor_name(text: str) -> bool:
+    """A CDI vendor or class: ``[A-Za-z]([A-Za-z0-9_.-]*[A-Za-z0-9])?`` (the CDI library's
+    pkg/parser; checked as character sets, so no regular expression on the generate path, and no
+    trailing newline slips through as it would past Python's ``$``).
+
+    Example:
+        >>> is_vendor_name("nvidia.com"), is_vendor_name("1nvidia"), is_vendor_name("nvidia\\n")
+        (True, False, False)
+    """
+    return bool(text) and text[0] in _LETTERS and text[-1] in _ALNUM and _VENDOR_CHARS.issuperset(text)
+
+
+def is_device_name(text: str) -> bool:
+    """A CDI device name: ``[A-Za-z0-9]([A-Za-z0-9_.:-]*[A-Za-z0-9])?`` (as :func:`is_vendor_name`).
+
+    Example:
+        >>> is_device_name("0"), is_device_name("GPU-1:2"), is_device_name("gpu-")
+        (True, True, False)
+    """
+    return bool(text) and text[0] in _ALNUM and text[-1] in _ALNUM and _NAME_CHARS.issuperset(text)
 
 
 def _vkey(version: str) -> Tuple[int, ...]:
@@ -139,12 +162,12 @@ def _check_kind(c: FieldChecker, kind: str) -> None:
         vendor, class_ = "", kind
     if not vendor:
         c.add("kind", f"invalid (empty) vendor name in {kind!r} (use vendor/class, e.g. nvidia.com/gpu)")
-    elif not _VENDOR_RE.match(vendor) or len(vendor) > 253:
+    elif not is_vendor_name(vendor) or len(vendor) > 253:
         c.add("kind", f"invalid vendor {vendor!r} (start with a letter, end with a letter or digit, "
                       "only letters, digits, '_', '.', '-')")
     if not class_:
         c.add("kind", f"invalid (empty) class name in {kind!r}")
-    elif not _VENDOR_RE.match(class_) or len(class_) > 63:
+    elif not is_vendor_name(class_) or len(class_) > 63:
         c.add("kind", f"invalid class {class_!r} (start with a letter, end with a letter or digit, "
                       "only letters, digits, '_', '.', '-')")
 
@@ -183,7 +206,7 @@ def validate_document(doc: Any) -> List[str]:
                 continue
             name = c.string(dev, "name", where, required=True, what="device name")
             if name:
-                if not _NAME_RE.match(name):
+                if not is_device_name(name):
                     c.add(f"{where}.name", f"invalid device name {name!r} (letters, digits, '_', '.', ':', '-'; "
                                            "start and end with a letter or digit)")
                 if name in seen:

@@ -28,16 +28,15 @@ Example:
 """
 from __future__ import annotations
 
-import json
 import os
 
 from ..frozen import Record, field
 from ..errors import HostError, UsageError
-from ..text import lazy_re
 from ..model import DeviceNode, DriverFiles, Gpu, Host, MigDevice
 from ..plan.plan import NVIDIA_DIR, Mount, device_mappings
 from ..plan.select import select_gpus
 from .layout import driver_mounts, volume_source
+from .rules import is_device_name, is_vendor_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -57,9 +56,6 @@ MOUNT_OPTIONS = ("ro", "nosuid", "nodev", "bind")
 IPC_MOUNT_OPTIONS = ("nosuid", "nodev", "bind")
 #: the most recent version both podman 4.x (CDI 0.5) and Docker 26 accept (docs/cdi.md "Versions")
 MAX_EMITTED_VERSION = "0.5.0"
-
-_NAME_RE = lazy_re(r"^[A-Za-z0-9]([A-Za-z0-9_.:-]*[A-Za-z0-9])?$")
-_VENDOR_RE = lazy_re(r"^[A-Za-z]([A-Za-z0-9_.-]*[A-Za-z0-9])?$")
 
 
 class GeneratedSpec(Record):
@@ -100,10 +96,10 @@ def parse_naming_strategies(values: Iterable[str]) -> Tuple[str, ...]:
 
 def check_kind(vendor: str, class_: str) -> str:
     """``vendor/class`` after checking both halves against the CDI name rules (docs/cdi.md "Names")."""
-    if not _VENDOR_RE.match(vendor) or len(vendor) > 253:
+    if not is_vendor_name(vendor) or len(vendor) > 253:
         raise UsageError(f"invalid CDI vendor {vendor!r}",
                          hint="start with a letter, end with a letter or digit, use only letters, digits, '_', '.', '-'")
-    if not _VENDOR_RE.match(class_) or len(class_) > 63 or "." in class_:
+    if not is_vendor_name(class_) or len(class_) > 63 or "." in class_:
         raise UsageError(f"invalid CDI class {class_!r}",
                          hint="start with a letter, end with a letter or digit, use only letters, digits, '_', '-' "
                               "(a '.' needs cdiVersion 0.6.0, which podman 4.x rejects)")
@@ -182,7 +178,7 @@ class _Devices(Record, frozen=False):
 
     def add_named(self, item: Union[Gpu, MigDevice], label: str, nodes: List[Dict[str, Any]]) -> None:
         for name in device_names(item, self.strategies):
-            if not _NAME_RE.match(name) or name == "all":
+            if not is_device_name(name) or name == "all":
                 self.warnings.append(f"{label}: name {name!r} is not a valid CDI device name; skipped")
             elif name in self.seen_names:
                 self.warnings.append(f"{label}: device name {name!r} already used by {self.seen_names[name]}; "
@@ -265,7 +261,7 @@ def build_spec(
     sees the host root (``--engine-root``): host paths are written in that view
     (:class:`nvlow.plan.plan.EngineView`).
     """
-    from .validate import required_version
+    from .rules import required_version
 
     kind = check_kind(vendor, class_)
     caps = tuple(sorted(set(capabilities)))
@@ -334,7 +330,7 @@ def _wsl_spec(host: Host, files: Optional[DriverFiles], *, kind: str, driver_fil
     if mounts:
         edits["mounts"] = [_mount_dict(m) for m in mounts]
     document: Dict[str, Any] = {"cdiVersion": "", "kind": kind, "devices": devices, "containerEdits": edits}
-    from .validate import required_version
+    from .rules import required_version
 
     document["cdiVersion"] = required_version(document)[0]
     if engine_root is not None:
@@ -373,6 +369,8 @@ def spec_header(driver_version: Optional[str]) -> List[str]:
 def render_spec(spec: GeneratedSpec, fmt: str, *, driver_version: Optional[str] = None) -> str:
     """The spec as text: ``yaml`` (``---`` first, nvlow header comment) or ``json`` (2-space indent)."""
     if fmt == "json":
+        import json  # only here: json imports re, which the YAML path does without
+
         return json.dumps(spec.document, indent=2) + "\n"
     if fmt == "yaml":
         from .yaml import dump_yaml

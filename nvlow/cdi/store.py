@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import os
-import tempfile
 
 from ..frozen import Record
 from ..errors import HostError
@@ -177,6 +176,8 @@ def write_atomic(path: str, data: bytes, mode: int = SPEC_MODE) -> None:
                         hint="run as root or choose another --output") from None
     tmp: Optional[str] = None
     try:
+        import tempfile  # only when writing: it imports shutil, random and more
+
         fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
         try:
             view = memoryview(data)

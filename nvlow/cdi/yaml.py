@@ -28,9 +28,6 @@ Example:
 """
 from __future__ import annotations
 
-import json
-
-from ..text import lazy_re
 from .yaml_scalar import BOOL_FALSE, BOOL_TRUE, NULLS, YamlError
 
 TYPE_CHECKING = False
@@ -40,7 +37,10 @@ if TYPE_CHECKING:
 
 __all__ = ["YamlError", "dump_yaml", "load_yaml"]
 
-_PLAIN_SAFE = lazy_re(r"[A-Za-z/_][A-Za-z0-9_./=+@,:-]*")  # used with fullmatch: "$" would allow "x\n"
+#: a scalar written plain: one of _PLAIN_FIRST, then any of _PLAIN_REST (the expression
+#: [A-Za-z/_][A-Za-z0-9_./=+@,:-]*, checked as sets: no regular expression on the hot path)
+_PLAIN_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz/_")
+_PLAIN_REST = _PLAIN_FIRST | frozenset("0123456789.=+@,:-")
 
 
 # ---------------------------------------------------------------- emitter
@@ -56,9 +56,9 @@ def _scalar(value: Any) -> str:
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
             return ".nan" if value != value else (".inf" if value > 0 else "-.inf")  # YAML 1.1, not JSON's NaN
-        return json.dumps(value)
+        return repr(value)  # the shortest spelling that reads back as the same float (JSON's too)
     if isinstance(value, str):
-        if (_PLAIN_SAFE.fullmatch(value) and not value.endswith(":") and value not in BOOL_TRUE
+        if (value and value[0] in _PLAIN_FIRST and _PLAIN_REST.issuperset(value) and not value.endswith(":") and value not in BOOL_TRUE
                 and value not in BOOL_FALSE and value not in NULLS):
             return value
         return _double_quoted(value)

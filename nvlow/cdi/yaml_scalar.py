@@ -21,10 +21,10 @@ Example:
 from __future__ import annotations
 
 import math
-import re
 import struct
 
 from ..errors import NvlowError
+from ..text import lazy_re
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -53,9 +53,9 @@ for _spelling in ("inf", "Inf", "INF"):
 #: a number has to start with one of these; anything else that is not in _WORDS is a string
 _NUMBER_START = frozenset("+-.0123456789")
 #: YAML 1.1's float syntax as the engines apply it (underscores removed first): 1.5, -2., .5, 6.8523e+5, 123456e1
-_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?")
+_FLOAT = lazy_re(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?")
 #: a float that starts with '.', as Go's ParseFloat reads it
-_DOT_FLOAT = re.compile(r"\.[0-9]+(?:[eE][-+]?[0-9]+)?")
+_DOT_FLOAT = lazy_re(r"\.[0-9]+(?:[eE][-+]?[0-9]+)?")
 _INT64_MIN, _INT64_MAX, _UINT64_MAX = -2 ** 63, 2 ** 63 - 1, 2 ** 64 - 1
 _MIN_UINT64_ONLY = 2 ** 63  # the engines read 2**63 … 2**64-1 as uint64, which sigs.k8s.io/yaml refuses as a key
 _BASES = {"b": 2, "o": 8, "x": 16}

@@ -2,7 +2,6 @@
 ``cdi generate``; :mod:`nvlow.cli.cdicmd` declares the commands for typer)."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -173,6 +172,8 @@ def run_list(opts: CommonOptions, spec_dirs: Sequence[str], env: Optional[Mappin
         warn(w)
     if opts.json:
         doc = {"schema_version": 1, "devices": [d.to_dict() for d in devices], "warnings": warnings}
+        import json
+
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return 0
     note(f"Found {len(devices)} CDI device{'s' if len(devices) != 1 else ''}")
@@ -227,6 +228,8 @@ def run_validate(opts: CommonOptions, env: Mapping[str, str], paths: Sequence[st
                                "files": [{"path": p, "valid": not probs, "devices": n, "problems": probs,
                                           "notes": notes}
                                          for p, probs, n, notes in results]}
+        import json
+
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     else:
         for path, problems, count, notes in results:

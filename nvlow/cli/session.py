@@ -51,14 +51,14 @@ def load_host(opts: CommonOptions, env: Mapping[str, str], *, quiet: bool = Fals
               nvml_wanted: Optional[Callable[["ProcfsFacts"], Optional[str]]] = None) -> Tuple[HostRoot, Host]:
     """Discover the host named by the options; warnings go to stderr.
 
-    With ``request`` (``args``/``exec`` on a real root) NVML is opened only when
+    With ``request`` (``args``/``exec``, on a real root or a simulated one alike) NVML is opened only when
     :func:`nvlow.plan.request.nvml_reason` says the plan needs it, and with ``nvml_wanted``
     (``cdi generate``) only when that says so; either way it is then asked only for the plan's fields
     (docs/nvml-lazy.md). Without them (info, status, serve, ...) NVML is read whole.
     """
     from ..host.discover import discover
 
-    lazy = (request is not None or nvml_wanted is not None) and not opts.simulate
+    lazy = request is not None or nvml_wanted is not None
     if lazy and env.get(EAGER_NVML_ENV) != "1":
         return _load_for_plan(opts, env, request, nvml_wanted, quiet=quiet)
     root, opener = open_root(opts, env)
@@ -77,9 +77,11 @@ def _load_for_plan(opts: CommonOptions, env: Mapping[str, str], request: Optiona
     from ..model import ProcfsFacts
     from ..plan.request import needs_cuda_version, nvml_reason
 
-    root, _opener = open_root(opts, env)
+    root, simulated_opener = open_root(opts, env)
 
     def plan_opener(r: HostRoot) -> DriverLibrary:
+        if opts.simulate:  # the preset's stand-in, opened exactly when a real host's NVML would be
+            return simulated_opener(r)
         from ..native.probe import open_native_library
 
         return open_native_library(r, env, fields="plan")
@@ -91,6 +93,13 @@ def _load_for_plan(opts: CommonOptions, env: Mapping[str, str], request: Optiona
         return nvml_reason(request, facts)
 
     def libcuda_version(r: HostRoot) -> Optional[str]:
+        if opts.simulate:
+            from ..errors import LibraryError
+
+            try:
+                return simulated_opener(r).system().cuda_version
+            except LibraryError:  # a driverless preset: no libcuda either
+                return None
         from ..native.probe import read_cuda_version
 
         return read_cuda_version(r, env)

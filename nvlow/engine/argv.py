@@ -15,8 +15,6 @@ Example:
 """
 from __future__ import annotations
 
-import re
-
 from ..frozen import Record
 from .dockerflags import ENGINES, SUDO, FlagTable, command_table, global_table
 from ..errors import UsageError
@@ -174,8 +172,13 @@ def _short_cluster(argv: Sequence[str], i: int, stop: int, table: FlagTable) -> 
     return [ParsedOption(name, value, i, end) for name, value in names]
 
 
+def _basename(program: str) -> str:
+    """The last part of a program path, either slash separating (a Windows client path too)."""
+    return program.replace("\\", "/").rsplit("/", 1)[-1]
+
+
 def _engine_of(program: str) -> str:
-    base = re.split(r"[\\/]", program)[-1].lower()
+    base = _basename(program).lower()
     if base.endswith(".exe"):
         base = base[:-4]
     # podman, podman-remote, podman-remote-static; docker, nerdctl and the rest use docker's tables.
@@ -184,7 +187,7 @@ def _engine_of(program: str) -> str:
 
 def _skip_sudo(argv: Sequence[str]) -> int:
     """Index of the engine program in ``argv``, after ``sudo [OPTIONS] [VAR=value...]``."""
-    if not argv or re.split(r"[\\/]", argv[0])[-1] != "sudo":
+    if not argv or _basename(argv[0]) != "sudo":
         return 0
     i = 1
     while i < len(argv):

@@ -28,7 +28,7 @@ Example:
 from __future__ import annotations
 
 from ..model import DeviceNode
-from ..text import lazy_re, number_or_none
+from ..text import number_or_none, numbered
 from .procfs import majors_by_name
 
 TYPE_CHECKING = False
@@ -53,14 +53,15 @@ FEATURE_DEVICE_NAMES = {"gds": ("nvidia-fs",), "mofed": ("infiniband_verbs", "mi
 MISC_MAJOR = 10
 RDMA_CM = "rdma_cm"
 RUNNING_MISC = "/proc/misc"
-#: (directory, pattern) per feature; group 1 is the instance number, absent for a single node (-1)
+#: (feature, path under /dev, numbered): a numbered name is the path + an instance number
+#: (``nvidia-fs0``), the others are one node each (instance -1)
 _NAMES = (
-    ("gds", "", lazy_re(r"nvidia-fs(0|[1-9][0-9]{0,6})\Z")),
-    ("mofed", "infiniband/", lazy_re(r"uverbs(0|[1-9][0-9]{0,6})\Z")),
-    ("mofed", "infiniband/", lazy_re(r"(?:rdma_cm)()\Z")),
-    ("gdrcopy", "", lazy_re(r"(?:gdrdrv)()\Z")),
-    ("nvswitch", "", lazy_re(r"(?:nvidia-nvswitchctl)()\Z")),
-    ("nvswitch", "", lazy_re(r"nvidia-nvswitch(0|[1-9][0-9]{0,6})\Z")),
+    ("gds", "nvidia-fs", True),
+    ("mofed", "infiniband/uverbs", True),
+    ("mofed", "infiniband/rdma_cm", False),
+    ("gdrcopy", "gdrdrv", False),
+    ("nvswitch", "nvidia-nvswitchctl", False),
+    ("nvswitch", "nvidia-nvswitch", True),
 )
 
 
@@ -79,13 +80,14 @@ def parse_feature_node(rel: str) -> Optional[Tuple[str, int]]:
         >>> parse_feature_node("infiniband/uverbs01") is None, parse_feature_node("gdrdrv0") is None
         (True, True)
     """
-    for feature, prefix, pattern in _NAMES:
-        if not rel.startswith(prefix):
+    for feature, name, is_numbered in _NAMES:
+        if not is_numbered:
+            if rel == name:
+                return feature, -1
             continue
-        m = pattern.match(rel[len(prefix):])
-        if m:
-            n = number_or_none(m.group(1)) if m.group(1) else None
-            return feature, (n if n is not None else -1)
+        n = numbered(rel, name)
+        if n is not None:
+            return feature, n
     return None
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from ..frozen import Record
 from ..errors import HostError, NvlowError
-from ..text import lazy_re, number_or_none
+from ..text import is_ascii_digits, isolated_version, lazy_re, number_or_none, numbered, word_after
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -37,9 +37,6 @@ NVIDIA_DEVICE_NAMES: Tuple[str, ...] = (
     "nvidia-caps-imex-channels", "nvidia-nvlink", "nvidia-nvswitch",
 )
 
-# The name is the second field only: a pasted line may carry a trailing note
-# ("508 nvidia-uvm   # dynamic"), and kernel device names hold no spaces.
-_DEVICES_LINE = lazy_re(r"^\s*([0-9]+)\s+(\S+)")
 
 
 def char_devices(text: str) -> List[Tuple[int, str]]:
@@ -66,13 +63,15 @@ def char_devices(text: str) -> List[Tuple[int, str]]:
             break
         if line.lower().startswith("character devices"):
             continue
-        m = _DEVICES_LINE.match(line)
-        if m is None:
+        # The name is the second field only: a pasted line may carry a trailing note
+        # ("508 nvidia-uvm   # dynamic"), and kernel device names hold no spaces.
+        fields = line.split(None, 2)
+        if len(fields) < 2 or not is_ascii_digits(fields[0]):
             continue
         seen_entry = True
-        major = number_or_none(m.group(1), max_digits=10)
+        major = number_or_none(fields[0], max_digits=10)
         if major is not None:
-            out.append((major, m.group(2)))
+            out.append((major, fields[1]))
     return out
 
 
@@ -128,9 +127,6 @@ class DriverVersion(Record):
     banner: str
 
 
-_VERSION_TOKEN = lazy_re(r"(?<![\w.:])([0-9]{1,10}\.[0-9]{1,10}(?:\.[0-9]{1,10})?)(?![\w.:])")
-_PROPRIETARY_ARCH = lazy_re(r"NVIDIA UNIX\s+(\S+)\s+Kernel Module")
-_OPEN_ARCH = lazy_re(r"Open Kernel Module\s+for\s+(\S+)")
 
 
 def parse_driver_version(text: str) -> Optional[DriverVersion]:
@@ -162,18 +158,17 @@ def parse_driver_version(text: str) -> Optional[DriverVersion]:
     pos = banner.find("Kernel Module")
     if pos < 0:
         return None
-    m = _VERSION_TOKEN.search(banner, pos + len("Kernel Module"))
-    if m is None:
+    version = isolated_version(banner, pos + len("Kernel Module"))
+    if version is None:
         return None
     open_module = "Open Kernel Module" in banner
-    arch: Optional[str] = None
-    am = _OPEN_ARCH.search(banner) if open_module else _PROPRIETARY_ARCH.search(banner)
-    if am is not None and am.group(1) != "Open":
-        arch = am.group(1)
-    return DriverVersion(version=m.group(1), open_module=open_module, arch=arch, banner=banner)
+    arch = (word_after(banner, ("Open Kernel Module", "for")) if open_module
+            else word_after(banner, ("NVIDIA UNIX",), "Kernel Module"))
+    return DriverVersion(version=version, open_module=open_module, arch=None if arch == "Open" else arch,
+                         banner=banner)
 
 
-_BUS_ID = lazy_re(r"^([0-9a-fA-F]{1,8}):([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])$")
+_HEX = frozenset("0123456789abcdefABCDEF")
 
 
 def parse_bus_id(text: str) -> Optional[Tuple[int, int, int, int]]:
@@ -186,11 +181,19 @@ def parse_bus_id(text: str) -> Optional[Tuple[int, int, int, int]]:
         >>> parse_bus_id("0000:B7:00.0"), parse_bus_id("07:00.0")
         ((0, 183, 0, 0), None)
     """
-    m = _BUS_ID.match(text.strip())
-    if m is None:
+    fields = text.strip().split(":")
+    if len(fields) != 3:
         return None
-    dom, bus, dev, fn = (int(g, 16) for g in m.groups())
-    return dom, bus, dev, fn
+    dom, bus, rest = fields
+    dev, dot, fn = rest.partition(".")
+    if not (dot and _hex(dom, 8) and _hex(bus, 2) and _hex(dev, 2) and len(fn) == 1 and "0" <= fn <= "7"):
+        return None
+    return int(dom, 16), int(bus, 16), int(dev, 16), int(fn)
+
+
+def _hex(text: str, most: int) -> bool:
+    """1 to ``most`` ASCII hexadecimal digits."""
+    return 0 < len(text) <= most and all(c in _HEX for c in text)
 
 
 def format_bus_id(parts: Tuple[int, int, int, int]) -> str:
@@ -348,8 +351,6 @@ MAX_MINOR = (1 << 20) - 1
 
 # DRM minors are named "card%d" (primary) and "renderD%d" (render) after the minor number itself
 # (drivers/gpu/drm/drm_sysfs.c); "controlD%d" (legacy control nodes) is not a node a container needs.
-_DRM_NODE = lazy_re(r"^(card|renderD)(0|[1-9][0-9]{0,6})$")
-_IMEX_CHANNEL = lazy_re(r"^channel(0|[1-9][0-9]{0,6})$")
 
 
 def parse_drm_node_name(name: str) -> Optional[Tuple[str, int]]:
@@ -363,11 +364,11 @@ def parse_drm_node_name(name: str) -> Optional[Tuple[str, int]]:
         >>> parse_drm_node_name("card1"), parse_drm_node_name("renderD128"), parse_drm_node_name("controlD64")
         (('card', 1), ('renderD', 128), None)
     """
-    m = _DRM_NODE.match(name)
-    if m is None:
-        return None
-    minor = int(m.group(2))
-    return (m.group(1), minor) if minor <= MAX_MINOR else None
+    for kind in ("card", "renderD"):
+        minor = numbered(name, kind)
+        if minor is not None:
+            return (kind, minor) if minor <= MAX_MINOR else None
+    return None
 
 
 def parse_imex_channel_name(name: str) -> Optional[int]:
@@ -379,11 +380,8 @@ def parse_imex_channel_name(name: str) -> Optional[int]:
         >>> [parse_imex_channel_name(n) for n in ("channel0", "channel2047", "channel01")]
         [0, 2047, None]
     """
-    m = _IMEX_CHANNEL.match(name)
-    if m is None:
-        return None
-    n = int(m.group(1))
-    return n if n <= MAX_MINOR else None
+    n = numbered(name, "channel")
+    return n if n is not None and n <= MAX_MINOR else None
 
 
 def parse_params(text: str) -> Dict[str, str]:

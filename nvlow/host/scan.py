@@ -46,7 +46,7 @@ from .procfs import (MAX_MINOR, device_names_by_major, normalize_bus_id, parse_b
 from ..records import GpuRecord
 from .extradevices import FEATURE_DEVICE_NAMES, scan_feature_nodes
 from .root import HostRoot, read_regular
-from ..text import lazy_re
+from ..text import numbered
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -67,7 +67,6 @@ UVM_MISSING = ("{path} is missing: CUDA will fail in containers; run 'nvidia-mod
 _EXTRA_PATH = "/usr/bin:/usr/sbin:/bin:/sbin:/usr/local/bin:/usr/local/sbin"
 #: the running kernel's device table (never read under the root), to judge the majors of a tree other than ``/``
 KERNEL_DEVICES = "/proc/devices"
-_GPU_NODE = lazy_re(r"^nvidia(0|[1-9][0-9]{0,6})\Z")
 
 #: the /proc/devices names a node of each kind may have its major from, in the running kernel
 KIND_DEVICE_NAMES: Dict[str, Tuple[str, ...]] = {
@@ -267,8 +266,8 @@ def _gpus(sc: _Scanner, nvidia_major: int) -> Tuple[List[ProcGpu], List[DeviceNo
     found.sort(key=lambda item: item[0])
     gpus = [g for _, g in found]
 
-    minors_in_dev = sorted(n for n in (int(m.group(1)) for m in map(_GPU_NODE.match, sc.root.listdir("/dev")) if m)
-                           if n <= MAX_MINOR)
+    minors_in_dev = sorted(n for n in (numbered(name, "nvidia") for name in sc.root.listdir("/dev"))
+                           if n is not None and n <= MAX_MINOR)
     gpu_nodes = [n for n in (sc.node(f"/dev/nvidia{m}", nvidia_major, m, "gpu") for m in minors_in_dev)
                  if n is not None]
     by_minor = {n.minor: n for n in gpu_nodes}

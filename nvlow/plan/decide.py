@@ -233,6 +233,9 @@ def _resolve(host: Host, request: PlanRequest, choice: SelectionChoice) -> Selec
     """The selection on ``host``; inside a Slurm job (nvlow's own environment), bounded by the job's
     allocation: the default, ``all`` and a docker GPU count mean the allocated GPUs, and an explicit
     GPU outside them is an error naming the allocation (docs/slurm.md)."""
+    if all(name != "SLURM_JOB_ID" for name, _ in request.process_env):  # slurm.JOB_ID: outside a job
+        # the Slurm module is not even loaded
+        return resolve_choice(host.gpus, choice)
     from .slurm import allocation_spec, check_selection, slurm_allocation
 
     allocation = slurm_allocation(dict(request.process_env))

@@ -17,7 +17,6 @@ from ..errors import HostError, UsageError
 from ..model import DeviceNode, DriverFile, DriverFiles, Host
 from .request import DRIVER_FILE_MODES as DRIVER_FILE_MODES  # one definition, re-exported
 from .select import Selection
-from ..text import lazy_re
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -35,7 +34,8 @@ PATH_ADDITIONS = (NVIDIA_BIN,)
 #: another name sets ``serve --plugin-name`` and ``NVLOW_PLUGIN_NAME`` for the CLI
 PLUGIN_DRIVER = "nvidia-docker"
 #: a legacy plugin name dockerd can find as ``<name>.spec``/``.sock``/``.json`` (one path component)
-_PLUGIN_NAME_RE = lazy_re(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # explicit ASCII classes
+_PLUGIN_NAME_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+_PLUGIN_NAME_CHARS = _PLUGIN_NAME_FIRST | frozenset("_.-")
 
 
 class DeviceMapping(Record):
@@ -99,6 +99,11 @@ class Plan(Record):
         return dict(self.env)
 
 
+def _is_plugin_name(name: str) -> bool:
+    """1-64 ASCII letters, digits, ``_``, ``.``, ``-``, the first a letter or digit."""
+    return 0 < len(name) <= 64 and name[0] in _PLUGIN_NAME_FIRST and all(c in _PLUGIN_NAME_CHARS for c in name)
+
+
 def check_plugin_name(name: str, option: str = "--plugin-name") -> str:
     """``name`` when it can be a legacy Docker plugin name (a file name in dockerd's plugin directories).
 
@@ -106,7 +111,7 @@ def check_plugin_name(name: str, option: str = "--plugin-name") -> str:
         >>> check_plugin_name("nvidia-docker")
         'nvidia-docker'
     """
-    if not isinstance(name, str) or not _PLUGIN_NAME_RE.fullmatch(name) or name.endswith((".spec", ".sock", ".json")):
+    if not isinstance(name, str) or not _is_plugin_name(name) or name.endswith((".spec", ".sock", ".json")):
         raise UsageError(f"invalid {option} {str(name)[:80]!r}: a plugin name is 1-64 letters, digits, '_', '.' "
                          "or '-', starting with a letter or digit",
                          hint=f"use the name clients pass to --volume-driver, e.g. {PLUGIN_DRIVER}")

@@ -53,7 +53,7 @@ def shell_quote(word: str) -> str:
     """
     if not word:
         return "''"
-    if all(c in _SHELL_SAFE for c in word):
+    if _SHELL_SAFE.issuperset(word):
         return word
     return "'" + word.replace("'", "'\"'\"'") + "'"
 

@@ -27,7 +27,6 @@ Example:
 """
 from __future__ import annotations
 
-import re
 
 from ..frozen import Record
 from ..errors import RequirementError, UsageError
@@ -359,8 +358,11 @@ def requirement_error(failures: Sequence[str]) -> RequirementError:
 
 # -- CUDA forward compatibility ----------------------------------------------------------
 def _major(version: str) -> Optional[int]:
-    m = re.match(r"^\s*([0-9]+)", version or "")
-    return number_or_none(m.group(1), max_digits=_MAX_PART_DIGITS) if m else None
+    text = (version or "").lstrip()
+    end = 0
+    while end < len(text) and "0" <= text[end] <= "9":
+        end += 1
+    return number_or_none(text[:end], max_digits=_MAX_PART_DIGITS)
 
 
 def compat_applies(host_driver: str, compat_version: str, note: Optional[Mapping[str, Any]], *,

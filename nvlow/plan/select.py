@@ -20,7 +20,6 @@ Example:
 """
 from __future__ import annotations
 
-import re
 
 from ..frozen import Record
 from ..errors import SelectionError
@@ -95,8 +94,9 @@ def _index(text: str, what: str) -> int:
 
 
 def _split(spec: str, *, spaces: bool) -> List[str]:
-    seps = re.split(r"[,\s]+" if spaces else r",", spec.strip())
-    return [t.strip() for t in seps if t.strip()]
+    if spaces:  # commas and any whitespace separate, as the regular expression [,\s]+ would
+        return spec.replace(",", " ").split()
+    return [t.strip() for t in spec.split(",") if t.strip()]
 
 
 def _by_uuid(gpus: Sequence[Gpu], token: str) -> Tuple[Optional[Gpu], Optional[MigDevice]]:

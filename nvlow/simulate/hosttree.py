@@ -16,7 +16,7 @@ import os
 from ..errors import HostError
 from ..records import DriverLibrary
 from ..host.root import HostRoot, file_node_reader
-from .presets import Preset, get_preset
+from .presets import Preset, get_preset, md5_hex
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -40,19 +40,18 @@ def cache_dir(env: Optional[Mapping[str, str]] = None) -> str:
 def _fingerprint(preset: Preset) -> str:
     from .. import __version__
 
-    # The writers' source is part of the key so that a changed writer never
-    # reuses a tree built by an older one (cheap: a few small files).
-    import zlib
-
+    # The writers' files are part of the key (size and modification time: a stat each, no read) so
+    # that a changed or reinstalled writer never reuses a tree built by an older one.
     here = os.path.dirname(__file__)
-    crc = zlib.crc32(repr(preset).encode())
+    key = [repr(preset)]
     for mod in ("proctree.py", "drivertree.py", "elfgen.py", "hosttree.py", "wsltree.py"):
         try:
-            with open(os.path.join(here, mod), "rb") as fh:
-                crc = zlib.crc32(fh.read(), crc)
+            st = os.stat(os.path.join(here, mod))
+            key.append(f"{mod}:{st.st_size}:{st.st_mtime_ns}")
         except OSError:
-            pass
-    return f"{preset.name}-{__version__}-{TREE_SCHEMA}-{crc:08x}"
+            key.append(f"{mod}:-")
+    digest = md5_hex("\n".join(key).encode())[:8]
+    return f"{preset.name}-{__version__}-{TREE_SCHEMA}-{digest}"
 
 
 def build_tree(dest: str, preset: Preset) -> None:

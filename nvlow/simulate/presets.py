@@ -21,12 +21,18 @@ if TYPE_CHECKING:
     from typing import Dict, Optional, Tuple
 
 
-def _uuid(seed: str, prefix: str = "GPU") -> str:
+def md5_hex(data: bytes) -> str:
+    """MD5 of ``data`` in hex (names and cache keys, not security): the builtin ``_md5`` module, so
+    that the --simulate hot path loads no OpenSSL."""
     try:
-        from _md5 import md5  # type: ignore[import-not-found,unused-ignore]  # the builtin module: no OpenSSL load on the --simulate hot path
+        from _md5 import md5  # type: ignore[import-not-found,unused-ignore]
     except ImportError:  # pragma: no cover - CPython built without _md5
         from hashlib import md5
-    h = md5(seed.encode()).hexdigest()
+    return md5(data).hexdigest()  # type: ignore[no-any-return,unused-ignore]
+
+
+def _uuid(seed: str, prefix: str = "GPU") -> str:
+    h = md5_hex(seed.encode())
     return f"{prefix}-{h[0:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
 
 

@@ -1,0 +1,212 @@
+"""The hot paths' string parsers against the regular expressions they replace.
+
+`nvlow args`, `info`, `list`, `doctor` and `cdi generate` import no `re` (its import with `enum`,
+`functools` and `collections` is about 6 ms, half of the interpreter's own start-up; README
+"Performance"), so the patterns they used became plain string code. Each case here runs the old
+expression (the reference) and the new function over generated text and wants the same answer. Where
+the new code is deliberately stricter, the test says how: the old ``$`` accepted one trailing newline
+(``re.match("a$", "a\\n")`` matches), which the Go CDI library and the kernel's names never have.
+"""
+from __future__ import annotations
+
+import re
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from nvlow.cdi import yaml as cdi_yaml
+from nvlow.cdi.rules import is_device_name, is_vendor_name
+from nvlow.engine.argv import _basename
+from nvlow.host.extradevices import parse_feature_node
+from nvlow.host.procfs import char_devices, parse_bus_id, parse_driver_version, parse_drm_node_name
+from nvlow.plan import decide, slurm
+from nvlow.plan.plan import _is_plugin_name
+from nvlow.plan.require import _major
+from nvlow.plan.select import _split
+from nvlow.text import isolated_version, numbered, word_after
+
+#: characters that matter to the patterns, and some that only look like them
+ALPHABET = "0123456789abcdefABCDEF.:_-/ \t\n,xX@+=٣²\u00a0\u2028é"
+TEXT = st.text(alphabet=ALPHABET, max_size=40)
+MANY = settings(max_examples=400, deadline=None)
+
+
+# ------------------------------------------------------------------------ numbered names
+@MANY
+@given(st.sampled_from(["nvidia", "card", "renderD", "channel", "nvidia-fs", "infiniband/uverbs"]),
+       st.text(alphabet="0123456789٣²x\n ", max_size=10))
+@example("nvidia", "0")
+@example("nvidia", "01")
+@example("nvidia", "9999999")
+@example("nvidia", "10000000")
+def test_numbered_is_the_kernel_name_pattern(prefix, tail):
+    ref = re.match(re.escape(prefix) + r"(0|[1-9][0-9]{0,6})\Z", prefix + tail)
+    assert numbered(prefix + tail, prefix) == (int(ref.group(1)) if ref else None)
+
+
+@MANY
+@given(TEXT)
+@example("card1\n")  # the old "$" took the newline; a /sys directory entry with one is no DRM node
+def test_drm_node_names(name):
+    ref = re.match(r"^(card|renderD)(0|[1-9][0-9]{0,6})\Z", name)
+    want = (ref.group(1), int(ref.group(2))) if ref and int(ref.group(2)) <= (1 << 20) - 1 else None
+    assert parse_drm_node_name(name) == want
+
+
+@MANY
+@given(st.sampled_from(["nvidia-fs", "infiniband/uverbs", "infiniband/rdma_cm", "gdrdrv", "nvidia-nvswitchctl",
+                        "nvidia-nvswitch", "uverbs", "rdma_cm", "nvidia-fs-x"]), st.text("0123456789x", max_size=9))
+def test_feature_node_names(stem, tail):
+    rel = stem + tail
+    patterns = (("gds", "", r"nvidia-fs(0|[1-9][0-9]{0,6})\Z"), ("mofed", "infiniband/", r"uverbs(0|[1-9][0-9]{0,6})\Z"),
+                ("mofed", "infiniband/", r"(?:rdma_cm)()\Z"), ("gdrcopy", "", r"(?:gdrdrv)()\Z"),
+                ("nvswitch", "", r"(?:nvidia-nvswitchctl)()\Z"), ("nvswitch", "", r"nvidia-nvswitch(0|[1-9][0-9]{0,6})\Z"))
+    want = None
+    for feature, prefix, pattern in patterns:
+        m = re.match(pattern, rel[len(prefix):]) if rel.startswith(prefix) else None
+        if m:
+            want = (feature, int(m.group(1)) if m.group(1) else -1)
+            break
+    assert parse_feature_node(rel) == want
+
+
+# ------------------------------------------------------------------------ /proc/devices, bus ids
+@MANY
+@given(st.lists(TEXT, max_size=6))
+@example(["508 nvidia-uvm   # dynamic", "  195 nvidia", "12abc x", "7"])
+def test_proc_devices_lines(lines):
+    text = "Character devices:\n" + "\n".join(line.replace("\n", " ") for line in lines) + "\n\nBlock devices:\n"
+    want, seen = [], False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            if seen:
+                break
+            continue
+        if line.lower().startswith("block devices"):
+            break
+        if line.lower().startswith("character devices"):
+            continue
+        m = re.match(r"^\s*([0-9]+)\s+(\S+)", line)
+        if m is None:
+            continue
+        seen = True
+        if len(m.group(1).lstrip("0")) <= 10:
+            want.append((int(m.group(1)), m.group(2)))
+    assert char_devices(text) == want
+
+
+@MANY
+@given(st.text(alphabet="0123456789abcdefABCDEFgG:. \n", max_size=20))
+@example("0000:B7:00.0")
+@example("10000:01:00.0")
+@example("0:7:0.0")
+@example("00000000:07:00.8")
+def test_bus_ids(text):
+    ref = re.match(r"^([0-9a-fA-F]{1,8}):([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])\Z", text.strip())
+    assert parse_bus_id(text) == (tuple(int(g, 16) for g in ref.groups()) if ref else None)
+
+
+# ------------------------------------------------------------------------ the driver's version banner
+VERSION_RE = re.compile(r"(?<![\w.:])([0-9]{1,10}\.[0-9]{1,10}(?:\.[0-9]{1,10})?)(?![\w.:])")
+
+
+@MANY
+@given(st.text(alphabet="0123456789.:_ ax٣\t-", max_size=30), st.integers(0, 30))
+@example("x86_64  560.35.03  Release", 0)
+@example("v560.35.03 1.2.3.4 5.6", 0)
+@example("1.2 3.4", 1)
+def test_isolated_version(text, start):
+    ref = VERSION_RE.search(text, start)
+    assert isolated_version(text, start) == (ref.group(1) if ref else None)
+
+
+@MANY
+@given(st.lists(st.sampled_from(["NVIDIA", "UNIX", "Open", "Kernel", "Module", "for", "x86_64", "aarch64",
+                                 "Kernel Module", "NVIDIA UNIX", " ", "\t", "  ", "550.54.15", "forx"]),
+                max_size=12))
+def test_banner_architecture(words):
+    text = " ".join(words)
+    prop = re.search(r"NVIDIA UNIX\s+(\S+)\s+Kernel Module", text)
+    opn = re.search(r"Open Kernel Module\s+for\s+(\S+)", text)
+    assert word_after(text, ("NVIDIA UNIX",), "Kernel Module") == (prop.group(1) if prop else None)
+    assert word_after(text, ("Open Kernel Module", "for")) == (opn.group(1) if opn else None)
+
+
+def test_driver_banners_of_real_drivers():
+    """The banners of shipped drivers (proprietary, open, old, aarch64) parse as before."""
+    cases = {
+        "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 22:23:56 UTC 2024":
+            ("550.54.15", False, "x86_64"),
+        "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  560.35.03  Release Build  (dvs-builder@U16)":
+            ("560.35.03", True, "x86_64"),
+        "NVRM version: NVIDIA UNIX Open Kernel Module for aarch64  580.65.06  Release Build":
+            ("580.65.06", True, "aarch64"),
+        "NVRM version: NVIDIA UNIX Kernel Module  340.108  Wed Dec 11 15:02:23 PST 2019": ("340.108", False, None),
+        "NVRM version: NVIDIA UNIX ppc64le Kernel Module  418.87.00  Thu Aug  8 15:19:35 CDT 2019":
+            ("418.87.00", False, "ppc64le"),
+    }
+    for banner, want in cases.items():
+        v = parse_driver_version(banner + "\nGCC version:  gcc version 12.2.0 (Debian 12.2.0-14)\n")
+        assert (v.version, v.open_module, v.arch) == want, banner
+
+
+# ------------------------------------------------------------------------ names and tokens
+@MANY
+@given(st.text(alphabet="abcXYZ019_.-:/ \n@é", max_size=70))
+@example("nvidia-docker")
+@example("a" * 64)
+@example("a" * 65)
+@example("x\n")
+def test_plugin_names(name):
+    assert _is_plugin_name(name) == bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name))
+
+
+@MANY
+@given(st.text(alphabet="aZ09_.:-/ \n", max_size=12))
+@example("nvidia.com")
+@example("gpu0\n")  # the old "$" let this through; the CDI library's Go expression does not
+def test_cdi_names(name):
+    assert is_vendor_name(name) == bool(re.match(r"^[A-Za-z]([A-Za-z0-9_.-]*[A-Za-z0-9])?\Z", name))
+    assert is_device_name(name) == bool(re.match(r"^[A-Za-z0-9]([A-Za-z0-9_.:-]*[A-Za-z0-9])?\Z", name))
+
+
+@MANY
+@given(st.text(alphabet="aZ09_./=+@,:- \n'\"#é", max_size=12))
+def test_yaml_plain_scalars(value):
+    plain = bool(re.fullmatch(r"[A-Za-z/_][A-Za-z0-9_./=+@,:-]*", value)) and not value.endswith(":") and \
+        value not in cdi_yaml.BOOL_TRUE and value not in cdi_yaml.BOOL_FALSE and value not in cdi_yaml.NULLS
+    assert (cdi_yaml._scalar(value) == value) == plain
+
+
+@MANY
+@given(TEXT, st.booleans())
+@example("0, 1\t2,,3", True)
+@example(" 0 ,1 ", False)
+def test_selection_split(spec, spaces):
+    want = [t.strip() for t in re.split(r"[,\s]+" if spaces else r",", spec.strip()) if t.strip()]
+    assert _split(spec, spaces=spaces) == want
+
+
+@MANY
+@given(TEXT)
+@example("  12.4")
+@example("٣.1")
+def test_requirement_major(version):
+    m = re.match(r"^\s*([0-9]+)", version)
+    want = int(m.group(1).lstrip("0") or "0") if m and len(m.group(1).lstrip("0")) <= 10 else None
+    assert _major(version) == want
+
+
+@MANY
+@given(st.text(alphabet="ab/\\.exe", max_size=20))
+def test_program_basename(program):
+    assert _basename(program) == re.split(r"[\\/]", program)[-1]
+
+
+def test_slurm_guard_names_the_module_variable():
+    """decide.py skips loading nvlow.plan.slurm when SLURM_JOB_ID is absent; it must be slurm's name."""
+    assert slurm.JOB_ID == "SLURM_JOB_ID"
+    import inspect
+
+    assert '"SLURM_JOB_ID"' in inspect.getsource(decide._resolve)
