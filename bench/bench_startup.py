@@ -2,6 +2,7 @@
 each as a ratio to ``python -c pass`` of the same interpreter in the same run, beside the goal.
 
     python bench/bench_startup.py [--venv VENV] [--runs N] [--host-root /] [--json FILE]
+                                  [--docker-host unix:///PATH --image IMAGE]
 
 The venv is a plain, non-editable install (an editable install's import hook inflates the baseline):
 ``--venv`` names one made with ``pip install .``; without it one is made in a temp dir from this checkout
@@ -14,6 +15,10 @@ bench/bench_cdi.py (the dgx-a100 tree with the compiled fake libnvidia-ml/libcud
 real character devices when run as root), passed to every command with ``--root``. Without a C
 compiler only the rows that need no host run. ``exec --dry-run`` asks a small Docker Engine API on a
 unix socket for the image (``DOCKER_HOST``), so its row includes the API round trip nvlow makes.
+With ``--docker-host`` and ``--image`` (a running dockerd, e.g. the private one of
+tests/engine/setup_engines.sh, and an image it has) it also times ``docker run --rm IMAGE true`` beside
+``nvlow exec -- docker run --rm IMAGE true`` on the same host and reports nvlow's share of the wrapped
+run (goal <= 20%; nvidia-docker 1.0 spent ~128 ms in six docker CLI calls, more than the run itself).
 Nothing is asserted: this script only reports.
 """
 from __future__ import annotations
@@ -155,7 +160,28 @@ def measure(cmds: Dict[str, List[str]], runs: int, env: Dict[str, str]) -> Dict[
     return {k: {"wall": statistics.median(wall[k]), "cpu": statistics.median(cpu[k])} for k in cmds}
 
 
-def run(runs: int = 15, venv: Optional[str] = None, host_root: Optional[str] = None) -> Dict[str, object]:
+def exec_share(venv: str, root: List[str], env: Dict[str, str], runs: int, docker_host: str,
+               image: str) -> Tuple[List[str], List[Dict[str, object]]]:
+    """Table lines and rows: a plain ``docker run`` beside the same run through ``nvlow exec``."""
+    nv = os.path.join(venv, "bin", "nvlow")
+    run_env = dict(env, DOCKER_HOST=docker_host)
+    docker = ["docker", "run", "--rm", "--network", "none", image, "true"]
+    cmds = {"docker run --rm IMAGE true": docker, "nvlow exec -- docker run --rm IMAGE true": [nv, "exec", *root, "--", *docker]}
+    med = measure(cmds, runs, run_env)
+    plain, wrapped = med["docker run --rm IMAGE true"]["wall"], med["nvlow exec -- docker run --rm IMAGE true"]["wall"]
+    share = (wrapped - plain) / wrapped
+    lines = ["", f"nvlow's share of a wrapped run ({docker_host}, {image}, {runs} runs): docker run {plain * 1000:.1f} ms, "
+             f"through nvlow exec {wrapped * 1000:.1f} ms: nvlow adds {(wrapped - plain) * 1000:.1f} ms, "
+             f"{share * 100:.1f}% of the wrapped run (goal <= 20%: {'met' if share <= 0.2 else 'NOT met'})"]
+    rows: List[Dict[str, object]] = [
+        {"figure": "nvlow exec -- docker run --rm IMAGE true", "median_ms": round(wrapped * 1000, 1),
+         "ratio": round(wrapped / plain, 2), "baseline": "docker run --rm IMAGE true",
+         "detail": f"nvlow's share {share * 100:.1f}% (goal <= 20%)"}]
+    return lines, rows
+
+
+def run(runs: int = 15, venv: Optional[str] = None, host_root: Optional[str] = None,
+        docker_host: Optional[str] = None, image: Optional[str] = None) -> Dict[str, object]:
     """The rows (bench/run.py's shape) and a Markdown table."""
     base = tempfile.mkdtemp(prefix="nvlow-bench-startup-")
     try:
@@ -167,6 +193,8 @@ def run(runs: int = 15, venv: Optional[str] = None, host_root: Optional[str] = N
         fake_engine_api(sock)
         env["DOCKER_HOST"] = "unix://" + sock
         result = measure(commands(venv, root), runs, env)
+        share_lines, share_rows = exec_share(venv, root, env, runs, docker_host, image) \
+            if docker_host and image else ([], [])
     finally:
         shutil.rmtree(base, ignore_errors=True)
     base_t = result["python -c pass"]
@@ -184,7 +212,7 @@ def run(runs: int = 15, venv: Optional[str] = None, host_root: Optional[str] = N
         rows.append({"figure": name + " (plain install)", "median_ms": round(r["wall"] * 1000, 1),
                      "ratio": round(ratio, 2), "baseline": "python -c pass",
                      "detail": f"cpu {r['cpu'] * 1000:.1f} ms ({cpu_ratio:.2f}x)" + (f"; goal {met}" if met else "")})
-    return {"rows": rows, "table": "\n".join(lines)}
+    return {"rows": rows + share_rows, "table": "\n".join(lines + share_lines)}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -193,8 +221,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--runs", type=int, default=15, help="timed runs of each command (default 15)")
     ap.add_argument("--host-root", help="an existing host (/ on a GPU machine) instead of the fake one")
     ap.add_argument("--json", help="also write the rows as JSON to this file")
+    ap.add_argument("--docker-host", help="a running dockerd (unix:///PATH) for the exec share figure")
+    ap.add_argument("--image", help="an image that dockerd has (with --docker-host)")
     a = ap.parse_args(argv)
-    out = run(a.runs, a.venv, a.host_root)
+    out = run(a.runs, a.venv, a.host_root, a.docker_host, a.image)
     print(out["table"])
     if a.json:
         with open(a.json, "w", encoding="utf-8") as fh:

@@ -13,85 +13,14 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
-
-
-def _nvlow_cmd() -> List[str]:
-    exe = os.path.join(os.path.dirname(sys.executable), "nvlow")
-    return [exe] if os.path.exists(exe) else [sys.executable, "-m", "nvlow"]
-
-
-def time_process(argv: Sequence[str], env: Optional[Dict[str, str]] = None) -> float:
-    t0 = time.perf_counter()
-    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, check=False)
-    return time.perf_counter() - t0
-
-
-def interleaved(cases: Dict[str, Callable[[], float]], runs: int) -> Dict[str, float]:
-    """Median seconds of each case, runs interleaved so drift hits every case alike."""
-    samples: Dict[str, List[float]] = {k: [] for k in cases}
-    for _ in range(runs):
-        for name, fn in cases.items():
-            samples[name].append(fn())
-    return {k: statistics.median(v) for k, v in samples.items()}
-
-
-def fake_engine_api(path: str) -> None:
-    """A minimal Docker Engine API on a unix socket (``/images/busybox/json``), so the
-    ``exec --dry-run`` figure includes a real API round trip without a daemon."""
-    import json as _json
-    import socket
-    import threading
-
-    body = _json.dumps({"Config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                                   "Labels": {}}}).encode()
-    reply = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(64)
-
-    def serve() -> None:
-        while True:
-            conn, _ = srv.accept()
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        break
-                    data += chunk
-                conn.sendall(reply)
-
-    threading.Thread(target=serve, daemon=True).start()
-
-
-def bench_processes(runs: int, env: Dict[str, str]) -> List[Dict[str, object]]:
-    py = sys.executable
-    nv = _nvlow_cmd()
-    cases = {
-        "python -c pass": lambda: time_process([py, "-c", "pass"], env),
-        "import nvlow": lambda: time_process([py, "-c", "import nvlow"], env),
-        "nvlow args --simulate dgx-a100": lambda: time_process(nv + ["args", "--simulate", "dgx-a100"], env),
-        "nvlow exec --dry-run (simulated, engine API call included)": lambda: time_process(
-            nv + ["exec", "--simulate", "dgx-a100", "--dry-run", "--", "docker", "run", "--rm", "busybox", "true"],
-            env),
-        "nvlow info --simulate dgx-a100 (typer path)": lambda: time_process(
-            nv + ["info", "--simulate", "dgx-a100"], env),
-    }
-    # warm the simulation cache once
-    time_process(nv + ["args", "--simulate", "dgx-a100"], env)
-    med = interleaved(cases, runs)
-    base = med["python -c pass"]
-    return [{"figure": k, "median_ms": round(v * 1000, 1), "ratio": round(v / base, 2),
-             "baseline": "python -c pass"} for k, v in med.items()]
 
 
 def bench_discovery(runs: int, env: Dict[str, str]) -> List[Dict[str, object]]:
@@ -170,11 +99,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     compileall.compile_dir(os.path.join(REPO, "nvlow"), quiet=1)
     env.setdefault("NVLOW_CACHE_DIR", tempfile.mkdtemp(prefix="nvlow-bench-cache-"))
-    sock_dir = tempfile.mkdtemp(prefix="nvlow-bench-engine-")
-    fake_engine_api(os.path.join(sock_dir, "docker.sock"))
-    env["DOCKER_HOST"] = "unix://" + os.path.join(sock_dir, "docker.sock")  # a local Engine API answers
     rows: List[Dict[str, object]] = []
-    rows += bench_processes(runs, env)
+    # every command's start-up in a plain install it makes itself, on the fake 8-GPU host (README table)
+    rows += bench_optional("start-up (plain install)", "bench.bench_startup", runs)
     rows += bench_discovery(runs * 5, env)
     rows += bench_optional("ld.so.cache parse", "bench.bench_ldcache", runs)
     rows += bench_optional("argv parse + inject", "bench.bench_argv", runs)

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, ClassVar, Dict, Optional, Tuple, TypeVar
+    from typing import Any, Callable, ClassVar, Dict, FrozenSet, Optional, Tuple, TypeVar
 
     from typing_extensions import dataclass_transform
 
@@ -91,6 +91,7 @@ class Record:
     """Base of nvlow's result records (see the module docstring)."""
 
     _record_fields: ClassVar[Tuple[str, ...]] = ()
+    _record_field_set: ClassVar[FrozenSet[str]] = frozenset()
     _record_compare: ClassVar[Tuple[str, ...]] = ()
     _record_defaults: ClassVar[Dict[str, Any]] = {}
     _record_types: ClassVar[Dict[str, str]] = {}
@@ -118,6 +119,7 @@ class Record:
             if not (isinstance(value, _Factory) and not value.compare) and name not in compare:
                 compare.append(name)
         cls._record_fields = tuple(names)
+        cls._record_field_set = frozenset(names)
         cls._record_types = types
         cls._record_defaults = defaults
         cls._record_compare = tuple(n for n in names if n in compare)
@@ -128,6 +130,12 @@ class Record:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         names = self._record_fields
+        if not kwargs and len(args) == len(names):  # every field given in order: the common case
+            self.__dict__.update(zip(names, args))
+            return
+        if not args and len(kwargs) == len(names) and kwargs.keys() == self._record_field_set:
+            self.__dict__.update(kwargs)  # every field by name (the instance reads fields by name)
+            return
         if len(args) > len(names):
             raise TypeError(f"{type(self).__name__}() takes {len(names)} arguments but {len(args)} were given")
         values = dict(zip(names, args))
