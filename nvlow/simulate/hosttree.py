@@ -40,17 +40,18 @@ def cache_dir(env: Optional[Mapping[str, str]] = None) -> str:
 def _fingerprint(preset: Preset) -> str:
     from .. import __version__
 
-    # The writers' files are part of the key (size and modification time: a stat each, no read) so
-    # that a changed or reinstalled writer never reuses a tree built by an older one.
+    # The writers' source is part of the key so that a changed writer never reuses a tree built by an
+    # older one (cheap: a few small files; their contents, not their paths or times, so that two copies
+    # of the same nvlow share the tree).
     here = os.path.dirname(__file__)
-    key = [repr(preset)]
+    key = [repr(preset).encode()]
     for mod in ("proctree.py", "drivertree.py", "elfgen.py", "hosttree.py", "wsltree.py"):
         try:
-            st = os.stat(os.path.join(here, mod))
-            key.append(f"{mod}:{st.st_size}:{st.st_mtime_ns}")
+            with open(os.path.join(here, mod), "rb") as fh:
+                key.append(fh.read())
         except OSError:
-            key.append(f"{mod}:-")
-    digest = md5_hex("\n".join(key).encode())[:8]
+            key.append(b"-")
+    digest = md5_hex(b"\0".join(key))[:8]
     return f"{preset.name}-{__version__}-{TREE_SCHEMA}-{digest}"
 
 
