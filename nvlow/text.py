@@ -15,7 +15,12 @@ if TYPE_CHECKING:
     from typing import Any, Optional, Sequence, Type
 
 
-_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+#: ASCII character classes for the string checks that stand in for regular expressions on hot paths
+#: (``str.isalpha``/``isdigit`` also accept non-ASCII letters and digits)
+ASCII_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+ASCII_DIGITS = frozenset("0123456789")
+ASCII_ALNUM = ASCII_LETTERS | ASCII_DIGITS
+HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
 def printable(text: str, limit: int = 100) -> str:
@@ -58,9 +63,10 @@ def numbered(name: str, prefix: str, *, max_digits: int = 7) -> Optional[int]:
     return int(digits)
 
 
-def _is_word(c: str) -> bool:
-    """A character of ``\\w`` in a ``str`` regular expression (Unicode letters, digits, ``_``)."""
-    return c.isalnum() or c == "_"
+def _in_token(c: str) -> bool:
+    """A character of ``[\\w.:]`` in a ``str`` regular expression (Unicode letters, digits, ``_``,
+    ``.``, ``:``): what may not touch a version token."""
+    return c.isalnum() or c in "_.:"
 
 
 def isolated_version(text: str, start: int = 0) -> Optional[str]:
@@ -76,14 +82,14 @@ def isolated_version(text: str, start: int = 0) -> Optional[str]:
     i = start
     while i < n:
         c = text[i]
-        if not (_is_word(c) or c in ".:"):
+        if not _in_token(c):
             i += 1
             continue
         j = i
-        while j < n and (_is_word(text[j]) or text[j] in ".:"):
+        while j < n and _in_token(text[j]):
             j += 1
         # a run of word/dot/colon characters: a match must be a whole run whose left edge is free
-        if (i == 0 or not (_is_word(text[i - 1]) or text[i - 1] in ".:")) and _is_version(text[i:j]):
+        if (i == 0 or not _in_token(text[i - 1])) and _is_version(text[i:j]):
             return text[i:j]
         i = j
     return None
@@ -139,7 +145,7 @@ def number_or_none(text: str, *, max_digits: int = 20, base: int = 10) -> Option
     if base == 10:
         if not text.isdigit():
             return None
-    elif base != 16 or not all(c in _HEX_DIGITS for c in text):
+    elif base != 16 or not HEX_DIGITS.issuperset(text):
         return None
     significant = text.lstrip("0")
     if len(significant) > max_digits:

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 
+from ..text import ASCII_ALNUM, ASCII_LETTERS
 from .field_rules import FieldChecker, type_name
 
 TYPE_CHECKING = False
@@ -31,10 +32,8 @@ BASE_VERSION = "0.3.0"
 _SPEC_FIELDS = ("cdiVersion", "kind", "annotations", "devices", "containerEdits")
 _DEVICE_FIELDS = ("name", "annotations", "containerEdits")
 
-_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
-_ALNUM = _LETTERS | frozenset("0123456789")
-_VENDOR_CHARS = _ALNUM | frozenset("_.-")
-_NAME_CHARS = _ALNUM | frozenset("_.:-")
+_VENDOR_CHARS = ASCII_ALNUM | frozenset("_.-")
+_NAME_CHARS = ASCII_ALNUM | frozenset("_.:-")
 
 
 def is_vendor_name(text: str) -> bool:
@@ -46,7 +45,7 @@ def is_vendor_name(text: str) -> bool:
         >>> is_vendor_name("nvidia.com"), is_vendor_name("1nvidia"), is_vendor_name("nvidia\\n")
         (True, False, False)
     """
-    return bool(text) and text[0] in _LETTERS and text[-1] in _ALNUM and _VENDOR_CHARS.issuperset(text)
+    return bool(text) and text[0] in ASCII_LETTERS and text[-1] in ASCII_ALNUM and _VENDOR_CHARS.issuperset(text)
 
 
 def is_device_name(text: str) -> bool:
@@ -56,7 +55,7 @@ def is_device_name(text: str) -> bool:
         >>> is_device_name("0"), is_device_name("GPU-1:2"), is_device_name("gpu-")
         (True, True, False)
     """
-    return bool(text) and text[0] in _ALNUM and text[-1] in _ALNUM and _NAME_CHARS.issuperset(text)
+    return bool(text) and text[0] in ASCII_ALNUM and text[-1] in ASCII_ALNUM and _NAME_CHARS.issuperset(text)
 
 
 def _vkey(version: str) -> Tuple[int, ...]:

@@ -28,6 +28,7 @@ Example:
 """
 from __future__ import annotations
 
+from ..text import ASCII_DIGITS, ASCII_LETTERS
 from .yaml_scalar import BOOL_FALSE, BOOL_TRUE, NULLS, YamlError
 
 TYPE_CHECKING = False
@@ -39,8 +40,8 @@ __all__ = ["YamlError", "dump_yaml", "load_yaml"]
 
 #: a scalar written plain: one of _PLAIN_FIRST, then any of _PLAIN_REST (the expression
 #: [A-Za-z/_][A-Za-z0-9_./=+@,:-]*, checked as sets: no regular expression on the hot path)
-_PLAIN_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz/_")
-_PLAIN_REST = _PLAIN_FIRST | frozenset("0123456789.=+@,:-")
+_PLAIN_FIRST = ASCII_LETTERS | frozenset("/_")
+_PLAIN_REST = _PLAIN_FIRST | ASCII_DIGITS | frozenset(".=+@,:-")
 
 
 # ---------------------------------------------------------------- emitter
@@ -58,8 +59,8 @@ def _scalar(value: Any) -> str:
             return ".nan" if value != value else (".inf" if value > 0 else "-.inf")  # YAML 1.1, not JSON's NaN
         return repr(value)  # the shortest spelling that reads back as the same float (JSON's too)
     if isinstance(value, str):
-        if (value and value[0] in _PLAIN_FIRST and _PLAIN_REST.issuperset(value) and not value.endswith(":") and value not in BOOL_TRUE
-                and value not in BOOL_FALSE and value not in NULLS):
+        if (value and value[0] in _PLAIN_FIRST and _PLAIN_REST.issuperset(value) and not value.endswith(":")
+                and value not in BOOL_TRUE and value not in BOOL_FALSE and value not in NULLS):
             return value
         return _double_quoted(value)
     raise TypeError(f"cannot write {type(value).__name__} as YAML")

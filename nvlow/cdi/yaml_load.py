@@ -49,6 +49,7 @@ from __future__ import annotations
 import bisect
 import re
 
+from ..text import HEX_DIGITS
 from .yaml_scalar import YamlError, key_string, resolve_plain
 
 TYPE_CHECKING = False
@@ -69,7 +70,6 @@ _SIMPLE_ESCAPES = {"0": "\0", "a": "\x07", "b": "\x08", "t": "\t", "\t": "\t", "
                    "f": "\x0c", "r": "\r", "e": "\x1b", " ": " ", '"': '"', "'": "'", "\\": "\\", "N": "\x85",
                    "_": "\xa0", "L": "\u2028", "P": "\u2029"}
 _HEX_ESCAPES = {"x": 2, "u": 4, "U": 8}
-_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 _FLOW_INDICATORS = frozenset(",[]{}")
 _NEVER_START = frozenset("&*!|>%@`")  # anchors, aliases, tags, block scalars, directives, reserved
 _FEATURE = {"&": "anchors (&name)", "*": "aliases (*name)", "!": "YAML tags", "%": "directives (%YAML, %TAG)"}
@@ -461,7 +461,7 @@ class _Reader:
                 if e in _HEX_ESCAPES:
                     width = _HEX_ESCAPES[e]
                     digits = self.s[j + 2:j + 2 + width]
-                    if len(digits) != width or not all(d in _HEX_DIGITS for d in digits):
+                    if len(digits) != width or not HEX_DIGITS.issuperset(digits):
                         self.fail(f"did not find expected hexdecimal number (while parsing a quoted scalar at "
                                   f"{self.where(at)})", j + 2)
                     code = int(digits, 16)

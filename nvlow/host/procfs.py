@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from ..frozen import Record
 from ..errors import HostError, NvlowError
-from ..text import is_ascii_digits, isolated_version, lazy_re, number_or_none, numbered, word_after
+from ..text import HEX_DIGITS, is_ascii_digits, isolated_version, lazy_re, number_or_none, numbered, word_after
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -168,7 +168,6 @@ def parse_driver_version(text: str) -> Optional[DriverVersion]:
                          banner=banner)
 
 
-_HEX = frozenset("0123456789abcdefABCDEF")
 
 
 def parse_bus_id(text: str) -> Optional[Tuple[int, int, int, int]]:
@@ -193,7 +192,7 @@ def parse_bus_id(text: str) -> Optional[Tuple[int, int, int, int]]:
 
 def _hex(text: str, most: int) -> bool:
     """1 to ``most`` ASCII hexadecimal digits."""
-    return 0 < len(text) <= most and all(c in _HEX for c in text)
+    return 0 < len(text) <= most and HEX_DIGITS.issuperset(text)
 
 
 def format_bus_id(parts: Tuple[int, int, int, int]) -> str:

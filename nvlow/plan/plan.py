@@ -15,6 +15,7 @@ from __future__ import annotations
 from ..frozen import Record, replace
 from ..errors import HostError, UsageError
 from ..model import DeviceNode, DriverFile, DriverFiles, Host
+from ..text import ASCII_ALNUM
 from .request import DRIVER_FILE_MODES as DRIVER_FILE_MODES  # one definition, re-exported
 from .select import Selection
 
@@ -34,8 +35,7 @@ PATH_ADDITIONS = (NVIDIA_BIN,)
 #: another name sets ``serve --plugin-name`` and ``NVLOW_PLUGIN_NAME`` for the CLI
 PLUGIN_DRIVER = "nvidia-docker"
 #: a legacy plugin name dockerd can find as ``<name>.spec``/``.sock``/``.json`` (one path component)
-_PLUGIN_NAME_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
-_PLUGIN_NAME_CHARS = _PLUGIN_NAME_FIRST | frozenset("_.-")
+_PLUGIN_NAME_CHARS = ASCII_ALNUM | frozenset("_.-")
 
 
 class DeviceMapping(Record):
@@ -101,7 +101,7 @@ class Plan(Record):
 
 def _is_plugin_name(name: str) -> bool:
     """1-64 ASCII letters, digits, ``_``, ``.``, ``-``, the first a letter or digit."""
-    return 0 < len(name) <= 64 and name[0] in _PLUGIN_NAME_FIRST and all(c in _PLUGIN_NAME_CHARS for c in name)
+    return 0 < len(name) <= 64 and name[0] in ASCII_ALNUM and _PLUGIN_NAME_CHARS.issuperset(name)
 
 
 def check_plugin_name(name: str, option: str = "--plugin-name") -> str:
