@@ -1,6 +1,9 @@
 """``python -m nvlow`` runs the CLI."""
+import gc
 import sys
 
-from .cli import main
+gc.disable()  # as the installed `nvlow` script does (nvlow/cli/script/nvlow); serve turns it back on
+
+from .cli import main  # noqa: E402
 
 sys.exit(main())

@@ -18,14 +18,17 @@ from __future__ import annotations
 
 from .model import DriverFiles, Host
 from .plan.plan import Plan
-from .records import DriverLibrary
-from .plan.request import EngineRequest, PlanRequest, pairs, process_pairs
 from .host.root import HostRoot
+# plan.request loads with the functions that build requests: `nvlow cdi generate` and the host commands
+# open their root through this module and never need it
 from .plan.select import Selection, resolve_choice, select_gpus
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple, Union
+
+    from .plan.request import EngineRequest, PlanRequest
+    from .records import DriverLibrary
 
     Capabilities = Union[str, Sequence[str], FrozenSet[str]]
 
@@ -146,6 +149,7 @@ def make_plan(host: Host, gpus: Union[str, Selection] = "all", capabilities: Opt
         '/bin:/usr/local/nvidia/bin'
     """
     from .plan.decide import plan_for as _plan_for
+    from .plan.request import PlanRequest, pairs
 
     request = PlanRequest(gpus=None if isinstance(gpus, Selection) else gpus,
                           capabilities=_capabilities_text(capabilities), container_env=pairs(explicit_env),
@@ -183,7 +187,7 @@ def request_from_argv(argv: Sequence[str], env: Optional[Mapping[str, str]] = No
     """
     from .frozen import replace
 
-    from .plan.request import request_from_argv as _from_argv
+    from .plan.request import pairs, request_from_argv as _from_argv
 
     env = env if env is not None else {}
     er = _from_argv(argv, env, image_hint=image_hint)
@@ -300,6 +304,8 @@ def selection_request(env: Mapping[str, str], *, gpus: Optional[str] = None,
         >>> selection_request({"NV_GPU": "1"}, docker_gpus="2").docker_gpus
         ('2',)
     """
+    from .plan.request import PlanRequest, pairs, process_pairs
+
     return PlanRequest(docker_gpus=(docker_gpus,) if docker_gpus is not None else (), gpus=gpus,
                        container_env=pairs(container_env), process_env=process_pairs(env),
                        image_env=pairs(image_env))

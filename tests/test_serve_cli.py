@@ -188,3 +188,19 @@ def test_bad_engine_root_or_plugin_name(args, message):
     r = subprocess.run([sys.executable, "-c", LAUNCH, "serve", "--simulate", "workstation", "--listen",
                         "127.0.0.1:0", "--no-plugin", *args], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and f"nvlow: error: {message}" in r.stderr
+
+
+def test_serve_turns_the_cyclic_collector_back_on(tmp_path):
+    """The `nvlow` script and ``python -m nvlow`` start with the collector off (short commands); serve,
+    which runs for days, must turn it back on."""
+    launch = ("import atexit, gc, sys; gc.disable(); "
+              "atexit.register(lambda: sys.stderr.write('GC=%s\\n' % gc.isenabled())); " + LAUNCH)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NVLOW_")}
+    proc = subprocess.Popen([sys.executable, "-c", launch, "serve", "--simulate", "workstation", "--listen",
+                             "127.0.0.1:0", "--no-plugin"], stderr=subprocess.PIPE, text=True, env=env)
+    for _ in range(50):
+        line = proc.stderr.readline()
+        if not line or "serving remote API at " in line:
+            break
+    code, err = _stop(proc)
+    assert code == 0 and "GC=True" in err, err

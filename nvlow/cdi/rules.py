@@ -17,13 +17,13 @@ Example:
 """
 from __future__ import annotations
 
-
 from ..text import ASCII_ALNUM, ASCII_LETTERS
-from .field_rules import FieldChecker, type_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Tuple
+
+    from .field_rules import FieldChecker
 
 
 KNOWN_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.4.0", "0.5.0", "0.6.0", "0.7.0", "0.8.0", "1.0.0", "1.1.0")
@@ -173,6 +173,8 @@ def _check_kind(c: FieldChecker, kind: str) -> None:
 
 def validate_document(doc: Any) -> List[str]:
     """Every rule problem of a parsed spec, one line each (empty when valid)."""
+    from .field_rules import FieldChecker, type_name  # the shape checks: not needed to write a spec
+
     c = FieldChecker()
     if not c.fields(doc, _SPEC_FIELDS, "spec"):
         return c.problems

@@ -13,9 +13,10 @@ use: inside it, it gives the value go-yaml v2 (the engines' parser) gives;
 everything else, and everything go-yaml refuses, raises :class:`YamlError`
 naming the line and column; see docs/cdi.md "Reading specs: the YAML that engines accept".
 
-The emitter lives here; the reader is :mod:`nvlow.cdi.yaml_load` and the
-YAML 1.1 scalar rules both share are :mod:`nvlow.cdi.yaml_scalar`. Import
-all three public names from this module.
+The emitter lives here, with the YAML 1.1 boolean and null words it must
+quote and :class:`YamlError`; the reader is :mod:`nvlow.cdi.yaml_load` and
+its YAML 1.1 scalar rules are :mod:`nvlow.cdi.yaml_scalar` (both loaded only
+when a spec is read). Import all three public names from this module.
 
 Example:
     >>> text = dump_yaml({"kind": "nvidia.com/gpu", "devices": [{"name": "0"}]})
@@ -28,8 +29,8 @@ Example:
 """
 from __future__ import annotations
 
+from ..errors import NvlowError
 from ..text import ASCII_DIGITS, ASCII_LETTERS
-from .yaml_scalar import BOOL_FALSE, BOOL_TRUE, NULLS, YamlError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -38,14 +39,45 @@ if TYPE_CHECKING:
 
 __all__ = ["YamlError", "dump_yaml", "load_yaml"]
 
+# YAML 1.1 booleans and nulls, in the spellings a YAML 1.1 reader resolves
+BOOL_TRUE = {"y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"}
+BOOL_FALSE = {"n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"}
+NULLS = {"", "~", "null", "Null", "NULL"}
+
+
+class YamlError(NvlowError, ValueError):
+    """The text is not YAML the engines' reader accepts, or uses what nvlow does not support.
+
+    ``line`` and ``column`` (1-based) say where, when known; the message starts with them.
+    """
+
+    def __init__(self, problem: str, *, line: Optional[int] = None, column: Optional[int] = None) -> None:
+        where = f"line {line} column {column}: " if line is not None and column is not None else ""
+        super().__init__(where + problem)
+        self.problem = problem
+        self.line = line
+        self.column = column
+
+
 #: a scalar written plain: one of _PLAIN_FIRST, then any of _PLAIN_REST (the expression
 #: [A-Za-z/_][A-Za-z0-9_./=+@,:-]*, checked as sets: no regular expression on the hot path)
 _PLAIN_FIRST = ASCII_LETTERS | frozenset("/_")
 _PLAIN_REST = _PLAIN_FIRST | ASCII_DIGITS | frozenset(".=+@,:-")
+#: plain-looking words a YAML 1.1 reader takes for a boolean or null: written quoted
+_QUOTED_WORDS = frozenset(BOOL_TRUE | BOOL_FALSE | NULLS)
 
 
 # ---------------------------------------------------------------- emitter
+def _string(value: str) -> str:
+    if (value and value[0] in _PLAIN_FIRST and _PLAIN_REST.issuperset(value) and value[-1] != ":"
+            and value not in _QUOTED_WORDS):
+        return value
+    return _double_quoted(value)
+
+
 def _scalar(value: Any) -> str:
+    if type(value) is str:  # most scalars of a spec: tested first (the writer's one hot path)
+        return _string(value)
     if value is None:
         return "null"
     if value is True:
@@ -58,11 +90,8 @@ def _scalar(value: Any) -> str:
         if value != value or value in (float("inf"), float("-inf")):
             return ".nan" if value != value else (".inf" if value > 0 else "-.inf")  # YAML 1.1, not JSON's NaN
         return repr(value)  # the shortest spelling that reads back as the same float (JSON's too)
-    if isinstance(value, str):
-        if (value and value[0] in _PLAIN_FIRST and _PLAIN_REST.issuperset(value) and not value.endswith(":")
-                and value not in BOOL_TRUE and value not in BOOL_FALSE and value not in NULLS):
-            return value
-        return _double_quoted(value)
+    if isinstance(value, str):  # a str subclass
+        return _string(value)
     raise TypeError(f"cannot write {type(value).__name__} as YAML")
 
 
@@ -93,8 +122,10 @@ def _emit(value: Any, indent: int, out: List[str]) -> None:
     pad = " " * indent
     if isinstance(value, dict):
         for key, item in value.items():
-            k = _scalar(str(key))
-            if isinstance(item, (dict, list)) and item:
+            k = _string(key if type(key) is str else str(key))
+            if type(item) is str:
+                out.append(f"{pad}{k}: {_string(item)}")
+            elif isinstance(item, (dict, list)) and item:
                 out.append(f"{pad}{k}:")
                 # sequences under a mapping key are indentless, as go-yaml writes them
                 _emit(item, indent if isinstance(item, list) else indent + 2, out)
@@ -102,7 +133,9 @@ def _emit(value: Any, indent: int, out: List[str]) -> None:
                 out.append(f"{pad}{k}: {_inline(item)}")
     elif isinstance(value, list):
         for item in value:
-            if isinstance(item, (dict, list)) and item:
+            if type(item) is str:
+                out.append(f"{pad}- {_string(item)}")
+            elif isinstance(item, (dict, list)) and item:
                 sub: List[str] = []
                 _emit(item, indent + 2, sub)
                 first = sub[0]

@@ -6,7 +6,7 @@ not copy that reader. :func:`load_yaml` is a small recursive-descent reader,
 driven by lines and indentation in block context and by characters inside
 ``[ ]``/``{ }``, for a clearly defined subset of YAML 1.1; inside it, it gives
 the value go-yaml v2 gives, and outside it, it refuses. A refusal is always a
-:class:`~nvlow.cdi.yaml_scalar.YamlError` whose one-line message starts with
+:class:`~nvlow.cdi.yaml.YamlError` whose one-line message starts with
 ``line L column C:``; it is never a guess at a value.
 
 The subset (docs/cdi.md "Reading specs: the YAML that engines accept" has the full list):
@@ -50,7 +50,8 @@ import bisect
 import re
 
 from ..text import HEX_DIGITS
-from .yaml_scalar import YamlError, key_string, resolve_plain
+from .yaml import YamlError
+from .yaml_scalar import key_string, resolve_plain
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -728,7 +729,7 @@ def load_yaml(text: Union[str, bytes]) -> Any:
     """The first YAML document of ``text``, read as the engines read it (see the module docstring).
 
     Bytes are UTF-8, or UTF-16 after its byte-order mark; a leading byte-order mark is skipped.
-    Raises :class:`~nvlow.cdi.yaml_scalar.YamlError` naming the line and column, and nothing else.
+    Raises :class:`~nvlow.cdi.yaml.YamlError` naming the line and column, and nothing else.
 
     Example:
         >>> load_yaml("---\\nopts:\\n- ro\\n- bind\\nname: '0'\\nm: 195\\nv: 0.5.0\\non: yes\\n")
@@ -736,7 +737,7 @@ def load_yaml(text: Union[str, bytes]) -> Any:
         >>> load_yaml("note: see: docs\\n")
         Traceback (most recent call last):
         ...
-        nvlow.cdi.yaml_scalar.YamlError: line 1 column 10: mapping values are not allowed in this context
+        nvlow.cdi.yaml.YamlError: line 1 column 10: mapping values are not allowed in this context
     """
     if isinstance(text, bytes):
         text = _decode_bytes(text)

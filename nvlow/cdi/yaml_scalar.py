@@ -9,8 +9,9 @@ that are not strings become strings (``n:`` is the key ``"false"``, ``1.5:`` is
 :func:`resolve_plain` and :func:`key_string` are those two rules, written for
 nvlow from the YAML 1.1 type definitions (yaml.org/type: bool, null, int,
 float), Go's documented ``strconv`` number syntax, and the values recorded in
-``tests/data/cdi-yaml-corpus``. :data:`BOOL_TRUE`, :data:`BOOL_FALSE` and
-:data:`NULLS` are the words the emitter (:mod:`nvlow.cdi.yaml`) must quote.
+``tests/data/cdi-yaml-corpus``. The boolean and null words come from the
+emitter (:mod:`nvlow.cdi.yaml`), which must quote them and, writing a spec,
+loads neither this module nor ``math``.
 
 Example:
     >>> [resolve_plain(t) for t in ("0755", "08", "on", "~", "0x1f", "1_000", "0.5.0", ".5", "-.inf")]
@@ -23,20 +24,16 @@ from __future__ import annotations
 import math
 import struct
 
-from ..errors import NvlowError
 from ..text import lazy_re
+from .yaml import BOOL_FALSE, BOOL_TRUE, NULLS
+from .yaml import YamlError as YamlError  # defined with the emitter; re-exported for older imports
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, Optional
 
 
-# YAML 1.1 booleans and nulls, in the spellings a YAML 1.1 reader resolves
-BOOL_TRUE = {"y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"}
-BOOL_FALSE = {"n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"}
-NULLS = {"", "~", "null", "Null", "NULL"}
-
-#: plain scalars with a fixed meaning: the words above and YAML 1.1's spellings of NaN and infinity
+#: plain scalars with a fixed meaning: the emitter's boolean and null words and YAML 1.1's spellings of NaN and infinity
 _WORDS: Dict[str, Any] = {}
 for _word in BOOL_TRUE:
     _WORDS[_word] = True
@@ -59,20 +56,6 @@ _DOT_FLOAT = lazy_re(r"\.[0-9]+(?:[eE][-+]?[0-9]+)?")
 _INT64_MIN, _INT64_MAX, _UINT64_MAX = -2 ** 63, 2 ** 63 - 1, 2 ** 64 - 1
 _MIN_UINT64_ONLY = 2 ** 63  # the engines read 2**63 … 2**64-1 as uint64, which sigs.k8s.io/yaml refuses as a key
 _BASES = {"b": 2, "o": 8, "x": 16}
-
-
-class YamlError(NvlowError, ValueError):
-    """The text is not YAML the engines' reader accepts, or uses what nvlow does not support.
-
-    ``line`` and ``column`` (1-based) say where, when known; the message starts with them.
-    """
-
-    def __init__(self, problem: str, *, line: Optional[int] = None, column: Optional[int] = None) -> None:
-        where = f"line {line} column {column}: " if line is not None and column is not None else ""
-        super().__init__(where + problem)
-        self.problem = problem
-        self.line = line
-        self.column = column
 
 
 def _digits_value(digits: str, base: int) -> Optional[int]:

@@ -34,17 +34,19 @@ def _spec_format(fmt: Optional[str], path: Optional[str]) -> str:
 
 def _target(output: Optional[str], write: bool, fmt: Optional[str], root: Any) -> Tuple[Optional[str], str]:
     """(real path to write or None for stdout, format)."""
-    from ..cdi.store import DEFAULT_SPEC_BASENAME, DEFAULT_SPEC_DIR
+    if output is None or output == "-":
+        if not write:
+            return None, _spec_format(fmt, None)
+        from ..cdi.store import DEFAULT_SPEC_BASENAME, DEFAULT_SPEC_DIR  # the spec store: only for a file
 
-    if output is not None and (os.path.isdir(output) or output.endswith("/")):
-        f = _spec_format(fmt, None)
-        return os.path.join(output, f"{DEFAULT_SPEC_BASENAME}.{f}"), f
-    if output is not None and output != "-":
-        return output, _spec_format(fmt, output)
-    if write:
         f = _spec_format(fmt, None)
         return root.host(f"{DEFAULT_SPEC_DIR}/{DEFAULT_SPEC_BASENAME}.{f}"), f
-    return None, _spec_format(fmt, None)
+    if os.path.isdir(output) or output.endswith("/"):
+        from ..cdi.store import DEFAULT_SPEC_BASENAME
+
+        f = _spec_format(fmt, None)
+        return os.path.join(output, f"{DEFAULT_SPEC_BASENAME}.{f}"), f
+    return output, _spec_format(fmt, output)
 
 
 def spec_needs_nvml(facts: "ProcfsFacts") -> Optional[str]:
@@ -65,7 +67,6 @@ def run_generate(opts: CommonOptions, env: Mapping[str, str], *, output: Optiona
                  no_all_device: bool = False, engine_root: Optional[str] = None) -> int:
     """``nvlow cdi generate`` (the defaults are the command line's)."""
     from ..cdi.spec import CDI_DRIVER_FILE_MODES, build_spec, parse_naming_strategies, render_spec
-    from ..cdi.store import other_specs_with_kind, read_spec, write_atomic
     from ..host.capabilities import parse_capabilities
 
     from .options import check_simulate
@@ -118,6 +119,8 @@ def run_generate(opts: CommonOptions, env: Mapping[str, str], *, output: Optiona
     if path is None:
         sys.stdout.write(text)
         return 0
+    from ..cdi.store import other_specs_with_kind, read_spec, write_atomic  # the YAML reader: only for a file
+
     old_doc: Any = None
     unreadable: Optional[str] = None
     if os.path.isfile(path):

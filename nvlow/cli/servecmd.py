@@ -27,6 +27,9 @@ def run_serve(opts: CommonOptions, env: Mapping[str, str], *, listen: str, plugi
               verbose: bool, allow_remote_clients: bool = False, plugin_name: Optional[str] = None,
               engine_root: Optional[str] = None) -> int:
     """Start both servers and block until SIGTERM/SIGINT."""
+    import gc
+
+    gc.enable()  # the `nvlow` script turns the cyclic collector off for short commands; serve runs for days
     from ..plan.plan import PLUGIN_DRIVER, check_engine_root, check_plugin_name
     from ..serve.cache import DiscoveryCache
     from ..serve.server import (DEFAULT_SOCKET_DIR, DEFAULT_SPEC_DIR, NvlowServer, ServeState,

@@ -5,16 +5,16 @@ import os
 import sys
 
 from ..model import Host
-from ..records import DriverLibrary
 from ..host.root import HostRoot
 from .options import CommonOptions
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, List, Mapping, Optional, Tuple
+    from typing import Callable, Mapping, Optional, Tuple
 
     from ..model import ProcfsFacts
     from ..plan.request import PlanRequest
+    from ..records import DriverLibrary
 
 #: ``NVLOW_EAGER_NVML=1``: args/exec open NVML even when the request does not need it (the
 #: behaviour before docs/nvml-lazy.md; for comparisons and as a way back)
@@ -74,8 +74,6 @@ def _load_for_plan(opts: CommonOptions, env: Mapping[str, str], request: Optiona
                    nvml_wanted: Optional[Callable[["ProcfsFacts"], Optional[str]]], *,
                    quiet: bool) -> Tuple[HostRoot, Host]:
     from ..host.discover import discover
-    from ..model import ProcfsFacts
-    from ..plan.request import needs_cuda_version, nvml_reason
 
     root, simulated_opener = open_root(opts, env)
 
@@ -90,6 +88,8 @@ def _load_for_plan(opts: CommonOptions, env: Mapping[str, str], request: Optiona
         if nvml_wanted is not None:
             return nvml_wanted(facts)
         assert request is not None
+        from ..plan.request import nvml_reason
+
         return nvml_reason(request, facts)
 
     def libcuda_version(r: HostRoot) -> Optional[str]:
@@ -104,10 +104,14 @@ def _load_for_plan(opts: CommonOptions, env: Mapping[str, str], request: Optiona
 
         return read_cuda_version(r, env)
 
-    # libcuda is loaded without NVML only for a requirement that compares the CUDA version
+    cuda_reader = None
+    if request is not None:  # args/exec (cdi generate's spec holds no CUDA version)
+        from ..plan.request import needs_cuda_version
+
+        # libcuda is loaded without NVML only for a requirement that compares the CUDA version
+        cuda_reader = libcuda_version if needs_cuda_version(request) else None
     host = discover(root, library_opener=plan_opener, use_nvml=not opts.no_nvml,
-                    load_uvm=not opts.no_uvm_load, nvml_wanted=wanted,
-                    cuda_reader=libcuda_version if request is not None and needs_cuda_version(request) else None)
+                    load_uvm=not opts.no_uvm_load, nvml_wanted=wanted, cuda_reader=cuda_reader)
     if not quiet:
         for w in host.warnings:
             warn(w)

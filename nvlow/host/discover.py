@@ -18,12 +18,12 @@ from __future__ import annotations
 
 from ..errors import LibraryError
 from ..model import DeviceNode, Gpu, Host, MigDevice, ProcfsFacts
-from ..records import DriverLibrary, GpuRecord, SystemInfo
 from .root import HostRoot
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # records only in annotations: a plan without NVML never loads nvlow.records
     from typing import Callable, List, Optional, Sequence, Tuple
+    from ..records import DriverLibrary, GpuRecord, SystemInfo
     from .scan import MigCap, ProcScan
     LibraryOpener = Callable[[HostRoot], DriverLibrary]
     #: decides after the procfs scan whether NVML is opened: a reason (open it) or None (procfs only)

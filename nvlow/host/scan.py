@@ -43,7 +43,6 @@ from .migcaps import scan_mig_caps
 from ..model import DeviceNode
 from .procfs import (MAX_MINOR, device_names_by_major, normalize_bus_id, parse_bus_id, parse_devices,
                      parse_driver_version, parse_drm_node_name, parse_gpu_information, parse_imex_channel_name)
-from ..records import GpuRecord
 from .extradevices import FEATURE_DEVICE_NAMES, scan_feature_nodes
 from .root import HostRoot, read_regular
 from ..text import numbered
@@ -51,6 +50,8 @@ from ..text import numbered
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+
+    from ..records import GpuRecord
 
     Runner = Callable[[List[str]], int]
 
@@ -454,6 +455,7 @@ def cross_check(scan: ProcScan, records: Sequence[GpuRecord]) -> Tuple[str, ...]
     """Warnings where NVML and procfs disagree about bus ids, minors or UUIDs.
 
     Example:
+        >>> from nvlow.records import GpuRecord
         >>> s = ProcScan("1", False, (), (ProcGpu("0000:07:00.0", 0, "GPU-a", "A100", False, None, None),), ())
         >>> cross_check(s, [GpuRecord(0, 1, "GPU-a", "A100", "00000000:07:00.0")])
         ('GPU 0 (0000:07:00.0): NVML minor 1, procfs Device Minor 0',)

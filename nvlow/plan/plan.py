@@ -16,7 +16,6 @@ from ..frozen import Record, replace
 from ..errors import HostError, UsageError
 from ..model import DeviceNode, DriverFile, DriverFiles, Host
 from ..text import ASCII_ALNUM
-from .request import DRIVER_FILE_MODES as DRIVER_FILE_MODES  # one definition, re-exported
 from .select import Selection
 
 TYPE_CHECKING = False
@@ -24,6 +23,9 @@ if TYPE_CHECKING:
     from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 
+#: how the driver's files reach the container (:func:`build_plan`'s ``mode``): read-only binds of each
+#: file, a copy under ``NVIDIA_DIR`` (:mod:`nvlow.plan.volume`), or the named volume of ``nvlow serve``
+DRIVER_FILE_MODES = ("bind", "volume", "plugin")
 NVIDIA_DIR = "/usr/local/nvidia"
 NVIDIA_BIN = NVIDIA_DIR + "/bin"
 NVIDIA_LIB64 = NVIDIA_DIR + "/lib64"

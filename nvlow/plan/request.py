@@ -37,6 +37,7 @@ from ..frozen import Record
 from ..errors import UsageError
 from ..model import ProcfsFacts
 from ..host.extradevices import ENABLED, FEATURE_ENV, FEATURES
+from .plan import DRIVER_FILE_MODES as DRIVER_FILE_MODES  # one definition, re-exported
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -52,7 +53,6 @@ PROCESS_ENV_KEYS = ("NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "NVI
 #: a Slurm job's variables name GPUs of the node the job runs on: a request that arrives over the
 #: network (serve) is for another machine, so they never cross it (docs/slurm.md)
 LOCAL_ONLY_KEYS = frozenset({"SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS"})
-DRIVER_FILE_MODES = ("bind", "volume", "plugin")
 DEFAULT_CAPABILITIES_TEXT = "compute,utility"
 #: a CDI device of NVIDIA's vendor (nvidia.com/gpu=0, nvidia.com/mig=1:2, nvidia.com/gpu=all)
 CDI_VENDOR_PREFIX = "nvidia.com/"
