@@ -300,3 +300,65 @@ def test_listen_conflict_is_a_clear_error(tmp_path):
     with running_server(tmp_path) as (server, state, _log):
         with pytest.raises(UsageError, match="cannot listen on 127.0.0.1:"):
             srvmod.NvlowServer(state, server.address)
+
+
+# -- the version text read on every request (nvlow.serve.cache._VersionFile) ---------------------------
+def _version_cache(tmp_path):
+    from nvlow.host.root import HostRoot
+    from nvlow.serve.cache import DiscoveryCache
+
+    d = tmp_path / "proc" / "driver" / "nvidia"
+    d.mkdir(parents=True)
+    (d / "version").write_text("NVRM version: 550.54.15\n")
+    return DiscoveryCache(HostRoot(str(tmp_path)), None, load_uvm=False), d / "version"
+
+
+def _rewrite(path, text):
+    path.write_text(text)
+
+
+def _rename_over(path, text):
+    tmp = path.with_name("version.new")
+    tmp.write_text(text)
+    os.rename(tmp, path)
+
+
+@pytest.mark.parametrize("change", [_rewrite, _rename_over], ids=["rewritten in place", "replaced by rename"])
+def test_version_text_follows_the_file(tmp_path, change):
+    cache, path = _version_cache(tmp_path)
+    assert cache.version_key() == "NVRM version: 550.54.15\n"
+    assert cache.version_key() == "NVRM version: 550.54.15\n"  # through the kept descriptor
+    change(path, "NVRM version: 555.42.02\n")
+    assert cache.version_key() == "NVRM version: 555.42.02\n"
+    path.unlink()
+    assert cache.version_key() is None
+    path.write_text("NVRM version: 560.28.03\n")
+    assert cache.version_key() == "NVRM version: 560.28.03\n"
+    cache.close()
+    assert cache.version_key() == "NVRM version: 560.28.03\n"  # reopened after close
+    cache.close()
+
+
+def test_version_text_of_a_fifo_is_an_error_not_a_hang(tmp_path):
+    from nvlow.errors import HostError
+
+    cache, path = _version_cache(tmp_path)
+    assert cache.version_key() is not None
+    path.unlink()
+    os.mkfifo(path)
+    with pytest.raises(HostError, match="is a FIFO, not a regular file"):
+        cache.version_key()
+    cache.close()
+
+
+def test_version_text_is_reread_when_the_kept_descriptor_fails(tmp_path):
+    """A procfs entry removed by unloading the module fails reads through old descriptors (EIO):
+    stood in for here by closing the kept descriptor under the reader."""
+    cache, path = _version_cache(tmp_path)
+    assert cache.version_key() == "NVRM version: 550.54.15\n"
+    os.close(cache._version._fd)
+    path.write_text("NVRM version: 555.42.02\n")
+    try:
+        assert cache.version_key() == "NVRM version: 555.42.02\n"
+    finally:
+        cache.close()

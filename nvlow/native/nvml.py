@@ -117,6 +117,11 @@ _CLASSES: Dict[int, Type[NvmlError]] = {
 }
 
 
+#: return code -> name, filled as codes are met: ``nvlow serve`` reads status on every request and a
+#: GPU answers NOT_SUPPORTED to several fields every time
+_NAMES: Dict[int, str] = {}
+
+
 def return_name(code: int) -> str:
     """The NVML_* name of a return code, without loading the library.
 
@@ -124,10 +129,15 @@ def return_name(code: int) -> str:
         >>> return_name(3), return_name(30), return_name(12345)
         ('NVML_ERROR_NOT_SUPPORTED', 'NVML_ERROR_RESET_TYPE_NOT_SUPPORTED', 'NVML_ERROR_12345')
     """
+    known = _NAMES.get(code)
+    if known is not None:
+        return known
     name = str(ffi.string(ffi.cast("nvmlReturn_t", code)))
-    if not name.lstrip("-").isdigit():
-        return name
-    return _EXTRA_NAMES.get(code, f"NVML_ERROR_{code}")
+    if name.lstrip("-").isdigit():
+        name = _EXTRA_NAMES.get(code, f"NVML_ERROR_{code}")
+    if len(_NAMES) < 1024:  # codes come from the library: bounded all the same
+        _NAMES[code] = name
+    return name
 
 
 def nvml_error(code: int, function: str, description: Optional[str] = None) -> NvmlError:
@@ -178,6 +188,10 @@ class Nvml:
                 f"{path} does not export {', '.join(missing)}: the NVIDIA driver is too old for nvlow",
                 hint="install a newer NVIDIA driver (R450 or later)")
         self._initialized = False
+        #: device handles by index, valid until nvmlShutdown (status asks for each GPU's on every reading)
+        self._handles: Dict[int, Handle] = {}
+        #: nvmlErrorString answers by code (static strings in the library)
+        self._error_strings: Dict[int, Optional[str]] = {}
 
     @classmethod
     def open(cls, root: HostRoot, env: Mapping[str, str]) -> "Nvml":
@@ -202,11 +216,16 @@ class Nvml:
 
     def error_string(self, code: int) -> Optional[str]:
         """nvmlErrorString of ``code`` (None when the library lacks it)."""
+        if code in self._error_strings:
+            return self._error_strings[code]
         fn = self._funcs.get("nvmlErrorString")
         if fn is None:
             return None
         text = fn(code)
-        return ffi.string(text).decode("utf-8", "replace") if text != ffi.NULL else None
+        value = ffi.string(text).decode("utf-8", "replace") if text != ffi.NULL else None
+        if len(self._error_strings) < 1024:
+            self._error_strings[code] = value
+        return value
 
     def _check(self, rc: int, function: str) -> None:
         if rc != SUCCESS:
@@ -233,12 +252,14 @@ class Nvml:
     def init(self) -> None:
         """nvmlInit_v2."""
         self._call("nvmlInit_v2")
+        self._handles = {}
         self._initialized = True
 
     def shutdown(self) -> None:
         """nvmlShutdown (idempotent; errors are ignored, there is nothing left to do)."""
         if self._initialized:
             self._initialized = False
+            self._handles = {}
             try:
                 self._call("nvmlShutdown")
             except NvmlError:
@@ -263,8 +284,12 @@ class Nvml:
         return self._uint("nvmlDeviceGetCount_v2")
 
     def handle(self, index: int) -> Handle:
+        known = self._handles.get(index)
+        if known is not None:
+            return known
         out = ffi.new("nvmlDevice_t *")
         self._call("nvmlDeviceGetHandleByIndex_v2", index, out)
+        self._handles[index] = out[0]
         return out[0]
 
     def name(self, h: Handle) -> str:

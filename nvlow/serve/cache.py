@@ -29,12 +29,14 @@ Example:
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar
 
 from ..errors import LibraryError, NvlowError
+from ..frozen import replace
 from ..model import DriverFiles, Host
 from ..records import DriverLibrary, GpuRecord, GpuStatus, PeerLink
 from ..host.root import HostRoot
@@ -85,6 +87,78 @@ def _numa_node(root: HostRoot, bus_id: Optional[str]) -> Optional[int]:
         return None
 
 
+class _VersionFile:
+    """The version file's text (its first :data:`VERSION_KEY_BYTES`), read on every request through
+    one kept descriptor: a ``stat`` of the path that says it is still the same file, then a ``pread``
+    (two system calls, where opening, checking and reading it anew takes six). Unloading the kernel
+    module removes its procfs entry, and a read through a descriptor of a removed entry fails (EIO), so
+    the file is opened again and read; so it is when the path names another file (a ``--root`` tree
+    whose file was replaced) or none. The lock keeps a descriptor from being closed while another
+    thread reads through it."""
+
+    def __init__(self, root: HostRoot) -> None:
+        self._root = root
+        self._path = root.host(VERSION_FILE)
+        self._lock = threading.Lock()
+        self._fd: Optional[int] = None
+        self._ident = (0, 0)
+        self._last = (b"", "")
+
+    def text(self) -> Optional[str]:
+        with self._lock:
+            if self._fd is not None:
+                data = self._reread(self._fd)
+                if data is not None:
+                    return self._decode(data)
+                self._drop()
+            return self._open()
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def _reread(self, fd: int) -> Optional[bytes]:
+        try:
+            st = os.stat(self._path)
+            if (st.st_dev, st.st_ino) != self._ident:
+                return None
+            return os.pread(fd, VERSION_KEY_BYTES, 0)
+        except OSError:
+            return None
+
+    def _drop(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:  # nothing to keep: the next read opens the file again
+                pass
+
+    def _open(self) -> Optional[str]:
+        from ..errors import HostError
+        from ..host.root import open_regular, read_fd
+
+        try:
+            fd = open_regular(self._path)
+        except HostError:
+            if not self._root.exists(VERSION_FILE):
+                return None
+            raise
+        try:
+            st = os.fstat(fd)
+            data = read_fd(fd, self._path, VERSION_KEY_BYTES, limit=VERSION_KEY_BYTES)
+        except (OSError, HostError):
+            os.close(fd)
+            raise
+        self._fd, self._ident = fd, (st.st_dev, st.st_ino)
+        return self._decode(data)
+
+    def _decode(self, data: bytes) -> str:
+        if data != self._last[0]:
+            self._last = (data, data.decode("utf-8", "replace"))
+        return self._last[1]
+
+
 class DiscoveryCache:
     """Thread-safe cached discovery plus live status for the server's handlers."""
 
@@ -105,23 +179,14 @@ class DiscoveryCache:
         self._snapshot: Optional[Snapshot] = None
         self._error: Optional[Tuple[Optional[str], float, NvlowError]] = None
         self._files: Dict[Tuple[Optional[str], Tuple[str, ...]], DriverFiles] = {}
+        self._version = _VersionFile(root)
         #: how many discoveries ran (tests and /healthz read it)
         self.discoveries = 0
 
     def version_key(self) -> Optional[str]:
         """The current text of the kernel module's version file (its first
-        :data:`VERSION_KEY_BYTES`; None without a driver). Read on every request, so with a
-        small read buffer (a 1 MiB one costs an mmap and munmap per read) and no separate
-        existence check."""
-        from ..errors import HostError
-
-        try:
-            data = self.root.read_bytes(VERSION_FILE, limit=VERSION_KEY_BYTES)
-        except HostError:
-            if not self.root.exists(VERSION_FILE):
-                return None
-            raise
-        return data.decode("utf-8", "replace")
+        :data:`VERSION_KEY_BYTES`; None without a driver). Read on every request (:class:`_VersionFile`)."""
+        return self._version.text()
 
     def snapshot(self) -> Snapshot:
         """The discovery for the running driver, rediscovered when the version text changed.
@@ -205,8 +270,6 @@ class DiscoveryCache:
             lib.close()
             lib = None
         if warnings:
-            from dataclasses import replace
-
             host = replace(host, warnings=tuple(warnings) + host.warnings)
         numa = {}
         by_index = {r.index: r for r in records}
@@ -242,9 +305,10 @@ class DiscoveryCache:
         return files
 
     def close(self) -> None:
-        """Close the driver library (idempotent)."""
+        """Close the driver library and the version file (idempotent)."""
         with self._lock:
             snap, self._snapshot = self._snapshot, None
+        self._version.close()
         if snap is not None and snap.library is not None:
             with self._lib_lock:
                 snap.library.close()
@@ -272,28 +336,34 @@ class _Asker:
     request), so one bad answer never costs the rest."""
 
     def __init__(self, problems: List[str]) -> None:
+        from ..native.cuda import INVALID_DEVICE, INVALID_VALUE, CudaError
+        from ..native.nvml import FUNCTION_NOT_FOUND, NOT_FOUND, NOT_SUPPORTED, UNINITIALIZED, NvmlError
+
         self.problems = problems
+        # looked up once per reading, not once per field (status asks ~17 fields of every GPU)
+        self._errors = (NvmlError, CudaError)
+        self._uninitialized = UNINITIALIZED
+        self._nvml_quiet: Tuple[Optional[int], ...] = (NOT_SUPPORTED, NOT_FOUND, FUNCTION_NOT_FOUND)
+        self._cuda_quiet: Tuple[Optional[int], ...] = (None, INVALID_VALUE, INVALID_DEVICE)  # missing symbol, unknown value, hidden GPU
 
     def report(self, line: str) -> None:
         if line not in self.problems:
             self.problems.append(line)
 
     def __call__(self, where: str, fn: Callable[..., T], *args: Any) -> Optional[T]:
-        from ..native.cuda import INVALID_DEVICE, INVALID_VALUE, CudaError
-        from ..native.nvml import FUNCTION_NOT_FOUND, NOT_FOUND, NOT_SUPPORTED, UNINITIALIZED, NvmlError
-
-        if any(a is None for a in args):
+        if None in args:
             return None
         try:
             return fn(*args)
-        except NvmlError as exc:
-            if exc.code == UNINITIALIZED:
-                raise
-            if exc.code not in (NOT_SUPPORTED, NOT_FOUND, FUNCTION_NOT_FOUND):
-                self.report(f"{where} {exc.function}: {exc.name}")
-            return None
-        except CudaError as exc:
-            if exc.code not in (None, INVALID_VALUE, INVALID_DEVICE):  # missing symbol, unknown value, hidden GPU
+        except self._errors as exc:
+            nvml_error, _cuda_error = self._errors
+            if isinstance(exc, nvml_error):
+                if exc.code == self._uninitialized:
+                    raise
+                quiet = self._nvml_quiet
+            else:
+                quiet = self._cuda_quiet
+            if exc.code not in quiet:
                 self.report(f"{where} {exc.function}: {exc.name}")
             return None
 
