@@ -14,13 +14,14 @@ from __future__ import annotations
 import os
 
 from ..errors import HostError
-from ..records import DriverLibrary
 from ..host.root import HostRoot, file_node_reader
 from .presets import Preset, get_preset, md5_hex
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable, Mapping, Optional, Tuple
+
+    from ..records import DriverLibrary
 
 
 #: bump when the layout written by proctree/drivertree changes
