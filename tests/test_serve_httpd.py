@@ -485,6 +485,39 @@ def test_identical_requests_waiting_for_a_worker_share_one_answer_computed_after
         assert calls[1] >= calls[0] + 0.3  # the second started when the first had ended
 
 
+def test_a_shared_answer_is_sent_to_each_asker_as_it_asked(tmp_path, monkeypatch) -> None:
+    """The loop thread sends a shared answer to every connection that joined it: a keep-alive one
+    serves its next (pipelined) request, a ``Connection: close`` one is closed after it, and a big
+    answer that does not fit the socket buffer at once still arrives whole."""
+    gate = threading.Event()
+
+    def slow_status(state, request):  # noqa: ANN001, ANN202
+        gate.wait(10)
+        return srvmod.Response(200, b"x" * (4 << 20))  # larger than a loopback socket buffer
+
+    monkeypatch.setitem(srvmod.ROUTES, "/gpu/status/json", slow_status)
+    with running_server(tmp_path) as (server, _state, _log):
+        first, f_first = _connect(server)
+        first.sendall(b"GET /gpu/status/json HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.2)  # the first is being computed: the three below wait together for the next turn
+        keep, f_keep = _connect(server)
+        keep.sendall(b"GET /gpu/status/json HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        close, f_close = _connect(server)
+        close.sendall(b"GET /gpu/status/json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        other, f_other = _connect(server)
+        other.sendall(b"GET /gpu/status/json HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.2)
+        gate.set()
+        with first, f_first, keep, f_keep, close, f_close, other, f_other:
+            for f in (f_first, f_keep, f_close, f_other):
+                status, headers, body = _read_response(f)
+                assert status == 200 and len(body) == 4 << 20
+            assert _read_response(f_keep)[0] == 200  # the pipelined /healthz after the shared answer
+            assert f_close.read() == b""  # closed after its answer
+            other.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert _read_response(f_other)[0] == 200  # still open
+
+
 def test_different_targets_are_computed_side_by_side(tmp_path, monkeypatch) -> None:
     active: List[int] = []
     most = [0]

@@ -9,7 +9,9 @@ itself when the server's ``quick`` function has its answer at hand (a cached
 document of the running driver: no I/O beyond the driver-version check, never a
 discovery); every other request goes to a small pool of worker threads, which
 run the ``route`` function and send the answer, so a slow handler (NVML, a
-driver-volume build, a rediscovery) never stalls the loop. A connection is
+driver-volume build, a rediscovery) never stalls the loop. An answer shared by
+several identical requests (``coalesce``) is handed back to the loop, which
+sends it to each, so the worker is free for the next computation. A connection is
 owned by one thread at a time, and one request per connection is in flight:
 pipelined requests are answered in order.
 
@@ -311,7 +313,7 @@ class _Conn:
 
     __slots__ = ("sock", "fd", "client", "who", "inbuf", "out", "state", "closed", "armed", "last_io",
                  "close_after", "broken", "queued", "head", "scan", "continued", "drained", "linger_until",
-                 "started", "line")
+                 "started", "line", "unsent")
 
     def __init__(self, sock: socket.socket, client: str, who: str, now: float) -> None:
         self.sock = sock
@@ -326,6 +328,7 @@ class _Conn:
         self.last_io = now
         self.close_after = False
         self.broken = False  # a worker's send failed: close it
+        self.unsent = False  # ``out`` is a whole answer a worker handed back to the loop to send
         self.queued = False  # in the loop's ready list: pipelined requests wait for the next turn
         self.head: Optional[Head] = None
         self.scan = HeadScan()
@@ -836,8 +839,16 @@ class HTTPServer:
                 if following is not None:
                     self._enqueue(following)  # still open to joiners until a worker starts it
             encoded: Dict[Tuple[bool, bool, bool], bytes] = {}  # one encoding per kind of asker
-            for conn, head in job.conns:
+            if len(job.conns) == 1:
+                conn, head = job.conns[0]
                 self._reply(conn, head, response, encoded)
+                continue
+            for conn, head in job.conns:
+                self._hand_back(conn, head, response, encoded)
+            if self._finished:
+                self._close_from_worker()
+            else:
+                self._wake()
 
     def _reply(self, conn: _Conn, head: Head, response: Response,
                encoded: Dict[Tuple[bool, bool, bool], bytes]) -> None:
@@ -876,6 +887,22 @@ class HTTPServer:
             self._close_from_worker()
         else:
             self._wake()
+
+    def _hand_back(self, conn: _Conn, head: Head, response: Response,
+                   encoded: Dict[Tuple[bool, bool, bool], bytes]) -> None:
+        """Give a coalesced request's answer to the loop thread to send (one wake-up for the batch:
+        the loop sends each while the worker is free for the next reading, instead of both threads
+        passing the interpreter lock back and forth at every send)."""
+        close = not head.keep_alive or head.http09 or self.stopping.is_set()
+        kind = (close, head.method == "HEAD", head.http09)
+        data = encoded.get(kind)
+        if data is None:
+            data = encoded[kind] = self._encode(response, *kind)
+        self._log(conn, response.status, time.monotonic())
+        conn.close_after = close
+        conn.out = data
+        conn.unsent = True
+        self._back.append(conn)
 
     def _call(self, head: Head, body: bytes) -> Response:
         path, raw_query = split_target(head.target)
@@ -928,6 +955,16 @@ class HTTPServer:
         if conn.broken:
             self._close(conn)
             return
+        if conn.unsent:  # an answer handed back by a worker: send it from here
+            conn.unsent = False
+            try:
+                sent = conn.sock.send(conn.out)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                self._close(conn)
+                return
+            conn.out = conn.out[sent:]
         if conn.out:
             conn.state = _WRITE
             conn.last_io = now
