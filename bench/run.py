@@ -86,6 +86,30 @@ def bench_optional(name: str, module: str, runs: int) -> List[Dict[str, object]]
     return [{"figure": name, **result}]
 
 
+def bench_serve_vs_plugin10(runs: int) -> List[Dict[str, object]]:
+    """nvlow serve beside nvidia-docker 1.0's own plugin daemon on one fake host (bench_serve.compare),
+    when a build of the daemon is named by ``$NVLOW_BENCH_NVIDIA_DOCKER_PLUGIN``: each figure is nvlow's
+    p50 with the ratio of its req/s to the daemon's under the same load."""
+    try:
+        from bench import bench_serve
+    except ImportError:
+        return [{"figure": "serve vs nvidia-docker 1.0", "skipped": "bench.bench_serve not available"}]
+    binary, why = bench_serve.find_plugin10(None)
+    if binary is None:
+        return [{"figure": "serve vs nvidia-docker 1.0", "skipped": why}]
+    result = bench_serve.compare(binary, quick=runs < 21)
+    results = result["results"]
+    assert isinstance(results, list)
+    out: List[Dict[str, object]] = []
+    for r in results:
+        nv, p10 = r["nvlow"], r["plugin10"]
+        out.append({"figure": f"serve {r['endpoint']}, {r['clients']} client(s), vs 1.0 daemon",
+                    "median_ms": nv["p50_ms"], "ratio": r["rps_ratio"], "baseline": "req/s of nvidia-docker 1.0",
+                    "detail": f"nvlow {nv['rps']:.0f} req/s p99 {nv['p99_ms']} ms; 1.0 {p10['rps']:.0f} req/s "
+                              f"p99 {p10['p99_ms']} ms"})
+    return out
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
@@ -106,6 +130,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rows += bench_optional("ld.so.cache parse", "bench.bench_ldcache", runs)
     rows += bench_optional("argv parse + inject", "bench.bench_argv", runs)
     rows += bench_optional("nvlow serve", "bench.bench_serve", runs)
+    rows += bench_serve_vs_plugin10(runs)  # NVLOW_BENCH_NVIDIA_DOCKER_PLUGIN=PATH (root)
     rows += bench_optional("driver volume", "bench.bench_volume", runs)
     rows += bench_optional("cdi generate vs nvidia-ctk", "bench.bench_cdi", runs)  # NVLOW_BENCH_NVIDIA_CTK=PATH
     width = max(len(str(r.get("figure"))) for r in rows)
