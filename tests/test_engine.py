@@ -389,3 +389,37 @@ def test_import_is_cheap() -> None:
     code = "import sys, nvlow.engine.client; print(sorted(m for m in ('http.client', 'email', 'subprocess') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_exec_reads_the_image_answer_without_json_or_re(serve, tmp_path) -> None:
+    """``nvlow exec`` decodes the Engine API's answer with nvlow.engine.jsondoc: the wrapped run pays
+    for neither ``json`` nor ``re`` (with ``enum``: ~4 ms), and the image's environment still counts
+    (its PATH is merged, its CUDA requirement checked)."""
+    import subprocess
+    import sys
+
+    image = {"Id": "sha256:abc", "Config": {"Env": ["PATH=/usr/sbin:/usr/bin", "NVIDIA_REQUIRE_CUDA=cuda>=12.4",
+                                                  "NVIDIA_VISIBLE_DEVICES=1"], "Labels": {"a": "\u00e9"}}}
+
+    def api(path: str, conn: socket.socket) -> None:
+        if path == "/images/nvidia/cuda:12.4.1-base-ubuntu22.04/json":
+            reply(conn, 200, json.dumps(image, indent=2).encode())
+        else:
+            docker_api(path, conn)
+
+    eng = serve(api)
+    code = ("import sys\nbefore = set(sys.modules)\nfrom nvlow.cli import main\ntry:\n"
+            "    main(['exec', '--simulate', 'dgx-a100', '--dry-run', '--', 'docker', 'run', '--rm',"
+            " 'nvidia/cuda:12.4.1-base-ubuntu22.04'])\nexcept SystemExit:\n    pass\n"
+            "sys.stderr.write('HEAVY=%s' % sorted(m for m in ('json', 're', 'enum', 'typing')"
+            " if m in sys.modules and m not in before))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NVLOW_", "NV_", "DOCKER_", "NVIDIA_"))}
+    env.update(DOCKER_HOST="unix://" + eng.path, NVLOW_CACHE_DIR=str(tmp_path))
+    subprocess.run([sys.executable, "-m", "nvlow", "args", "--simulate", "dgx-a100"], capture_output=True,
+                   timeout=60, env=env)  # the simulated tree is built before the measured run
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert res.stderr.rsplit("HEAVY=", 1)[-1] == "[]", res.stderr
+    # the image's PATH, merged; its NVIDIA_VISIBLE_DEVICES=1 chose one GPU
+    assert "--env=PATH=/usr/sbin:/usr/bin:/usr/local/nvidia/bin" in res.stdout, res.stdout
+    assert ":/dev/nvidia1 " in res.stdout and ":/dev/nvidia0 " not in res.stdout, res.stdout
+    assert any(r.startswith(b"GET /images/nvidia/cuda:12.4.1-base-ubuntu22.04/json ") for r in eng.requests)

@@ -210,3 +210,103 @@ def test_slurm_guard_names_the_module_variable():
     import inspect
 
     assert '"SLURM_JOB_ID"' in inspect.getsource(decide._resolve)
+
+
+# ------------------------------------------------------------------------ JSON of the engines
+# nvlow.engine.jsondoc replaces json.loads on exec's path (json imports re): every document json.loads
+# accepts gives the same value, and every text it refuses is refused (JsonError, a ValueError).
+def _json_reference(text):
+    """json.loads without its NaN/Infinity extension; None when it refuses the text."""
+    import json
+
+    def no_constants(name):
+        raise ValueError(name)
+
+    try:
+        return ("ok", json.loads(text, parse_constant=no_constants))
+    except (ValueError, RecursionError):
+        return None
+
+
+def _jsondoc(text):
+    from nvlow.engine.jsondoc import JsonError, loads
+
+    try:
+        return ("ok", loads(text))
+    except JsonError:
+        return None
+
+
+def _same(a, b):
+    """Equal, NaN-free values with the same types (1 and 1.0 and True are equal in Python)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from('"\\/\b\f\n\r\t\x00\x1f\x7f\u2028é😀')),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5),
+    max_leaves=30)
+
+
+@MANY
+@given(JSON_VALUES, st.sampled_from([None, 0, 2]), st.booleans())
+def test_engine_json_reads_what_json_writes(value, indent, ascii_only):
+    import json
+
+    text = json.dumps(value, indent=indent, ensure_ascii=ascii_only)
+    got = _jsondoc(text)
+    assert got is not None and _same(got[1], json.loads(text)), text
+
+
+#: JSON's characters and near misses: broken escapes, surrogates, numbers' edges, constants, controls
+JSON_ALPHABET = st.sampled_from(list('{}[]:,"\\/ \t\n\r0123456789-+.eEtruefalsnNIiy\x00\x1f\ufeff') +
+                                ["\\u", "\\ud83d", "\\ude00", "\\u00e9", "true", "false", "null", "NaN",
+                                 "Infinity", '"a"', '"k":', "1e999", "-0", "0.5e-3", "é", "😀"])
+
+
+@MANY
+@given(st.lists(JSON_ALPHABET, max_size=30).map("".join))
+@example('{"a": 1, "a": 2}')
+@example('"\\ud83d\\ude00 \\ud83d \\ude00"')
+@example("[1.0, -0, 0e0, 1E+2, 10]")
+@example("[NaN]")
+@example('"\x1f"')
+@example("\ufeff[]")
+@example("01")
+@example("1.")
+@example(".5")
+@example("-")
+@example("[1,]")
+@example('{"a" 1}')
+@example(" \n[ ] \t")
+@example("")
+@example('"\\x"')
+@example('"\\u12g4"')
+@example("[" * 100 + "]" * 100)
+def test_engine_json_agrees_with_json_loads(text):
+    ref = _json_reference(text)
+    got = _jsondoc(text)
+    if ref is None:
+        assert got is None, text
+    else:
+        assert got is not None and _same(got[1], ref[1]), text
+
+
+def test_engine_json_refuses_deep_nesting_and_huge_integers_with_its_own_error():
+    from nvlow.engine.jsondoc import MAX_DEPTH, JsonError, loads
+
+    assert loads("[" * MAX_DEPTH + "]" * MAX_DEPTH) is not None
+    for text in ("[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1), '{"a":' * 5000, "9" * 5000, "[NaN]", "Infinity"):
+        try:
+            loads(text)
+        except JsonError as exc:
+            assert str(exc).startswith("invalid JSON: ")
+        else:
+            raise AssertionError(text[:20])

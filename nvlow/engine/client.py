@@ -25,11 +25,11 @@ Example:
 from __future__ import annotations
 
 import errno
-import json
 import time
 
 from ..frozen import Record
 from ..errors import EngineError
+from .jsondoc import loads  # json.loads without importing json (and re): exec reads one answer per run
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -223,7 +223,7 @@ class EngineClient:
             raise EngineError(f"the Docker engine at {self.address} answered {response.status} to GET {path}: "
                               f"{_error_message(response.body)}")
         try:
-            doc = json.loads(response.body.decode("utf-8"))
+            doc = loads(response.body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             raise EngineError(f"the Docker engine at {self.address} sent invalid JSON for GET {path}") from None
         if not isinstance(doc, dict):
@@ -275,7 +275,7 @@ def _error_message(body: bytes) -> str:
     """The ``message`` of an Engine API error body, or the body's first line."""
     text = body.decode("utf-8", "replace").strip()
     try:
-        doc = json.loads(text)
+        doc = loads(text)
     except ValueError:
         doc = None
     if isinstance(doc, dict) and isinstance(doc.get("message"), str):

@@ -18,11 +18,11 @@ Example:
 """
 from __future__ import annotations
 
-import json
 import os
 
 from ..frozen import Record
 from ..errors import EngineError
+from .jsondoc import loads
 
 
 TYPE_CHECKING = False
@@ -140,7 +140,7 @@ def _current_context(config_dir: Optional[str], env: Mapping[str, str]) -> Optio
         directory = os.path.join(home, ".docker")
     try:
         with open(os.path.join(directory, "config.json"), "rb") as fh:
-            doc = json.loads(fh.read(1024 * 1024).decode("utf-8"))
+            doc = loads(fh.read(1024 * 1024).decode("utf-8"))
     except (OSError, ValueError):
         return None
     current = doc.get("currentContext") if isinstance(doc, dict) else None
@@ -244,7 +244,7 @@ def _inspect_cli(name: str, argv: Sequence[str], timeout: float) -> Tuple[Option
     text = proc.stdout.decode("utf-8", "replace").strip()
     try:
         # one JSON document per image; a podman quirk prints it wrapped in a list
-        doc = json.loads(text.splitlines()[0] if text else "")
+        doc = loads(text.splitlines()[0] if text else "")
     except (ValueError, IndexError):
         return None, f"cannot inspect image {name}: {shown} printed no JSON config"
     if isinstance(doc, list):
