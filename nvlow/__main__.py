@@ -2,7 +2,7 @@
 import gc
 import sys
 
-gc.disable()  # as the installed `nvlow` script does (nvlow/cli/script/nvlow); serve turns it back on
+gc.disable()  # as the installed `nvlow` script does (nvlow/cli/script/nvlow); serve and status --watch turn it back on
 
 from .cli import main  # noqa: E402
 

@@ -463,16 +463,22 @@ def test_hot_commands_import_no_heavy_module(argv, heavy, tmp_path):
 
 
 @pytest.mark.parametrize("runner", ["module", "script"])
-def test_short_commands_run_without_the_cyclic_collector(runner, tmp_path):
+@pytest.mark.parametrize("argv,collecting", [
+    (["args", "--simulate", "workstation"], False),
+    (["status", "--simulate", "workstation"], False),
+    (["status", "--simulate", "workstation", "--watch", "0.01", "--count", "2"], True),  # runs until Ctrl-C
+])
+def test_short_commands_run_without_the_cyclic_collector(runner, argv, collecting, tmp_path):
     """``python -m nvlow`` and the installed script turn the cyclic collector off (a command frees
-    everything at exit; its passes cost ~0.5 ms of start-up): both entry points, one behaviour."""
+    everything at exit; its passes cost ~0.5 ms of start-up): both entry points, one behaviour; a
+    command that runs on (status --watch, and serve: tests/test_serve_cli.py) turns it back on."""
     script = os.path.join(os.path.dirname(plancmd.__file__), "script", "nvlow")
     run = ("runpy.run_module('nvlow', run_name='__main__')" if runner == "module"
            else "runpy.run_path(%r, run_name='__main__')" % script)
     code = ("import atexit, gc, runpy, sys\n"
-            "atexit.register(lambda: sys.stderr.write('GC=%s' % gc.isenabled()))\n"
-            "sys.argv = ['nvlow', 'args', '--simulate', 'workstation']\n" + run)
+            "atexit.register(lambda: sys.stderr.write('GC=%%s' %% gc.isenabled()))\n"
+            "sys.argv = %r\n" % (["nvlow", *argv],) + run)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NVLOW_", "NV_", "DOCKER_"))}
     env["NVLOW_CACHE_DIR"] = str(tmp_path)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
-    assert res.returncode == 0 and res.stderr.endswith("GC=False"), res.stderr
+    assert res.returncode == 0 and res.stderr.endswith(f"GC={collecting}"), res.stderr

@@ -27,17 +27,15 @@ def run_serve(opts: CommonOptions, env: Mapping[str, str], *, listen: str, plugi
               verbose: bool, allow_remote_clients: bool = False, plugin_name: Optional[str] = None,
               engine_root: Optional[str] = None) -> int:
     """Start both servers and block until SIGTERM/SIGINT."""
-    import gc
-
-    gc.enable()  # the `nvlow` script turns the cyclic collector off for short commands; serve runs for days
     from ..plan.plan import PLUGIN_DRIVER, check_engine_root, check_plugin_name
     from ..serve.cache import DiscoveryCache
     from ..serve.server import (DEFAULT_SOCKET_DIR, DEFAULT_SPEC_DIR, NvlowServer, ServeState,
                                 check_plugin_name_free, is_loopback, parse_listen, prepare_socket_dir,
                                 serve_until_signal, write_spec)
     from ..plan.volume import DEFAULT_VOLUMES_DIR
-    from .session import open_root, warn
+    from .session import long_running, open_root, warn
 
+    long_running()
     if opts.json:
         from ..errors import UsageError
 

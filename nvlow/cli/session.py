@@ -21,6 +21,14 @@ if TYPE_CHECKING:
 EAGER_NVML_ENV = "NVLOW_EAGER_NVML"
 
 
+def long_running() -> None:
+    """Turn Python's cyclic garbage collector back on: the ``nvlow`` script and ``python -m nvlow`` turn
+    it off for commands that end within milliseconds; ``serve`` and ``status --watch`` run for days."""
+    import gc
+
+    gc.enable()
+
+
 def note(message: str) -> None:
     """A one-line note on stderr."""
     sys.stderr.write(f"nvlow: {message}\n")

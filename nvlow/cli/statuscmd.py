@@ -6,7 +6,7 @@ import time
 
 from ..errors import UsageError
 from .options import CommonOptions
-from .session import open_root
+from .session import long_running, open_root
 
 
 TYPE_CHECKING = False
@@ -26,6 +26,8 @@ def run_status(opts: CommonOptions, env: Mapping[str, str], watch: Optional[floa
     if opts.no_nvml:
         raise UsageError("nvlow status reads its live values from NVML, so --no-nvml leaves nothing to show",
                          hint="drop --no-nvml, or use 'nvlow info --no-nvml' for what /proc and /dev tell")
+    if watch is not None:
+        long_running()
     root, opener = open_root(opts, env)
     library = opener(root)
     try:
