@@ -196,14 +196,20 @@ def nvlow_cmd() -> List[str]:
     return [exe] if os.path.exists(exe) else [sys.executable, "-m", "nvlow"]
 
 
-def find_ctk(explicit: Optional[str]) -> Tuple[Optional[str], str]:
-    """(path or None, why not)."""
-    path = explicit or os.environ.get(CTK_ENV)
+def find_tool(explicit: Optional[str], env_name: str, how: str) -> Tuple[Optional[str], str]:
+    """(path of another project's executable, or None, why not): ``explicit``, else ``$env_name``;
+    ``how`` says how to name one."""
+    path = explicit or os.environ.get(env_name)
     if not path:
-        return None, f"not built (give --ctk PATH or {CTK_ENV}; python bench/bench_cdi.py --help)"
+        return None, f"not built ({how} or {env_name})"
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
         return None, f"not built: {path} is not an executable file"
     return path, ""
+
+
+def find_ctk(explicit: Optional[str]) -> Tuple[Optional[str], str]:
+    """(path of nvidia-ctk or None, why not)."""
+    return find_tool(explicit, CTK_ENV, "python bench/bench_cdi.py --help; give --ctk PATH")
 
 
 def base_env(scenario: Optional[str], pycache: str) -> Dict[str, str]:

@@ -360,22 +360,29 @@ def _start_server(work: str, preset: str, host_args: Sequence[str] = (),
     proc = subprocess.Popen([sys.executable, "-m", "nvlow", "serve", *source, "--listen", "127.0.0.1:0",
                              "--no-plugin", "--volumes-dir", os.path.join(work, "volumes")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    line, lines = _await_log_line(proc, "serving remote API at ")
+    if line is not None:
+        host, _, port = line.rsplit(" ", 1)[1].strip().rpartition(":")
+        return proc, host, int(port)
+    proc.kill()
+    proc.wait()
+    raise RuntimeError("nvlow serve did not start:\n" + "\n".join(lines))
+
+
+def _await_log_line(proc: subprocess.Popen, marker: str) -> Tuple[Optional[str], List[str]]:  # type: ignore[type-arg]
+    """(the first of a server's first 50 log lines holding ``marker``, or None; the lines read). Once it
+    is found the rest of the log is drained in a thread, so the pipe never fills."""
     assert proc.stderr is not None
-    lines = []
+    lines: List[str] = []
     for _ in range(50):
         line = proc.stderr.readline()
         if not line:
             break
         lines.append(line.rstrip("\n"))
-        if "serving remote API at " in line:
-            addr = line.rsplit(" ", 1)[1].strip()
-            host, _, port = addr.rpartition(":")
-            # keep draining its log so the pipe never fills
+        if marker in line:
             threading.Thread(target=proc.stderr.read, daemon=True).start()
-            return proc, host, int(port)
-    proc.kill()
-    proc.wait()
-    raise RuntimeError("nvlow serve did not start:\n" + "\n".join(lines))
+            return line, lines
+    return None, lines
 
 
 def _stop_server(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
@@ -423,11 +430,11 @@ def run(quick: bool = False, concurrency: Sequence[int] = CONCURRENCY, endpoints
 
 def find_plugin10(explicit: Optional[str]) -> Tuple[Optional[str], str]:
     """(path of nvidia-docker-plugin or None, why not)."""
-    path = explicit or os.environ.get(PLUGIN_ENV)
-    if not path:
-        return None, f"not built (give --plugin10 PATH or {PLUGIN_ENV}; see the build note below)"
-    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-        return None, f"not built: {path} is not an executable file"
+    from bench.bench_cdi import find_tool
+
+    path, why = find_tool(explicit, PLUGIN_ENV, "see the build note below; give --plugin10 PATH")
+    if path is None:
+        return None, why
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         return None, "skipped: the 1.0 daemon runs in a private mount namespace (unshare -m): needs root"
     return path, ""
@@ -508,23 +515,14 @@ def _start_plugin10(binary: str, work: str, host: Any) -> Tuple[subprocess.Popen
             "-d", os.path.join(run_dir, "volumes")]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
                             cwd=run_dir)
-    assert proc.stderr is not None
-    lines: List[str] = []
-    for _ in range(50):
-        line = proc.stderr.readline()
-        if not line:
-            break
-        lines.append(line.rstrip("\n"))
-        if "Serving remote API at" in line:
-            threading.Thread(target=proc.stderr.read, daemon=True).start()
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and proc.poll() is None:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    return proc, "127.0.0.1", port
-                except OSError:
-                    time.sleep(0.05)
-            break
+    line, lines = _await_log_line(proc, "Serving remote API at")
+    deadline = time.monotonic() + 10
+    while line is not None and time.monotonic() < deadline and proc.poll() is None:
+        try:  # the daemon logs before it listens, and cannot be told to report a port the OS picked
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, "127.0.0.1", port
+        except OSError:
+            time.sleep(0.05)
     _stop_server(proc)
     raise RuntimeError("nvidia-docker-plugin did not start: " + " | ".join(lines[-3:] or ["no output"]))
 

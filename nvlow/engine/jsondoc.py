@@ -100,13 +100,9 @@ def _object(text: str, i: int, depth: int) -> Tuple[Dict[str, Any], int]:
             raise _fail("expected ':'", i)
         value, i = _value(text, _skip(text, i + 1), depth)
         out[key] = value
-        i = _skip(text, i)
-        if text.startswith(",", i):
-            i = _skip(text, i + 1)
-        elif text.startswith("}", i):
-            return out, i + 1
-        else:
-            raise _fail("expected ',' or '}'", i)
+        i, done = _after_item(text, i, "}")
+        if done:
+            return out, i
 
 
 def _array(text: str, i: int, depth: int) -> Tuple[List[Any], int]:
@@ -119,13 +115,20 @@ def _array(text: str, i: int, depth: int) -> Tuple[List[Any], int]:
     while True:
         value, i = _value(text, i, depth)
         out.append(value)
-        i = _skip(text, i)
-        if text.startswith(",", i):
-            i = _skip(text, i + 1)
-        elif text.startswith("]", i):
-            return out, i + 1
-        else:
-            raise _fail("expected ',' or ']'", i)
+        i, done = _after_item(text, i, "]")
+        if done:
+            return out, i
+
+
+def _after_item(text: str, i: int, close: str) -> Tuple[int, bool]:
+    """After an array item or object member: (start of the next one, False) past a comma, (the index
+    after ``close``, True) at the end."""
+    i = _skip(text, i)
+    if text.startswith(",", i):
+        return _skip(text, i + 1), False
+    if text.startswith(close, i):
+        return i + 1, True
+    raise _fail(f"expected ',' or '{close}'", i)
 
 
 def _plain(chunk: str, at: int) -> str:
