@@ -310,3 +310,35 @@ def test_engine_json_refuses_deep_nesting_and_huge_integers_with_its_own_error()
             assert str(exc).startswith("invalid JSON: ")
         else:
             raise AssertionError(text[:20])
+
+
+# ------------------------------------------------------------------------ requirement conditions
+# every CUDA image's NVIDIA_REQUIRE_CUDA is parsed on every wrapped run: no re there either
+@MANY
+@given(st.text(alphabet="aAzZ_cudriv=!<>0123456789.,\n x٣é", max_size=16))
+@example("cuda>=12.4")
+@example("driver==535.104.05\n")
+@example("a=5\nx")
+@example("Brand!=tesla")
+@example("_=")
+def test_requirement_condition_split(token):
+    from nvlow.plan.require import _split_condition
+
+    ref = re.match(r"^([A-Za-z_]+)(==|!=|<=|>=|=|<|>)(.*)$", token)
+    assert _split_condition(token) == (ref.groups() if ref else None)
+
+
+@MANY
+@given(st.text(alphabet="0123456789.٣² x\n", max_size=14))
+@example("12.4.1")
+@example("1..2")
+@example("12.")
+@example(".5")
+def test_requirement_numbers(text):
+    from nvlow.plan.require import _is_dotted_number, _leading_number, _major_minor
+
+    assert _is_dotted_number(text) == bool(re.match(r"^[0-9]+(\.[0-9]+)*\Z", text))
+    mm = re.match(r"^([0-9]+)\.([0-9]+)", text)
+    assert _major_minor(text) == (mm.groups() if mm else None)
+    lead = re.match(r"^[0-9]+(\.[0-9]+)*", text)
+    assert _leading_number(text) == (lead.group(0) if lead else None)

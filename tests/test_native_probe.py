@@ -106,6 +106,16 @@ def test_one_bad_field_and_one_bad_device_keep_the_rest(fake_driver) -> None:
     assert not any("nvmlDeviceGetUUID" in x for x in problems)
 
 
+def test_a_failure_read_again_and_again_is_one_problem_line(fake_driver) -> None:
+    """serve reads status on every request: a field that keeps failing is reported once, not once per
+    reading (the list would grow for as long as the server runs)."""
+    fake = fake_driver(get_preset("dgx-a100"), rc=[("nvmlDeviceGetPowerUsage", 15, 1)])
+    with open_native_library(NOWHERE, fake.env) as lib:
+        for _ in range(3):
+            assert lib.status()[1].power_usage is None
+        assert lib.problems == ["GPU 1 nvmlDeviceGetPowerUsage: NVML_ERROR_GPU_IS_LOST"]
+
+
 def test_cuda_version_falls_back_to_nvml(fake_driver, tmp_path) -> None:
     fake = fake_driver(get_preset("workstation"))
     env = dict(fake.env, NVLOW_CUDA_LIBRARY=str(tmp_path / "missing" / "libcuda.so.1"))

@@ -192,3 +192,18 @@ def test_nvml_order_that_is_not_bus_order_is_a_warning():
     assert _order_check(scan, bus_order) == []
     swapped = [GpuRecord(0, 1, "GPU-b", "A", "00000000:0F:00.0"), GpuRecord(1, 0, "GPU-a", "A", "00000000:07:00.0")]
     assert "differs from the PCI bus order" in _order_check(scan, swapped)[0]
+
+
+def test_status_does_not_ask_again_for_what_a_gpu_lacks(fake_host):
+    """A field NVML answers NOT_SUPPORTED is not asked again while the library is open (serve reads
+    status on every request): three readings ask a supported field three times per GPU, an unsupported
+    one once, and every reading shows the same values."""
+    root, env, log = fake_host("dgx-a100")
+    res = nvlow(env, "status", "--root", root, "--json", "--watch", "0.01", "--count", "3")
+    assert res.returncode == 0, res.stderr
+    calls = _calls(log)
+    readings = [json.loads(line) for line in res.stdout.splitlines()]
+    assert len(readings) == 3 and readings[0]["gpus"] == readings[2]["gpus"]
+    assert calls["nvmlDeviceGetPowerUsage"] == 3 * 8
+    assert calls["nvmlDeviceGetEncoderUtilization"] == 8  # NOT_SUPPORTED on this fake: asked once per GPU
+    assert all(g["utilization"]["encoder"] is None for g in readings[2]["gpus"])

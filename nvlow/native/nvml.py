@@ -236,7 +236,9 @@ class Nvml:
         if fn is None:
             raise NvmlNotSupported(FUNCTION_NOT_FOUND, function,
                                    f"NVML: {self.path} does not export {function} (older driver)")
-        self._check(fn(*args), function)
+        rc = fn(*args)
+        if rc != SUCCESS:  # _check, inline: every field read passes here
+            raise nvml_error(rc, function, self.error_string(rc))
 
     def _uint(self, function: str, *args: Any, ctype: str = "unsigned int *") -> int:
         out = ffi.new(ctype)

@@ -3,7 +3,10 @@
 Every per-field failure (NOT_SUPPORTED, NOT_FOUND, a lost GPU, a function an
 older driver lacks) becomes ``None`` in the record: one bad field or one bad
 device never kills the whole answer. Failures other than "not supported" and
-"not found" are kept in :attr:`NativeDriverLibrary.problems` for ``doctor``.
+"not found" are kept in :attr:`NativeDriverLibrary.problems` for ``doctor`` (each line once). A field
+NVML answers NOT_SUPPORTED (or whose function the driver lacks) is not asked again while the library
+is open: a GPU or driver without a feature keeps lacking it, and ``nvlow serve`` reads status on every
+request.
 
 Example (no driver needed):
     >>> brand_token(14), brand_token(5), brand_token(99), architecture_token(9)
@@ -21,7 +24,7 @@ from .nvml import FUNCTION_NOT_FOUND, NOT_FOUND, NOT_SUPPORTED, UNINITIALIZED, N
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar
+    from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple, TypeVar
 
     T = TypeVar("T")
 
@@ -39,8 +42,11 @@ _ARCHITECTURES = {2: "kepler", 3: "maxwell", 4: "pascal", 5: "volta", 6: "turing
 #: clocks, BAR1, NUMA or PCIe link queries, and libcuda is not loaded)
 FIELD_LEVELS = ("all", "plan")
 
-#: codes that just mean "this GPU or driver does not have it"
-_QUIET = (NOT_SUPPORTED, NOT_FOUND, FUNCTION_NOT_FOUND)
+#: codes that mean "this GPU or driver does not have it": remembered, not asked again
+_UNSUPPORTED = (NOT_SUPPORTED, FUNCTION_NOT_FOUND)
+#: bounds of what an open library remembers (problem lines; unsupported field calls)
+MAX_PROBLEMS = 256
+MAX_UNSUPPORTED = 4096
 
 
 def brand_token(value: int) -> str:
@@ -72,6 +78,9 @@ class NativeDriverLibrary:
         self.loaded_paths: Tuple[str, ...] = (nvml.path,) + ((cuda.path,) if cuda else ())
         #: one line per unexpected field failure ("GPU 3 nvmlDeviceGetPowerUsage: NVML_ERROR_GPU_IS_LOST")
         self.problems: List[str] = []
+        self._reported: Set[str] = set()
+        #: (field method, arguments) that answered NOT_SUPPORTED or whose function is missing
+        self._unsupported: Set[Tuple[Any, ...]] = set()
         self._closed = False
 
     @classmethod
@@ -100,19 +109,40 @@ class NativeDriverLibrary:
         self.close()
 
     # -- field helpers -----------------------------------------------------
-    def _opt(self, where: str, fn: Callable[..., T], *args: Any) -> Optional[T]:
-        """``fn(*args)``, or None when NVML/CUDA cannot answer."""
+    def report(self, line: str) -> None:
+        """Keep one unexpected failure in :attr:`problems`, once (status is read again and again)."""
+        if line not in self._reported and len(self._reported) < MAX_PROBLEMS:
+            self._reported.add(line)
+            self.problems.append(line)
+
+    def ask(self, where: str, fn: Callable[..., T], *args: Any,
+            cuda_quiet: Tuple[Optional[int], ...] = ()) -> Optional[T]:
+        """``fn(*args)`` (a field method of :attr:`nvml` or :attr:`cuda`), or None when it cannot answer
+        or an argument is None (what an earlier call could not give). NOT_SUPPORTED and a missing
+        function are remembered and not asked again; NOT_FOUND and the CUDA codes in ``cuda_quiet`` are
+        silent; any other failure is a line in :attr:`problems` (``where`` names the GPU)."""
+        if None in args:
+            return None
+        key = (fn, args)  # bound methods compare by object and function
+        if key in self._unsupported:
+            return None
         try:
             return fn(*args)
         except NvmlError as exc:
             if exc.code == UNINITIALIZED:
                 raise
-            if exc.code not in _QUIET:
-                self.problems.append(f"{where} {exc.function}: {exc.name}")
+            if exc.code in _UNSUPPORTED:
+                if len(self._unsupported) < MAX_UNSUPPORTED:
+                    self._unsupported.add(key)
+            elif exc.code != NOT_FOUND:
+                self.report(f"{where} {exc.function}: {exc.name}")
             return None
         except CudaError as exc:
-            self.problems.append(f"{where} {exc.function}: {exc.name}")
+            if exc.code not in cuda_quiet:
+                self.report(f"{where} {exc.function}: {exc.name}")
             return None
+
+    _opt = ask
 
     # -- DriverLibrary -----------------------------------------------------
     def system(self) -> SystemInfo:
@@ -143,7 +173,7 @@ class NativeDriverLibrary:
                     out[key] = cuda.multiprocessor_count(dev)
         except CudaError as exc:
             if exc.code != 100:  # CUDA_ERROR_NO_DEVICE: nothing to add
-                self.problems.append(f"cuda {exc.function}: {exc.name}")
+                self.report(f"cuda {exc.function}: {exc.name}")
         return out
 
     def gpus(self) -> Tuple[GpuRecord, ...]:

@@ -316,59 +316,32 @@ class DiscoveryCache:
 
 # --- nvidia-docker 1.0's remaining fields, from a native library ---------------
 
-def _native_parts(lib: Any) -> Optional[Tuple[Any, Any, List[str]]]:
-    """(Nvml, Cuda or None, problems list) of a native library; None for any other library
-    (the simulated one fills these fields itself)."""
-    nvml = getattr(lib, "nvml", None)
-    if nvml is None:
+Asker = Callable[..., Any]  # (where, field method, *args) -> value or None
+
+
+def _native_parts(lib: Any) -> Optional[Tuple[Any, Any, Asker, Callable[[str], None]]]:
+    """(Nvml, Cuda or None, asker, reporter) of a native library; None for any other library (the simulated one
+    fills these fields itself). The asker is the library's own field helper
+    (:meth:`nvlow.native.probe.NativeDriverLibrary.ask`): None for what a GPU lacks, a failure reported
+    once in the library's problems, NOT_SUPPORTED not asked again; here libcuda's codes for a missing
+    symbol, an unknown attribute or a hidden GPU are silent as well. The reporter adds a line to those
+    problems (once)."""
+    from ..native.probe import NativeDriverLibrary
+
+    if not isinstance(lib, NativeDriverLibrary):
         return None
-    from ..native.nvml import Nvml
+    from ..native.cuda import INVALID_DEVICE, INVALID_VALUE
 
-    if not isinstance(nvml, Nvml):
-        return None
-    problems = getattr(lib, "problems", None)
-    return nvml, getattr(lib, "cuda", None), problems if isinstance(problems, list) else []
+    quiet = (None, INVALID_VALUE, INVALID_DEVICE)
 
+    def ask(where: str, fn: Callable[..., T], *args: Any) -> Optional[T]:
+        return lib.ask(where, fn, *args, cuda_quiet=quiet)
 
-class _Asker:
-    """Field-by-field calls: "not supported" is None, anything else is also None but reported
-    in ``problems`` (one line each, as the probe's, and each line once: status is read on every
-    request), so one bad answer never costs the rest."""
-
-    def __init__(self, problems: List[str]) -> None:
-        from ..native.cuda import INVALID_DEVICE, INVALID_VALUE, CudaError
-        from ..native.nvml import FUNCTION_NOT_FOUND, NOT_FOUND, NOT_SUPPORTED, UNINITIALIZED, NvmlError
-
-        self.problems = problems
-        # looked up once per reading, not once per field (status asks ~17 fields of every GPU)
-        self._errors = (NvmlError, CudaError)
-        self._uninitialized = UNINITIALIZED
-        self._nvml_quiet: Tuple[Optional[int], ...] = (NOT_SUPPORTED, NOT_FOUND, FUNCTION_NOT_FOUND)
-        self._cuda_quiet: Tuple[Optional[int], ...] = (None, INVALID_VALUE, INVALID_DEVICE)  # missing symbol, unknown value, hidden GPU
-
-    def report(self, line: str) -> None:
-        if line not in self.problems:
-            self.problems.append(line)
-
-    def __call__(self, where: str, fn: Callable[..., T], *args: Any) -> Optional[T]:
-        if None in args:
-            return None
-        try:
-            return fn(*args)
-        except self._errors as exc:
-            nvml_error, _cuda_error = self._errors
-            if isinstance(exc, nvml_error):
-                if exc.code == self._uninitialized:
-                    raise
-                quiet = self._nvml_quiet
-            else:
-                quiet = self._cuda_quiet
-            if exc.code not in quiet:
-                self.report(f"{where} {exc.function}: {exc.name}")
-            return None
+    return lib.nvml, lib.cuda, ask, lib.report
 
 
-def _cuda_devices(cuda: Any, records: Sequence[GpuRecord], ask: _Asker) -> Dict[int, int]:
+def _cuda_devices(cuda: Any, records: Sequence[GpuRecord], ask: Asker, report: Callable[[str], None]
+                  ) -> Dict[int, int]:
     """NVML index -> CUdevice, matched by PCI address as 1.0 did (empty when libcuda cannot help).
 
     GPUs in MIG mode are left out: CUDA enumerates their MIG devices, whose attributes (SM count,
@@ -380,7 +353,7 @@ def _cuda_devices(cuda: Any, records: Sequence[GpuRecord], ask: _Asker) -> Dict[
         cuda.init()
     except CudaError as exc:
         if exc.code != NO_DEVICE:
-            ask.report(f"cuda {exc.function}: {exc.name}")
+            report(f"cuda {exc.function}: {exc.name}")
         return {}
     out: Dict[int, int] = {}
     for rec in records:
@@ -430,10 +403,9 @@ def complete_records(lib: DriverLibrary, records: Tuple[GpuRecord, ...], *, use_
         return records
     from ..native.nvml import P2P_OK
 
-    nv, cuda, problems = parts
-    ask = _Asker(problems)
+    nv, cuda, ask, report = parts
     handles = {r.index: ask(f"GPU {r.index}", nv.handle, r.index) for r in records}
-    devices = _cuda_devices(cuda, records, ask) if cuda is not None and use_cuda else {}
+    devices = _cuda_devices(cuda, records, ask, report) if cuda is not None and use_cuda else {}
     attrs: Dict[int, Dict[str, Optional[int]]] = {
         i: ask(f"GPU {i}", cuda.attributes, dev) or {} for i, dev in devices.items()}
     totals = {i: ask(f"GPU {i}", cuda.total_memory, dev) for i, dev in devices.items()}
@@ -502,8 +474,7 @@ def complete_statuses(lib: DriverLibrary, statuses: Tuple[GpuStatus, ...]) -> Tu
     parts = _native_parts(lib)
     if parts is None:
         return statuses
-    nv, _cuda, problems = parts
-    ask = _Asker(problems)
+    nv, _cuda, ask, _report = parts
     out = []
     for s in statuses:
         where = f"GPU {s.index}"
