@@ -1,4 +1,4 @@
-"""Helpers for the real-engine tests: engine handles, the probe script, argv inspection."""
+"""Helpers for the real-engine tests: engine handles, the probe script, argv inspection, CDI kinds."""
 from __future__ import annotations
 
 import os
@@ -124,3 +124,20 @@ def device_args(argv: Sequence[str]) -> List[str]:
         elif arg.startswith("--device="):
             out.append(arg[len("--device="):])
     return out
+
+
+def kinds_in_spec_dirs() -> List[str]:
+    """The kinds of the CDI specs this host's engines read (``/etc/cdi``, ``/var/run/cdi``); a file that
+    cannot be read is someone else's and is skipped."""
+    from nvlow.cdi.store import read_spec, spec_files
+    from nvlow.host.root import HostRoot
+
+    kinds = []
+    for _priority, path in spec_files(HostRoot("/")):
+        try:
+            doc = read_spec(path)
+        except Exception:  # noqa: BLE001 - someone else's broken file
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("kind"), str):
+            kinds.append(doc["kind"])
+    return kinds

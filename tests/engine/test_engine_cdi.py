@@ -22,39 +22,17 @@ from .fakehost import FakeHost, host_has_nvidia_driver
 from nvlow.cdi.layout import library_dirs
 from nvlow.host.ldcache import native_arch
 
-from .helpers import IMAGE, IMAGE_PATH, Engine, NvlowRunner, Section, probe_script, sections
+from .helpers import IMAGE, IMAGE_PATH, Engine, NvlowRunner, Section, kinds_in_spec_dirs, probe_script, sections
 
 pytestmark = [pytest.mark.engine, requires_engines, requires_root]
 
 SPEC_DIR = "/var/run/cdi"
-STATIC_DIR = "/etc/cdi"
 #: where the spec binds the 64-bit libraries: the multiarch directory (Debian/Ubuntu) and /usr/lib64 (RHEL)
 MULTIARCH_LIB, LIB64 = library_dirs(native_arch())
 BROKEN_KIND = "nvlow-broken.example/gpu"
 #: where the test binds the NVML test program (linked against the fake libnvidia-ml.so.1) into containers
 NVML_PROBE = "/opt/nvml-probe"
 
-
-def _kinds_in_spec_dirs(exclude: Tuple[str, ...] = ()) -> List[str]:
-    kinds = []
-    for d in (STATIC_DIR, SPEC_DIR):
-        try:
-            names = os.listdir(d)
-        except OSError:
-            continue
-        for name in names:
-            path = os.path.join(d, name)
-            if path in exclude or not name.endswith((".json", ".yaml")):
-                continue
-            try:
-                from nvlow.cdi.store import read_spec
-
-                doc = read_spec(path)
-            except Exception:  # noqa: BLE001 - someone else's broken file
-                continue
-            if isinstance(doc, dict) and isinstance(doc.get("kind"), str):
-                kinds.append(doc["kind"])
-    return kinds
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +42,7 @@ def cdi_spec(fake_host: FakeHost, podman_engine: Engine) -> Iterator[Tuple[str, 
         pytest.skip("this host has a real NVIDIA driver (major 195): fake nodes would reach real GPUs")
     path = os.path.join(SPEC_DIR, f"nvlow-test-{os.getpid()}.yaml")
     # Do not shadow or conflict with a real spec of this machine (nvidia-ctk writes nvidia.com/gpu).
-    vendor = "nvidia.com" if "nvidia.com/gpu" not in _kinds_in_spec_dirs() else "nvlow-test.example"
+    vendor = "nvidia.com" if "nvidia.com/gpu" not in kinds_in_spec_dirs() else "nvlow-test.example"
     env = dict(podman_engine.env)
     from .helpers import nvlow_command
 
@@ -245,7 +223,7 @@ BROKEN = ["unknown-field", "env-without-value", "duplicate-name", "empty-device-
 @pytest.mark.parametrize("case", BROKEN)
 def test_broken_spec_rejected_by_nvlow_and_podman(case: str, cdi_spec: Tuple[str, str], podman_engine: Engine,
                                                   fake_host: FakeHost, nvlow: NvlowRunner) -> None:
-    if BROKEN_KIND in _kinds_in_spec_dirs():
+    if BROKEN_KIND in kinds_in_spec_dirs():
         pytest.skip(f"another spec of this machine defines {BROKEN_KIND}")
     kind, _good_path = cdi_spec
     path = os.path.join(SPEC_DIR, f"nvlow-broken-{os.getpid()}.json")
@@ -276,7 +254,7 @@ def test_volume_mode(fake_host: FakeHost, podman_engine: Engine, nvlow: NvlowRun
     if host_has_nvidia_driver():
         pytest.skip("this host has a real NVIDIA driver (major 195): fake nodes would reach real GPUs")
     kind = "nvlow-test.example/gpuvol"
-    if kind in _kinds_in_spec_dirs():
+    if kind in kinds_in_spec_dirs():
         pytest.skip(f"another spec of this machine defines {kind}")
     volumes = str(tmp_path_factory.mktemp("volumes"))
     path = os.path.join(SPEC_DIR, f"nvlow-test-vol-{os.getpid()}.json")
@@ -318,7 +296,7 @@ def test_v_prefixed_version(cdi_spec: Tuple[str, str], podman_engine: Engine, fa
                             nvlow: NvlowRunner) -> None:
     """``cdiVersion: v0.5.0`` is valid for the CDI library since v0.5.4: nvlow accepts it with a note,
     because podman 4.3 (Debian 12; an older CDI library) rejects it (measured here)."""
-    if BROKEN_KIND in _kinds_in_spec_dirs():
+    if BROKEN_KIND in kinds_in_spec_dirs():
         pytest.skip(f"another spec of this machine defines {BROKEN_KIND}")
     path = os.path.join(SPEC_DIR, f"nvlow-broken-{os.getpid()}.json")
     run = ("run", "--rm", "--pull", "never", "--network", "none", "--device", f"{BROKEN_KIND}=0", IMAGE, "true")

@@ -33,7 +33,7 @@ from nvlow.host.ldcache import native_arch
 
 from . import requires_engines, requires_root
 from .fakehost import _compile_library
-from .helpers import IMAGE, IMAGE_PATH, Engine, NvlowRunner, Section, nvlow_command, probe_script, sections
+from .helpers import IMAGE, IMAGE_PATH, Engine, NvlowRunner, Section, kinds_in_spec_dirs, nvlow_command, probe_script, sections
 
 pytestmark = [pytest.mark.engine, requires_engines, requires_root]
 
@@ -44,7 +44,6 @@ SMI_LINK = "/usr/bin/nvidia-smi"
 #: where the test binds its probe program (linked against the fake driver libraries) into containers
 WSL_PROBE = "/opt/wsl-probe"
 SPEC_DIR = "/var/run/cdi"
-STATIC_DIR = "/etc/cdi"
 MULTIARCH_LIB, LIB64 = library_dirs(native_arch())
 
 #: the NVIDIA store files a container gets (docs/wsl2.md, "Files mounted"): the toolkit's required
@@ -305,33 +304,13 @@ def test_exec_control_without_nvlow(engine: Engine, wsl_probe: str) -> None:
 
 # ---------------------------------------------------------------- CDI
 
-def _kinds_in_spec_dirs() -> List[str]:
-    from nvlow.cdi.store import read_spec
-
-    kinds = []
-    for d in (STATIC_DIR, SPEC_DIR):
-        try:
-            names = os.listdir(d)
-        except OSError:
-            continue
-        for name in names:
-            if not name.endswith((".json", ".yaml")):
-                continue
-            try:
-                doc = read_spec(os.path.join(d, name))
-            except Exception:  # noqa: BLE001 - someone else's broken file
-                continue
-            if isinstance(doc, dict) and isinstance(doc.get("kind"), str):
-                kinds.append(doc["kind"])
-    return kinds
-
 
 @pytest.fixture(scope="module")
 def wsl_cdi_spec(wsl_host: FakeWslHost, podman_engine: Engine) -> Iterator[Tuple[str, str]]:
     """(kind, spec path): nvlow's spec for the fake WSL2 host in /var/run/cdi (removed afterwards)."""
     path = os.path.join(SPEC_DIR, f"nvlow-test-wsl-{os.getpid()}.yaml")
     # Do not shadow or conflict with a real spec of this machine (nvidia-ctk writes nvidia.com/gpu).
-    vendor = "nvidia.com" if "nvidia.com/gpu" not in _kinds_in_spec_dirs() else "nvlow-test.example"
+    vendor = "nvidia.com" if "nvidia.com/gpu" not in kinds_in_spec_dirs() else "nvlow-test.example"
     proc = subprocess.run([*nvlow_command(), "cdi", "generate", "--root", wsl_host.root, "--no-nvml",
                            "--vendor", vendor, "--output", path],
                           env=dict(podman_engine.env), capture_output=True, text=True, timeout=120)
