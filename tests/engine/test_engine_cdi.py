@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import subprocess
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, Tuple
 
 import pytest
 
