@@ -36,7 +36,6 @@ import json
 import os
 import re
 import shutil
-import stat
 import statistics
 import subprocess
 import sys
@@ -114,6 +113,7 @@ class FakeHost:
 
     def __init__(self, base: str, preset_name: str = "dgx-a100") -> None:
         from fakes.build import build_fakes
+        from fakes.nodes import make_real_nodes
         from fakes.scenario import scenario_from_preset
 
         from nvlow.simulate.hosttree import build_tree
@@ -159,22 +159,6 @@ class RealHost:
         dev = os.path.join(self.root, "dev")
         self.gpus = len([n for n in (os.listdir(dev) if os.path.isdir(dev) else [])
                          if re.fullmatch(r"nvidia\d+", n)])
-
-
-def make_real_nodes(root: str) -> None:
-    """The simulated (marked regular file) /dev nodes become real character devices (root only), as in
-    tests/test_hardening_root.py ``real_nodes``."""
-    from nvlow.host.root import SIMULATED_NODE_PREFIX
-
-    for dirpath, _dirs, files in os.walk(os.path.join(root, "dev")):
-        for name in files:
-            path = os.path.join(dirpath, name)
-            with open(path, "rb") as fh:
-                head = fh.read(64)
-            if head.startswith(SIMULATED_NODE_PREFIX):
-                major, minor = head[len(SIMULATED_NODE_PREFIX):].strip().split(b":")
-                os.unlink(path)
-                os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(int(major), int(minor)))
 
 
 def build_shim(base: str) -> Optional[str]:

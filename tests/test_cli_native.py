@@ -19,9 +19,9 @@ def make_root(tmp_path, fake, preset_name="dgx-a100"):
     build_tree(str(dest), get_preset(preset_name))
     fake.install(str(dest))  # the compiled fakes replace the tree's stub libnvidia-ml/libcuda
     if os.geteuid() == 0:  # real character devices, as on a host
-        from test_hardening_root import real_nodes
+        from fakes.nodes import make_real_nodes
 
-        real_nodes(str(dest))
+        make_real_nodes(str(dest))
     return str(dest)
 
 

@@ -25,6 +25,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import pytest
 
+from fakes.nodes import make_real_nodes
 import nvlow.host.scan as scan_module
 from nvlow.host.cudaversions import cuda_for_driver
 from nvlow.host.driverfiles import select_driver_files
@@ -87,25 +88,12 @@ def all_nodes(scan: ProcScan) -> List[DeviceNode]:
     return out
 
 
-def real_nodes(d: str) -> None:
-    """Turn the simulated (marked regular file) nodes of a tree into real character devices (root only)."""
-    for dirpath, _dirs, files in os.walk(os.path.join(d, "dev")):
-        for name in files:
-            path = os.path.join(dirpath, name)
-            with open(path, "rb") as fh:
-                head = fh.read(64)
-            if head.startswith(SIMULATED_NODE_PREFIX):
-                major, minor = head[len(SIMULATED_NODE_PREFIX):].strip().split(b":")
-                os.unlink(path)
-                os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(int(major), int(minor)))
-
-
 def host_tree(d: str, preset: str = "workstation") -> str:
     """A whole simulated host (procfs, /dev, driver files, ld.so.cache) with real nodes when root."""
     os.makedirs(d)
     build_tree(d, get_preset(preset))
     if IS_ROOT:
-        real_nodes(d)
+        make_real_nodes(d)
     return d
 
 
