@@ -713,17 +713,6 @@ def profile(root: str, env: Dict[str, str], base: str) -> Dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------- main
-def print_rows(rows: List[Dict[str, Any]]) -> None:
-    width = max(len(str(r.get("figure"))) for r in rows)
-    print(f"{'figure':<{width}}  {'median':>10}  {'ratio':>6}  baseline")
-    for r in rows:
-        if "skipped" in r:
-            print(f"{r['figure']:<{width}}  skipped: {r['skipped']}")
-            continue
-        detail = f"  ({r['detail']})" if r.get("detail") else ""
-        print(f"{r['figure']:<{width}}  {r['median_ms']:>8}ms  {r['ratio']:>6}  {r['baseline']}{detail}")
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  epilog=BUILD_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -739,6 +728,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     keep = a.keep
     if a.profile and not keep:
         keep = tempfile.mkdtemp(prefix="nvlow-bench-cdi-")
+    from bench.run import print_rows
+
     result = run(runs=a.runs, ctk=a.ctk, preset=a.preset, keep=keep, host_root=a.host_root)
     print_rows(result["rows"])
     if result.get("ctk") is None and any("not built" in str(r.get("skipped", "")) for r in result["rows"]):

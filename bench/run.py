@@ -110,6 +110,21 @@ def bench_serve_vs_plugin10(runs: int) -> List[Dict[str, object]]:
     return out
 
 
+def print_rows(rows: Sequence[Dict[str, object]]) -> None:
+    """The table of ``rows`` (figure, median, ratio, baseline, detail; or figure and why it was skipped),
+    as this script and bench/bench_cdi.py print it."""
+    width = max(len(str(r.get("figure"))) for r in rows)
+    print(f"{'figure':<{width}}  {'median':>10}  {'ratio':>6}  baseline")
+    for r in rows:
+        if "skipped" in r:
+            print(f"{r['figure']:<{width}}  skipped: {r['skipped']}")
+            continue
+        med = r.get("median_ms")
+        detail = f"  ({r['detail']})" if r.get("detail") else ""
+        print(f"{r['figure']:<{width}}  {med if med is not None else '':>8}ms  {r.get('ratio', ''):>6}  "
+              f"{r.get('baseline', '')}{detail}")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
@@ -133,16 +148,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rows += bench_serve_vs_plugin10(runs)  # NVLOW_BENCH_NVIDIA_DOCKER_PLUGIN=PATH (root)
     rows += bench_optional("driver volume", "bench.bench_volume", runs)
     rows += bench_optional("cdi generate vs nvidia-ctk", "bench.bench_cdi", runs)  # NVLOW_BENCH_NVIDIA_CTK=PATH
-    width = max(len(str(r.get("figure"))) for r in rows)
-    print(f"{'figure':<{width}}  {'median':>10}  {'ratio':>6}  baseline")
-    for r in rows:
-        if "skipped" in r:
-            print(f"{r['figure']:<{width}}  skipped: {r['skipped']}")
-            continue
-        med = r.get("median_ms")
-        detail = f"  ({r['detail']})" if r.get("detail") else ""
-        print(f"{r['figure']:<{width}}  {med if med is not None else '':>8}ms  {r.get('ratio', ''):>6}  "
-              f"{r.get('baseline', '')}{detail}")
+    print_rows(rows)
     if a.json:
         with open(a.json, "w") as fh:
             json.dump(rows, fh, indent=2)
