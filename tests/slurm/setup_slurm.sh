@@ -43,19 +43,8 @@ die() { log "error: $*"; exit 1; }
 usage() { die "usage: $0 start WORKDIR [--task-cgroup] | stop WORKDIR | restart-slurmd WORKDIR CONFDIR"; }
 
 # ---------------------------------------------------------------- packages
-ensure_packages() {
-    local missing=() p
-    for p in "${PACKAGES[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-    done
-    [ "${#missing[@]}" -eq 0 ] && return 0
-    [ "$(id -u)" -eq 0 ] || die "packages missing (${missing[*]}) and not root to install them"
-    command -v apt-get >/dev/null || die "packages missing (${missing[*]}) and no apt-get"
-    log "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >&2 || die "apt-get update failed"
-    apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >&2 || die "apt-get install failed"
-}
+# shellcheck source=../packages.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../packages.sh"  # ensure_packages
 
 find_tools() {
     PATH=$PATH:/usr/sbin:/sbin

@@ -1,0 +1,19 @@
+# Sourced by tests/engine/setup_engines.sh and tests/slurm/setup_slurm.sh: ensure_packages installs the
+# Debian packages named in the caller's PACKAGES array when any is missing (root and apt-get needed),
+# reporting through the caller's log and die.
+#
+# No recommends: for the engines they pull in apparmor, criu and needrestart (`runc` satisfies podman's
+# crun|runc); Slurm and munge need none either.
+ensure_packages() {
+    local missing=() p
+    for p in "${PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    [ "$(id -u)" -eq 0 ] || die "packages missing (${missing[*]}) and not root to install them"
+    command -v apt-get >/dev/null || die "packages missing (${missing[*]}) and no apt-get"
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2 || die "apt-get update failed"
+    apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >&2 || die "apt-get install failed"
+}
