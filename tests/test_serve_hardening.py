@@ -7,7 +7,7 @@ import socket
 import time
 from typing import Iterator, List
 
-from test_serve_support import get, raw, running_server
+from test_serve_support import get, raw, running_server, trickle
 
 
 def _slow_client(address, source: str = "127.0.0.1") -> socket.socket:
@@ -44,20 +44,8 @@ def test_a_trickling_client_is_dropped_at_the_deadline(tmp_path) -> None:
         s = _slow_client(server.address)
         with _closing([s]):
             started = time.monotonic()
-            closed = False
             # one byte every 0.2 s: each read succeeds, so only the whole-request deadline ends it
-            for _ in range(40):
-                try:
-                    s.sendall(b"T")
-                    s.settimeout(0.2)
-                    if s.recv(1) == b"":
-                        closed = True
-                        break
-                except socket.timeout:
-                    continue
-                except OSError:
-                    closed = True
-                    break
+            closed = trickle(s, b"T" * 40, 0.2)
             assert closed and time.monotonic() - started < 4.0
 
 

@@ -15,7 +15,7 @@ import pytest
 
 import nvlow.serve.server as srvmod
 from nvlow.serve.httpd import MAX_BODY, MAX_HEADER_BYTES, MAX_LINE, HeadScan, HttpError, parse_head, split_target
-from test_serve_support import get, get_json, raw, running_server
+from test_serve_support import get, get_json, raw, running_server, trickle
 
 # -- the parser ---------------------------------------------------------------------------------
 
@@ -332,19 +332,7 @@ def test_slowloris_is_dropped_at_the_deadline_and_a_slow_request_within_it_is_an
         # past it: a byte every 0.25 s, never a whole request
         with socket.create_connection(server.address, timeout=10) as s:
             started = time.monotonic()
-            closed = False
-            for i in range(40):
-                try:
-                    s.sendall(request[i:i + 1])
-                    s.settimeout(0.25)
-                    if s.recv(1) == b"":
-                        closed = True
-                        break
-                except socket.timeout:
-                    continue
-                except OSError:
-                    closed = True
-                    break
+            closed = trickle(s, request[:40], 0.25)
             took = time.monotonic() - started
         assert closed and 1.4 < took < 3.5
         assert get(server, "/healthz")[0] == 200

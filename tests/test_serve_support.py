@@ -124,6 +124,22 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 PLUGIN_ACCEPT = "application/vnd.docker.plugins.v1.2+json"
 
 
+def trickle(s: socket.socket, data: bytes, interval: float) -> bool:
+    """Send ``data`` one byte at a time, waiting up to ``interval`` seconds after each for the server to
+    close the connection; True when it did (end of stream or a reset)."""
+    for i in range(len(data)):
+        try:
+            s.sendall(data[i:i + 1])
+            s.settimeout(interval)
+            if s.recv(1) == b"":
+                return True
+        except socket.timeout:
+            continue
+        except OSError:
+            return True
+    return False
+
+
 def plugin_call(socket_path: str, endpoint: str, payload: Optional[Dict[str, Any]] = None,
                 accept: Optional[str] = PLUGIN_ACCEPT, method: str = "POST") -> Tuple[int, Any]:
     """One volume plugin request: (status, decoded JSON or text)."""
