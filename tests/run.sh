@@ -78,58 +78,48 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-if [ "${NVLOW_ENGINES:-}" = 0 ]; then
-    say "NVLOW_ENGINES=0: real-engine tests disabled"
-    export NVLOW_ENGINES=0
-elif [ "$(id -u)" -ne 0 ]; then
-    if in_ci; then
-        say "error: CI runs the real-engine tests, which need root"
-        exit 1
+# start_harness WHAT FLAG SCRIPT WORKDIR_VAR WORKDIR [NAME=VALUE ...]: as root, SCRIPT start WORKDIR (with the
+# NAME=VALUE environment) and source its env.sh, which exports FLAG=1; WORKDIR_VAR names it for cleanup().
+# FLAG=0 disables it; not root or a failed start skips its tests (FLAG=0), except in CI, where both are errors.
+start_harness() {
+    local what=$1 flag=$2 script=$3 var=$4 dir=$5
+    shift 5
+    if [ "${!flag:-}" = 0 ]; then
+        say "$flag=0: real-$what tests disabled"
+        export "$flag=0"
+        return 0
     fi
-    say "not root: real-engine tests will be skipped"
-    export NVLOW_ENGINES=0
-else
-    ENGINE_WORKDIR=/tmp/nvlow-ci-$$
-    if bash tests/engine/setup_engines.sh start "$ENGINE_WORKDIR"; then
-        # shellcheck disable=SC1091
-        . "$ENGINE_WORKDIR/env.sh"
+    if [ "$(id -u)" -ne 0 ]; then
+        if in_ci; then
+            say "error: CI runs the real-$what tests, which need root"
+            exit 1
+        fi
+        say "not root: real-$what tests will be skipped"
+        export "$flag=0"
+        return 0
+    fi
+    printf -v "$var" '%s' "$dir"
+    if env "$@" bash "$script" start "$dir"; then
+        # shellcheck disable=SC1090,SC1091
+        . "$dir/env.sh"
     else
-        say "engine setup failed (see the lines above)"
+        say "$what setup failed (see the lines above)"
         in_ci && exit 1
-        bash tests/engine/setup_engines.sh stop "$ENGINE_WORKDIR" || true
-        ENGINE_WORKDIR=""
-        say "continuing without real-engine tests"
-        export NVLOW_ENGINES=0
+        bash "$script" stop "$dir" || true
+        printf -v "$var" '%s' ""
+        say "continuing without real-$what tests"
+        export "$flag=0"
     fi
-fi
+}
+
+start_harness engine NVLOW_ENGINES tests/engine/setup_engines.sh ENGINE_WORKDIR "/tmp/nvlow-ci-$$"
 
 # ---------------------------------------------------------------- slurm (begin)
 # tests/test_slurm_real.py: as root (unless NVLOW_SLURM=0), a private one-node Slurm cluster from
 # tests/slurm/setup_slurm.sh (installing Debian's slurmctld, slurmd, slurm-client and munge when missing),
 # stopped by cleanup(). Without it those tests skip with a reason; in CI a failed setup is an error.
-if [ "${NVLOW_SLURM:-}" = 0 ]; then
-    say "NVLOW_SLURM=0: real-Slurm tests disabled"
-elif [ "$(id -u)" -ne 0 ]; then
-    if in_ci; then
-        say "error: CI runs the real-Slurm tests, which need root"
-        exit 1
-    fi
-    say "not root: real-Slurm tests will be skipped"
-    export NVLOW_SLURM=0
-else
-    SLURM_WORKDIR=/tmp/nvlow-slurm-$$
-    if PYTHON="$REPO/.venv/bin/python" bash tests/slurm/setup_slurm.sh start "$SLURM_WORKDIR"; then
-        # shellcheck disable=SC1091
-        . "$SLURM_WORKDIR/env.sh"
-    else
-        say "Slurm setup failed (see the lines above)"
-        in_ci && exit 1
-        bash tests/slurm/setup_slurm.sh stop "$SLURM_WORKDIR" || true
-        SLURM_WORKDIR=""
-        say "continuing without real-Slurm tests"
-        export NVLOW_SLURM=0
-    fi
-fi
+start_harness Slurm NVLOW_SLURM tests/slurm/setup_slurm.sh SLURM_WORKDIR "/tmp/nvlow-slurm-$$" \
+    PYTHON="$REPO/.venv/bin/python"
 # ---------------------------------------------------------------- slurm (end)
 
 # ---------------------------------------------------------------- tests
