@@ -46,6 +46,19 @@ def is_ascii_digits(text: str) -> bool:
     return bool(text) and text.isascii() and text.isdigit()
 
 
+def digits_end(text: str, start: int = 0) -> int:
+    """Where the run of ASCII ``0-9`` that starts at ``start`` ends (``start`` itself when there is none).
+
+    Example:
+        >>> digits_end("12.4", 0), digits_end("12.4", 3), digits_end("v1", 0)
+        (2, 4, 0)
+    """
+    end = start
+    while end < len(text) and text[end] in ASCII_DIGITS:
+        end += 1
+    return end
+
+
 def numbered(name: str, prefix: str, *, max_digits: int = 7) -> Optional[int]:
     """N of a name ``prefix`` + N, N written as the kernel writes it: ``0`` or 1 to ``max_digits`` ASCII
     digits without a leading zero (the regular expression ``prefix(0|[1-9][0-9]{0,6})\\Z``, which the

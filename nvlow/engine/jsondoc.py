@@ -24,7 +24,7 @@ Example:
 from __future__ import annotations
 
 from ..errors import NvlowError
-from ..text import ASCII_DIGITS, HEX_DIGITS
+from ..text import ASCII_DIGITS, HEX_DIGITS, digits_end
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -203,12 +203,12 @@ def _number_kind(token: str) -> Any:
     if k < n and token[k] == "0":
         k += 1
     elif k < n and token[k] in _NONZERO:
-        k = _digits(token, k + 1)
+        k = digits_end(token, k + 1)
     else:
         return None
     integral = True
     if k < n and token[k] == ".":
-        start, k = k + 1, _digits(token, k + 1)
+        start, k = k + 1, digits_end(token, k + 1)
         if k == start:
             return None
         integral = False
@@ -216,15 +216,8 @@ def _number_kind(token: str) -> Any:
         k += 1
         if k < n and token[k] in "+-":
             k += 1
-        start, k = k, _digits(token, k)
+        start, k = k, digits_end(token, k)
         if k == start:
             return None
         integral = False
     return integral if k == n else None
-
-
-def _digits(token: str, k: int) -> int:
-    n = len(token)
-    while k < n and token[k] in ASCII_DIGITS:
-        k += 1
-    return k

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from ..frozen import Record
 from ..errors import RequirementError, UsageError
-from ..text import ASCII_DIGITS, ASCII_LETTERS, is_ascii_digits, lazy_re, number_or_none, parse_number, printable
+from ..text import ASCII_LETTERS, digits_end, is_ascii_digits, lazy_re, number_or_none, parse_number, printable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -136,30 +136,22 @@ def _is_dotted_number(text: str) -> bool:
     return all(is_ascii_digits(part) for part in text.split("."))
 
 
-def _leading_digits(text: str, start: int = 0) -> int:
-    """The end of the run of ASCII digits at ``start``."""
-    end = start
-    while end < len(text) and text[end] in ASCII_DIGITS:
-        end += 1
-    return end
-
-
 def _major_minor(text: str) -> Optional[Tuple[str, str]]:
     """(major, minor) digits of a text that starts ``[0-9]+\\.[0-9]+``, or None."""
-    dot = _leading_digits(text)
+    dot = digits_end(text)
     if dot == 0 or text[dot:dot + 1] != ".":
         return None
-    end = _leading_digits(text, dot + 1)
+    end = digits_end(text, dot + 1)
     return (text[:dot], text[dot + 1:end]) if end > dot + 1 else None
 
 
 def _leading_number(text: str) -> Optional[str]:
     """The longest prefix ``[0-9]+(\\.[0-9]+)*`` of ``text``, or None."""
-    end = _leading_digits(text)
+    end = digits_end(text)
     if end == 0:
         return None
     while text[end:end + 1] == ".":
-        after = _leading_digits(text, end + 1)
+        after = digits_end(text, end + 1)
         if after == end + 1:
             break
         end = after
