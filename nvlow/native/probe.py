@@ -142,19 +142,18 @@ class NativeDriverLibrary:
                 self.report(f"{where} {exc.function}: {exc.name}")
             return None
 
-    _opt = ask
 
     # -- DriverLibrary -----------------------------------------------------
     def system(self) -> SystemInfo:
         nv = self.nvml
         cuda_version: Optional[int] = None
         if self.cuda is not None:
-            cuda_version = self._opt("system", self.cuda.driver_version)
+            cuda_version = self.ask("system", self.cuda.driver_version)
         if cuda_version is None:
-            cuda_version = self._opt("system", nv.cuda_driver_version)
+            cuda_version = self.ask("system", nv.cuda_driver_version)
         return SystemInfo(
-            driver_version=self._opt("system", nv.driver_version),
-            nvml_version=self._opt("system", nv.nvml_version) if self.fields == "all" else None,
+            driver_version=self.ask("system", nv.driver_version),
+            nvml_version=self.ask("system", nv.nvml_version) if self.fields == "all" else None,
             cuda_version=cuda_version_string(cuda_version) if cuda_version else None,
         )
 
@@ -182,21 +181,21 @@ class NativeDriverLibrary:
         out = []
         for index in range(nv.device_count()):
             where = f"GPU {index}"
-            h = self._opt(where, nv.handle, index)
+            h = self.ask(where, nv.handle, index)
             if h is None:
                 out.append(GpuRecord(index=index, minor=None, uuid=None, name=None, bus_id=None))
                 continue
-            pci = self._opt(where, nv.pci_info, h)
-            cc = self._opt(where, nv.compute_capability, h)
-            brand = self._opt(where, nv.brand, h)
-            arch = self._opt(where, nv.architecture, h)
-            mig = self._opt(where, nv.mig_mode, h)
+            pci = self.ask(where, nv.pci_info, h)
+            cc = self.ask(where, nv.compute_capability, h)
+            brand = self.ask(where, nv.brand, h)
+            arch = self.ask(where, nv.architecture, h)
+            mig = self.ask(where, nv.mig_mode, h)
             # the identity every field level asks for (the plan's level asks nothing more)
             ident: Dict[str, Any] = dict(
                 index=index,
-                minor=self._opt(where, nv.minor, h),
-                uuid=self._opt(where, nv.uuid, h),
-                name=self._opt(where, nv.name, h),
+                minor=self.ask(where, nv.minor, h),
+                uuid=self.ask(where, nv.uuid, h),
+                name=self.ask(where, nv.name, h),
                 bus_id=pci[0] if pci else None,
                 pci_device_id=pci[1] if pci else None,
                 brand=brand_token(brand) if brand is not None else None,
@@ -209,40 +208,40 @@ class NativeDriverLibrary:
             if self.fields == "plan":
                 out.append(GpuRecord(**ident))
                 continue
-            memory = self._opt(where, nv.memory, h)
-            bar1 = self._opt(where, nv.bar1_memory, h)
-            power_limit = self._opt(where, nv.power_limit, h)
+            memory = self.ask(where, nv.memory, h)
+            bar1 = self.ask(where, nv.bar1_memory, h)
+            power_limit = self.ask(where, nv.power_limit, h)
             if power_limit is None:
-                power_limit = self._opt(where, nv.enforced_power_limit, h)
+                power_limit = self.ask(where, nv.enforced_power_limit, h)
             key = parse_bus_id(pci[0]) if pci else None
             out.append(GpuRecord(
                 **ident,
                 memory_total=memory[0] if memory else None,
-                persistence_mode=self._opt(where, nv.persistence_mode, h),
+                persistence_mode=self.ask(where, nv.persistence_mode, h),
                 power_limit=power_limit,
-                max_clocks_sm=self._opt(where, nv.max_clock, h, "sm"),
-                max_clocks_memory=self._opt(where, nv.max_clock, h, "mem"),
+                max_clocks_sm=self.ask(where, nv.max_clock, h, "sm"),
+                max_clocks_memory=self.ask(where, nv.max_clock, h, "mem"),
                 multiprocessor_count=sm_counts.get(key) if key else None,
-                numa_node=self._opt(where, nv.numa_node, h),
-                pcie_max_generation=self._opt(where, nv.max_pcie_generation, h),
-                pcie_max_width=self._opt(where, nv.max_pcie_width, h),
+                numa_node=self.ask(where, nv.numa_node, h),
+                pcie_max_generation=self.ask(where, nv.max_pcie_generation, h),
+                pcie_max_width=self.ask(where, nv.max_pcie_width, h),
                 bar1_total=bar1[0] if bar1 else None,
             ))
         return tuple(out)
 
     def _mig_records(self, where: str, h: Any) -> Tuple[MigRecord, ...]:
         nv = self.nvml
-        handles = self._opt(where, nv.mig_handles, h) or []
+        handles = self.ask(where, nv.mig_handles, h) or []
         out = []
         for slot, mh in handles:
             mwhere = f"{where} MIG {slot}"
-            memory = self._opt(mwhere, nv.memory, mh) if self.fields == "all" else None
+            memory = self.ask(mwhere, nv.memory, mh) if self.fields == "all" else None
             out.append(MigRecord(
                 index=slot,
-                uuid=self._opt(mwhere, nv.uuid, mh),
-                gpu_instance_id=self._opt(mwhere, nv.gpu_instance_id, mh),
-                compute_instance_id=self._opt(mwhere, nv.compute_instance_id, mh),
-                name=self._opt(mwhere, nv.name, mh),
+                uuid=self.ask(mwhere, nv.uuid, mh),
+                gpu_instance_id=self.ask(mwhere, nv.gpu_instance_id, mh),
+                compute_instance_id=self.ask(mwhere, nv.compute_instance_id, mh),
+                name=self.ask(mwhere, nv.name, mh),
                 memory_total=memory[0] if memory else None,
             ))
         return tuple(out)
@@ -252,34 +251,34 @@ class NativeDriverLibrary:
         out = []
         for index in range(nv.device_count()):
             where = f"GPU {index}"
-            h = self._opt(where, nv.handle, index)
+            h = self.ask(where, nv.handle, index)
             if h is None:
                 out.append(GpuStatus(index=index))
                 continue
-            util = self._opt(where, nv.utilization, h)
-            memory = self._opt(where, nv.memory, h)
-            pcie = self._opt(where, nv.pcie_throughput, h)
-            power_limit = self._opt(where, nv.power_limit, h)
+            util = self.ask(where, nv.utilization, h)
+            memory = self.ask(where, nv.memory, h)
+            pcie = self.ask(where, nv.pcie_throughput, h)
+            power_limit = self.ask(where, nv.power_limit, h)
             if power_limit is None:
-                power_limit = self._opt(where, nv.enforced_power_limit, h)
-            procs = self._opt(where, nv.processes, h) or []
+                power_limit = self.ask(where, nv.enforced_power_limit, h)
+            procs = self.ask(where, nv.processes, h) or []
             out.append(GpuStatus(
                 index=index,
-                power_usage=self._opt(where, nv.power_usage, h),
+                power_usage=self.ask(where, nv.power_usage, h),
                 power_limit=power_limit,
-                temperature=self._opt(where, nv.temperature, h),
+                temperature=self.ask(where, nv.temperature, h),
                 utilization_gpu=util[0] if util else None,
                 utilization_memory=util[1] if util else None,
-                utilization_encoder=self._opt(where, nv.encoder_utilization, h),
-                utilization_decoder=self._opt(where, nv.decoder_utilization, h),
+                utilization_encoder=self.ask(where, nv.encoder_utilization, h),
+                utilization_decoder=self.ask(where, nv.decoder_utilization, h),
                 memory_used=memory[1] if memory else None,
                 memory_total=memory[0] if memory else None,
-                clock_sm=self._opt(where, nv.clock, h, "sm"),
-                clock_memory=self._opt(where, nv.clock, h, "mem"),
+                clock_sm=self.ask(where, nv.clock, h, "sm"),
+                clock_memory=self.ask(where, nv.clock, h, "mem"),
                 pcie_rx=pcie[0] if pcie else None,
                 pcie_tx=pcie[1] if pcie else None,
                 processes=tuple(
-                    ProcessRecord(pid=pid, name=self._opt(where, nv.process_name, pid), used_memory=used)
+                    ProcessRecord(pid=pid, name=self.ask(where, nv.process_name, pid), used_memory=used)
                     for pid, used in procs),
             ))
         return tuple(out)
