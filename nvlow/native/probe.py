@@ -142,7 +142,6 @@ class NativeDriverLibrary:
                 self.report(f"{where} {exc.function}: {exc.name}")
             return None
 
-
     # -- DriverLibrary -----------------------------------------------------
     def system(self) -> SystemInfo:
         nv = self.nvml
