@@ -227,17 +227,13 @@ class Nvml:
             self._error_strings[code] = value
         return value
 
-    def _check(self, rc: int, function: str) -> None:
-        if rc != SUCCESS:
-            raise nvml_error(rc, function, self.error_string(rc))
-
     def _call(self, function: str, *args: Any) -> None:
         fn = self._funcs.get(function)
         if fn is None:
             raise NvmlNotSupported(FUNCTION_NOT_FOUND, function,
                                    f"NVML: {self.path} does not export {function} (older driver)")
         rc = fn(*args)
-        if rc != SUCCESS:  # _check, inline: every field read passes here
+        if rc != SUCCESS:  # the one error funnel (nvml_error) of every NVML call
             raise nvml_error(rc, function, self.error_string(rc))
 
     def _uint(self, function: str, *args: Any, ctype: str = "unsigned int *") -> int:
