@@ -2,7 +2,7 @@
 
 :class:`Nvml` wraps the versioned C functions declared in ``cdefs/nvml.h`` and
 returns plain Python values. Every return code goes through one funnel,
-:meth:`Nvml._check`, which raises an :class:`NvmlError` (a
+:meth:`Nvml._call` and :func:`nvml_error`, which raise an :class:`NvmlError` (a
 :class:`~nvlow.errors.LibraryError`) or the subclass for the codes callers
 treat differently. Optional functions are probed once at open: a symbol an
 older driver lacks raises :class:`NvmlNotSupported` with code
