@@ -845,22 +845,13 @@ class HTTPServer:
                 continue
             for conn, head in job.conns:
                 self._hand_back(conn, head, response, encoded)
-            if self._finished:
-                self._close_from_worker()
-            else:
-                self._wake()
+            self._to_loop()
 
     def _reply(self, conn: _Conn, head: Head, response: Response,
                encoded: Dict[Tuple[bool, bool, bool], bytes]) -> None:
         """Send a worker's answer, then re-arm the connection (epoll) or hand it back to the loop."""
-        close = not head.keep_alive or head.http09 or self.stopping.is_set()
-        kind = (close, head.method == "HEAD", head.http09)
-        data = encoded.get(kind)
-        if data is None:
-            data = encoded[kind] = self._encode(response, *kind)
         now = time.monotonic()
-        self._log(conn, response.status, now)
-        conn.close_after = close
+        data = self._prepare(conn, head, response, encoded, now)
         try:
             sent = conn.sock.send(data)
         except (BlockingIOError, InterruptedError):
@@ -869,7 +860,7 @@ class HTTPServer:
             sent = -1
         conn.out = b"" if sent < 0 else data[sent:]
         conn.broken = sent < 0
-        if self._rearm and not (close or conn.out or conn.broken or conn.inbuf or self._finished):
+        if self._rearm and not (conn.close_after or conn.out or conn.broken or conn.inbuf or self._finished):
             # the common case: wait for the next request on the loop without waking it
             conn.state = _READ
             conn.armed = conn.last_io = now
@@ -883,26 +874,36 @@ class HTTPServer:
                 conn.state = _BUSY
                 conn.broken = True
         self._back.append(conn)
-        if self._finished:
-            self._close_from_worker()
-        else:
-            self._wake()
+        self._to_loop()
 
     def _hand_back(self, conn: _Conn, head: Head, response: Response,
                    encoded: Dict[Tuple[bool, bool, bool], bytes]) -> None:
         """Give a coalesced request's answer to the loop thread to send (one wake-up for the batch:
         the loop sends each while the worker is free for the next reading, instead of both threads
         passing the interpreter lock back and forth at every send)."""
+        conn.out = self._prepare(conn, head, response, encoded, time.monotonic())
+        conn.unsent = True
+        self._back.append(conn)
+
+    def _prepare(self, conn: _Conn, head: Head, response: Response,
+                 encoded: Dict[Tuple[bool, bool, bool], bytes], now: float) -> bytes:
+        """A worker's answer as bytes for ``head``'s asker (encoded once per kind of asker), logged;
+        ``conn.close_after`` says whether the connection ends with it."""
         close = not head.keep_alive or head.http09 or self.stopping.is_set()
         kind = (close, head.method == "HEAD", head.http09)
         data = encoded.get(kind)
         if data is None:
             data = encoded[kind] = self._encode(response, *kind)
-        self._log(conn, response.status, time.monotonic())
+        self._log(conn, response.status, now)
         conn.close_after = close
-        conn.out = data
-        conn.unsent = True
-        self._back.append(conn)
+        return data
+
+    def _to_loop(self) -> None:
+        """Wake the loop for the connections workers put in ``_back`` (closed here once it has ended)."""
+        if self._finished:
+            self._close_from_worker()
+        else:
+            self._wake()
 
     def _call(self, head: Head, body: bytes) -> Response:
         path, raw_query = split_target(head.target)
