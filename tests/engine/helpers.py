@@ -1,12 +1,13 @@
 """Helpers for the real-engine tests: engine handles, the probe script, argv inspection, CDI kinds."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import pytest
 
@@ -141,3 +142,21 @@ def kinds_in_spec_dirs() -> List[str]:
         if isinstance(doc, dict) and isinstance(doc.get("kind"), str):
             kinds.append(doc["kind"])
     return kinds
+
+
+@contextlib.contextmanager
+def generated_cdi_spec(root: str, name: str, env: Mapping[str, str], *options: str) -> Iterator[Tuple[str, str]]:
+    """(kind, spec path): ``nvlow cdi generate --root ROOT --no-nvml OPTIONS`` written to
+    /var/run/cdi/NAME, removed afterwards. The vendor is nvidia.com unless this machine already has
+    specs of nvidia.com/gpu (nvidia-ctk's), which nvlow's must neither shadow nor conflict with."""
+    path = os.path.join("/var/run/cdi", name)
+    vendor = "nvidia.com" if "nvidia.com/gpu" not in kinds_in_spec_dirs() else "nvlow-test.example"
+    proc = subprocess.run([*nvlow_command(), "cdi", "generate", "--root", root, "--no-nvml", "--vendor", vendor,
+                           *options, "--output", path],
+                          env=dict(env), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    try:
+        yield f"{vendor}/gpu", path
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)

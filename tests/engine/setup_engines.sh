@@ -30,8 +30,8 @@ die() { log "error: $*"; exit 1; }
 usage() { die "usage: $0 start|stop WORKDIR"; }
 
 # ---------------------------------------------------------------- packages
-# shellcheck source=../packages.sh
-. "$(dirname "${BASH_SOURCE[0]}")/../packages.sh"  # ensure_packages
+# shellcheck source=../harness.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../harness.sh"  # ensure_packages, stop_pidfile
 
 # The Debian daemon binaries; the `docker` client may be a newer one earlier on PATH (it negotiates the API down).
 find_tools() {
@@ -196,21 +196,6 @@ start() {
 }
 
 # ---------------------------------------------------------------- teardown (idempotent)
-stop_pidfile() {
-    local f=$1 pid i
-    [ -f "$f" ] || return 0
-    pid=$(cat "$f")
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-        kill "$pid" 2>/dev/null || true
-        for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        if kill -0 "$pid" 2>/dev/null; then
-            log "pid $pid ($f) ignored SIGTERM for 10 s; sending SIGKILL"
-            kill -9 "$pid" 2>/dev/null || true
-        fi
-    fi
-    rm -f "$f"
-}
-
 # Mount points at or below $W, deepest first.
 mounts_below() {
     awk -v w="$W" '{ p=$2; gsub(/\\040/, " ", p); if (p == w || index(p, w "/") == 1) print p }' /proc/mounts \

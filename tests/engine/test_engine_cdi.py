@@ -22,7 +22,7 @@ from .fakehost import FakeHost, host_has_nvidia_driver
 from nvlow.cdi.layout import library_dirs
 from nvlow.host.ldcache import native_arch
 
-from .helpers import IMAGE, IMAGE_PATH, Engine, NvlowRunner, Section, kinds_in_spec_dirs, probe_script, sections
+from .helpers import IMAGE, IMAGE_PATH, Engine, NvlowRunner, Section, generated_cdi_spec, kinds_in_spec_dirs, probe_script, sections
 
 pytestmark = [pytest.mark.engine, requires_engines, requires_root]
 
@@ -40,21 +40,9 @@ def cdi_spec(fake_host: FakeHost, podman_engine: Engine) -> Iterator[Tuple[str, 
     """(kind, spec path): nvlow's spec for the fake host in /var/run/cdi (removed afterwards)."""
     if host_has_nvidia_driver():
         pytest.skip("this host has a real NVIDIA driver (major 195): fake nodes would reach real GPUs")
-    path = os.path.join(SPEC_DIR, f"nvlow-test-{os.getpid()}.yaml")
-    # Do not shadow or conflict with a real spec of this machine (nvidia-ctk writes nvidia.com/gpu).
-    vendor = "nvidia.com" if "nvidia.com/gpu" not in kinds_in_spec_dirs() else "nvlow-test.example"
-    env = dict(podman_engine.env)
-    from .helpers import nvlow_command
-
-    proc = subprocess.run([*nvlow_command(), "cdi", "generate", "--root", fake_host.root, "--no-nvml",
-                           "--vendor", vendor, "--capabilities", "compute,utility", "--output", path],
-                          env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    try:
-        yield f"{vendor}/gpu", path
-    finally:
-        if os.path.exists(path):
-            os.unlink(path)
+    with generated_cdi_spec(fake_host.root, f"nvlow-test-{os.getpid()}.yaml", podman_engine.env,
+                            "--capabilities", "compute,utility") as spec:
+        yield spec
 
 
 PROBE = {

@@ -33,7 +33,7 @@ from nvlow.host.ldcache import native_arch
 
 from . import requires_engines, requires_root
 from .fakehost import _compile_library
-from .helpers import IMAGE, IMAGE_PATH, Engine, NvlowRunner, Section, kinds_in_spec_dirs, nvlow_command, probe_script, sections
+from .helpers import IMAGE, IMAGE_PATH, Engine, NvlowRunner, Section, generated_cdi_spec, probe_script, sections
 
 pytestmark = [pytest.mark.engine, requires_engines, requires_root]
 
@@ -43,7 +43,6 @@ WSL_DRIVERS = "/usr/lib/wsl/drivers"
 SMI_LINK = "/usr/bin/nvidia-smi"
 #: where the test binds its probe program (linked against the fake driver libraries) into containers
 WSL_PROBE = "/opt/wsl-probe"
-SPEC_DIR = "/var/run/cdi"
 MULTIARCH_LIB, LIB64 = library_dirs(native_arch())
 
 #: the NVIDIA store files a container gets (docs/wsl2.md, "Files mounted"): the toolkit's required
@@ -308,18 +307,8 @@ def test_exec_control_without_nvlow(engine: Engine, wsl_probe: str) -> None:
 @pytest.fixture(scope="module")
 def wsl_cdi_spec(wsl_host: FakeWslHost, podman_engine: Engine) -> Iterator[Tuple[str, str]]:
     """(kind, spec path): nvlow's spec for the fake WSL2 host in /var/run/cdi (removed afterwards)."""
-    path = os.path.join(SPEC_DIR, f"nvlow-test-wsl-{os.getpid()}.yaml")
-    # Do not shadow or conflict with a real spec of this machine (nvidia-ctk writes nvidia.com/gpu).
-    vendor = "nvidia.com" if "nvidia.com/gpu" not in kinds_in_spec_dirs() else "nvlow-test.example"
-    proc = subprocess.run([*nvlow_command(), "cdi", "generate", "--root", wsl_host.root, "--no-nvml",
-                           "--vendor", vendor, "--output", path],
-                          env=dict(podman_engine.env), capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    try:
-        yield f"{vendor}/gpu", path
-    finally:
-        if os.path.exists(path):
-            os.unlink(path)
+    with generated_cdi_spec(wsl_host.root, f"nvlow-test-wsl-{os.getpid()}.yaml", podman_engine.env) as spec:
+        yield spec
 
 
 @pytest.fixture(scope="module")

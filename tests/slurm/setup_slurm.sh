@@ -43,8 +43,8 @@ die() { log "error: $*"; exit 1; }
 usage() { die "usage: $0 start WORKDIR [--task-cgroup] | stop WORKDIR | restart-slurmd WORKDIR CONFDIR"; }
 
 # ---------------------------------------------------------------- packages
-# shellcheck source=../packages.sh
-. "$(dirname "${BASH_SOURCE[0]}")/../packages.sh"  # ensure_packages
+# shellcheck source=../harness.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../harness.sh"  # ensure_packages, stop_pidfile
 
 find_tools() {
     PATH=$PATH:/usr/sbin:/sbin
@@ -291,21 +291,6 @@ restart_slurmd() {
 }
 
 # ---------------------------------------------------------------- teardown (idempotent)
-stop_pidfile() {
-    local f=$1 pid i
-    [ -f "$f" ] || return 0
-    pid=$(cat "$f")
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-        kill "$pid" 2>/dev/null || true
-        for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        if kill -0 "$pid" 2>/dev/null; then
-            log "pid $pid ($f) ignored SIGTERM for 10 s; sending SIGKILL"
-            kill -9 "$pid" 2>/dev/null || true
-        fi
-    fi
-    rm -f "$f"
-}
-
 stop() {
     [ -d "$W" ] || return 0
     PATH=$PATH:/usr/sbin:/sbin
