@@ -11,7 +11,7 @@ are exact over the measured window (after a short warm-up). ``/healthz`` is the
 baseline of the same run: the HTTP layer's cost with a near-empty handler.
 
     python bench/bench_serve.py [--quick] [--wrk] [--seconds S] [--clients 1,8,64] [--json FILE]
-                                [--plugin10 [PATH]] [--plugin10-shims DIR]
+                                [--plugin10 [PATH] [--real-host]] [--plugin10-shims DIR]
 
 ``--plugin10 PATH`` (or ``$NVLOW_BENCH_NVIDIA_DOCKER_PLUGIN``) compares instead: NVIDIA's original
 nvidia-docker 1.0 daemon (``nvidia-docker-plugin``, tag v1.0.1, built from its own sources, never
@@ -28,6 +28,9 @@ full, random, urandom, tty) bound on /dev, the tree's ld.so.cache on /etc/ld.so.
 ``nvidia-modprobe`` that exits 0 (the daemon runs ``nvidia-modprobe -u -c=0`` at start and stops when it
 fails). Before the load, both servers' answers on the same tree are compared (``answers``). Without a
 binary the 1.0 rows say "not built". Both servers and the client share this machine's CPUs.
+``--real-host`` runs both on this machine's own GPUs and driver instead (a GPU machine, as root: nvlow
+``serve --no-uvm-load``, the daemon with the same ``nvidia-modprobe`` stand-in, ``LD_LIBRARY_PATH`` as given),
+where NVML's own latency, not the fake's nanoseconds, is in every status reading.
 """
 from __future__ import annotations
 
@@ -494,7 +497,8 @@ def _copy_dev(src: str, dst: str) -> None:
 
 
 def _start_plugin10(binary: str, work: str, host: Any) -> Tuple[subprocess.Popen, str, int]:  # type: ignore[type-arg]
-    """nvidia-docker-plugin on the fake host, in a private mount namespace (:data:`NS_SCRIPT`)."""
+    """nvidia-docker-plugin on the fake host, in a private mount namespace (:data:`NS_SCRIPT`), or on the
+    real host (``host`` None: its own /dev, ld.so.cache and driver; ``LD_LIBRARY_PATH`` as given)."""
     run_dir = os.path.join(work, "plugin10")
     for sub in ("bin", "lib", "sock", "volumes"):
         os.makedirs(os.path.join(run_dir, sub))
@@ -502,17 +506,21 @@ def _start_plugin10(binary: str, work: str, host: Any) -> Tuple[subprocess.Popen
     with open(modprobe, "w", encoding="utf-8") as fh:
         fh.write("#!/bin/sh\nexit 0\n")
     os.chmod(modprobe, 0o755)
-    os.symlink(host.nvml, os.path.join(run_dir, "lib", "libnvidia-ml.so.1"))
-    os.symlink(host.cuda, os.path.join(run_dir, "lib", "libcuda.so.1"))
-    _copy_dev(os.path.join(host.root, "dev"), os.path.join(run_dir, "dev"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NVLOW_", "NVIDIA_", "NV_", "CUDA_"))}
     env.pop("LD_PRELOAD", None)
-    env.update({"PATH": os.path.join(run_dir, "bin") + os.pathsep + env.get("PATH", "/usr/bin:/bin"),
-                "LD_LIBRARY_PATH": os.path.join(run_dir, "lib"), "NVLOW_FAKE_SCENARIO": host.scenario})
+    env["PATH"] = os.path.join(run_dir, "bin") + os.pathsep + env.get("PATH", "/usr/bin:/bin")
     port = _free_port()
-    argv = ["unshare", "--mount", "bash", "-c", NS_SCRIPT, "nvidia-docker-plugin-ns", run_dir, host.root,
-            binary, "-l", f"127.0.0.1:{port}", "-s", os.path.join(run_dir, "sock"),
-            "-d", os.path.join(run_dir, "volumes")]
+    daemon = [binary, "-l", f"127.0.0.1:{port}", "-s", os.path.join(run_dir, "sock"),
+              "-d", os.path.join(run_dir, "volumes")]
+    if host is None:
+        argv = daemon
+    else:
+        os.symlink(host.nvml, os.path.join(run_dir, "lib", "libnvidia-ml.so.1"))
+        os.symlink(host.cuda, os.path.join(run_dir, "lib", "libcuda.so.1"))
+        _copy_dev(os.path.join(host.root, "dev"), os.path.join(run_dir, "dev"))
+        env.update({"LD_LIBRARY_PATH": os.path.join(run_dir, "lib"), "NVLOW_FAKE_SCENARIO": host.scenario})
+        argv = ["unshare", "--mount", "bash", "-c", NS_SCRIPT, "nvidia-docker-plugin-ns", run_dir, host.root,
+                *daemon]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
                             cwd=run_dir)
     line, lines = _await_log_line(proc, "Serving remote API at")
@@ -588,8 +596,9 @@ def compare_answers(nv: Tuple[str, int], p10: Tuple[str, int], paths: Sequence[s
 def compare(plugin: Optional[str] = None, quick: bool = False, concurrency: Sequence[int] = CONCURRENCY,
             endpoints: Sequence[str] = COMPARE_ENDPOINTS, seconds: Optional[float] = None,
             use_wrk: bool = False, preset: str = "dgx-a100", client_procs: Optional[int] = None,
-            ) -> Dict[str, object]:
-    """nvlow serve and nvidia-docker 1.0's daemon on one fake host, the same load on both."""
+            real_host: bool = False) -> Dict[str, object]:
+    """nvlow serve and nvidia-docker 1.0's daemon on one fake host (or, ``real_host``, on this machine's
+    own GPUs and driver), the same load on both."""
     sys.path.insert(0, HERE)
     from bench_cdi import FakeHost
 
@@ -604,11 +613,14 @@ def compare(plugin: Optional[str] = None, quick: bool = False, concurrency: Sequ
     results: List[Dict[str, object]] = []
     answers: List[str] = []
     try:
-        host = FakeHost(os.path.join(work, "host"), preset)
-        nv_env = {"NVLOW_FAKE_SCENARIO": host.scenario, "NVLOW_NVML_LIBRARY": host.nvml,
-                  "NVLOW_CUDA_LIBRARY": host.cuda}
-        nv_proc, nv_host, nv_port = _start_server(work, preset, ["--root", host.root, "--engine-root", "/",
-                                                                 "--no-uvm-load"], nv_env)
+        host = None if real_host else FakeHost(os.path.join(work, "host"), preset)
+        if host is None:
+            nv_args, nv_env = ["--no-uvm-load"], {}
+        else:
+            nv_args = ["--root", host.root, "--engine-root", "/", "--no-uvm-load"]
+            nv_env = {"NVLOW_FAKE_SCENARIO": host.scenario, "NVLOW_NVML_LIBRARY": host.nvml,
+                      "NVLOW_CUDA_LIBRARY": host.cuda}
+        nv_proc, nv_host, nv_port = _start_server(work, preset, nv_args, nv_env)
         servers.append(nv_proc)
         targets: Dict[str, Tuple[str, int]] = {"nvlow": (nv_host, nv_port)}
         if binary:
@@ -639,11 +651,13 @@ def compare(plugin: Optional[str] = None, quick: bool = False, concurrency: Sequ
             _stop_server(proc)
         shutil.rmtree(work, ignore_errors=True)
     generator = "wrk -t1" if use_wrk else f"bench_serve.py --client in {procs} process(es)"
+    where = ("this machine's own GPUs and driver; nvlow serve vs nvidia-docker-plugin v1.0.1" if real_host else
+             f"one {preset} fake host (tests/fakes NVML/libcuda); nvlow serve --root TREE --engine-root / "
+             "vs nvidia-docker-plugin v1.0.1 in a private mount namespace")
     return {"results": results, "answers": answers, "plugin10": binary, "plugin10_note": why,
             "python": sys.version.split()[0], "cpus": cpus, "generator": generator, "seconds": seconds,
-            "notes": f"one {preset} fake host (tests/fakes NVML/libcuda); nvlow serve --root TREE --engine-root / "
-                     "vs nvidia-docker-plugin v1.0.1 in a private mount namespace, both up at once; "
-                     f"load: {generator}, back to back per row; servers and client share {cpus} CPUs"}
+            "notes": f"{where}, both up at once; load: {generator}, back to back per row; "
+                     f"servers and client share {cpus} CPUs"}
 
 
 def print_compare(out: Dict[str, object]) -> None:
@@ -701,7 +715,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         cmp = compare(plugin=None if binary is None or binary.startswith("--") else binary,
                       quick="--quick" in argv, use_wrk="--wrk" in argv,
                       concurrency=tuple(int(c) for c in clients.split(",")) if clients else CONCURRENCY,
-                      seconds=float(secs) if secs else None, client_procs=int(procs) if procs else None)
+                      seconds=float(secs) if secs else None, client_procs=int(procs) if procs else None,
+                      real_host="--real-host" in argv)
         print_compare(cmp)
         cmp_json = _arg(argv, "--json")
         if cmp_json:

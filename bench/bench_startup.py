@@ -129,13 +129,15 @@ def host_options(base: str, host_root: Optional[str]) -> Tuple[List[str], Dict[s
             "the 8-GPU fake host (dgx-a100 tree, compiled fake NVML)")
 
 
-def commands(venv: str, root: List[str]) -> Dict[str, List[str]]:
+def commands(venv: str, root: List[str], have_host: bool) -> Dict[str, List[str]]:
+    """The timed command lines; those that read a host only when there is one (``root`` is empty on
+    ``--host-root /``)."""
     py, nv = os.path.join(venv, "bin", "python"), os.path.join(venv, "bin", "nvlow")
     out = {"python -c pass": [py, "-c", "pass"]}
     for name, args, _goal in ROWS:
         if not args:
             out[name] = [py, "-c", "import nvlow"]
-        elif "{root}" not in args or root or "--simulate" in args:
+        elif "{root}" not in args or have_host or "--simulate" in args:
             out[name] = [nv] + [x for a in args for x in (root if a == "{root}" else [a])]
     return out
 
@@ -192,7 +194,7 @@ def run(runs: int = 15, venv: Optional[str] = None, host_root: Optional[str] = N
         sock = os.path.join(base, "docker.sock")
         fake_engine_api(sock)
         env["DOCKER_HOST"] = "unix://" + sock
-        result = measure(commands(venv, root), runs, env)
+        result = measure(commands(venv, root, bool(root or host_root)), runs, env)
         share_lines, share_rows = exec_share(venv, root, env, runs, docker_host, image) \
             if docker_host and image else ([], [])
     finally:

@@ -122,8 +122,10 @@ class GpuStatus(Record):
     utilization_memory: Optional[int] = None
     utilization_encoder: Optional[int] = None
     utilization_decoder: Optional[int] = None
-    memory_used: Optional[int] = None  # bytes
+    memory_used: Optional[int] = None  # bytes allocated (nvidia-smi's "Used")
     memory_total: Optional[int] = None
+    # bytes the driver and firmware set aside (NVML R510+); None where NVML counts it in memory_used
+    memory_reserved: Optional[int] = None
     clock_sm: Optional[int] = None  # MHz
     clock_memory: Optional[int] = None
     pcie_rx: Optional[int] = None  # KB/s

@@ -117,7 +117,18 @@ def test_temperature_v_not_supported_falls_back(fake_driver) -> None:
 def test_memory_falls_back_to_the_pre_r510_call(fake_driver) -> None:
     fake = fake_driver(get_preset("workstation"), drop=["nvmlDeviceGetMemoryInfo_v2"])
     with Nvml.open(NOWHERE, fake.env) as nv:
-        assert nv.memory(nv.handle(0)) == (24 * 1024 ** 3, 512 * 1024 ** 2)
+        assert nv.memory(nv.handle(0)) == (24 * 1024 ** 3, 512 * 1024 ** 2, None)
+
+
+@pytest.mark.parametrize("drop, expected", [
+    ((), (24 * 1024 ** 3, 512 * 1024 ** 2, 600 * 1024 ** 2)),
+    # the pre-R510 query counts the reserved memory in "used" and has no field of its own
+    (("nvmlDeviceGetMemoryInfo_v2",), (24 * 1024 ** 3, 1112 * 1024 ** 2, None)),
+])
+def test_memory_reserved_by_the_driver(fake_driver, drop, expected) -> None:
+    fake = fake_driver(get_preset("workstation"), drop=drop, extra=[f"reserved {600 * 1024 ** 2}"])
+    with Nvml.open(NOWHERE, fake.env) as nv:
+        assert nv.memory(nv.handle(0)) == expected
 
 
 @pytest.mark.parametrize("symbol", ["nvmlInit_v2", "nvmlDeviceGetCount_v2"])

@@ -1,12 +1,13 @@
 """NativeDriverLibrary against the compiled fakes: records equal the preset data."""
 from __future__ import annotations
 
-from typing import Tuple
+from typing import List, Tuple
 
 import pytest
 
 from fakes.scenario import mig_capable, mig_name
-from nvlow.native.probe import NativeDriverLibrary, architecture_token, brand_token, open_native_library
+from nvlow.native.probe import (SAMPLE_SECONDS, NativeDriverLibrary, architecture_token, brand_token,
+                               open_native_library)
 from nvlow.records import GpuRecord, GpuStatus, MigRecord, ProcessRecord, SystemInfo
 from nvlow.host.root import HostRoot
 from nvlow.simulate.presets import PRESET_NAMES, Preset, get_preset, scaled_preset
@@ -39,8 +40,8 @@ def expected_status(p: Preset) -> Tuple[GpuStatus, ...]:
     return tuple(GpuStatus(
         index=g.index, power_usage=g.power_usage, power_limit=g.power_limit, temperature=g.temperature,
         utilization_gpu=g.utilization_gpu, utilization_memory=g.utilization_memory,
-        memory_used=g.memory_used, memory_total=g.memory_total, clock_sm=g.clock_sm, clock_memory=g.clock_memory,
-        processes=tuple(ProcessRecord(pid=pr.pid, name=pr.name, used_memory=pr.used_memory) for pr in g.processes),
+        memory_used=g.memory_used, memory_total=g.memory_total, memory_reserved=0, clock_sm=g.clock_sm,
+        clock_memory=g.clock_memory, processes=tuple(ProcessRecord(pid=pr.pid, name=pr.name, used_memory=pr.used_memory) for pr in g.processes),
     ) for g in p.gpus)
 
 
@@ -167,3 +168,52 @@ def test_brand_tokens(value: int, token: str) -> None:
                                          (13, "rubin"), (0xFFFFFFFF, "unknown"), (14, "unknown")])
 def test_architecture_tokens(value: int, token: str) -> None:
     assert architecture_token(value) == token
+
+
+def _sampling(log_path) -> List[int]:
+    """How many PCIe samples were under way after each logged start or end, in log order."""
+    depth, out = 0, []
+    for line in log_path.read_text().splitlines():
+        if line == "nvmlDeviceGetPcieThroughput":
+            depth += 1
+        elif line == "nvmlDeviceGetPcieThroughput done":
+            depth -= 1
+        else:
+            continue
+        out.append(depth)
+    return out
+
+
+@pytest.mark.parametrize("sample_ms", [200, 1])
+def test_pcie_counters_are_sampled_at_once(fake_driver, tmp_path, monkeypatch, sample_ms: int) -> None:
+    # NVML samples each PCIe counter for 20 ms: rx and tx of every GPU are read at once on threads.
+    # Samples quicker than SAMPLE_SECONDS (a stand-in that does not sample) are read in turn after
+    # the first reading.
+    p = scaled_preset(4)
+    fake = fake_driver(p, complete=True, extra=[f"sample_ms {sample_ms}"])
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("NVLOW_FAKE_CALL_LOG", str(log))
+    with open_native_library(NOWHERE, fake.env) as lib:
+        for reading in range(2):
+            log.write_text("")
+            got = lib.status()
+            assert [(s.index, s.pcie_rx, s.pcie_tx) for s in got] == [
+                (g.index, g.pcie_rx, g.pcie_tx) for g in p.gpus]
+            depth = _sampling(log)
+            assert len(depth) == 2 * 2 * len(p.gpus)
+            if sample_ms > SAMPLE_SECONDS * 1000:
+                assert max(depth) == 2 * len(p.gpus), f"reading {reading}: {depth}"
+            elif reading == 1:
+                assert depth == [1, 0] * 2 * len(p.gpus)
+        assert lib.problems == []
+
+
+def test_a_failing_pcie_sample_is_one_problem_line(fake_driver) -> None:
+    # sampled on threads, each counter's failure reported once
+    fake = fake_driver(get_preset("dgx-a100"), complete=True, rc=[("nvmlDeviceGetPcieThroughput", 999, 2)])
+    with open_native_library(NOWHERE, fake.env) as lib:
+        for _ in range(3):
+            got = lib.status()
+            assert (got[2].pcie_rx, got[2].pcie_tx) == (None, None)
+            assert got[1].pcie_rx is not None
+        assert lib.problems == ["GPU 2 nvmlDeviceGetPcieThroughput: NVML_ERROR_UNKNOWN"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -344,3 +345,75 @@ def test_other_libraries_pass_through() -> None:
     lib = opener(root)
     recs, stats = lib.gpus(), lib.status()
     assert complete_records(lib, recs) is recs and complete_statuses(lib, stats) is stats
+
+
+def test_status_readings_run_side_by_side(tmp_path, fake_driver, monkeypatch) -> None:
+    # NVML is thread-safe and a reading waits 20 ms per PCIe counter: two readings (two workers,
+    # e.g. /gpu/status/json and /v2/status) sample at the same time instead of one after the other
+    fake = fake_driver(get_preset("workstation"), complete=True, extra=["sample_ms 300"])
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("NVLOW_FAKE_CALL_LOG", str(log))
+    cache = native_cache(tmp_path, fake, "workstation")
+    try:
+        cache.snapshot()
+        log.write_text("")
+        results = []
+        threads = [threading.Thread(target=lambda: results.append(cache.status()[1])) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    finally:
+        cache.close()
+    assert len(results) == 2 and results[0] == results[1] and results[0][0].pcie_rx is not None
+    depth, most = 0, 0
+    for line in log.read_text().splitlines():
+        depth += {"nvmlDeviceGetPcieThroughput": 1, "nvmlDeviceGetPcieThroughput done": -1}.get(line, 0)
+        most = max(most, depth)
+    assert most == 4  # both readings' rx and tx
+
+
+def test_library_use_readings_together_discovery_alone() -> None:
+    from nvlow.serve.cache import _LibraryUse
+
+    use = _LibraryUse()
+    use.begin_reading()
+    use.begin_reading()  # a second reading does not wait for the first
+    alone = threading.Event()
+
+    def discovery() -> None:
+        with use:
+            alone.set()
+
+    t = threading.Thread(target=discovery)
+    t.start()
+    assert not alone.wait(0.2)  # waits for both readings
+    late = threading.Event()
+    reader = threading.Thread(target=lambda: (use.begin_reading(), late.set(), use.end_reading()))
+    reader.start()
+    assert not late.wait(0.2)  # a reading that comes while discovery waits queues behind it
+    use.end_reading()
+    assert not alone.wait(0.2)  # one reading still under way
+    use.end_reading()
+    assert alone.wait(10)
+    t.join(10)
+    assert late.wait(10)
+    reader.join(10)
+
+
+def test_1_0_global_used_counts_reserved_memory_as_1_0_read_it(tmp_path, fake_driver) -> None:
+    # nvidia-docker 1.0 read nvmlDeviceGetMemoryInfo, whose "used" counts the memory the driver sets
+    # aside (an H200 on driver 580: 618 MiB used with nothing running); nvlow's own status keeps
+    # nvidia-smi's "Used" (allocations only, from the _v2 query)
+    p = get_preset("workstation")
+    reserved = 616 * MIB
+    fake = fake_driver(p, complete=True, extra=[f"reserved {reserved}"])
+    cache = native_cache(tmp_path, fake, "workstation")
+    try:
+        snap, (status,) = cache.status()
+        doc = gpuinfo.status_document(snap.host, (status,))
+    finally:
+        cache.close()
+    used = p.gpus[0].memory_used
+    assert (status.memory_used, status.memory_reserved) == (used, reserved)
+    assert doc["Devices"][0]["Memory"]["GlobalUsed"] == (used + reserved) // MIB

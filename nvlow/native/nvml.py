@@ -54,6 +54,8 @@ _EXTRA_NAMES = {30: "NVML_ERROR_RESET_TYPE_NOT_SUPPORTED"}
 _VALUE_NOT_AVAILABLE = 0xFFFFFFFFFFFFFFFF  # NVML_VALUE_NOT_AVAILABLE as unsigned long long
 
 _CLOCKS = {"graphics": 0, "sm": 1, "mem": 2, "memory": 2, "video": 3}
+#: nvmlPcieUtilCounter_t (NVML_PCIE_UTIL_TX_BYTES, NVML_PCIE_UTIL_RX_BYTES)
+_PCIE_COUNTERS = {"tx": 0, "rx": 1}
 
 #: nvmlMemoryLocation_t by nvlow's name (nvidia-docker 1.0 reported l1, l2 and device memory)
 _MEMORY_LOCATIONS = {"l1": 0, "l2": 1, "device": 2, "register": 3, "texture": 4, "shared": 5, "cbu": 6,
@@ -306,16 +308,18 @@ class Nvml:
         bus_id = ffi.string(info.busId).decode("ascii", "replace")
         return str(bus_id), int(info.pciDeviceId)
 
-    def memory(self, h: Handle) -> Tuple[int, int]:
-        """(total, used) bytes; the pre-R510 query when the _v2 one is missing."""
+    def memory(self, h: Handle) -> Tuple[int, int, Optional[int]]:
+        """(total, used, reserved) bytes. ``used`` is what processes allocated, as nvidia-smi's "Used";
+        ``reserved`` is what the driver and firmware set aside (None from the pre-R510 query, used when
+        the _v2 one is missing, whose ``used`` counts both: nvml.h, nvmlMemory_t)."""
         if self.has("nvmlDeviceGetMemoryInfo_v2"):
             mem = ffi.new("nvmlMemory_v2_t *")
             mem.version = ffi.sizeof("nvmlMemory_v2_t") | (2 << 24)  # NVML_STRUCT_VERSION(Memory, 2)
             self._call("nvmlDeviceGetMemoryInfo_v2", h, mem)
-            return int(mem.total), int(mem.used)
+            return int(mem.total), int(mem.used), int(mem.reserved)
         old = ffi.new("nvmlMemory_t *")
         self._call("nvmlDeviceGetMemoryInfo", h, old)
-        return int(old.total), int(old.used)
+        return int(old.total), int(old.used), None
 
     def compute_capability(self, h: Handle) -> Tuple[int, int]:
         major, minor = ffi.new("int *"), ffi.new("int *")
@@ -415,11 +419,10 @@ class Nvml:
     def max_clock(self, h: Handle, kind: str) -> int:
         return self._uint("nvmlDeviceGetMaxClockInfo", h, _CLOCKS[kind])
 
-    def pcie_throughput(self, h: Handle) -> Tuple[int, int]:
-        """(rx, tx) in KB/s."""
-        rx = self._uint("nvmlDeviceGetPcieThroughput", h, 1)  # NVML_PCIE_UTIL_RX_BYTES
-        tx = self._uint("nvmlDeviceGetPcieThroughput", h, 0)  # NVML_PCIE_UTIL_TX_BYTES
-        return rx, tx
+    def pcie_throughput(self, h: Handle, direction: str) -> int:
+        """KB/s received (``rx``) or sent (``tx``) over PCIe. NVML samples a byte counter for 20 ms
+        per call (nvml.h, nvmlDeviceGetPcieThroughput), so each call takes that long on a real GPU."""
+        return self._uint("nvmlDeviceGetPcieThroughput", h, _PCIE_COUNTERS[direction])
 
     def max_pcie_generation(self, h: Handle) -> int:
         return self._uint("nvmlDeviceGetMaxPcieLinkGeneration", h)

@@ -14,6 +14,8 @@ Example (no driver needed):
 """
 from __future__ import annotations
 
+import _thread
+from time import monotonic
 
 from ..errors import LibraryError
 from ..host.procfs import parse_bus_id
@@ -47,6 +49,12 @@ _UNSUPPORTED = (NOT_SUPPORTED, FUNCTION_NOT_FOUND)
 #: bounds of what an open library remembers (problem lines; unsupported field calls)
 MAX_PROBLEMS = 256
 MAX_UNSUPPORTED = 4096
+#: NVML's PCIe throughput counters sample the link for 20 ms per call (nvml.h,
+#: nvmlDeviceGetPcieThroughput), so reading rx and tx of 8 GPUs in turn takes 8 x 2 x 20 ms. A status
+#: reading samples them all at once, one thread each (NVML is thread-safe; cffi releases the GIL during
+#: the call): ~20 ms for any number of GPUs. When even the quickest of those samples took less than this
+#: many seconds the library does not sample (a stand-in): later readings call it in turn, without threads.
+SAMPLE_SECONDS = 0.010
 
 
 def brand_token(value: int) -> str:
@@ -79,8 +87,11 @@ class NativeDriverLibrary:
         #: one line per unexpected field failure ("GPU 3 nvmlDeviceGetPowerUsage: NVML_ERROR_GPU_IS_LOST")
         self.problems: List[str] = []
         self._reported: Set[str] = set()
+        self._report_lock = _thread.allocate_lock()
         #: (field method, arguments) that answered NOT_SUPPORTED or whose function is missing
         self._unsupported: Set[Tuple[Any, ...]] = set()
+        #: the PCIe counters answer at once (see SAMPLE_SECONDS): read them in turn
+        self._quick_samples = False
         self._closed = False
 
     @classmethod
@@ -110,10 +121,12 @@ class NativeDriverLibrary:
 
     # -- field helpers -----------------------------------------------------
     def report(self, line: str) -> None:
-        """Keep one unexpected failure in :attr:`problems`, once (status is read again and again)."""
-        if line not in self._reported and len(self._reported) < MAX_PROBLEMS:
-            self._reported.add(line)
-            self.problems.append(line)
+        """Keep one unexpected failure in :attr:`problems`, once (status is read again and again;
+        field calls may come from several threads)."""
+        with self._report_lock:
+            if line not in self._reported and len(self._reported) < MAX_PROBLEMS:
+                self._reported.add(line)
+                self.problems.append(line)
 
     def ask(self, where: str, fn: Callable[..., T], *args: Any,
             cuda_quiet: Tuple[Optional[int], ...] = ()) -> Optional[T]:
@@ -247,21 +260,21 @@ class NativeDriverLibrary:
 
     def status(self) -> Tuple[GpuStatus, ...]:
         nv = self.nvml
-        out = []
-        for index in range(nv.device_count()):
+        handles = [self.ask(f"GPU {index}", nv.handle, index) for index in range(nv.device_count())]
+        pcie = self._sample_pcie(handles)
+        readings: List[Dict[str, Any]] = []  # every other field while the PCIe counters sample
+        for index, h in enumerate(handles):
             where = f"GPU {index}"
-            h = self.ask(where, nv.handle, index)
             if h is None:
-                out.append(GpuStatus(index=index))
+                readings.append({"index": index})
                 continue
             util = self.ask(where, nv.utilization, h)
             memory = self.ask(where, nv.memory, h)
-            pcie = self.ask(where, nv.pcie_throughput, h)
             power_limit = self.ask(where, nv.power_limit, h)
             if power_limit is None:
                 power_limit = self.ask(where, nv.enforced_power_limit, h)
             procs = self.ask(where, nv.processes, h) or []
-            out.append(GpuStatus(
+            readings.append(dict(
                 index=index,
                 power_usage=self.ask(where, nv.power_usage, h),
                 power_limit=power_limit,
@@ -272,15 +285,58 @@ class NativeDriverLibrary:
                 utilization_decoder=self.ask(where, nv.decoder_utilization, h),
                 memory_used=memory[1] if memory else None,
                 memory_total=memory[0] if memory else None,
+                memory_reserved=memory[2] if memory else None,
                 clock_sm=self.ask(where, nv.clock, h, "sm"),
                 clock_memory=self.ask(where, nv.clock, h, "mem"),
-                pcie_rx=pcie[0] if pcie else None,
-                pcie_tx=pcie[1] if pcie else None,
                 processes=tuple(
                     ProcessRecord(pid=pid, name=self.ask(where, nv.process_name, pid), used_memory=used)
                     for pid, used in procs),
             ))
+        out = []
+        for fields in readings:
+            if len(fields) > 1:
+                fields["pcie_rx"], fields["pcie_tx"] = pcie(fields["index"])
+            out.append(GpuStatus(**fields))
         return tuple(out)
+
+    def _sample_pcie(self, handles: List[Any]) -> Callable[[int], Tuple[Optional[int], Optional[int]]]:
+        """Start sampling every GPU's PCIe rx and tx (:data:`SAMPLE_SECONDS`: all at once, on threads);
+        returns ``(index) -> (rx, tx)``, which waits for every sample."""
+        nv = self.nvml
+        got: Dict[Tuple[int, str], Optional[int]] = {}
+        took: List[float] = []
+        failed: List[BaseException] = []
+        threads: List[Any] = []
+        jobs = [(i, h, d) for i, h in enumerate(handles) if h is not None for d in ("rx", "tx")]
+
+        def sample(index: int, h: Any, direction: str) -> None:
+            start = monotonic()
+            try:
+                got[(index, direction)] = self.ask(f"GPU {index}", nv.pcie_throughput, h, direction)
+            except BaseException as exc:  # noqa: BLE001 - UNINITIALIZED: raised again by the reader
+                failed.append(exc)
+            took.append(monotonic() - start)
+
+        if self._quick_samples or len(jobs) < 2:
+            for job in jobs:
+                sample(*job)
+        else:
+            import threading
+
+            threads = [threading.Thread(target=sample, args=job, daemon=True) for job in jobs]
+            for t in threads:
+                t.start()
+
+        def result(index: int) -> Tuple[Optional[int], Optional[int]]:
+            while threads:
+                threads.pop().join()
+                if not threads and min(took) < SAMPLE_SECONDS:
+                    self._quick_samples = True
+            if failed:
+                raise failed[0]
+            return got.get((index, "rx")), got.get((index, "tx"))
+
+        return result
 
 
 def open_native_library(root: HostRoot, env: Mapping[str, str], *, cuda_devices: bool = False,

@@ -159,6 +159,47 @@ class _VersionFile:
         return self._last[1]
 
 
+class _LibraryUse:
+    """Who may call into the open driver library at once: any number of status readings together, or
+    one discovery or close alone. NVML is thread-safe (NVML API reference, "Multi-threading": calls may
+    be made from several threads at once), and a reading waits ~20 ms per PCIe counter on a real GPU
+    (:data:`nvlow.native.probe.SAMPLE_SECONDS`), so readings run side by side as nvidia-docker 1.0's
+    did; a library is shut down only when no reading uses it."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._readings = 0
+        self._alone = False
+        self._queued = 0  # waiting to be alone: new readings wait behind them (no starving)
+
+    def begin_reading(self) -> None:
+        with self._cond:
+            while self._alone or self._queued:
+                self._cond.wait()
+            self._readings += 1
+
+    def end_reading(self) -> None:
+        with self._cond:
+            self._readings -= 1
+            if self._readings == 0:
+                self._cond.notify_all()
+
+    def __enter__(self) -> "_LibraryUse":
+        """Alone: waits for the readings under way; readings that come meanwhile wait for it."""
+        with self._cond:
+            self._queued += 1
+            while self._alone or self._readings:
+                self._cond.wait()
+            self._queued -= 1
+            self._alone = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._alone = False
+            self._cond.notify_all()
+
+
 class DiscoveryCache:
     """Thread-safe cached discovery plus live status for the server's handlers."""
 
@@ -175,7 +216,7 @@ class DiscoveryCache:
         self._select_files = files_selector or _default_files_selector
         self._clock = clock
         self._lock = threading.Lock()  # guards rebuilds and the snapshot swap
-        self._lib_lock = threading.Lock()  # serialises calls into the driver library
+        self._lib_lock = _LibraryUse()  # readings side by side; discovery and close alone
         self._snapshot: Optional[Snapshot] = None
         self._error: Optional[Tuple[Optional[str], float, NvlowError]] = None
         self._files: Dict[Tuple[Optional[str], Tuple[str, ...]], DriverFiles] = {}
@@ -285,8 +326,12 @@ class DiscoveryCache:
         snap = self.snapshot()
         if snap.library is None:
             return snap, tuple(GpuStatus(index=g.index) for g in snap.host.gpus)
-        with self._lib_lock:
-            return snap, complete_statuses(snap.library, tuple(snap.library.status()))
+        lib = snap.library
+        self._lib_lock.begin_reading()
+        try:
+            return snap, complete_statuses(lib, tuple(lib.status()))
+        finally:
+            self._lib_lock.end_reading()
 
     def driver_files(self, capabilities: Iterable[str]) -> DriverFiles:
         """Driver files for ``capabilities`` under the running driver, selected once per driver."""

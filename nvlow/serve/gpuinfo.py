@@ -194,6 +194,14 @@ def info_document(host: Host, records: Sequence[GpuRecord], numa_nodes: Dict[int
             "Devices": devices}
 
 
+def _used_with_reserved(s: GpuStatus) -> Optional[int]:
+    """Used memory as nvidia-docker 1.0 read it: nvmlDeviceGetMemoryInfo's ``used``, which counts what
+    the driver reserves too (nvml.h, nvmlMemory_t; ~616 MiB on an H200 with driver 580)."""
+    if s.memory_used is None or s.memory_reserved is None:
+        return s.memory_used
+    return s.memory_used + s.memory_reserved
+
+
 def status_device(status: Optional[GpuStatus]) -> Dict[str, Any]:
     """One ``Devices[]`` entry of ``/gpu/status/json``."""
     s = status or GpuStatus(index=-1)
@@ -204,7 +212,7 @@ def status_device(status: Optional[GpuStatus]) -> Dict[str, Any]:
         "Temperature": s.temperature,
         "Utilization": {"GPU": s.utilization_gpu, "Memory": s.utilization_memory,
                         "Encoder": s.utilization_encoder, "Decoder": s.utilization_decoder},
-        "Memory": {"GlobalUsed": _div(s.memory_used, MIB),
+        "Memory": {"GlobalUsed": _div(_used_with_reserved(s), MIB),
                    "ECCErrors": {"L1Cache": s.ecc_errors_l1, "L2Cache": s.ecc_errors_l2,
                                  "Global": s.ecc_errors_device}},
         "Clocks": {"Cores": s.clock_sm, "Memory": s.clock_memory},

@@ -33,7 +33,7 @@ typedef struct {
 typedef struct {
     char name[FAKE_STR], uuid[FAKE_STR], bus[FAKE_STR];
     long long minor, pcidevid, brand, arch, cc_major, cc_minor;
-    long long mem_total, mem_used, sm, persistence;
+    long long mem_total, mem_used, mem_reserved, sm, persistence;
     long long mig_current, mig_pending, mig_max;
     fake_mig migs[FAKE_MAX_MIG];
     long long power_usage, power_limit, temperature, util_gpu, util_mem;
@@ -70,6 +70,7 @@ typedef struct {
     int loaded;
     char driver[FAKE_STR], nvml[FAKE_STR];
     long long cuda;
+    long long sample_ms; /* nvmlDeviceGetPcieThroughput sleeps this long, as NVML samples for 20 ms */
     int ngpus, nprocs, nrc, nlinks;
     fake_gpu gpus[FAKE_MAX_GPUS];
     fake_proc procs[FAKE_MAX_PROCS];
@@ -129,6 +130,7 @@ static int fake_load(void) {
         if (!strcmp(key, "driver")) fake_copy(S.driver, a);
         else if (!strcmp(key, "nvml")) fake_copy(S.nvml, a);
         else if (!strcmp(key, "cuda")) S.cuda = atoll(a);
+        else if (!strcmp(key, "sample_ms")) S.sample_ms = atoll(a);
         else if (!strcmp(key, "gpu")) {
             if (S.ngpus >= FAKE_MAX_GPUS) break;
             g = &S.gpus[S.ngpus++];
@@ -159,6 +161,7 @@ static int fake_load(void) {
         else if (!strcmp(key, "arch")) g->arch = strtoll(a, NULL, 0);
         else if (!strcmp(key, "cc")) sscanf(a, "%lld %lld", &g->cc_major, &g->cc_minor);
         else if (!strcmp(key, "memory")) sscanf(a, "%lld %lld", &g->mem_total, &g->mem_used);
+        else if (!strcmp(key, "reserved")) g->mem_reserved = atoll(a);
         else if (!strcmp(key, "sm")) g->sm = atoll(a);
         else if (!strcmp(key, "persistence")) g->persistence = atoll(a);
         else if (!strcmp(key, "mig")) sscanf(a, "%lld %lld", &g->mig_current, &g->mig_pending);

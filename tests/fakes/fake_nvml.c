@@ -5,6 +5,7 @@
  * (to mimic an older driver) by the linker version script, not here.
  */
 #include <stddef.h>
+#include <time.h>
 #include "nvml_cdef.h"
 #include "fake_common.h"
 
@@ -160,10 +161,11 @@ nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t *me
     long long used = m ? 0 : g->mem_used;
     if (total < 0) return NVML_ERROR_NOT_SUPPORTED;
     if (used < 0) used = 0;
+    long long reserved = m ? 0 : g->mem_reserved;
     memory->total = (unsigned long long)total;
-    memory->reserved = 0;
+    memory->reserved = (unsigned long long)reserved;
     memory->used = (unsigned long long)used;
-    memory->free = (unsigned long long)(total - used);
+    memory->free = (unsigned long long)(total - used - reserved);
     return NVML_SUCCESS;
 }
 
@@ -174,6 +176,7 @@ nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory) 
     long long used = m ? 0 : g->mem_used;
     if (total < 0) return NVML_ERROR_NOT_SUPPORTED;
     if (used < 0) used = 0;
+    used += m ? 0 : g->mem_reserved; /* nvmlMemory_t: "used" is reserved plus allocated (nvml.h) */
     memory->total = (unsigned long long)total;
     memory->used = (unsigned long long)used;
     memory->free = (unsigned long long)(total - used);
@@ -331,6 +334,11 @@ nvmlReturn_t nvmlDeviceGetMaxClockInfo(nvmlDevice_t device, nvmlClockType_t type
 
 nvmlReturn_t nvmlDeviceGetPcieThroughput(nvmlDevice_t device, nvmlPcieUtilCounter_t counter, unsigned int *value) {
     DEVICE(device);
+    if (S.sample_ms > 0) { /* NVML counts bytes over 20 ms before it answers (nvml.h) */
+        struct timespec ts = {S.sample_ms / 1000, (S.sample_ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0) {}
+        fake_log_call("nvmlDeviceGetPcieThroughput done");
+    }
     OUT_NUM(value, counter == NVML_PCIE_UTIL_RX_BYTES ? g->pcie_rx : g->pcie_tx);
 }
 

@@ -1,9 +1,12 @@
 """Scenario text for the compiled fake NVML/libcuda (tests/fakes/fake_*.c).
 
 One ``key args...`` per line (``#`` comments); the C side parses it with sscanf.
-System keys: ``driver``, ``nvml``, ``cuda``; ``gpu N`` starts a device, followed by
+System keys: ``driver``, ``nvml``, ``cuda``, ``sample_ms MS`` (nvmlDeviceGetPcieThroughput sleeps MS
+ms, as NVML samples the link for 20 ms, and logs ``nvmlDeviceGetPcieThroughput done`` when it
+returns); ``gpu N`` starts a device, followed by
 its keys (``name``, ``uuid``, ``bus``, ``minor``, ``pcidevid``, ``brand``, ``arch``,
-``cc MAJ MIN``, ``memory TOTAL USED``, ``sm``, ``persistence``, ``mig CUR PEND``,
+``cc MAJ MIN``, ``memory TOTAL USED``, ``reserved BYTES`` (memory the driver sets aside: its own
+field in nvmlMemory_v2_t, counted in ``used`` of the older nvmlMemory_t), ``sm``, ``persistence``, ``mig CUR PEND``,
 ``migmax``, ``migdev SLOT GI CI MEM UUID NAME``, ``power USAGE LIMIT``, ``temperature``,
 ``util GPU MEM``, ``encoder``, ``decoder``, ``clocks SM MEM``, ``maxclocks SM MEM``,
 ``pcie GEN WIDTH``, ``throughput RX TX``, ``bar1 TOTAL USED``, ``numa``, ``affinity MASK``,
