@@ -205,6 +205,7 @@ def test_pcie_counters_are_sampled_at_once(fake_driver, tmp_path, monkeypatch, s
                 assert max(depth) == 2 * len(p.gpus), f"reading {reading}: {depth}"
             elif reading == 1:
                 assert depth == [1, 0] * 2 * len(p.gpus)
+        assert lib.samples_wait is (sample_ms > SAMPLE_SECONDS * 1000)  # serve's readings side by side
         assert lib.problems == []
 
 

@@ -356,6 +356,7 @@ def test_status_readings_run_side_by_side(tmp_path, fake_driver, monkeypatch) ->
     cache = native_cache(tmp_path, fake, "workstation")
     try:
         cache.snapshot()
+        assert not cache.readings_wait()  # not known before a reading
         log.write_text("")
         results = []
         threads = [threading.Thread(target=lambda: results.append(cache.status()[1])) for _ in range(2)]
@@ -363,9 +364,11 @@ def test_status_readings_run_side_by_side(tmp_path, fake_driver, monkeypatch) ->
             t.start()
         for t in threads:
             t.join(30)
+        waits = cache.readings_wait()
     finally:
         cache.close()
     assert len(results) == 2 and results[0] == results[1] and results[0][0].pcie_rx is not None
+    assert waits
     depth, most = 0, 0
     for line in log.read_text().splitlines():
         depth += {"nvmlDeviceGetPcieThroughput": 1, "nvmlDeviceGetPcieThroughput done": -1}.get(line, 0)

@@ -14,7 +14,8 @@ from typing import Dict, List, Tuple
 import pytest
 
 import nvlow.serve.server as srvmod
-from nvlow.serve.httpd import MAX_BODY, MAX_HEADER_BYTES, MAX_LINE, HeadScan, HttpError, parse_head, split_target
+from nvlow.serve.httpd import (MAX_BODY, MAX_HEADER_BYTES, MAX_LINE, SIDE_BY_SIDE, HeadScan, HttpError, parse_head,
+                               split_target)
 from test_serve_support import get, get_json, raw, running_server, trickle
 
 # -- the parser ---------------------------------------------------------------------------------
@@ -471,6 +472,55 @@ def test_identical_requests_waiting_for_a_worker_share_one_answer_computed_after
         for sent, doc in results.values():  # no answer was computed before its request was sent
             assert doc["started"] >= sent
         assert calls[1] >= calls[0] + 0.3  # the second started when the first had ended
+
+
+def test_live_readings_that_wait_on_the_driver_run_side_by_side(tmp_path, monkeypatch) -> None:
+    """When the library's readings mostly wait (NVML sampling the PCIe counters), the requests that
+    came during a reading get the next one started at once on another worker, still all together and
+    still computed after they arrived; a cached path is never computed twice at once."""
+    calls: List[float] = []
+    active, most = [0], [0]
+    lock = threading.Lock()
+
+    def slow_status(state, request):  # noqa: ANN001, ANN202
+        started = time.monotonic()
+        with lock:
+            calls.append(started)
+            n = len(calls)
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(0.5)
+        with lock:
+            active[0] -= 1
+        return srvmod.Response(200, json.dumps({"call": n, "started": started}).encode())
+
+    monkeypatch.setitem(srvmod.ROUTES, "/gpu/status/json", slow_status)
+    monkeypatch.setattr(srvmod.DiscoveryCache, "readings_wait", lambda self: True)
+    with running_server(tmp_path) as (server, state, _log):
+        assert srvmod.side_by_side(state, "/gpu/status/json?a=1") and srvmod.side_by_side(state, "/v2/status")
+        assert not srvmod.side_by_side(state, "/docker/cli") and not srvmod.side_by_side(state, "/v2/plan")
+        results: Dict[int, Tuple[float, dict]] = {}
+
+        def client(i: int) -> None:
+            sent = time.monotonic()
+            status, _h, body = get(server, "/gpu/status/json")
+            assert status == 200
+            results[i] = (sent, json.loads(body))
+
+        first = threading.Thread(target=client, args=(0,))
+        first.start()
+        time.sleep(0.1)
+        others = [threading.Thread(target=client, args=(i,)) for i in range(1, 9)]
+        for t in others:
+            t.start()
+        for t in [first, *others]:
+            t.join(20)
+        assert len(results) == 9 and results[0][1]["call"] == 1
+        for sent, doc in results.values():  # every answer still computed after its request came
+            assert doc["started"] >= sent
+        # the others did not wait for the first reading to end, and shared the readings they started
+        assert calls[1] < calls[0] + 0.5
+        assert 2 <= most[0] <= SIDE_BY_SIDE and len(calls) <= 1 + SIDE_BY_SIDE
 
 
 def test_a_shared_answer_is_sent_to_each_asker_as_it_asked(tmp_path, monkeypatch) -> None:

@@ -92,6 +92,9 @@ class NativeDriverLibrary:
         self._unsupported: Set[Tuple[Any, ...]] = set()
         #: the PCIe counters answer at once (see SAMPLE_SECONDS): read them in turn
         self._quick_samples = False
+        #: a status reading waited for the PCIe counters' samples (a real GPU); serve then runs readings
+        #: of several requests side by side
+        self.samples_wait = False
         self._closed = False
 
     @classmethod
@@ -333,8 +336,9 @@ class NativeDriverLibrary:
         def result(index: int) -> Tuple[Optional[int], Optional[int]]:
             while threads:
                 threads.pop().join()
-                if not threads and min(took) < SAMPLE_SECONDS:
-                    self._quick_samples = True
+                if not threads:
+                    self._quick_samples = min(took) < SAMPLE_SECONDS
+                    self.samples_wait = not self._quick_samples
             if failed:
                 raise failed[0]
             return got.get((index, "rx")), got.get((index, "tx"))

@@ -333,6 +333,13 @@ class DiscoveryCache:
         finally:
             self._lib_lock.end_reading()
 
+    def readings_wait(self) -> bool:
+        """True when the current library's status readings mostly wait for the driver (NVML sampling
+        the PCIe counters: :attr:`nvlow.native.probe.NativeDriverLibrary.samples_wait`), so that
+        readings for several requests are better run side by side."""
+        snap = self._snapshot
+        return bool(snap is not None and getattr(snap.library, "samples_wait", False))
+
     def driver_files(self, capabilities: Iterable[str]) -> DriverFiles:
         """Driver files for ``capabilities`` under the running driver, selected once per driver."""
         snap = self.snapshot()

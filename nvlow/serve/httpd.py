@@ -79,6 +79,9 @@ MAX_HEADERS = 100
 MAX_HEADER_BYTES = 64 * 1024
 #: worker threads per server: requests without a ready answer (NVML readings, volume builds, misses)
 WORKERS = 8
+#: at most this many workers compute one target at once when it may run side by side (the others stay
+#: free for other targets)
+SIDE_BY_SIDE = 4
 #: seconds a connection closed after an answer is drained before it is closed for good
 LINGER = 1.0
 #: what a lingering connection may still send before it is closed without waiting
@@ -342,13 +345,14 @@ class _Conn:
 class _Job:
     """A request for the workers, and the identical requests that joined it before it started."""
 
-    __slots__ = ("key", "head", "body", "conns")
+    __slots__ = ("key", "head", "body", "conns", "queued")
 
     def __init__(self, key: Optional[Tuple[str, str]], conn: _Conn, head: Head, body: bytes) -> None:
         self.key = key
         self.head = head
         self.body = body
         self.conns: List[Tuple[_Conn, Head]] = [(conn, head)]
+        self.queued = False  # handed to the workers (it still takes joiners until one starts it)
 
 
 class HTTPServer:
@@ -357,13 +361,18 @@ class HTTPServer:
     With ``coalesce``, a GET that arrives while an identical one (same target) waits for a worker,
     not yet started, joins it and gets the same answer: that answer is computed after both
     arrived, so it is as fresh as one computed for each (many clients polling gpu/status cost one
-    reading per turn of the workers, not one each).
+    reading per turn of the workers, not one each). One worker at a time computes a target, unless
+    ``side_by_side(target)`` says its computation mostly waits (a live reading while NVML samples the
+    PCIe counters for 20 ms): then a new job of it starts on a free worker at once, up to
+    :data:`SIDE_BY_SIDE` of them.
     """
 
     def __init__(self, family: int, address: Any, state: "ServeState", route: Route, *,
                  quick: Optional[Quick] = None, coalesce: bool = False, max_connections: int = 256,
-                 client_timeout: float = CLIENT_TIMEOUT, workers: int = WORKERS) -> None:
+                 client_timeout: float = CLIENT_TIMEOUT, workers: int = WORKERS,
+                 side_by_side: Optional[Callable[[str], bool]] = None) -> None:
         self.state = state
+        self.side_by_side = side_by_side
         self.route = route
         self.quick = quick
         self.coalesce = coalesce
@@ -392,7 +401,7 @@ class HTTPServer:
         self._jobs: "queue.SimpleQueue[Optional[_Job]]" = queue.SimpleQueue()
         self._threads: List[threading.Thread] = []
         self._waiting: Dict[Tuple[str, str], _Job] = {}  # coalescible jobs not started yet
-        self._running: Set[Tuple[str, str]] = set()  # coalescible jobs being computed
+        self._running: Dict[Tuple[str, str], int] = {}  # coalescible targets being computed: how many
         self._waiting_lock = threading.Lock()
         # epoll takes registrations from any thread, so a worker re-arms a connection itself
         # (no wake-up of the loop); other selectors get it back through the loop
@@ -692,8 +701,10 @@ class HTTPServer:
                 job.conns.append((conn, head))
                 return
             job = self._waiting[key] = _Job(key, conn, head, body)
-            if key in self._running:
-                return  # enqueued by the worker computing this target, when it is done
+            running = self._running.get(key, 0)
+            if running and not (running < SIDE_BY_SIDE and self.side_by_side and self.side_by_side(key[1])):
+                return  # enqueued by a worker computing this target, when it is done
+            job.queued = True
         self._enqueue(job)
 
     def _enqueue(self, job: _Job) -> None:
@@ -824,7 +835,7 @@ class HTTPServer:
                 with self._waiting_lock:  # from here on nobody joins this job
                     if self._waiting.get(job.key) is job:
                         del self._waiting[job.key]
-                    self._running.add(job.key)
+                    self._running[job.key] = self._running.get(job.key, 0) + 1
             try:
                 response = self._call(job.head, job.body)
             except Exception as exc:  # noqa: BLE001 - one bad request must not stop a worker
@@ -834,8 +845,14 @@ class HTTPServer:
                 following = None
                 if job.key is not None:
                     with self._waiting_lock:
-                        self._running.discard(job.key)
+                        left = self._running.pop(job.key, 1) - 1
+                        if left:
+                            self._running[job.key] = left
                         following = self._waiting.get(job.key)
+                        if following is not None and following.queued:
+                            following = None  # handed already (side by side)
+                        elif following is not None:
+                            following.queued = True
                 if following is not None:
                     self._enqueue(following)  # still open to joiners until a worker starts it
             encoded: Dict[Tuple[bool, bool, bool], bytes] = {}  # one encoding per kind of asker

@@ -125,6 +125,17 @@ _CACHED_V1 = ("/docker/cli", "/docker/cli/json", "/gpu/info", "/gpu/info/json", 
 #: GET paths whose successful answer depends only on the discovery, this server's settings and the
 #: query (/v2/args only without driver_files=volume, which builds the volume when it is missing)
 CACHED_PATHS = frozenset(_CACHED_V1 + tuple("/v1.0" + p for p in _CACHED_V1) + ("/v2/args", "/v2/info", "/healthz"))
+_LIVE_V1 = ("/gpu/status", "/gpu/status/json")
+#: GET paths answered with a live status reading
+LIVE_PATHS = frozenset(_LIVE_V1 + tuple("/v1.0" + p for p in _LIVE_V1) + ("/v2/status",))
+
+
+def side_by_side(state: ServeState, target: str) -> bool:
+    """Whether a live reading for ``target`` may start while another is under way: when the driver
+    library's readings mostly wait (a real GPU's PCIe counters sample for 20 ms each), a second worker
+    reading at once halves the wait of the requests that came meanwhile; on a library that answers at
+    once a second reading would only contend for the interpreter."""
+    return target.split("?", 1)[0] in LIVE_PATHS and state.cache.readings_wait()
 
 
 def _cacheable(request: Request) -> bool:
@@ -418,7 +429,8 @@ class NvlowServer:
         family = socket.AF_INET6 if ":" in listen[0] else socket.AF_INET
         try:
             self.rest = HTTPServer(family, listen, state, dispatch, quick=quick_answer, coalesce=True,
-                                   max_connections=max_connections, client_timeout=client_timeout)
+                                   max_connections=max_connections, client_timeout=client_timeout,
+                                   side_by_side=lambda target: side_by_side(state, target))
         except OSError as exc:
             raise UsageError(f"cannot listen on {listen[0]}:{listen[1]}: {exc.strerror or exc}",
                              hint="another nvidia-docker-plugin or nvlow serve may be running; use --listen") from None
