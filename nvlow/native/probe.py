@@ -265,11 +265,11 @@ class NativeDriverLibrary:
         nv = self.nvml
         handles = [self.ask(f"GPU {index}", nv.handle, index) for index in range(nv.device_count())]
         pcie = self._sample_pcie(handles)
-        readings: List[Dict[str, Any]] = []  # every other field while the PCIe counters sample
+        readings: List[Optional[Dict[str, Any]]] = []  # every other field while the PCIe counters sample
         for index, h in enumerate(handles):
             where = f"GPU {index}"
             if h is None:
-                readings.append({"index": index})
+                readings.append(None)
                 continue
             util = self.ask(where, nv.utilization, h)
             memory = self.ask(where, nv.memory, h)
@@ -296,10 +296,12 @@ class NativeDriverLibrary:
                     for pid, used in procs),
             ))
         out = []
-        for fields in readings:
-            if len(fields) > 1:
-                fields["pcie_rx"], fields["pcie_tx"] = pcie(fields["index"])
-            out.append(GpuStatus(**fields))
+        for index, fields in enumerate(readings):
+            if fields is None:
+                out.append(GpuStatus(index=index))
+                continue
+            rx, tx = pcie(index)
+            out.append(GpuStatus(**fields, pcie_rx=rx, pcie_tx=tx))
         return tuple(out)
 
     def _sample_pcie(self, handles: List[Any]) -> Callable[[int], Tuple[Optional[int], Optional[int]]]:

@@ -690,7 +690,8 @@ class HTTPServer:
     def _submit(self, conn: _Conn, head: Head, body: bytes) -> None:
         """Hand a request to the workers. With ``coalesce``, a GET joins the waiting job of the same
         target; a new one waits while one of its target is computed (it starts when that ends), so
-        one target takes one worker at a time and every answer is computed after its request came."""
+        one target takes one worker at a time (up to :data:`SIDE_BY_SIDE` when ``side_by_side`` says
+        so) and every answer is computed after its request came."""
         key = (head.method, head.target) if self.coalesce and head.method == "GET" and not head.length else None
         if key is None:
             self._enqueue(_Job(None, conn, head, body))
