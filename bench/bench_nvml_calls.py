@@ -18,14 +18,11 @@ import time
 from typing import Any, Callable, Dict, List, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-
-from nvlow.host.root import HostRoot  # noqa: E402
-from nvlow.native.cuda import Cuda  # noqa: E402
-from nvlow.native.nvml import Nvml, NvmlError  # noqa: E402
 
 
 def _timed(fn: Callable[[], Any]) -> Tuple[float, str]:
+    from nvlow.native.nvml import NvmlError
+
     start = time.perf_counter()
     try:
         fn()
@@ -35,7 +32,7 @@ def _timed(fn: Callable[[], Any]) -> Tuple[float, str]:
     return time.perf_counter() - start, outcome
 
 
-def queries(nv: Nvml) -> Dict[str, Callable[[], Any]]:
+def queries(nv: Any) -> Dict[str, Callable[[], Any]]:
     """The field methods nvlow's commands call, bound to GPU 0 (GPU 1 for pairs)."""
     h = nv.handle(0)
     other = nv.handle(1) if nv.device_count() > 1 else h
@@ -62,6 +59,11 @@ def queries(nv: Nvml) -> Dict[str, Callable[[], Any]]:
 
 
 def run(root: str, runs: int) -> List[Dict[str, Any]]:
+    """One row per query (``query``, ``first_ms``, ``median_ms`` of ``runs`` more calls, ``outcome``)."""
+    from nvlow.host.root import HostRoot
+    from nvlow.native.cuda import Cuda
+    from nvlow.native.nvml import Nvml
+
     rows: List[Dict[str, Any]] = []
     host = HostRoot(root)
     start = time.perf_counter()
@@ -91,6 +93,7 @@ def run(root: str, runs: int) -> List[Dict[str, Any]]:
 
 
 def main() -> None:
+    sys.path.insert(0, os.path.dirname(HERE))  # nvlow from this checkout when it is not installed
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--root", default="/")
     ap.add_argument("--runs", type=int, default=5)
