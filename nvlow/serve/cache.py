@@ -216,7 +216,7 @@ class DiscoveryCache:
         self._select_files = files_selector or _default_files_selector
         self._clock = clock
         self._lock = threading.Lock()  # guards rebuilds and the snapshot swap
-        self._lib_lock = _LibraryUse()  # readings side by side; discovery and close alone
+        self._lib_use = _LibraryUse()  # readings side by side; discovery and close alone
         self._snapshot: Optional[Snapshot] = None
         self._error: Optional[Tuple[Optional[str], float, NvlowError]] = None
         self._files: Dict[Tuple[Optional[str], Tuple[str, ...]], DriverFiles] = {}
@@ -254,7 +254,7 @@ class DiscoveryCache:
             old, self._snapshot, self._error = self._snapshot, new, None
             self._files = {}
         if old is not None and old.library is not None:
-            with self._lib_lock:
+            with self._lib_use:
                 old.library.close()
         return new
 
@@ -301,7 +301,7 @@ class DiscoveryCache:
         try:
             host = discover(self.root, library=lib, use_nvml=lib is not None, load_uvm=self._load_uvm)
             if lib is not None and host.source == "nvml":
-                with self._lib_lock:
+                with self._lib_use:
                     records = complete_records(lib, tuple(lib.gpus()), use_cuda=self._use_cuda)
         except BaseException:
             if lib is not None:
@@ -327,11 +327,11 @@ class DiscoveryCache:
         if snap.library is None:
             return snap, tuple(GpuStatus(index=g.index) for g in snap.host.gpus)
         lib = snap.library
-        self._lib_lock.begin_reading()
+        self._lib_use.begin_reading()
         try:
             return snap, complete_statuses(lib, tuple(lib.status()))
         finally:
-            self._lib_lock.end_reading()
+            self._lib_use.end_reading()
 
     def readings_wait(self) -> bool:
         """True when the current library's status readings mostly wait for the driver (NVML sampling
@@ -362,7 +362,7 @@ class DiscoveryCache:
             snap, self._snapshot = self._snapshot, None
         self._version.close()
         if snap is not None and snap.library is not None:
-            with self._lib_lock:
+            with self._lib_use:
                 snap.library.close()
 
 
