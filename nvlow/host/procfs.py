@@ -38,7 +38,6 @@ NVIDIA_DEVICE_NAMES: Tuple[str, ...] = (
 )
 
 
-
 def char_devices(text: str) -> List[Tuple[int, str]]:
     """(major, name) of every line of ``/proc/devices``' ``Character devices:`` section, in file order.
 
@@ -127,8 +126,6 @@ class DriverVersion(Record):
     banner: str
 
 
-
-
 def parse_driver_version(text: str) -> Optional[DriverVersion]:
     """Parse ``/proc/driver/nvidia/version`` (or just its NVRM banner).
 
@@ -166,8 +163,6 @@ def parse_driver_version(text: str) -> Optional[DriverVersion]:
             else word_after(banner, ("NVIDIA UNIX",), "Kernel Module"))
     return DriverVersion(version=version, open_module=open_module, arch=None if arch == "Open" else arch,
                          banner=banner)
-
-
 
 
 def parse_bus_id(text: str) -> Optional[Tuple[int, int, int, int]]:

@@ -27,7 +27,6 @@ Example:
 """
 from __future__ import annotations
 
-
 from ..frozen import Record
 from ..errors import RequirementError, UsageError
 from ..text import ASCII_LETTERS, digits_end, is_ascii_digits, lazy_re, number_or_none, parse_number, printable
@@ -408,10 +407,7 @@ def requirement_error(failures: Sequence[str]) -> RequirementError:
 # -- CUDA forward compatibility ----------------------------------------------------------
 def _major(version: str) -> Optional[int]:
     text = (version or "").lstrip()
-    end = 0
-    while end < len(text) and "0" <= text[end] <= "9":
-        end += 1
-    return number_or_none(text[:end], max_digits=_MAX_PART_DIGITS)
+    return number_or_none(text[:digits_end(text)], max_digits=_MAX_PART_DIGITS)
 
 
 def compat_applies(host_driver: str, compat_version: str, note: Optional[Mapping[str, Any]], *,
