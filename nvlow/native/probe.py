@@ -90,11 +90,10 @@ class NativeDriverLibrary:
         self._report_lock = _thread.allocate_lock()
         #: (field method, arguments) that answered NOT_SUPPORTED or whose function is missing
         self._unsupported: Set[Tuple[Any, ...]] = set()
-        #: the PCIe counters answer at once (see SAMPLE_SECONDS): read them in turn
-        self._quick_samples = False
-        #: a status reading waited for the PCIe counters' samples (a real GPU); serve then runs readings
-        #: of several requests side by side
-        self.samples_wait = False
+        #: whether a status reading waits for the PCIe counters' samples (a real GPU: serve then runs
+        #: readings of several requests side by side) or they answer at once (read in turn, without
+        #: threads; see SAMPLE_SECONDS); None until the first reading
+        self.samples_wait: Optional[bool] = None
         self._closed = False
 
     @classmethod
@@ -308,7 +307,7 @@ class NativeDriverLibrary:
         """Start sampling every GPU's PCIe rx and tx (:data:`SAMPLE_SECONDS`: all at once, on threads);
         returns ``(index) -> (rx, tx)``, which waits for every sample."""
         nv = self.nvml
-        if self._quick_samples:
+        if self.samples_wait is False:
             return lambda index: (self.ask(f"GPU {index}", nv.pcie_throughput, handles[index], "rx"),
                                   self.ask(f"GPU {index}", nv.pcie_throughput, handles[index], "tx"))
         got: Dict[Tuple[int, str], Optional[int]] = {}
@@ -339,8 +338,7 @@ class NativeDriverLibrary:
             while threads:
                 threads.pop().join()
                 if not threads:
-                    self._quick_samples = min(took) < SAMPLE_SECONDS
-                    self.samples_wait = not self._quick_samples
+                    self.samples_wait = min(took) >= SAMPLE_SECONDS
             if failed:
                 raise failed[0]
             return got.get((index, "rx")), got.get((index, "tx"))
