@@ -463,6 +463,7 @@ def test_identical_requests_waiting_for_a_worker_share_one_answer_computed_after
     with running_server(tmp_path) as (server, state, _log):
         assert srvmod.side_by_side(state, "/gpu/status/json?a=1") is waits
         assert srvmod.side_by_side(state, "/v2/status") is waits
+        assert srvmod.side_by_side(state, "http://127.0.0.1:3476/v1.0/gpu/status#x") is waits  # as routed
         assert not srvmod.side_by_side(state, "/docker/cli") and not srvmod.side_by_side(state, "/v2/plan")
         results: Dict[int, Tuple[float, dict]] = {}
 

@@ -35,7 +35,7 @@ from ..plan.volume import DEFAULT_VOLUMES_DIR, VolumeResult
 from ..plan.volume import ensure_driver_volume as build_driver_volume
 from . import api_v1, api_v2, volume_plugin
 from .cache import DiscoveryCache
-from .httpd import CLIENT_TIMEOUT, HTTPServer
+from .httpd import CLIENT_TIMEOUT, HTTPServer, split_target
 from .wire import Handler, Request, Response, text_error
 
 DEFAULT_SOCKET_DIR = "/run/nvlow"
@@ -135,7 +135,7 @@ def side_by_side(state: ServeState, target: str) -> bool:
     library's readings mostly wait (a real GPU's PCIe counters sample for 20 ms each), a second worker
     reading at once halves the wait of the requests that came meanwhile; on a library that answers at
     once a second reading would only contend for the interpreter."""
-    return target.split("?", 1)[0] in LIVE_PATHS and state.cache.readings_wait()
+    return split_target(target)[0] in LIVE_PATHS and state.cache.readings_wait()
 
 
 def _cacheable(request: Request) -> bool:
