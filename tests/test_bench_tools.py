@@ -1,28 +1,15 @@
 """The benchmark scripts a GPU machine runs (bench/): what they time and which rows they keep."""
 from __future__ import annotations
 
-import importlib.util
 import os
-from types import ModuleType
 
 import pytest
 
+from benchscripts import load
 from nvlow.simulate.presets import get_preset
 
-BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
-
-
-def _load(name: str) -> ModuleType:
-    """A bench script by path (the checkout is not on sys.path when CI tests the installed wheel)."""
-    spec = importlib.util.spec_from_file_location(f"nvlow_bench_{name}", os.path.join(BENCH, f"{name}.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench_nvml_calls = _load("bench_nvml_calls")
-bench_startup = _load("bench_startup")
+bench_nvml_calls = load("bench_nvml_calls")
+bench_startup = load("bench_startup")
 
 HOST_ROWS = {"nvlow args", "nvlow info", "nvlow list", "nvlow status --json", "nvlow doctor --no-engine",
              "nvlow cdi generate", "nvlow exec --dry-run -- docker run img"}

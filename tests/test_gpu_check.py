@@ -1,7 +1,6 @@
 """bench/gpu_check.py (the real-GPU check's comparison logic) and bench/gpu-check.sh in fake mode."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,6 +10,7 @@ from typing import Any, Dict, List
 
 import pytest
 
+from benchscripts import load
 from nvlow.simulate.presets import get_preset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -19,16 +19,7 @@ SCRIPT = os.path.join(REPO, "bench", "gpu-check.sh")
 MiB = 1024 * 1024
 
 
-def _load_gpu_check() -> Any:
-    spec = importlib.util.spec_from_file_location("gpu_check", os.path.join(REPO, "bench", "gpu_check.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_check"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-gc = _load_gpu_check()
+gc = load("gpu_check")
 
 
 def _read(name: str) -> str:

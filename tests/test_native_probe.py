@@ -5,7 +5,7 @@ from typing import List, Tuple
 
 import pytest
 
-from fakes.scenario import mig_capable, mig_name
+from fakes.scenario import mig_capable, mig_name, samples_under_way
 from nvlow.native.probe import (SAMPLE_SECONDS, NativeDriverLibrary, architecture_token, brand_token,
                                open_native_library)
 from nvlow.records import GpuRecord, GpuStatus, MigRecord, ProcessRecord, SystemInfo
@@ -170,20 +170,6 @@ def test_architecture_tokens(value: int, token: str) -> None:
     assert architecture_token(value) == token
 
 
-def _sampling(log_path) -> List[int]:
-    """How many PCIe samples were under way after each logged start or end, in log order."""
-    depth, out = 0, []
-    for line in log_path.read_text().splitlines():
-        if line == "nvmlDeviceGetPcieThroughput":
-            depth += 1
-        elif line == "nvmlDeviceGetPcieThroughput done":
-            depth -= 1
-        else:
-            continue
-        out.append(depth)
-    return out
-
-
 @pytest.mark.parametrize("sample_ms", [200, 1])
 def test_pcie_counters_are_sampled_at_once(fake_driver, tmp_path, monkeypatch, sample_ms: int) -> None:
     # NVML samples each PCIe counter for 20 ms: rx and tx of every GPU are read at once on threads.
@@ -199,7 +185,7 @@ def test_pcie_counters_are_sampled_at_once(fake_driver, tmp_path, monkeypatch, s
             got = lib.status()
             assert [(s.index, s.pcie_rx, s.pcie_tx) for s in got] == [
                 (g.index, g.pcie_rx, g.pcie_tx) for g in p.gpus]
-            depth = _sampling(log)
+            depth = samples_under_way(log.read_text())
             assert len(depth) == 2 * 2 * len(p.gpus)
             if sample_ms > SAMPLE_SECONDS * 1000:
                 assert max(depth) == 2 * len(p.gpus), f"reading {reading}: {depth}"

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from fakes.scenario import samples_under_way
 from goldens import check_golden
 
 from nvlow.model import DeviceNode, Gpu, Host
@@ -369,11 +370,7 @@ def test_status_readings_run_side_by_side(tmp_path, fake_driver, monkeypatch) ->
         cache.close()
     assert len(results) == 2 and results[0] == results[1] and results[0][0].pcie_rx is not None
     assert waits
-    depth, most = 0, 0
-    for line in log.read_text().splitlines():
-        depth += {"nvmlDeviceGetPcieThroughput": 1, "nvmlDeviceGetPcieThroughput done": -1}.get(line, 0)
-        most = max(most, depth)
-    assert most == 4  # both readings' rx and tx
+    assert max(samples_under_way(log.read_text())) == 4  # both readings' rx and tx
 
 
 def test_library_use_readings_together_discovery_alone() -> None:

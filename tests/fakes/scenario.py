@@ -140,3 +140,22 @@ def scenario_from_preset(preset: Preset, *, rc: Iterable[RcSpec] = (), extra: Se
         gpu: Optional[int] = spec[2] if len(spec) == 3 else None
         lines.append(f"rc {spec[0]} {spec[1]}" + (f" {gpu}" if gpu is not None else ""))
     return "\n".join(lines) + "\n"
+
+
+def samples_under_way(call_log: str) -> List[int]:
+    """How many PCIe samples were under way after each logged start or end of one, in log order: the
+    text of a ``$NVLOW_FAKE_CALL_LOG`` written with ``sample_ms`` (a start logs the function's name, an
+    end ``... done``), so tests see samples overlap without timing them.
+
+    Example:
+        >>> samples_under_way("nvmlInit_v2\\nnvmlDeviceGetPcieThroughput\\nnvmlDeviceGetPcieThroughput\\n"
+        ...                   "nvmlDeviceGetPcieThroughput done\\nnvmlDeviceGetPcieThroughput done\\n")
+        [1, 2, 1, 0]
+    """
+    steps = {"nvmlDeviceGetPcieThroughput": 1, "nvmlDeviceGetPcieThroughput done": -1}
+    depth, out = 0, []
+    for line in call_log.splitlines():
+        if line in steps:
+            depth += steps[line]
+            out.append(depth)
+    return out
