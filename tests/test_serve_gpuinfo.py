@@ -373,6 +373,46 @@ def test_status_readings_run_side_by_side(tmp_path, fake_driver, monkeypatch) ->
     assert max(samples_under_way(log.read_text())) == 4  # both readings' rx and tx
 
 
+class _StepClock:
+    """A clock that moves ``step`` seconds at every look (a reading's measured time is one step)."""
+
+    def __init__(self) -> None:
+        self.now, self.step = 0.0, 0.0
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_readings_are_quick_after_a_quick_reading_of_the_kept_snapshot(tmp_path, fake_driver) -> None:
+    from nvlow.serve.cache import QUICK_READING_SECONDS
+
+    fake = fake_driver(get_preset("workstation"), complete=True)
+    clock = _StepClock()
+    cache = native_cache(tmp_path, fake, "workstation", clock=clock)
+    try:
+        cache.snapshot()
+        assert not cache.readings_quick()  # not known before a reading
+        clock.step = QUICK_READING_SECONDS / 10
+        cache.status()
+        assert cache.readings_quick()
+        clock.step = QUICK_READING_SECONDS * 2
+        cache.status()
+        assert not cache.readings_quick()  # slow (a real GPU's PCIe samples, a busy machine): the workers
+        clock.step = QUICK_READING_SECONDS / 10
+        cache.status()
+        assert cache.readings_quick()
+        version = tmp_path / "root-workstation" / "proc" / "driver" / "nvidia" / "version"
+        version.write_text(version.read_text().replace(".", "-", 1))
+        assert not cache.readings_quick()  # a reading now would discover first
+    finally:
+        cache.close()
+    no_nvml = DiscoveryCache(fake_root(tmp_path, "workstation"), None, use_nvml=False, load_uvm=False)
+    assert not no_nvml.readings_quick()  # no discovery yet
+    no_nvml.snapshot()
+    assert no_nvml.readings_quick()  # nothing to read from a library
+
+
 def test_library_use_readings_together_discovery_alone() -> None:
     from nvlow.serve.cache import _LibraryUse
 

@@ -14,8 +14,8 @@ from typing import Dict, List, Tuple
 import pytest
 
 import nvlow.serve.server as srvmod
-from nvlow.serve.httpd import (MAX_BODY, MAX_HEADER_BYTES, MAX_LINE, SIDE_BY_SIDE, HeadScan, HttpError, parse_head,
-                               split_target)
+from nvlow.serve.httpd import (INLINE_TARGETS, MAX_BODY, MAX_HEADER_BYTES, MAX_LINE, SIDE_BY_SIDE, HeadScan, HttpError,
+                               parse_head, split_target)
 from test_serve_support import get, get_json, raw, running_server, trickle
 
 # -- the parser ---------------------------------------------------------------------------------
@@ -170,6 +170,9 @@ def test_split_target() -> None:
     assert split_target("/gpu/info#frag") == ("/gpu/info", "")
     assert split_target("http://localhost:3476/v1.0/gpu/info?x=1") == ("/v1.0/gpu/info", "x=1")
     assert split_target("//evil.example/docker/cli") == ("/evil.example/docker/cli", "")
+    with pytest.raises(HttpError) as info:
+        split_target("http://[::1/docker/cli")  # an unclosed IPv6 host: the parser's ValueError is a 400
+    assert (info.value.status, info.value.message) == (400, "malformed request target")
 
 
 # -- over a socket --------------------------------------------------------------------------------
@@ -294,6 +297,7 @@ def test_http_1_0_and_0_9(tmp_path) -> None:
     (b"GET /healthz HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", 400),
     (b"GET /healthz HTTP/2\r\n\r\n", 400),
     (b"GET /healthz HTTP/3.0\r\n\r\n", 505),
+    (b"GET http://[::1/gpu/status HTTP/1.1\r\n\r\n", 400),
 ])
 def test_more_malformed_requests(tmp_path, data: bytes, code: int) -> None:
     with running_server(tmp_path) as (server, _state, _log):
@@ -491,6 +495,73 @@ def test_identical_requests_waiting_for_a_worker_share_one_answer_computed_after
         else:
             assert calls[1] < calls[0] + 0.4  # the others did not wait for the first to end
             assert 2 <= most[0] <= SIDE_BY_SIDE and len(calls) <= 1 + SIDE_BY_SIDE
+
+
+@pytest.mark.parametrize("quick", [True, False], ids=["on-the-loop", "on-a-worker"])
+def test_quick_readings_are_computed_on_the_loop_once_per_turn(tmp_path, monkeypatch, quick: bool) -> None:
+    """When the last reading took microseconds, the loop computes a live path itself, once for every
+    request of it read in one turn (no hand-off to a worker); otherwise a worker does. Either way the
+    requests that came while one was computed share the next computation, made after they came."""
+    calls: List[Tuple[str, float]] = []
+
+    def status(state, request):  # noqa: ANN001, ANN202
+        started = time.monotonic()
+        calls.append((threading.current_thread().name, started))
+        if len(calls) == 1:
+            time.sleep(0.3)  # on the loop: nothing else is read meanwhile
+        return srvmod.Response(200, json.dumps({"call": len(calls), "started": started}).encode())
+
+    monkeypatch.setitem(srvmod.ROUTES, "/gpu/status/json", status)
+    monkeypatch.setattr(srvmod.DiscoveryCache, "readings_quick", lambda self: quick)
+    with running_server(tmp_path) as (server, state, _log):
+        assert srvmod.inline(state, "/gpu/status?x=1") is quick and srvmod.inline(state, "/v2/status") is quick
+        assert not srvmod.inline(state, "/docker/cli") and not srvmod.inline(state, "/v2/plan")
+        first, f_first = _connect(server)
+        first.sendall(b"GET /gpu/status/json HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.1)  # the first is being computed
+        sent = time.monotonic()
+        others = [_connect(server) for _ in range(8)]
+        for s, _f in others:
+            s.sendall(b"GET /gpu/status/json HTTP/1.1\r\nHost: x\r\n\r\n")
+        with first, f_first:
+            assert json.loads(_read_response(f_first)[2])["call"] == 1
+        for s, f in others:
+            with s, f:
+                status_code, _h, body = _read_response(f)
+                doc = json.loads(body)
+                assert status_code == 200 and doc["call"] == 2 and doc["started"] >= sent
+    where = {name for name, _t in calls}
+    assert len(calls) == 2
+    assert where == ({"nvlow-serve-rest"} if quick else {"nvlow-serve-worker"})
+
+
+def test_the_loop_computes_at_most_a_few_targets_a_turn(tmp_path, monkeypatch) -> None:
+    """Distinct quick targets in one turn: INLINE_TARGETS of them on the loop, the rest on workers (many
+    query variants cannot hold the loop)."""
+    calls: List[Tuple[str, str]] = []
+
+    def status(state, request):  # noqa: ANN001, ANN202
+        calls.append((request.raw_query, threading.current_thread().name))
+        if not calls[1:]:
+            time.sleep(0.3)
+        return srvmod.Response(200, request.raw_query.encode())
+
+    monkeypatch.setitem(srvmod.ROUTES, "/gpu/status/json", status)
+    monkeypatch.setattr(srvmod.DiscoveryCache, "readings_quick", lambda self: True)
+    with running_server(tmp_path) as (server, _state, _log):
+        first, f_first = _connect(server)
+        first.sendall(b"GET /gpu/status/json?n=0 HTTP/1.1\r\n\r\n")
+        time.sleep(0.1)
+        conns = [_connect(server) for _ in range(INLINE_TARGETS + 2)]
+        for n, (s, _f) in enumerate(conns, 1):
+            s.sendall(f"GET /gpu/status/json?n={n} HTTP/1.1\r\n\r\n".encode())
+        with first, f_first:
+            assert _read_response(f_first)[2] == b"n=0"
+        for n, (s, f) in enumerate(conns, 1):
+            with s, f:
+                assert _read_response(f)[2] == f"n={n}".encode()
+    later = [name for query, name in calls if query != "n=0"]
+    assert later.count("nvlow-serve-rest") == INLINE_TARGETS and later.count("nvlow-serve-worker") == 2
 
 
 def test_a_shared_answer_is_sent_to_each_asker_as_it_asked(tmp_path, monkeypatch) -> None:

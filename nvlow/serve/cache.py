@@ -53,6 +53,11 @@ VERSION_KEY_BYTES = 16 * 1024
 #: the most answers kept per discovery (the set starts over when full: a client sending endless
 #: distinct queries costs recomputation, never memory)
 MAX_ANSWERS = 512
+#: a status reading whose library calls took less than this (seconds) is "quick": ``nvlow serve`` then
+#: reads on its loop thread (:meth:`DiscoveryCache.readings_quick`). A real GPU's reading takes ~20 ms
+#: (NVML samples the PCIe counters) and stays on the workers; one call that hangs costs the loop that
+#: one reading, after which the measured time sends readings back to the workers.
+QUICK_READING_SECONDS = 0.002
 
 
 @dataclass
@@ -223,6 +228,8 @@ class DiscoveryCache:
         self._version = _VersionFile(root)
         #: how many discoveries ran (tests and /healthz read it)
         self.discoveries = 0
+        #: seconds the last status reading spent in the library, and the snapshot it was read from
+        self._reading: Tuple[Optional[Snapshot], float] = (None, 0.0)
 
     def version_key(self) -> Optional[str]:
         """The current text of the kernel module's version file (its first
@@ -328,10 +335,25 @@ class DiscoveryCache:
             return snap, tuple(GpuStatus(index=g.index) for g in snap.host.gpus)
         lib = snap.library
         self._lib_use.begin_reading()
+        start = self._clock()
         try:
             return snap, complete_statuses(lib, tuple(lib.status()))
         finally:
+            self._reading = (snap, self._clock() - start)
             self._lib_use.end_reading()
+
+    def readings_quick(self) -> bool:
+        """True when a status reading now would take microseconds: the running driver's snapshot is
+        the one kept (no discovery) and its last reading's library calls took less than
+        :data:`QUICK_READING_SECONDS` (a snapshot without a library reads nothing). Never true before
+        the snapshot's first reading; a measurement slowed by a busy machine only says "not quick"."""
+        snap = self.current()
+        if snap is None:
+            return False
+        if snap.library is None:
+            return True
+        read_from, took = self._reading
+        return read_from is snap and took < QUICK_READING_SECONDS
 
     def readings_wait(self) -> bool:
         """True when the current library's status readings mostly wait for the driver (NVML sampling

@@ -90,6 +90,9 @@ LINGER_BYTES = 256 * 1024
 SWEEP = 0.1
 #: pipelined requests of one connection answered in one turn of the loop
 PIPELINE_TURN = 8
+#: targets the loop computes itself in one turn (``inline``); more distinct ones in a turn go to the workers,
+#: so many query variants cannot hold the loop
+INLINE_TARGETS = 2
 LISTEN_BACKLOG = 128  # the socketserver default of 5 drops SYNs of concurrent clients (1 s retransmits)
 
 Route = Callable[["ServeState", Request], Response]
@@ -297,7 +300,10 @@ def split_target(target: str) -> Tuple[str, str]:
     if target.startswith("/"):
         path, _, query = target.partition("#")[0].partition("?")
         return path, query
-    parts = urlsplit(target)
+    try:
+        parts = urlsplit(target)
+    except ValueError:  # "http://[::1/x": an unclosed IPv6 host
+        raise HttpError(400, "malformed request target") from None
     return parts.path, parts.query
 
 
@@ -364,15 +370,20 @@ class HTTPServer:
     reading per turn of the workers, not one each). One worker at a time computes a target, unless
     ``side_by_side(target)`` says its computation mostly waits (a live reading while NVML samples the
     PCIe counters for 20 ms): then a new job of it starts on a free worker at once, up to
-    :data:`SIDE_BY_SIDE` of them.
+    :data:`SIDE_BY_SIDE` of them. When ``inline(target)`` says a computation is quick (a live reading
+    that took microseconds last time), the loop runs it itself once per turn for every request of that
+    target read in the turn: handing it to a worker would cost more than the reading, since the two
+    threads then pass the interpreter lock back and forth at every library call and socket operation.
     """
 
     def __init__(self, family: int, address: Any, state: "ServeState", route: Route, *,
                  quick: Optional[Quick] = None, coalesce: bool = False, max_connections: int = 256,
                  client_timeout: float = CLIENT_TIMEOUT, workers: int = WORKERS,
-                 side_by_side: Optional[Callable[[str], bool]] = None) -> None:
+                 side_by_side: Optional[Callable[[str], bool]] = None,
+                 inline: Optional[Callable[[str], bool]] = None) -> None:
         self.state = state
         self.side_by_side = side_by_side
+        self.inline = inline
         self.route = route
         self.quick = quick
         self.coalesce = coalesce
@@ -408,6 +419,7 @@ class HTTPServer:
         self._rearm = isinstance(self._sel, getattr(selectors, "EpollSelector", ()))
         self._back: Deque[_Conn] = collections.deque()
         self._ready: Deque[_Conn] = collections.deque()  # connections with pipelined requests left
+        self._inline: Dict[str, _Job] = {}  # GETs the loop computes at the end of this turn, by target
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -477,7 +489,7 @@ class HTTPServer:
         listening = True
         next_sweep = time.monotonic() + SWEEP
         while True:
-            events = sel.select(0.0 if self._ready else max(0.0, next_sweep - time.monotonic()))
+            events = sel.select(0.0 if self._ready or self._inline else max(0.0, next_sweep - time.monotonic()))
             now = time.monotonic()
             for key, mask in events:
                 data = key.data
@@ -503,6 +515,8 @@ class HTTPServer:
                     except Exception as exc:  # noqa: BLE001 - as above
                         self.state.log(f"connection error: {type(exc).__name__}: {exc}")
                         self._close(conn)
+            if self._inline:
+                self._run_inline()
             if self.stopping.is_set():
                 if listening:
                     listening = False
@@ -661,17 +675,17 @@ class HTTPServer:
             served += 1
             try:
                 got = self._next_request(conn)
+                if got is None:
+                    return
+                path, raw_query = split_target(got[0].target)
             except HttpError as exc:
                 conn.line, conn.started = "", now
                 self._answer(conn, Response(exc.status, (exc.message + "\n").encode("utf-8")),
                              close=True, head_only=False, http09=False, now=now)
                 return
-            if got is None:
-                return
             head, body = got
             conn.started = now
             conn.line = head.line
-            path, raw_query = split_target(head.target)
             answer: Optional[Response] = None
             if self.quick is not None and not head.length:
                 try:
@@ -680,8 +694,10 @@ class HTTPServer:
                     answer = None
             self.state.requests += 1
             if answer is None:
-                self._sel.unregister(conn.sock)
                 conn.state = _BUSY
+                if self._join_inline(conn, head, body):
+                    return  # stays registered: answered at the end of this turn
+                self._sel.unregister(conn.sock)
                 self._submit(conn, head, body)
                 return
             self._answer(conn, answer, close=not head.keep_alive, head_only=head.method == "HEAD",
@@ -707,6 +723,42 @@ class HTTPServer:
                 return  # enqueued by a worker computing this target, when it is done
             job.queued = True
         self._enqueue(job)
+
+    def _join_inline(self, conn: _Conn, head: Head, body: bytes) -> bool:
+        """Keep a GET for this turn's computation of its target when ``inline`` says it is quick."""
+        if self.inline is None or head.method != "GET" or head.length:
+            return False
+        job = self._inline.get(head.target)
+        if job is not None:
+            job.conns.append((conn, head))
+            return True
+        if len(self._inline) >= INLINE_TARGETS or not self.inline(head.target):
+            return False
+        self._inline[head.target] = _Job(None, conn, head, body)
+        return True
+
+    def _run_inline(self) -> None:
+        """Compute each target kept this turn once and answer every request of it (loop thread)."""
+        jobs, self._inline = self._inline, {}
+        for job in jobs.values():
+            try:
+                response = self._call(job.head, job.body)
+            except Exception as exc:  # noqa: BLE001 - as in the workers
+                self.state.log(f"connection error: {type(exc).__name__}: {exc}")
+                response = Response(500, b"internal error, check logs for details\n")
+            encoded: Dict[Tuple[bool, bool, bool], bytes] = {}
+            now = time.monotonic()
+            for conn, head in job.conns:
+                if conn.closed:
+                    continue
+                conn.state = _READ  # it stayed registered: answered as a quick answer is (and closed so)
+                try:
+                    self._send(conn, self._prepare(conn, head, response, encoded, now), now)
+                    if conn.state == _READ and conn.inbuf:
+                        self._serve(conn, now)  # pipelined: may keep a request for the next turn
+                except Exception as exc:  # noqa: BLE001 - as in the loop
+                    self.state.log(f"connection error: {type(exc).__name__}: {exc}")
+                    self._close(conn)
 
     def _enqueue(self, job: _Job) -> None:
         self._jobs.put(job)
@@ -769,6 +821,11 @@ class HTTPServer:
         close = close or http09 or self.stopping.is_set()
         data = self._encode(response, close, head_only, http09)
         self._log(conn, response.status, time.monotonic())
+        conn.close_after = close
+        self._send(conn, data, now)
+
+    def _send(self, conn: _Conn, data: bytes, now: float) -> None:
+        """Send an answer (``conn.close_after`` set) on a connection the loop holds registered."""
         try:
             sent = conn.sock.send(data)
         except (BlockingIOError, InterruptedError):
@@ -776,7 +833,6 @@ class HTTPServer:
         except OSError:
             self._close(conn)
             return
-        conn.close_after = close
         if sent < len(data):
             conn.out = data[sent:]
             conn.state = _WRITE

@@ -138,6 +138,13 @@ def side_by_side(state: ServeState, target: str) -> bool:
     return split_target(target)[0] in LIVE_PATHS and state.cache.readings_wait()
 
 
+def inline(state: ServeState, target: str) -> bool:
+    """Whether the loop thread may compute a live reading for ``target`` itself: when the last one took
+    microseconds (:meth:`DiscoveryCache.readings_quick`), as with the simulated library or a fake;
+    never when it may discover or wait on NVML."""
+    return split_target(target)[0] in LIVE_PATHS and state.cache.readings_quick()
+
+
 def _cacheable(request: Request) -> bool:
     if request.method != "GET" or request.path not in CACHED_PATHS:
         return False
@@ -430,7 +437,8 @@ class NvlowServer:
         try:
             self.rest = HTTPServer(family, listen, state, dispatch, quick=quick_answer, coalesce=True,
                                    max_connections=max_connections, client_timeout=client_timeout,
-                                   side_by_side=lambda target: side_by_side(state, target))
+                                   side_by_side=lambda target: side_by_side(state, target),
+                                   inline=lambda target: inline(state, target))
         except OSError as exc:
             raise UsageError(f"cannot listen on {listen[0]}:{listen[1]}: {exc.strerror or exc}",
                              hint="another nvidia-docker-plugin or nvlow serve may be running; use --listen") from None
