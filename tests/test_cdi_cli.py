@@ -416,7 +416,8 @@ def test_simulated_presets_generate_valid_specs(preset: str, sim_env: str, monke
 
 
 @pytest.mark.parametrize("preset, caps", [("dgx-h100-mig", "compute,utility"),
-                                          ("workstation", "compute,utility,compat32")])
+                                          ("workstation", "compute,utility,compat32"),
+                                          ("workstation", "video")])
 def test_simulated_spec_golden(preset: str, caps: str, sim_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The whole spec of a preset, with the simulated tree's location as ``$ROOT``: MIG GPUs without
     devices of their own, libraries in the loader's default directories, no PATH/LD_LIBRARY_PATH.

@@ -155,6 +155,43 @@ def test_container_env(image_env, explicit, expected):
     assert env == expected
 
 
+@pytest.mark.parametrize("image_env,explicit,expected", [
+    ({"PATH": "/bin", "LD_LIBRARY_PATH": "/usr/local/nvidia/lib64:/usr/local/nvidia/lib"}, {},
+     [("PATH", "/bin:/usr/local/nvidia/bin"), ("VDPAU_DRIVER_PATH", "/usr/local/nvidia/lib64")]),
+    (None, {}, [("LD_LIBRARY_PATH", "/usr/local/nvidia/lib64:/usr/local/nvidia/lib"),
+                ("VDPAU_DRIVER_PATH", "/usr/local/nvidia/lib64")]),
+    # the image's or the user's own value is kept
+    ({"PATH": "/bin", "LD_LIBRARY_PATH": "/usr/local/nvidia/lib64:/usr/local/nvidia/lib",
+      "VDPAU_DRIVER_PATH": "/opt/vdpau"}, {}, [("PATH", "/bin:/usr/local/nvidia/bin")]),
+    ({"PATH": "/bin", "LD_LIBRARY_PATH": "/usr/local/nvidia/lib64:/usr/local/nvidia/lib"},
+     {"VDPAU_DRIVER_PATH": "/mine"}, [("PATH", "/bin:/usr/local/nvidia/bin")]),
+])
+def test_container_env_names_the_vdpau_driver_directory(image_env, explicit, expected):
+    env, _warnings = container_env(image_env, explicit, "devices", vdpau_dir="/usr/local/nvidia/lib64")
+    assert env == expected
+
+
+VDPAU = DriverFile(LIB + "vdpau/libvdpau_nvidia.so.550.54.15", "lib64", "video",
+                   ("libvdpau_nvidia.so.550.54.15", "libvdpau_nvidia.so.1"), "libvdpau_nvidia.so.1")
+
+
+@pytest.mark.parametrize("mode", ["bind", "volume", "plugin"])
+def test_the_vdpau_driver_is_found_through_vdpau_driver_path(mode):
+    """libvdpau looks for the driver in $VDPAU_DRIVER_PATH, then its own <libdir>/vdpau, never on
+    LD_LIBRARY_PATH under the driver's SONAME: under /usr/local/nvidia only the variable finds it."""
+    files = DriverFiles(libraries64=FILES.libraries64 + (VDPAU,))
+    volume = "/var/lib/nvlow/volumes/nvidia_driver/550.54.15" if mode == "volume" else None
+    with_video = build_plan(HOST, select_gpus(HOST.gpus, "0"), ["video"], files, mode=mode, volume_path=volume)
+    assert ("VDPAU_DRIVER_PATH", "/usr/local/nvidia/lib64") in with_video.env
+    if mode == "bind":
+        assert "--volume=/r/usr/lib/x86_64-linux-gnu/vdpau/libvdpau_nvidia.so.550.54.15:" \
+               "/usr/local/nvidia/lib64/libvdpau_nvidia.so.1:ro" in docker_args(with_video)
+    without = build_plan(HOST, select_gpus(HOST.gpus, "0"), ["compute"], FILES, mode=mode, volume_path=volume)
+    assert "VDPAU_DRIVER_PATH" not in dict(without.env)
+    void = build_plan(HOST, select_gpus(HOST.gpus, "void"), ["video"], files, mode=mode, volume_path=volume)
+    assert void.env == ()
+
+
 def test_json_document_and_compose():
     plan = build_plan(HOST, select_gpus(HOST.gpus, "0,1:0"), ["utility"], FILES, image_env={"PATH": "/bin"})
     doc = plan_document(plan, HOST)

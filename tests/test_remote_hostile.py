@@ -79,6 +79,7 @@ def test_a_good_plan_passes_and_its_args_are_rebuilt() -> None:
     with hostile(_doc(args=["--privileged"])) as url:
         plan = remote_plan(url, PlanRequest(gpus="0"), env={}, timeout=5)
     assert "--privileged" not in plan.args and plan.args == tuple(GOOD["args"])
+    assert "--env=VDPAU_DRIVER_PATH=/usr/local/nvidia/lib64" in plan.args  # its one value passes
 
 
 @pytest.mark.parametrize("doc, message", [
@@ -101,6 +102,7 @@ def test_a_good_plan_passes_and_its_args_are_rebuilt() -> None:
      "volume nvlow refuses"),
     (_doc(env={"LD_PRELOAD": "/tmp/x.so"}), "environment variable nvlow never sets: 'LD_PRELOAD'"),
     (_doc(env={"PATH": "/bin\n--privileged"}), "invalid PATH"),
+    (_doc(env={"VDPAU_DRIVER_PATH": "/tmp"}), "environment variable nvlow never sets: 'VDPAU_DRIVER_PATH'"),
     (_doc(volume_driver="local --privileged"), "volume driver nvlow refuses"),
     (_doc(devices="all"), "valid 'devices' list"),
     ([1, 2], "not a plan document"),

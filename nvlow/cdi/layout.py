@@ -12,7 +12,9 @@ them without help (docs/cdi.md, "Where the driver files go"):
   "default path"; ``ld.so --help`` prints them as "system search path"):
   Debian/Ubuntu's multiarch directory ``/usr/lib/<tuple>`` and the RHEL
   family's ``/usr/lib64``. 32-bit (compat32) libraries go to
-  ``/usr/lib/i386-linux-gnu`` and ``/usr/lib``;
+  ``/usr/lib/i386-linux-gnu`` and ``/usr/lib``. The VDPAU driver goes to the
+  ``vdpau/`` directory under each, libvdpau's module directory (where
+  nvidia-ctk mounts it too);
 - binaries in ``/usr/bin``, which every image's PATH holds;
 - config files, IPC sockets and firmware at their host paths
   (:func:`nvlow.plan.plan.driver_file_mounts`).
@@ -28,6 +30,10 @@ Example:
     ... # doctest: +NORMALIZE_WHITESPACE
     ['/usr/lib/x86_64-linux-gnu/libcuda.so.1', '/usr/lib/x86_64-linux-gnu/libcuda.so',
      '/usr/lib64/libcuda.so.1', '/usr/lib64/libcuda.so']
+    >>> v = DriverFile("/usr/lib/x86_64-linux-gnu/vdpau/libvdpau_nvidia.so.550.54.15", "lib64", "video",
+    ...                ("libvdpau_nvidia.so.550.54.15", "libvdpau_nvidia.so.1"), "libvdpau_nvidia.so.1")
+    >>> [m.container_path for m in driver_mounts(DriverFiles(libraries64=(v,)), arch="x86-64")[0]]
+    ['/usr/lib/x86_64-linux-gnu/vdpau/libvdpau_nvidia.so.1', '/usr/lib64/vdpau/libvdpau_nvidia.so.1']
 """
 from __future__ import annotations
 
@@ -35,7 +41,7 @@ import os
 
 from ..host.ldcache import native_arch
 from ..model import DriverFile, DriverFiles
-from ..plan.plan import Mount, container_library_names, driver_file_mounts
+from ..plan.plan import VDPAU_SUBDIR, Mount, container_library_names, driver_file_mounts, is_vdpau_driver
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -116,7 +122,8 @@ def driver_mounts(files: DriverFiles, *, arch: Optional[str] = None,
     for dirs, libs in ((library_dirs(arch), files.libraries64), (COMPAT32_DIRS, files.libraries32)):
         for lib_dir in dirs:
             for f in libs:
-                bind(f, [f"{lib_dir}/{name}" for name in container_library_names(f)])
+                where = f"{lib_dir}/{VDPAU_SUBDIR}" if is_vdpau_driver(f) else lib_dir
+                bind(f, [f"{where}/{name}" for name in container_library_names(f)])
     for m in driver_file_mounts(files, include_nvidia_dir=False):
         if m.container_path not in seen:
             seen[m.container_path] = m.host_path

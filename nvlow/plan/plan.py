@@ -32,6 +32,11 @@ NVIDIA_LIB64 = NVIDIA_DIR + "/lib64"
 NVIDIA_LIB32 = NVIDIA_DIR + "/lib"
 LD_LIBRARY_PATH_ADDITIONS = (NVIDIA_LIB64, NVIDIA_LIB32)
 PATH_ADDITIONS = (NVIDIA_BIN,)
+#: libvdpau loads the driver named by the X server from ``$VDPAU_DRIVER_PATH/libvdpau_nvidia.so.1``, then
+#: from its own module directory ``<libdir>/vdpau/``, then as a bare ``libvdpau_nvidia.so`` (no ``.1``): a
+#: driver under ``/usr/local/nvidia/lib64`` is found only through this variable (docs/driver-files.md, "VDPAU")
+VDPAU_ENV = "VDPAU_DRIVER_PATH"
+VDPAU_SUBDIR = "vdpau"
 #: the volume driver name of ``--driver-files plugin`` and of ``nvlow serve``'s plugin: nvidia-docker 1.0's
 #: name, which every 1.0 client and script types (``--volume-driver=nvidia-docker``); a site that runs
 #: another name sets ``serve --plugin-name`` and ``NVLOW_PLUGIN_NAME`` for the CLI
@@ -207,6 +212,12 @@ def driver_file_mounts(files: DriverFiles, *, include_nvidia_dir: bool = True) -
     return mounts
 
 
+def is_vdpau_driver(f: DriverFile) -> bool:
+    """Whether ``f`` is NVIDIA's VDPAU driver, which libvdpau looks for in a ``vdpau/`` directory
+    (:data:`VDPAU_ENV`), not on the loader's path."""
+    return f.names[0].startswith("libvdpau_nvidia.so")
+
+
 def container_library_names(f: DriverFile) -> Tuple[str, ...]:
     """The names a library is bound under: its SONAME and link names (real name if it has no SONAME)."""
     names = tuple(n for n in f.names[1:] if n)
@@ -310,8 +321,10 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 def container_env(image_env: Optional[Mapping[str, str]], explicit_env: Mapping[str, str],
                   mode: str, *, lib_dirs: Sequence[str] = LD_LIBRARY_PATH_ADDITIONS,
-                  bin_dirs: Sequence[str] = PATH_ADDITIONS) -> Tuple[List[Tuple[str, str]], List[str]]:
-    """PATH and LD_LIBRARY_PATH additions (``bin_dirs``, ``lib_dirs``), merged with the image's own values.
+                  bin_dirs: Sequence[str] = PATH_ADDITIONS, vdpau_dir: Optional[str] = None,
+                  ) -> Tuple[List[Tuple[str, str]], List[str]]:
+    """PATH and LD_LIBRARY_PATH additions (``bin_dirs``, ``lib_dirs``), merged with the image's own values,
+    and :data:`VDPAU_ENV` set to ``vdpau_dir`` (where the VDPAU driver is placed) unless the image sets it.
 
     ``explicit_env`` holds variables the user already sets on the engine
     command line: those are never touched. Without the image's environment
@@ -341,6 +354,8 @@ def container_env(image_env: Optional[Mapping[str, str]], explicit_env: Mapping[
         merged = merge_search_path(image_env.get("PATH", DEFAULT_PATH), bin_dirs)
         if merged is not None:
             env.append(("PATH", merged))
+    if vdpau_dir is not None and VDPAU_ENV not in explicit_env and VDPAU_ENV not in (image_env or {}):
+        env.append((VDPAU_ENV, vdpau_dir))
     return env, warnings
 
 
@@ -401,7 +416,9 @@ def build_plan(
                                       lib_dirs=host.wsl.library_dirs, bin_dirs=())
         warnings = notes + warnings
     else:
-        env, warnings = container_env(image_env, explicit_env or {}, selection.mode)
+        vdpau = files is not None and any(is_vdpau_driver(f) for f in files.libraries64)
+        env, warnings = container_env(image_env, explicit_env or {}, selection.mode,
+                                      vdpau_dir=NVIDIA_LIB64 if vdpau else None)
     if files is not None:
         # a corrupt ld.so.cache is survivable (the usual directories are searched) but must be said
         warnings = [reason for _path, reason in files.skipped if reason.startswith("corrupt")] + warnings

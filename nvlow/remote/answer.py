@@ -11,7 +11,8 @@ both come from the network, so neither reaches the engine as given. The client k
 * read-only binds of driver files into the places nvlow uses (``/usr/local/nvidia/{bin,lib,lib64}``,
   the driver's config, firmware and X.Org/GBM paths), writable binds only for the driver's IPC
   sockets, and the driver volume ``nvidia_driver_<version>`` at ``/usr/local/nvidia``;
-* the volume drivers ``nvlow``/``nvidia-docker`` and the variables ``PATH``/``LD_LIBRARY_PATH``;
+* the volume drivers ``nvlow``/``nvidia-docker``, the variables ``PATH``/``LD_LIBRARY_PATH`` and
+  ``VDPAU_DRIVER_PATH=/usr/local/nvidia/lib64``;
 
 and renders the arguments itself (:func:`nvlow.plan.render.docker_args`). Anything else is refused with
 an error naming the item (``--privileged``, ``-v /:/host``, ``--cap-add``, a ``..`` path).
@@ -55,6 +56,8 @@ _XORG = lazy_re(r"/[A-Za-z0-9_./-]{1,200}/xorg/modules/[A-Za-z0-9_/-]{0,100}/"
 _XORG_CONF = lazy_re(r"/(?:usr/share|etc)/X11/xorg\.conf\.d/[A-Za-z0-9_.-]{0,60}nvidia[A-Za-z0-9_.-]{0,60}\.conf")
 _GBM = lazy_re(r"/[A-Za-z0-9_./-]{1,200}/gbm/nvidia-drm_gbm\.so")
 _ENV = ("PATH", "LD_LIBRARY_PATH")
+#: variables with the one value nvlow gives them
+_ENV_FIXED = {"VDPAU_DRIVER_PATH": NVIDIA_DIR + "/lib64"}
 _MAX_ITEMS = 2048
 
 
@@ -157,9 +160,13 @@ def _env(doc: Mapping[str, Any], where: str) -> List[Tuple[str, str]]:
         raise RemoteError(f"{where} answered a plan without a valid 'env' object")
     out = []
     for key, val in value.items():
+        if key in _ENV_FIXED and val == _ENV_FIXED[key]:
+            out.append((key, val))
+            continue
         if key not in _ENV:
             raise RemoteError(f"{where} answered an environment variable nvlow never sets: {str(key)[:40]!r}",
-                              hint="nvlow passes on only PATH and LD_LIBRARY_PATH")
+                              hint="nvlow passes on only PATH, LD_LIBRARY_PATH and VDPAU_DRIVER_PATH="
+                                   + _ENV_FIXED["VDPAU_DRIVER_PATH"])
         if not isinstance(val, str) or len(val) > 8192 or any(c in val for c in "\n\r\0") or \
                 not all(p.startswith("/") for p in val.split(":") if p):
             raise RemoteError(f"{where} answered an invalid {key} value: {str(val)[:80]!r}")

@@ -8,7 +8,7 @@
 - ``/proc/devices``, ``/proc/driver/nvidia/version`` and ``gpus/<bus>/information`` consistent with them
   (2 GPUs, driver 550.54.15);
 - tiny but real ELF driver libraries (gcc, with SONAMEs) under ``/usr/lib/x86_64-linux-gnu`` plus SONAME
-  links, a stale ``libcuda.so.535.104.05`` in ``/opt/old-driver/lib64``, shell-script binaries in
+  links (the VDPAU driver in its ``vdpau/`` directory, outside the ld.so.cache), a stale ``libcuda.so.535.104.05`` in ``/opt/old-driver/lib64``, shell-script binaries in
   ``/usr/bin``, and ``/etc/ld.so.cache`` built by ``ldconfig -r``.
 
 With ``build_fake_host(dest, mig=True)`` GPU 0 is in MIG mode (``MIG_INSTANCES``): the fake root also gets
@@ -50,6 +50,10 @@ LIBRARIES: Tuple[Tuple[str, str], ...] = (
     ("libnvidia-opencl.so", "libnvidia-opencl.so.1"),
     ("libnvidia-gpucomp.so", f"libnvidia-gpucomp.so.{DRIVER_VERSION}"),
 )
+#: the VDPAU driver, where the driver's installer puts it: libvdpau's module directory under the library
+#: directory, which ld.so.conf does not list (so it is not in the ld.so.cache)
+VDPAU_DIR = LIB_DIR + "/vdpau"
+VDPAU_LIBRARY = ("libvdpau_nvidia.so", "libvdpau_nvidia.so.1")
 
 #: binaries written as ``#!/bin/sh`` scripts; each prints ``smi_marker``-style ``nvlow-fake-<name> <version>``.
 BINARIES: Tuple[str, ...] = (
@@ -311,12 +315,13 @@ def _write_driver(host: FakeHost, cc: str) -> Tuple[Dict[str, str], Dict[str, st
     build = os.path.join(root, ".build")
     os.makedirs(build, exist_ok=True)
     libraries: Dict[str, str] = {}
-    for stem, soname in LIBRARIES:
+    os.makedirs(host.host(VDPAU_DIR), exist_ok=True)
+    for where, (stem, soname) in [(LIB_DIR, lib) for lib in LIBRARIES] + [(VDPAU_DIR, VDPAU_LIBRARY)]:
         name = f"{stem}.{DRIVER_VERSION}"
-        _compile_library(build, os.path.join(libdir, name), soname, cc)
+        _compile_library(build, os.path.join(host.host(where), name), soname, cc)
         if soname != name:
-            _symlink(name, os.path.join(libdir, soname))
-        libraries[soname] = f"{LIB_DIR}/{name}"
+            _symlink(name, os.path.join(host.host(where), soname))
+        libraries[soname] = f"{where}/{name}"
     # Real hosts have the dev link libcuda.so -> libcuda.so.1 (nvidia-docker #103).
     _symlink("libcuda.so.1", os.path.join(libdir, "libcuda.so"))
     # A leftover of an older driver: same SONAME, wrong version suffix; nvlow must not pick it.
