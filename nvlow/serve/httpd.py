@@ -9,7 +9,10 @@ itself when the server's ``quick`` function has its answer at hand (a cached
 document of the running driver: no I/O beyond the driver-version check, never a
 discovery); every other request goes to a small pool of worker threads, which
 run the ``route`` function and send the answer, so a slow handler (NVML, a
-driver-volume build, a rediscovery) never stalls the loop. An answer shared by
+driver-volume build, a rediscovery) never stalls the loop; a computation the
+server's ``inline`` function calls quick (a live reading that took microseconds
+last time) is run by the loop itself at the end of its turn, once for every
+request of that target read in the turn. An answer shared by
 several identical requests (``coalesce``) is handed back to the loop, which
 sends it to each, so the worker is free for the next computation. A connection is
 owned by one thread at a time, and one request per connection is in flight:
