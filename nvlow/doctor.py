@@ -152,13 +152,21 @@ def check_stale_libraries(ctx: DoctorContext) -> List[CheckResult]:
         files = select_driver_files(ctx.root, version, parse_capabilities("all"))
     except NvlowError as exc:
         return [CheckResult("stale libraries", FAIL, str(exc), exc.hint)]
+    out: List[CheckResult] = []
+    damaged = files.damaged()
+    if damaged:
+        shown = ", ".join(f"{p} ({r})" for p, r in damaged[:4]) + (f" and {len(damaged) - 4} more"
+                                                                  if len(damaged) > 4 else "")
+        out.append(CheckResult("damaged libraries", WARN, f"{len(damaged)} driver {version} file(s) left out of "
+                               f"containers: {shown}", "reinstall the driver (a partial install or a full disk "
+                               "leaves truncated files) and run ldconfig"))
     stale = [p for p, reason in files.skipped if "version" in reason or "stale" in reason]
     if stale:
         shown = ", ".join(stale[:4]) + (f" and {len(stale) - 4} more" if len(stale) > 4 else "")
-        return [CheckResult("stale libraries", WARN,
-                            f"{len(stale)} library file(s) of another driver version in the loader cache: {shown}",
-                            "remove the leftovers of the old driver and run ldconfig")]
-    return [CheckResult("stale libraries", OK, f"every NVIDIA library in the cache is {version}")]
+        return out + [CheckResult("stale libraries", WARN,
+                                  f"{len(stale)} library file(s) of another driver version in the loader cache: "
+                                  f"{shown}", "remove the leftovers of the old driver and run ldconfig")]
+    return out + [CheckResult("stale libraries", OK, f"every NVIDIA library in the cache is {version}")]
 
 
 def check_device_nodes(ctx: DoctorContext) -> List[CheckResult]:

@@ -151,6 +151,12 @@ class DriverFile(Record):
         return asdict(self)
 
 
+#: why a file named as the running driver's was left out although the selection wanted it: it is damaged
+#: (truncated, replaced by something else) or gone since ldconfig ran (:meth:`DriverFiles.damaged`)
+UNREADABLE_ELF = "not a readable ELF file"
+DANGLING_ENTRY = "listed in ld.so.cache but not a file"
+
+
 class DriverFiles(Record):
     """Driver files selected for a set of capabilities, in the order of ``nvlow list``.
 
@@ -169,6 +175,16 @@ class DriverFiles(Record):
     skipped: Tuple[Tuple[str, str], ...] = ()
     #: names from the capability lists that were not found
     missing: Tuple[str, ...] = ()
+
+    def damaged(self) -> Tuple[Tuple[str, str], ...]:
+        """The ``skipped`` files of the running driver left out as damaged or gone (a container then lacks
+        them: a partial install or a full disk truncates files).
+
+        Example:
+            >>> DriverFiles(skipped=(("/a/libcuda.so.1.2", UNREADABLE_ELF), ("/b", "stale copy"))).damaged()
+            (('/a/libcuda.so.1.2', 'not a readable ELF file'),)
+        """
+        return tuple((p, r) for p, r in self.skipped if r in (UNREADABLE_ELF, DANGLING_ENTRY))
 
     def all(self) -> Tuple[DriverFile, ...]:
         """Every selected file."""

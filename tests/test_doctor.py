@@ -136,6 +136,17 @@ def test_no_stale_copies(tmp_path):
         fh.write(build_ldcache(keep))
     results = d.run_doctor(ctx_for(root, "dgx-a100"))
     assert statuses(results, "stale libraries") == ["ok"]
+    assert statuses(results, "damaged libraries") == []  # an intact install: no such line
+
+
+def test_damaged_libraries_of_the_running_driver(tmp_path):
+    root = make_root(tmp_path, "dgx-a100")
+    libcuda = root.realpath("/usr/lib/x86_64-linux-gnu/libcuda.so.1")
+    open(root.host(libcuda), "wb").close()  # emptied by a full disk during an install
+    results = d.run_doctor(ctx_for(root, "dgx-a100"))
+    damaged = by_check(results, "damaged libraries")
+    assert [r.status for r in damaged] == ["warn"]
+    assert f"{libcuda} (not a readable ELF file)" in damaged[0].message and "reinstall the driver" in damaged[0].fix
 
 
 def test_device_nodes_missing_and_uvm_missing(a100):

@@ -374,6 +374,28 @@ def test_cli_does_not_dlopen_a_library_without_a_symbol_table(tmp_path: object) 
     assert f"{nvml_real_path(d)}: no DT_SYMTAB or DT_STRTAB" in res.stderr
 
 
+@pytest.mark.skipif(not IS_ROOT, reason="needs mknod for real device nodes")
+@pytest.mark.parametrize("command", [("args", "--gpus", "0"), ("cdi", "generate")])
+@pytest.mark.parametrize("damaged", [True, False], ids=["truncated-libcuda", "intact"])
+def test_a_truncated_driver_library_is_left_out_with_one_warning(tmp_path: object, command: Tuple[str, ...],
+                                                                 damaged: bool) -> None:
+    """A driver library emptied by a full disk or a broken install is not bound (it is not an ELF file
+    any more) and one warning names it with the fix; an intact tree has no such warning."""
+    d = host_tree(os.path.join(str(tmp_path), "root"))
+    libcuda = os.path.realpath(f"{d}/usr/lib/x86_64-linux-gnu/libcuda.so.1")
+    if damaged:
+        open(libcuda, "wb").close()
+    res = run_nvlow(*command, "--root", d, "--no-nvml")
+    assert_clean_exit(res, (0,))
+    lines = [line for line in res.stderr.splitlines() if "damaged or gone" in line]
+    assert (libcuda in res.stdout) is not damaged  # the host file is bound only when intact
+    if damaged:
+        assert len(lines) == 1, res.stderr
+        assert f"{libcuda[len(d):]} (not a readable ELF file)" in lines[0] and "reinstall the driver" in lines[0]
+    else:
+        assert lines == []
+
+
 # ================================================================== 3. FIFOs, devices and endless files
 
 FIFO_PLACES = ["/etc/ld.so.cache", "/proc/driver/nvidia/version", "/proc/devices",

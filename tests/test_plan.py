@@ -192,6 +192,24 @@ def test_the_vdpau_driver_is_found_through_vdpau_driver_path(mode):
     assert void.env == ()
 
 
+@pytest.mark.parametrize("skipped,expected", [
+    ((), None),
+    ((("/l/libcuda.so.1.2", "stale copy from driver 1.1 (running 1.2)"),), None),
+    ((("/l/libcuda.so.1.2", "not a readable ELF file"), ("/l/libnvidia-ml.so.1", "listed in ld.so.cache but not a file")),
+     "driver files left out, damaged or gone: /l/libcuda.so.1.2 (not a readable ELF file), /l/libnvidia-ml.so.1 "
+     "(listed in ld.so.cache but not a file); the container will lack them: reinstall the driver (a partial "
+     "install or a full disk leaves truncated files) and run ldconfig"),
+    (tuple((f"/l/lib{n}.so.1.2", "not a readable ELF file") for n in "abcde"),
+     "driver files left out, damaged or gone: /l/liba.so.1.2 (not a readable ELF file), /l/libb.so.1.2 (not a "
+     "readable ELF file), /l/libc.so.1.2 (not a readable ELF file) and 2 more; the container will lack them: "
+     "reinstall the driver (a partial install or a full disk leaves truncated files) and run ldconfig"),
+])
+def test_damaged_driver_files_are_one_warning(skipped, expected):
+    files = DriverFiles(libraries64=FILES.libraries64, skipped=skipped)
+    plan = build_plan(HOST, select_gpus(HOST.gpus, "0"), ["compute"], files, image_env={})
+    assert [w for w in plan.warnings if "damaged" in w] == ([expected] if expected else [])
+
+
 def test_json_document_and_compose():
     plan = build_plan(HOST, select_gpus(HOST.gpus, "0,1:0"), ["utility"], FILES, image_env={"PATH": "/bin"})
     doc = plan_document(plan, HOST)

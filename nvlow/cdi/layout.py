@@ -41,7 +41,8 @@ import os
 
 from ..host.ldcache import native_arch
 from ..model import DriverFile, DriverFiles
-from ..plan.plan import VDPAU_SUBDIR, Mount, container_library_names, driver_file_mounts, is_vdpau_driver
+from ..plan.plan import (VDPAU_SUBDIR, Mount, container_library_names, damaged_files_warning, driver_file_mounts,
+                         is_vdpau_driver)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -104,7 +105,8 @@ def driver_mounts(files: DriverFiles, *, arch: Optional[str] = None,
     container path is bound once (the first file wins).
     """
     arch = arch or native_arch()
-    warnings: List[str] = []
+    damaged = damaged_files_warning(files)
+    warnings: List[str] = [damaged] if damaged else []
     seen: Dict[str, str] = {}
     mounts: List[Mount] = []
 

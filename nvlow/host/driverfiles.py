@@ -47,7 +47,7 @@ from .capabilities import (ALL_CAPABILITIES, BINARIES, CAPABILITY_ORDER, CONFIG_
 from .elf import ElfInfo, try_read_elf
 from ..errors import HostError
 from .ldcache import LdCache, PrefixIndex, compat32_arch, native_arch, read_ldcache
-from ..model import DriverFile, DriverFiles
+from ..model import DANGLING_ENTRY, UNREADABLE_ELF, DriverFile, DriverFiles
 from ..text import is_ascii_digits
 from .root import HostRoot, not_regular
 
@@ -175,10 +175,10 @@ class _Collector:
             return reason, None
         if not self.root.is_file(real):
             # a FIFO or device where a library should be: say so (dlopen of it would block or fail)
-            return not_regular(self.root.host(real)) or "listed in ld.so.cache but not a file", None
+            return not_regular(self.root.host(real)) or DANGLING_ENTRY, None
         elf = try_read_elf(self.root, real)
         if elf is None:
-            return "not a readable ELF file", None
+            return UNREADABLE_ELF, None
         if elf.machine != arch:
             return f"ELF machine {elf.machine}, wanted {arch}", None
         if prefix == "libnvidia-tls.so" and (elf.abi_note is None or elf.abi_note[1:] != NEW_TLS_ABI):
@@ -520,7 +520,7 @@ def _xorg_modules(col: _Collector, libs: Tuple[DriverFile, ...], arch: str) -> L
             continue
         elf = try_read_elf(col.root, real) if col.root.is_file(real) else None
         if elf is None or elf.machine != arch:
-            col.skip(real, "not a readable ELF file" if elf is None else f"ELF machine {elf.machine}, wanted {arch}")
+            col.skip(real, UNREADABLE_ELF if elf is None else f"ELF machine {elf.machine}, wanted {arch}")
             continue
         for target in (name,) + ((link_name,) if link_name else ()):
             out.append(DriverFile(host_path=col.root.host(real), kind="config", capability="graphics",

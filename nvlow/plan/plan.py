@@ -212,6 +212,17 @@ def driver_file_mounts(files: DriverFiles, *, include_nvidia_dir: bool = True) -
     return mounts
 
 
+def damaged_files_warning(files: DriverFiles) -> Optional[str]:
+    """One line naming the driver files left out as damaged or gone (:meth:`DriverFiles.damaged`), or None."""
+    damaged = files.damaged()
+    if not damaged:
+        return None
+    shown = ", ".join(f"{path} ({reason})" for path, reason in damaged[:3])
+    more = f" and {len(damaged) - 3} more" if len(damaged) > 3 else ""
+    return (f"driver files left out, damaged or gone: {shown}{more}; the container will lack them: reinstall the "
+            "driver (a partial install or a full disk leaves truncated files) and run ldconfig")
+
+
 def is_vdpau_driver(f: DriverFile) -> bool:
     """Whether ``f`` is NVIDIA's VDPAU driver, which libvdpau looks for in a ``vdpau/`` directory
     (:data:`VDPAU_ENV`), not on the loader's path."""
@@ -421,7 +432,9 @@ def build_plan(
                                       vdpau_dir=NVIDIA_LIB64 if vdpau else None)
     if files is not None:
         # a corrupt ld.so.cache is survivable (the usual directories are searched) but must be said
-        warnings = [reason for _path, reason in files.skipped if reason.startswith("corrupt")] + warnings
+        damaged = damaged_files_warning(files)
+        warnings = [reason for _path, reason in files.skipped if reason.startswith("corrupt")] \
+            + ([damaged] if damaged else []) + warnings
     return Plan(
         driver_version=host.driver_version,
         cuda_version=host.cuda_version,
