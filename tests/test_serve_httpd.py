@@ -535,6 +535,30 @@ def test_quick_readings_are_computed_on_the_loop_once_per_turn(tmp_path, monkeyp
     assert where == ({"nvlow-serve-rest"} if quick else {"nvlow-serve-worker"})
 
 
+@pytest.mark.parametrize("threshold,where", [(60.0, "nvlow-serve-rest"), (0.0, "nvlow-serve-worker")],
+                         ids=["quick", "slow"])
+def test_the_measured_reading_decides_where_status_is_computed(tmp_path, monkeypatch, threshold: float,
+                                                               where: str) -> None:
+    """The wiring end to end, on the simulated library's real readings: the first reading runs on a worker
+    (nothing measured yet); after it, the loop computes when the reading took less than the threshold."""
+    import nvlow.serve.cache as cachemod
+
+    monkeypatch.setattr(cachemod, "QUICK_READING_SECONDS", threshold)
+    names: List[str] = []
+    original = srvmod.ROUTES["/gpu/status/json"]
+
+    def recording(state, request):  # noqa: ANN001, ANN202
+        names.append(threading.current_thread().name)
+        return original(state, request)
+
+    monkeypatch.setitem(srvmod.ROUTES, "/gpu/status/json", recording)
+    with running_server(tmp_path) as (server, _state, _log):
+        for _ in range(3):
+            status, _h, body = get(server, "/gpu/status/json")
+            assert status == 200 and json.loads(body)["Devices"]
+    assert names == ["nvlow-serve-worker", where, where]
+
+
 def test_the_loop_computes_at_most_a_few_targets_a_turn(tmp_path, monkeypatch) -> None:
     """Distinct quick targets in one turn: INLINE_TARGETS of them on the loop, the rest on workers (many
     query variants cannot hold the loop)."""
