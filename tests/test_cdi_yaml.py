@@ -230,7 +230,7 @@ def test_reader_errors(text: str, message: str) -> None:
     ('"q" trailing\n', "line 1 column 5: unexpected 't' after the value"),
 ])
 def test_deliberate_refusals(text: str, message: str) -> None:
-    """go-yaml reads these; they are outside nvlow's subset, so nvlow refuses them (docs/cdi.md §7)."""
+    """go-yaml reads these; they are outside nvlow's subset, so nvlow refuses them (docs/cdi-spec-rules.md §7)."""
     with pytest.raises(YamlError, match="^" + re.escape(message)):
         load_yaml(text)
 

@@ -1,4 +1,4 @@
-"""Field-shape rules of a CDI spec: strict fields, value types, paths, edits (docs/cdi.md, "What a
+"""Field-shape rules of a CDI spec: strict fields, value types, paths, edits (docs/cdi-spec-rules.md, "What a
 spec holds").
 
 :class:`FieldChecker` collects one ``location: what is wrong`` line per

@@ -4,7 +4,7 @@ A CDI ``env`` entry *sets* a variable (the CDI library writes ``NAME=VALUE``
 into the OCI spec), so a ``PATH`` or ``LD_LIBRARY_PATH`` entry would replace
 the image's own value: a conda or CUDA image would lose ``/opt/conda/bin``.
 A spec therefore carries neither, and places the files where programs find
-them without help (docs/cdi.md, "Where the driver files go"):
+them without help (docs/cdi-spec-rules.md, "Where the driver files go"):
 
 - each library under its SONAME and extra link names (``libcuda.so``), in the
   directories glibc's dynamic loader searches by default even when the

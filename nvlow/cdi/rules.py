@@ -1,4 +1,4 @@
-"""CDI spec rules: the checks an engine's CDI library makes when it loads a spec (docs/cdi.md, "What a
+"""CDI spec rules: the checks an engine's CDI library makes when it loads a spec (docs/cdi-spec-rules.md, "What a
 spec holds", "Versions" and "Names").
 
 :func:`validate_document` applies the rules the CDI library applies when an
@@ -6,7 +6,7 @@ engine loads a spec (strict fields, version minima, kind and device-name
 syntax, unique names, env/mount/node/hook shape) plus the ones engines accept
 silently but that break containers (relative container paths). Each problem
 is one line: ``location: what is wrong``. :func:`required_version` is the
-version-minimum table (docs/cdi.md "Versions"); the per-field shape checks live in
+version-minimum table (docs/cdi-spec-rules.md "Versions"); the per-field shape checks live in
 :mod:`nvlow.cdi.field_rules`. These are pure functions of the parsed spec;
 the checks against this host are :mod:`nvlow.cdi.validate`'s.
 

@@ -13,7 +13,7 @@ CDI ``env`` entries *replace* the image's value (the CDI library sets the
 variable in the OCI spec), so the spec sets neither ``PATH`` nor
 ``LD_LIBRARY_PATH``: :mod:`nvlow.cdi.layout` binds libraries into the
 directories glibc searches by default and binaries into ``/usr/bin``
-(docs/cdi.md).
+(docs/cdi-spec-rules.md).
 
 Example:
     >>> from nvlow.model import DeviceNode, Gpu, Host
@@ -54,7 +54,7 @@ CDI_DRIVER_FILE_MODES = ("bind", "volume")
 MOUNT_OPTIONS = ("ro", "nosuid", "nodev", "bind")
 #: IPC sockets must stay writable (toolkit 1.19 dropped "ro" for them too)
 IPC_MOUNT_OPTIONS = ("nosuid", "nodev", "bind")
-#: the most recent version both podman 4.x (CDI 0.5) and Docker 26 accept (docs/cdi.md "Versions")
+#: the most recent version both podman 4.x (CDI 0.5) and Docker 26 accept (docs/cdi-spec-rules.md "Versions")
 MAX_EMITTED_VERSION = "0.5.0"
 
 
@@ -95,7 +95,7 @@ def parse_naming_strategies(values: Iterable[str]) -> Tuple[str, ...]:
 
 
 def check_kind(vendor: str, class_: str) -> str:
-    """``vendor/class`` after checking both halves against the CDI name rules (docs/cdi.md "Names")."""
+    """``vendor/class`` after checking both halves against the CDI name rules (docs/cdi-spec-rules.md "Names")."""
     if not is_vendor_name(vendor) or len(vendor) > 253:
         raise UsageError(f"invalid CDI vendor {vendor!r}",
                          hint="start with a letter, end with a letter or digit, use only letters, digits, '_', '.', '-'")

@@ -3,7 +3,7 @@
 Engines read ``*.json`` and ``*.yaml`` files (no recursion) from ``/etc/cdi``
 then ``/var/run/cdi``; a later directory has higher priority, and the same
 qualified device in two files of one directory is a conflict that makes the
-device unusable (CDI ``pkg/cdi/cache.go``; docs/cdi.md "Spec directories"). With ``--root`` the
+device unusable (CDI ``pkg/cdi/cache.go``; docs/cdi-spec-rules.md "Spec directories"). With ``--root`` the
 directories are looked up under the root.
 
 Spec files are parsed as the engines parse them: the CDI library hands

@@ -11,7 +11,7 @@ than a JSON surrogate pair, which go-yaml refuses.
 :func:`load_yaml` is nvlow's own reader for the subset of YAML that CDI specs
 use: inside it, it gives the value go-yaml v2 (the engines' parser) gives;
 everything else, and everything go-yaml refuses, raises :class:`YamlError`
-naming the line and column; see docs/cdi.md "Reading specs: the YAML that engines accept".
+naming the line and column; see docs/cdi-spec-rules.md "Reading specs: the YAML that engines accept".
 
 The emitter lives here, with the YAML 1.1 boolean and null words it must
 quote and :class:`YamlError`; the reader is :mod:`nvlow.cdi.yaml_load` and

@@ -9,7 +9,7 @@ the value go-yaml v2 gives, and outside it, it refuses. A refusal is always a
 :class:`~nvlow.cdi.yaml.YamlError` whose one-line message starts with
 ``line L column C:``; it is never a guess at a value.
 
-The subset (docs/cdi.md "Reading specs: the YAML that engines accept" has the full list):
+The subset (docs/cdi-spec-rules.md "Reading specs: the YAML that engines accept" has the full list):
 
 - block mappings and sequences, including ``- key: value`` entries, nested
   ``- - x`` entries and go-yaml's indentless ``key:\\n- item`` sequences;

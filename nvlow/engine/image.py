@@ -8,7 +8,7 @@ bound: a missing image or an unreachable engine gives ``(None, reason)``.
 
 The image's PATH/LD_LIBRARY_PATH are merged with the driver's directories by
 ``nvlow.plan.plan.merge_search_path`` (``-e PATH=...`` replaces the image's PATH,
-docs/driver-files.md "Where CUDA images look").
+docs/driver-file-selection.md "Where CUDA images look").
 
 Example:
     >>> cfg = config_from_json("cuda", {"Env": ["PATH=/usr/bin", "CUDA_VERSION=12.4.1"],

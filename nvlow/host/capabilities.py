@@ -145,7 +145,7 @@ IPC_PATHS: Tuple[Tuple[str, str], ...] = (
 )
 DEFAULT_MPS_PIPE_DIR = "/tmp/nvidia-mps"
 
-#: extra link names a program may open (docs/driver-files.md "Link names")
+#: extra link names a program may open (docs/driver-file-selection.md "Link names")
 EXTRA_LINKS: Dict[str, Tuple[str, ...]] = {
     "libcuda.so": ("libcuda.so",),  # nvidia-docker #103: apps dlopen the dev name
     "libGLX_nvidia.so": ("libGLX_indirect.so.0",),  # GLVND indirect GLX

@@ -1,6 +1,6 @@
 """Pick the host's driver files (libraries, binaries, configs, IPC, firmware) for a set of capabilities.
 
-Rules (docs/driver-files.md, "Lists per capability" to "32-bit"; libnvidia-container
+Rules (docs/driver-file-selection.md, "Lists per capability" to "32-bit"; libnvidia-container
 ``select_libraries``), applied per library name prefix and per arch:
 
 1. Candidates are the ld.so.cache ELF entries whose key starts with the

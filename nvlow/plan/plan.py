@@ -34,7 +34,7 @@ LD_LIBRARY_PATH_ADDITIONS = (NVIDIA_LIB64, NVIDIA_LIB32)
 PATH_ADDITIONS = (NVIDIA_BIN,)
 #: libvdpau loads the driver named by the X server from ``$VDPAU_DRIVER_PATH/libvdpau_nvidia.so.1``, then
 #: from its own module directory ``<libdir>/vdpau/``, then as a bare ``libvdpau_nvidia.so`` (no ``.1``): a
-#: driver under ``/usr/local/nvidia/lib64`` is found only through this variable (docs/driver-files.md, "VDPAU")
+#: driver under ``/usr/local/nvidia/lib64`` is found only through this variable (docs/driver-file-selection.md, "VDPAU")
 VDPAU_ENV = "VDPAU_DRIVER_PATH"
 VDPAU_SUBDIR = "vdpau"
 #: the volume driver name of ``--driver-files plugin`` and of ``nvlow serve``'s plugin: nvidia-docker 1.0's
@@ -304,7 +304,7 @@ def merge_search_path(current: Optional[str], additions: Sequence[str], *,
                       prepend: Sequence[str] = ()) -> Optional[str]:
     """``current`` (a colon list) plus the ``additions`` it lacks, appended, and the
     ``prepend`` entries it lacks, first (CUDA forward-compat libraries must come
-    before the driver's, docs/driver-files.md "CUDA forward compatibility"); None when nothing is missing.
+    before the driver's, docs/driver-file-selection.md "CUDA forward compatibility"); None when nothing is missing.
     Empty entries are dropped.
 
     Example:

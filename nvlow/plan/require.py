@@ -416,7 +416,7 @@ def compat_applies(host_driver: str, compat_version: str, note: Optional[Mapping
 
     ``compat_version`` is the compat ``libcuda.so.<version>`` version and
     ``note`` the JSON of its ``.note.cuda.fwd_compatibility`` ELF note, when
-    present (docs/driver-files.md "CUDA forward compatibility", toolkit ``enable-cuda-compat`` hook):
+    present (docs/driver-file-selection.md "CUDA forward compatibility", toolkit ``enable-cuda-compat`` hook):
     compat is used when the host driver branch is listed in ``driver`` and the
     note's ``CUDA version`` is newer than ``host_cuda`` (when known). Without a
     usable note: when the compat major is greater than the host driver's major

@@ -4,7 +4,7 @@ The spec is generated for the fake host root, written to ``/var/run/cdi`` under 
 this test session (podman 4.3 reads only /etc/cdi and /var/run/cdi) and removed afterwards.
 Containers request ``--device <kind>=0`` / ``=all``; what they see is read with a probe script.
 The spec sets no PATH or LD_LIBRARY_PATH: the image keeps its own, its glibc loader finds the driver
-libraries in its default directories and its PATH finds the binaries in /usr/bin (docs/cdi.md).
+libraries in its default directories and its PATH finds the binaries in /usr/bin (docs/cdi-spec-rules.md).
 Deliberately broken specs must be rejected by ``nvlow cdi validate`` and by podman alike.
 """
 from __future__ import annotations
@@ -205,7 +205,7 @@ def _break(kind: str, doc: Dict[str, Any], fake_host: FakeHost) -> Any:
 BROKEN = ["unknown-field", "env-without-value", "duplicate-name", "empty-device-edits", "bad-hook-name",
           "version-too-new-for-podman-4", "string-major", "missing-mount-source"]
 # Not here: cdiVersion 0.3.0 with a hostPath, which podman 4.3 accepts but Docker 26 rejects
-# (cdi.md §2); nvlow cdi validate reports it (tests/test_cdi_validate.py).
+# (cdi-spec-rules.md §2); nvlow cdi validate reports it (tests/test_cdi_validate.py).
 
 
 @pytest.mark.parametrize("case", BROKEN)

@@ -2,7 +2,7 @@
 
 libvdpau (vdpau_wrapper.c) loads the driver the X server names from ``$VDPAU_DRIVER_PATH/libvdpau_<name>.so.1``,
 then from its own module directory ``<libdir>/vdpau/libvdpau_<name>.so.1``, then as a bare
-``libvdpau_<name>.so`` on the loader's path (docs/driver-files.md, "VDPAU"). The probe below makes those
+``libvdpau_<name>.so`` on the loader's path (docs/driver-file-selection.md, "VDPAU"). The probe below makes those
 three ``dlopen`` calls in that order, as the Debian/Ubuntu build of libvdpau does, and prints the one that
 worked: a driver bound only as ``libvdpau_nvidia.so.1`` in a library directory is never found.
 """
