@@ -17,6 +17,7 @@ from .errors import DriverNotLoaded, LibraryError, NvlowError
 from .model import Host
 from .records import DriverLibrary, GpuRecord, SystemInfo
 from .host.root import HostRoot
+from .text import listed
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -155,17 +156,15 @@ def check_stale_libraries(ctx: DoctorContext) -> List[CheckResult]:
     out: List[CheckResult] = []
     damaged = files.damaged()
     if damaged:
-        shown = ", ".join(f"{p} ({r})" for p, r in damaged[:4]) + (f" and {len(damaged) - 4} more"
-                                                                  if len(damaged) > 4 else "")
+        shown = listed([f"{p} ({r})" for p, r in damaged], 4)
         out.append(CheckResult("damaged libraries", WARN, f"{len(damaged)} driver {version} file(s) left out of "
                                f"containers: {shown}", "reinstall the driver (a partial install or a full disk "
                                "leaves truncated files) and run ldconfig"))
     stale = [p for p, reason in files.skipped if "version" in reason or "stale" in reason]
     if stale:
-        shown = ", ".join(stale[:4]) + (f" and {len(stale) - 4} more" if len(stale) > 4 else "")
         return out + [CheckResult("stale libraries", WARN,
                                   f"{len(stale)} library file(s) of another driver version in the loader cache: "
-                                  f"{shown}", "remove the leftovers of the old driver and run ldconfig")]
+                                  f"{listed(stale, 4)}", "remove the leftovers of the old driver and run ldconfig")]
     return out + [CheckResult("stale libraries", OK, f"every NVIDIA library in the cache is {version}")]
 
 

@@ -36,6 +36,17 @@ def printable(text: str, limit: int = 100) -> str:
     return shown if shown.isprintable() else repr(shown)
 
 
+def listed(items: Sequence[str], limit: int) -> str:
+    """The first ``limit`` of ``items`` for a one-line message, and how many more there are.
+
+    Example:
+        >>> listed(["a", "b"], 3), listed(["a", "b", "c", "d", "e"], 3)
+        ('a, b', 'a, b, c and 2 more')
+    """
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
 def is_ascii_digits(text: str) -> bool:
     """True for a non-empty run of ASCII ``0-9`` (``str.isdigit`` also accepts ``²`` and ``٣``).
 

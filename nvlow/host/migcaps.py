@@ -30,6 +30,7 @@ from ..frozen import Record
 from ..model import DeviceNode
 from .procfs import parse_cap_access, parse_mig_cap_name, parse_mig_minors
 from .root import HostRoot
+from ..text import listed
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -135,8 +136,7 @@ def scan_mig_caps(sc: NodeChecker, caps_major: Optional[int]
         sc.warnings.append("/proc/devices has no 'nvidia-caps' device: MIG access is controlled through /proc "
                            "(older driver); MIG devices cannot be isolated with device nodes")
     if missing:
-        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
-        sc.warnings.append(f"MIG capability node(s) missing under {sc.root.host('/dev/nvidia-caps')}: {shown} "
+        sc.warnings.append(f"MIG capability node(s) missing under {sc.root.host('/dev/nvidia-caps')}: {listed(missing, 4)} "
                            "(create them with 'nvidia-modprobe -f /proc/driver/nvidia/capabilities/...')")
     config_node = _cap_node(sc, caps_major, config) if config is not None else None
     monitor_node = _cap_node(sc, caps_major, monitor) if monitor is not None else None

@@ -15,7 +15,7 @@ from __future__ import annotations
 from ..frozen import Record, replace
 from ..errors import HostError, UsageError
 from ..model import DeviceNode, DriverFile, DriverFiles, Host
-from ..text import ASCII_ALNUM
+from ..text import ASCII_ALNUM, listed
 from .select import Selection
 
 TYPE_CHECKING = False
@@ -217,9 +217,8 @@ def damaged_files_warning(files: DriverFiles) -> Optional[str]:
     damaged = files.damaged()
     if not damaged:
         return None
-    shown = ", ".join(f"{path} ({reason})" for path, reason in damaged[:3])
-    more = f" and {len(damaged) - 3} more" if len(damaged) > 3 else ""
-    return (f"driver files left out, damaged or gone: {shown}{more}; the container will lack them: reinstall the "
+    shown = listed([f"{path} ({reason})" for path, reason in damaged], 3)
+    return (f"driver files left out, damaged or gone: {shown}; the container will lack them: reinstall the "
             "driver (a partial install or a full disk leaves truncated files) and run ldconfig")
 
 

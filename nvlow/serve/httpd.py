@@ -744,11 +744,7 @@ class HTTPServer:
         """Compute each target kept this turn once and answer every request of it (loop thread)."""
         jobs, self._inline = self._inline, {}
         for job in jobs.values():
-            try:
-                response = self._call(job.head, job.body)
-            except Exception as exc:  # noqa: BLE001 - as in the workers
-                self.state.log(f"connection error: {type(exc).__name__}: {exc}")
-                response = Response(500, b"internal error, check logs for details\n")
+            response = self._compute(job)
             encoded: Dict[Tuple[bool, bool, bool], bytes] = {}
             now = time.monotonic()
             for conn, head in job.conns:
@@ -897,10 +893,7 @@ class HTTPServer:
                         del self._waiting[job.key]
                     self._running[job.key] = self._running.get(job.key, 0) + 1
             try:
-                response = self._call(job.head, job.body)
-            except Exception as exc:  # noqa: BLE001 - one bad request must not stop a worker
-                self.state.log(f"connection error: {type(exc).__name__}: {exc}")
-                response = Response(500, b"internal error, check logs for details\n")
+                response = self._compute(job)
             finally:
                 following = None
                 if job.key is not None:
@@ -981,6 +974,14 @@ class HTTPServer:
             self._close_from_worker()
         else:
             self._wake()
+
+    def _compute(self, job: _Job) -> Response:
+        """The answer to ``job`` (a worker's or the loop's); one bad request must not stop either."""
+        try:
+            return self._call(job.head, job.body)
+        except Exception as exc:  # noqa: BLE001
+            self.state.log(f"connection error: {type(exc).__name__}: {exc}")
+            return Response(500, b"internal error, check logs for details\n")
 
     def _call(self, head: Head, body: bytes) -> Response:
         path, raw_query = split_target(head.target)

@@ -130,19 +130,23 @@ _LIVE_V1 = ("/gpu/status", "/gpu/status/json")
 LIVE_PATHS = frozenset(_LIVE_V1 + tuple("/v1.0" + p for p in _LIVE_V1) + ("/v2/status",))
 
 
+def _live(target: str) -> bool:
+    return split_target(target)[0] in LIVE_PATHS
+
+
 def side_by_side(state: ServeState, target: str) -> bool:
     """Whether a live reading for ``target`` may start while another is under way: when the driver
     library's readings mostly wait (a real GPU's PCIe counters sample for 20 ms each), a second worker
     reading at once halves the wait of the requests that came meanwhile; on a library that answers at
     once a second reading would only contend for the interpreter."""
-    return split_target(target)[0] in LIVE_PATHS and state.cache.readings_wait()
+    return _live(target) and state.cache.readings_wait()
 
 
 def inline(state: ServeState, target: str) -> bool:
     """Whether the loop thread may compute a live reading for ``target`` itself: when the last one took
     microseconds (:meth:`DiscoveryCache.readings_quick`), as with the simulated library or a fake;
     never when it may discover or wait on NVML."""
-    return split_target(target)[0] in LIVE_PATHS and state.cache.readings_quick()
+    return _live(target) and state.cache.readings_quick()
 
 
 def _cacheable(request: Request) -> bool:
